@@ -1,0 +1,3 @@
+//! The transcriber function: inbound messages and their media to S3, voice notes to text.
+
+pub mod audio;

@@ -1,0 +1,413 @@
+//! The versioned JSON messages that travel on our queues.
+//!
+//! - The webhook puts one [`InboundMessage`] per WhatsApp message on the inbound queue.
+//! - The transcriber puts one [`ReplyJob`] per inbound message on the reply queue: the
+//!   inbound message plus what it learned (a transcript, a stored media object, or why
+//!   the media could not be used).
+//!
+//! Both carry `v` ([`ENVELOPE_VERSION`]); a consumer refuses a version newer than it
+//! knows with an error that says to deploy the functions together.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::user::{Sender, UserKey};
+use crate::whatsapp::webhook::{self, ApiError, MessageContent, Referral};
+
+/// The envelope version this build writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// An inbound WhatsApp message, as the webhook enqueues it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundMessage {
+    pub v: u32,
+    /// The phone number id of our business number that received the message.
+    pub phone_number_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_phone_number: Option<String>,
+    pub sender: Sender,
+    /// The WhatsApp message id (`wamid.…`).
+    pub id: String,
+    /// Unix seconds when the user sent it (Meta's timestamp).
+    pub timestamp: i64,
+    /// Unix milliseconds when our webhook accepted it.
+    pub received_at_ms: i64,
+    /// The message this one replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ReplyContext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral: Option<Referral>,
+    /// Set when the message was sent in a group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
+    pub content: Content,
+}
+
+impl InboundMessage {
+    /// Builds the envelope of one webhook message. `None` when the message names no
+    /// sender at all (neither phone number nor business-scoped id): it cannot be
+    /// answered or keyed, and the caller treats the body as malformed.
+    pub fn from_webhook(
+        message: &webhook::Message,
+        metadata: &webhook::Metadata,
+        contacts: &[webhook::Contact],
+        received_at_ms: i64,
+    ) -> Option<Self> {
+        let sender = Sender::from_webhook(message, contacts)?;
+        Some(InboundMessage {
+            v: ENVELOPE_VERSION,
+            phone_number_id: metadata.phone_number_id.clone(),
+            display_phone_number: metadata.display_phone_number.clone(),
+            sender,
+            id: message.id.clone(),
+            timestamp: message.timestamp,
+            received_at_ms,
+            context: message.context.as_ref().and_then(|c| {
+                c.id.as_ref().map(|id| ReplyContext {
+                    message_id: id.clone(),
+                    forwarded: c.forwarded.unwrap_or(false)
+                        || c.frequently_forwarded.unwrap_or(false),
+                })
+            }),
+            referral: message.referral.clone(),
+            group_id: message.group_id.clone(),
+            content: Content::from(&message.content),
+        })
+    }
+
+    /// The key everything about this user is stored and ordered under.
+    pub fn user_key(&self) -> UserKey {
+        self.sender.key()
+    }
+}
+
+/// The message an inbound message replies to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyContext {
+    pub message_id: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+}
+
+/// A media object to fetch from the Graph API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MediaRef {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl From<&webhook::Media> for MediaRef {
+    fn from(m: &webhook::Media) -> Self {
+        MediaRef {
+            id: m.id.clone(),
+            mime_type: m.mime_type.clone(),
+            sha256: m.sha256.clone(),
+        }
+    }
+}
+
+/// What the user sent, reduced to what the next stages use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Content {
+    Text {
+        body: String,
+    },
+    Audio {
+        media: MediaRef,
+        /// A voice note recorded in WhatsApp (as opposed to an audio file).
+        #[serde(default)]
+        voice: bool,
+    },
+    Image {
+        media: MediaRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
+    Video {
+        media: MediaRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+    },
+    Document {
+        media: MediaRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filename: Option<String>,
+    },
+    Sticker {
+        media: MediaRef,
+        #[serde(default)]
+        animated: bool,
+    },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+    },
+    Contacts {
+        /// The names on the shared contact cards.
+        names: Vec<String>,
+    },
+    /// A reply button, list row or flow the user chose.
+    Interactive {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_id: Option<String>,
+        title: String,
+    },
+    /// A quick-reply button of a template.
+    Button {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payload: Option<String>,
+        text: String,
+    },
+    Reaction {
+        message_id: String,
+        /// `None` when the user removed their reaction.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emoji: Option<String>,
+    },
+    Order {
+        catalog_id: String,
+        items: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    System {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kind: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+    },
+    /// A type we cannot handle: the responder answers politely.
+    Unsupported {
+        original_type: String,
+        /// What Meta says the user really sent (`edit`, `poll`, …), when it says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        errors: Vec<ApiError>,
+    },
+}
+
+impl Content {
+    /// The type name, as Meta spells it (`unsupported` for what we cannot handle).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Content::Text { .. } => "text",
+            Content::Audio { .. } => "audio",
+            Content::Image { .. } => "image",
+            Content::Video { .. } => "video",
+            Content::Document { .. } => "document",
+            Content::Sticker { .. } => "sticker",
+            Content::Location { .. } => "location",
+            Content::Contacts { .. } => "contacts",
+            Content::Interactive { .. } => "interactive",
+            Content::Button { .. } => "button",
+            Content::Reaction { .. } => "reaction",
+            Content::Order { .. } => "order",
+            Content::System { .. } => "system",
+            Content::Unsupported { .. } => "unsupported",
+        }
+    }
+
+    /// The media object to fetch, for audio, image, video, document and sticker.
+    pub fn media(&self) -> Option<&MediaRef> {
+        match self {
+            Content::Audio { media, .. }
+            | Content::Image { media, .. }
+            | Content::Video { media, .. }
+            | Content::Document { media, .. }
+            | Content::Sticker { media, .. } => Some(media),
+            _ => None,
+        }
+    }
+
+    /// The caption the user wrote under an image, video or document.
+    pub fn caption(&self) -> Option<&str> {
+        match self {
+            Content::Image { caption, .. }
+            | Content::Video { caption, .. }
+            | Content::Document { caption, .. } => caption.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl From<&MessageContent> for Content {
+    fn from(content: &MessageContent) -> Self {
+        match content {
+            MessageContent::Text(t) => Content::Text {
+                body: t.body.clone(),
+            },
+            MessageContent::Audio(m) => Content::Audio {
+                media: m.into(),
+                voice: m.voice.unwrap_or(false),
+            },
+            MessageContent::Image(m) => Content::Image {
+                media: m.into(),
+                caption: m.caption.clone(),
+            },
+            MessageContent::Video(m) => Content::Video {
+                media: m.into(),
+                caption: m.caption.clone(),
+            },
+            MessageContent::Document(m) => Content::Document {
+                media: m.into(),
+                caption: m.caption.clone(),
+                filename: m.filename.clone(),
+            },
+            MessageContent::Sticker(m) => Content::Sticker {
+                media: m.into(),
+                animated: m.animated.unwrap_or(false),
+            },
+            MessageContent::Location(l) => Content::Location {
+                latitude: l.latitude,
+                longitude: l.longitude,
+                name: l.name.clone(),
+                address: l.address.clone(),
+            },
+            MessageContent::Contacts(cards) => Content::Contacts {
+                names: cards
+                    .iter()
+                    .filter_map(|c| c.name.as_ref())
+                    .filter_map(|n| n.formatted_name.clone().or_else(|| n.first_name.clone()))
+                    .collect(),
+            },
+            MessageContent::Interactive(i) => {
+                let choice = i.button_reply.as_ref().or(i.list_reply.as_ref());
+                match (choice, &i.nfm_reply) {
+                    (Some(c), _) => Content::Interactive {
+                        reply_id: Some(c.id.clone()),
+                        title: c.title.clone(),
+                    },
+                    (None, Some(flow)) => Content::Interactive {
+                        reply_id: flow.name.clone(),
+                        title: flow.body.clone().unwrap_or_default(),
+                    },
+                    (None, None) => Content::Unsupported {
+                        original_type: "interactive".to_owned(),
+                        detail: Some(i.kind.clone()),
+                        errors: Vec::new(),
+                    },
+                }
+            }
+            MessageContent::Button(b) => Content::Button {
+                payload: b.payload.clone(),
+                text: b.text.clone(),
+            },
+            MessageContent::Reaction(r) => Content::Reaction {
+                message_id: r.message_id.clone(),
+                emoji: r.emoji.clone().filter(|e| !e.is_empty()),
+            },
+            MessageContent::Order(o) => Content::Order {
+                catalog_id: o.catalog_id.clone(),
+                items: o.product_items.len(),
+                text: o.text.clone(),
+            },
+            MessageContent::System(s) => Content::System {
+                kind: s.kind.clone(),
+                body: s.body.clone(),
+            },
+            MessageContent::Unsupported {
+                kind,
+                detail,
+                errors,
+            } => Content::Unsupported {
+                original_type: kind.clone(),
+                detail: detail.clone(),
+                errors: errors.clone(),
+            },
+        }
+    }
+}
+
+/// The transcriber's hand-over to the responder: the inbound message and what the
+/// transcriber made of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyJob {
+    pub v: u32,
+    pub message: InboundMessage,
+    pub prepared: Prepared,
+}
+
+impl ReplyJob {
+    pub fn new(message: InboundMessage, prepared: Prepared) -> Self {
+        ReplyJob {
+            v: ENVELOPE_VERSION,
+            message,
+            prepared,
+        }
+    }
+}
+
+/// What the transcriber did with an inbound message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Prepared {
+    /// Nothing to prepare (text and other non-media messages).
+    Nothing,
+    /// A voice note or audio file, transcribed.
+    Transcribed {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        language: Option<String>,
+        /// The S3 key of the transcript record.
+        transcript_key: String,
+        duration_ms: u64,
+    },
+    /// The media was stored in S3 (images, video, documents, stickers).
+    MediaStored { key: String, mime_type: String },
+    /// Audio we cannot decode (AMR, a corrupt file, too long): the reason is for the
+    /// responder's polite answer and for the logs.
+    AudioUnsupported { reason: String },
+    /// The media could not be fetched or was refused (too big, bad checksum, gone).
+    MediaUnavailable { reason: String },
+}
+
+/// Why a queue message could not be read.
+#[derive(Debug, Error)]
+pub enum EnvelopeError {
+    #[error("queue message is not a valid envelope: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error(
+        "queue message has envelope version {found}, newer than this function understands ({ENVELOPE_VERSION}); deploy all functions from the same release"
+    )]
+    UnknownVersion { found: u32 },
+}
+
+/// Versioned envelopes.
+pub trait Versioned {
+    fn version(&self) -> u32;
+}
+
+impl Versioned for InboundMessage {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+impl Versioned for ReplyJob {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// Reads a queue message body, checking its version.
+pub fn decode<T>(body: &str) -> Result<T, EnvelopeError>
+where
+    T: serde::de::DeserializeOwned + Versioned,
+{
+    let value: T = serde_json::from_str(body)?;
+    match value.version() {
+        v if v > ENVELOPE_VERSION || v == 0 => Err(EnvelopeError::UnknownVersion { found: v }),
+        _ => Ok(value),
+    }
+}

@@ -1,0 +1,135 @@
+//! The S3 key layout: one place that names every object Remedios stores.
+//!
+//! | prefix | what | written by |
+//! |---|---|---|
+//! | `quarantine/{date}/{sha256}.json` | signed webhook bodies we could not parse | webhook |
+//! | `messages/{user}/{message}.json` | the inbound message record (its envelope) | transcriber |
+//! | `media/{user}/{message}.{ext}` | media files, with their content type | transcriber |
+//! | `transcripts/{user}/{message}.json` | voice-note transcripts | transcriber |
+//! | `conversations/{user}.json` | a user's recent turns | responder |
+//! | `replies/{user}/{message}.json` | which reply parts went out (idempotency) | responder |
+//!
+//! `{user}` is the user's pseudonymous [`UserTag`]; `{message}` is the WhatsApp message
+//! id, percent-encoded where it has characters that are awkward in keys.
+
+use crate::user::UserTag;
+
+/// Signed but unparsable webhook bodies.
+pub const QUARANTINE: &str = "quarantine/";
+/// Inbound message records.
+pub const MESSAGES: &str = "messages/";
+/// Media files.
+pub const MEDIA: &str = "media/";
+/// Transcripts of voice notes.
+pub const TRANSCRIPTS: &str = "transcripts/";
+/// Conversation histories.
+pub const CONVERSATIONS: &str = "conversations/";
+/// Reply progress and idempotency records.
+pub const REPLIES: &str = "replies/";
+
+/// Where a signed body that did not parse is kept: content-addressed, so Meta's
+/// retries of the same body land on the same key.
+pub fn quarantine(unix_seconds: i64, body_sha256_hex: &str) -> String {
+    format!(
+        "{QUARANTINE}{}/{body_sha256_hex}.json",
+        utc_date(unix_seconds)
+    )
+}
+
+/// The record of one inbound message.
+pub fn message_record(user: &UserTag, message_id: &str) -> String {
+    format!("{MESSAGES}{user}/{}.json", key_safe(message_id))
+}
+
+/// A media file; `extension` without the dot.
+pub fn media(user: &UserTag, message_id: &str, extension: &str) -> String {
+    format!(
+        "{MEDIA}{user}/{}.{}",
+        key_safe(message_id),
+        key_safe(extension)
+    )
+}
+
+/// The transcript of a voice note.
+pub fn transcript(user: &UserTag, message_id: &str) -> String {
+    format!("{TRANSCRIPTS}{user}/{}.json", key_safe(message_id))
+}
+
+/// A user's conversation history.
+pub fn conversation(user: &UserTag) -> String {
+    format!("{CONVERSATIONS}{user}.json")
+}
+
+/// The reply record of one inbound message.
+pub fn reply(user: &UserTag, message_id: &str) -> String {
+    format!("{REPLIES}{user}/{}.json", key_safe(message_id))
+}
+
+/// Percent-encodes everything but ASCII letters, digits and `._=-`, so an id maps
+/// to exactly one key segment and two ids never share one.
+fn key_safe(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix time in seconds.
+pub fn utc_date(unix_seconds: i64) -> String {
+    let (y, m, d) = civil_from_days(unix_seconds.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Converts days since 1970-01-01 to a (year, month, day) of the proleptic
+/// Gregorian calendar (the well-known era-based algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_calendar_dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(951_782_400), "2000-02-29");
+        assert_eq!(utc_date(1_795_996_799), "2026-11-29");
+        assert_eq!(utc_date(-1), "1969-12-31");
+    }
+
+    #[test]
+    fn message_ids_become_single_injective_key_segments() {
+        let user = UserTag::of("15551234567");
+        let a = message_record(&user, "wamid.HBg+a/b==");
+        let b = message_record(&user, "wamid.HBg/a+b==");
+        assert_ne!(a, b);
+        assert!(a.ends_with("/wamid.HBg%2Ba%2Fb==.json"), "{a}");
+        assert_eq!(a.matches('/').count(), 2);
+    }
+
+    #[test]
+    fn every_key_lives_under_its_prefix() {
+        let user = UserTag::of("US.1");
+        assert!(media(&user, "m", "ogg").starts_with(MEDIA));
+        assert!(transcript(&user, "m").starts_with(TRANSCRIPTS));
+        assert!(conversation(&user).starts_with(CONVERSATIONS));
+        assert!(reply(&user, "m").starts_with(REPLIES));
+        assert!(quarantine(0, "ab").starts_with(QUARANTINE));
+    }
+}

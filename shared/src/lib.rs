@@ -1,0 +1,25 @@
+//! What the Remedios functions share.
+//!
+//! - [`config`]: typed configuration from the environment, checked at cold start.
+//! - [`secrets`]: secrets from the environment or SSM Parameter Store.
+//! - [`whatsapp`]: the webhook notification types.
+//! - [`signature`]: `X-Hub-Signature-256` checking.
+//! - [`envelope`]: the versioned messages on our queues.
+//! - [`user`]: senders, user keys and their pseudonymous tags.
+//! - [`keys`]: the S3 key layout.
+//! - [`queue`], [`store`]: SQS and S3.
+//! - [`aws`]: AWS clients from the environment.
+//! - [`telemetry`]: JSON logs.
+
+pub mod aws;
+pub mod config;
+pub mod envelope;
+pub mod graph;
+pub mod keys;
+pub mod queue;
+pub mod secrets;
+pub mod signature;
+pub mod store;
+pub mod telemetry;
+pub mod user;
+pub mod whatsapp;

@@ -1,0 +1,183 @@
+//! Who a message comes from, and the keys everything about a user is filed under.
+//!
+//! Since WhatsApp usernames arrived, a user is named by a phone number (`wa_id`), a
+//! business-scoped user id (BSUID, `user_id`), or both. [`Sender`] keeps whichever
+//! Meta gave; [`UserKey`] picks the stable one (the BSUID when present: it survives a
+//! change of phone number) and [`UserTag`] turns it into a pseudonymous token for S3
+//! keys, SQS group ids and logs, so no phone number appears in any of them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::whatsapp::webhook;
+
+/// The sender of an inbound message, as Meta identified them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    /// Phone number (WhatsApp id), when the user shares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// Business-scoped user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_name: Option<String>,
+}
+
+impl Sender {
+    /// The sender of `message`, completed from the notification's `contacts` entry
+    /// for the same user. `None` when neither a phone number nor a BSUID is known.
+    pub fn from_webhook(message: &webhook::Message, contacts: &[webhook::Contact]) -> Option<Self> {
+        let contact = contacts
+            .iter()
+            .find(|c| {
+                (message.from.is_some() && c.wa_id == message.from)
+                    || (message.from_user_id.is_some() && c.user_id == message.from_user_id)
+            })
+            .or(match contacts {
+                [only] => Some(only),
+                _ => None,
+            });
+        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        let wa_id = message
+            .from
+            .clone()
+            .or_else(|| contact.and_then(|c| non_empty(&c.wa_id)));
+        let user_id = message
+            .from_user_id
+            .clone()
+            .or_else(|| contact.and_then(|c| non_empty(&c.user_id)));
+        if wa_id.is_none() && user_id.is_none() {
+            return None;
+        }
+        let profile = contact.and_then(|c| c.profile.as_ref());
+        Some(Sender {
+            wa_id,
+            user_id,
+            username: profile.and_then(|p| non_empty(&p.username)),
+            profile_name: profile.and_then(|p| non_empty(&p.name)),
+        })
+    }
+
+    /// The stable key of this user: the BSUID when known, else the phone number.
+    pub fn key(&self) -> UserKey {
+        UserKey(
+            self.user_id
+                .clone()
+                .or_else(|| self.wa_id.clone())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// The stable identity of a user (a BSUID or a phone number). Its `Display` is
+/// redacted; use [`UserKey::as_str`] where the real value is needed.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UserKey(String);
+
+impl UserKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        UserKey(key.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The pseudonymous tag of this user.
+    pub fn tag(&self) -> UserTag {
+        UserTag::of(&self.0)
+    }
+}
+
+impl fmt::Display for UserKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
+}
+
+impl fmt::Debug for UserKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserKey({})", redact(&self.0))
+    }
+}
+
+/// A phone number or id with all but its last four characters hidden, for logs.
+pub fn redact(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() <= 4 {
+        return "…".to_owned();
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("…{tail}")
+}
+
+/// A user's pseudonymous tag: 20 hex digits of SHA-256 over their key. It names the
+/// user in S3 keys, SQS message group ids and logs.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UserTag(String);
+
+impl UserTag {
+    /// The tag of a user key (a BSUID or a phone number, exactly as Meta sends it).
+    pub fn of(key: &str) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"remedios-user:")
+            .chain_update(key.as_bytes())
+            .finalize();
+        UserTag(hex::encode(&digest[..10]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for UserTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserTag({})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_keeps_only_the_last_four_characters() {
+        assert_eq!(redact("15551234567"), "…4567");
+        assert_eq!(redact("US.13491208655302741918"), "…1918");
+        assert_eq!(redact("123"), "…");
+    }
+
+    #[test]
+    fn tags_are_stable_distinct_and_carry_no_digits_of_the_number() {
+        let a = UserTag::of("15551234567");
+        assert_eq!(a, UserTag::of("15551234567"));
+        assert_ne!(a, UserTag::of("15551234568"));
+        assert_eq!(a.as_str().len(), 20);
+        assert!(!a.as_str().contains("4567"));
+    }
+
+    #[test]
+    fn the_key_prefers_the_business_scoped_id() {
+        let s = Sender {
+            wa_id: Some("15551234567".into()),
+            user_id: Some("US.1349".into()),
+            username: None,
+            profile_name: None,
+        };
+        assert_eq!(s.key().as_str(), "US.1349");
+        let phone_only = Sender { user_id: None, ..s };
+        assert_eq!(phone_only.key().as_str(), "15551234567");
+    }
+}
