@@ -1,0 +1,376 @@
+//! Writing the GGML model file whisper.cpp loads.
+//!
+//! Layout (little-endian): magic `0x67676d6c`; eleven `i32`
+//! hyper-parameters; the mel filters (`i32 n_mels`, `i32 n_bins`, then
+//! `f32` values); the vocabulary (`i32 count`, then per token `i32 length`
+//! and raw bytes); then tensors, each `i32 n_dims`, `i32 name length`,
+//! `i32 type` (0 f32, 1 f16), the dimensions innermost first, the name and
+//! the data.
+
+use std::io::{self, Read, Write};
+
+use crate::ct2::DType;
+use crate::half::{bf16_to_f32, f16_to_f32, f32_to_f16};
+
+/// The file magic, `"ggml"` as a big-endian integer.
+pub const MAGIC: u32 = 0x6767_6d6c;
+
+/// Element type of a tensor in the GGML file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgmlType {
+    /// 32-bit float (type 0).
+    F32,
+    /// IEEE half precision (type 1).
+    F16,
+}
+
+impl GgmlType {
+    /// The type code in the file.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::F32 => 0,
+            Self::F16 => 1,
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+        }
+    }
+}
+
+/// Whisper's hyper-parameters, in the order of the file header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HParams {
+    /// Rows of the token embedding: 51864 for English-only models, 51865
+    /// (51866 for large-v3) for multilingual ones.
+    pub n_vocab: u32,
+    /// Encoder positions (1500 for 30 s of audio).
+    pub n_audio_ctx: u32,
+    /// Encoder width.
+    pub n_audio_state: u32,
+    /// Encoder attention heads.
+    pub n_audio_head: u32,
+    /// Encoder blocks.
+    pub n_audio_layer: u32,
+    /// Decoder positions (448).
+    pub n_text_ctx: u32,
+    /// Decoder width.
+    pub n_text_state: u32,
+    /// Decoder attention heads.
+    pub n_text_head: u32,
+    /// Decoder blocks.
+    pub n_text_layer: u32,
+    /// Mel bands of the input spectrogram (80; 128 for large-v3).
+    pub n_mels: u32,
+    /// Weight type: 1 = matrices in f16.
+    pub ftype: u32,
+}
+
+impl HParams {
+    /// The header values in file order.
+    pub fn to_array(&self) -> [u32; 11] {
+        [
+            self.n_vocab,
+            self.n_audio_ctx,
+            self.n_audio_state,
+            self.n_audio_head,
+            self.n_audio_layer,
+            self.n_text_ctx,
+            self.n_text_state,
+            self.n_text_head,
+            self.n_text_layer,
+            self.n_mels,
+            self.ftype,
+        ]
+    }
+
+    /// Whether whisper.cpp treats the model as multilingual.
+    pub fn is_multilingual(&self) -> bool {
+        self.n_vocab >= 51865
+    }
+
+    /// Id of `<|endoftext|>` as whisper.cpp assumes it, which is also the
+    /// number of ordinary tokens the file must list.
+    pub fn end_of_text_id(&self) -> usize {
+        if self.is_multilingual() { 50257 } else { 50256 }
+    }
+
+    /// The usual name of the model size, e.g. `base` or `tiny.en`.
+    pub fn model_type(&self) -> String {
+        let size = match (self.n_audio_layer, self.n_mels) {
+            (4, _) => "tiny",
+            (6, _) => "base",
+            (12, _) => "small",
+            (24, _) => "medium",
+            (32, 128) => "large-v3",
+            (32, _) => "large",
+            _ => "unknown",
+        };
+        if self.is_multilingual() {
+            size.to_owned()
+        } else {
+            format!("{size}.en")
+        }
+    }
+}
+
+/// A writer that counts the bytes written through it.
+pub struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Counting<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Self { inner, count: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Returns the inner writer.
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn i32_of(v: usize) -> io::Result<[u8; 4]> {
+    i32::try_from(v).map(i32::to_le_bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{v} does not fit an i32"),
+        )
+    })
+}
+
+/// Writes the magic and the hyper-parameters.
+pub fn write_header(w: &mut impl Write, hp: &HParams) -> io::Result<()> {
+    w.write_all(&MAGIC.to_le_bytes())?;
+    for v in hp.to_array() {
+        w.write_all(&i32_of(v as usize)?)?;
+    }
+    Ok(())
+}
+
+/// Writes the mel filter bank, `n_mels` rows of `filters.len() / n_mels`.
+pub fn write_mel_filters(w: &mut impl Write, n_mels: usize, filters: &[f32]) -> io::Result<()> {
+    let bins = filters.len().checked_div(n_mels).unwrap_or(0);
+    w.write_all(&i32_of(n_mels)?)?;
+    w.write_all(&i32_of(bins)?)?;
+    let mut buf = Vec::with_capacity(filters.len() * 4);
+    for v in filters {
+        buf.extend_from_slice(&v.to_le_bytes());
+    }
+    w.write_all(&buf)
+}
+
+/// Writes the vocabulary: count, then each token's length and bytes.
+pub fn write_vocabulary(w: &mut impl Write, tokens: &[Vec<u8>]) -> io::Result<()> {
+    w.write_all(&i32_of(tokens.len())?)?;
+    for token in tokens {
+        w.write_all(&i32_of(token.len())?)?;
+        w.write_all(token)?;
+    }
+    Ok(())
+}
+
+/// Writes a tensor header; `shape` is outermost first (as in PyTorch) and
+/// is written innermost first, as GGML counts dimensions.
+pub fn write_tensor_header(
+    w: &mut impl Write,
+    name: &str,
+    shape: &[usize],
+    ty: GgmlType,
+) -> io::Result<()> {
+    w.write_all(&i32_of(shape.len())?)?;
+    w.write_all(&i32_of(name.len())?)?;
+    w.write_all(&ty.code().to_le_bytes())?;
+    for &d in shape.iter().rev() {
+        w.write_all(&i32_of(d)?)?;
+    }
+    w.write_all(name.as_bytes())
+}
+
+/// Elements converted per chunk.
+const CHUNK: usize = 1 << 16;
+
+/// Why [`copy_converted`] failed.
+#[derive(Debug)]
+pub enum CopyError {
+    /// Reading the input failed (or it ended early).
+    Read(io::Error),
+    /// Writing the output failed.
+    Write(io::Error),
+    /// The input type is not a float type.
+    Type(DType),
+}
+
+/// Streams `count` elements of type `from` from `r` to `w`, converted to
+/// `to`, a chunk at a time. `from` must be a float type.
+pub fn copy_converted(
+    r: &mut impl Read,
+    w: &mut impl Write,
+    from: DType,
+    to: GgmlType,
+    count: usize,
+) -> Result<(), CopyError> {
+    let widen: fn(&[u8]) -> f32 = match from {
+        DType::F32 => |e| f32::from_le_bytes([e[0], e[1], e[2], e[3]]),
+        DType::F16 => |e| f16_to_f32(u16::from_le_bytes([e[0], e[1]])),
+        DType::BF16 => |e| bf16_to_f32(u16::from_le_bytes([e[0], e[1]])),
+        DType::I8 | DType::I16 | DType::I32 => return Err(CopyError::Type(from)),
+    };
+    let in_size = from.size();
+    let mut input = vec![0u8; CHUNK.min(count) * in_size];
+    let mut output = Vec::with_capacity(CHUNK.min(count) * to.size());
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        let input = &mut input[..n * in_size];
+        r.read_exact(input).map_err(CopyError::Read)?;
+        let data: &[u8] = match (from, to) {
+            (DType::F16, GgmlType::F16) | (DType::F32, GgmlType::F32) => input,
+            _ => {
+                output.clear();
+                for e in input.chunks_exact(in_size) {
+                    let x = widen(e);
+                    match to {
+                        GgmlType::F32 => output.extend_from_slice(&x.to_le_bytes()),
+                        GgmlType::F16 => output.extend_from_slice(&f32_to_f16(x).to_le_bytes()),
+                    }
+                }
+                &output
+            }
+        };
+        w.write_all(data).map_err(CopyError::Write)?;
+        left -= n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f16s(values: &[f32]) -> Vec<u8> {
+        values
+            .iter()
+            .flat_map(|&v| f32_to_f16(v).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn converts_between_float_types() {
+        let values = [1.0f32, -2.5, 0.0, 65504.0];
+        let mut out = Vec::new();
+        copy_converted(
+            &mut &f16s(&values)[..],
+            &mut out,
+            DType::F16,
+            GgmlType::F32,
+            4,
+        )
+        .unwrap();
+        let back: Vec<f32> = out
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(back, values);
+
+        let f32_bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut out = Vec::new();
+        copy_converted(&mut &f32_bytes[..], &mut out, DType::F32, GgmlType::F16, 4).unwrap();
+        assert_eq!(out, f16s(&values));
+
+        // bfloat16 1.0 and -5.0
+        let mut out = Vec::new();
+        copy_converted(
+            &mut &[0x80, 0x3f, 0xa0, 0xc0][..],
+            &mut out,
+            DType::BF16,
+            GgmlType::F16,
+            2,
+        )
+        .unwrap();
+        assert_eq!(out, f16s(&[1.0, -5.0]));
+
+        let mut out = Vec::new();
+        let err = copy_converted(&mut &[1u8, 2][..], &mut out, DType::I8, GgmlType::F16, 2);
+        assert!(matches!(err, Err(CopyError::Type(DType::I8))), "{err:?}");
+    }
+
+    #[test]
+    fn streams_more_than_one_chunk_and_reports_short_input() {
+        let count = CHUNK * 2 + 3;
+        let input: Vec<u8> = (0..count)
+            .flat_map(|i| f32_to_f16(i as f32).to_le_bytes())
+            .collect();
+        let mut out = Vec::new();
+        copy_converted(&mut &input[..], &mut out, DType::F16, GgmlType::F16, count).unwrap();
+        assert_eq!(out, input);
+        let mut out = Vec::new();
+        let err = copy_converted(&mut &input[..10], &mut out, DType::F16, GgmlType::F16, 6);
+        assert!(
+            matches!(err, Err(CopyError::Read(ref e)) if e.kind() == io::ErrorKind::UnexpectedEof),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn tensor_header_reverses_dimensions() {
+        let mut out = Vec::new();
+        write_tensor_header(&mut out, "ab", &[3, 5, 7], GgmlType::F16).unwrap();
+        let ints: Vec<i32> = out[..24]
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(ints, [3, 2, 1, 7, 5, 3]);
+        assert_eq!(&out[24..], b"ab");
+    }
+
+    #[test]
+    fn model_types() {
+        let mut hp = HParams {
+            n_vocab: 51864,
+            n_audio_ctx: 1500,
+            n_audio_state: 384,
+            n_audio_head: 6,
+            n_audio_layer: 4,
+            n_text_ctx: 448,
+            n_text_state: 384,
+            n_text_head: 6,
+            n_text_layer: 4,
+            n_mels: 80,
+            ftype: 1,
+        };
+        assert_eq!(hp.model_type(), "tiny.en");
+        assert_eq!(hp.end_of_text_id(), 50256);
+        hp.n_vocab = 51865;
+        hp.n_audio_layer = 6;
+        assert_eq!(hp.model_type(), "base");
+        assert_eq!(hp.end_of_text_id(), 50257);
+        hp.n_audio_layer = 32;
+        hp.n_mels = 128;
+        hp.n_vocab = 51866;
+        assert_eq!(hp.model_type(), "large-v3");
+    }
+}
