@@ -1,0 +1,1 @@
+//! Reads infra/template.yaml (filled by the infra work).

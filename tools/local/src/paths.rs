@@ -1,0 +1,34 @@
+//! Where the project's local files are: the workspace, its venv, its caches.
+
+use std::path::PathBuf;
+
+/// The workspace root: `REMEDIOS_HOME` when set, else the directory this crate was
+/// built from (two levels above `tools/local`).
+pub fn workspace_root() -> PathBuf {
+    if let Some(home) = std::env::var_os("REMEDIOS_HOME") {
+        return PathBuf::from(home);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or(manifest)
+}
+
+/// The project venv: `REMEDIOS_VENV`, else `<workspace>/.venv`.
+pub fn venv() -> PathBuf {
+    std::env::var_os("REMEDIOS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv"))
+}
+
+/// A program in the venv's `bin/`.
+pub fn venv_bin(name: &str) -> PathBuf {
+    venv().join("bin").join(name)
+}
+
+/// The cache directory (models, built wheels): `<workspace>/.cache`.
+pub fn cache_dir() -> PathBuf {
+    workspace_root().join(".cache")
+}
