@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs everything Remedios' tests and local stack need, idempotently:
+#   - system packages (cmake/clang for whisper.cpp, espeak-ng/sox/opus-tools/ffmpeg
+#     to make test audio), when apt-get is available and they are missing;
+#   - cargo-nextest, when missing;
+#   - the Python venv .venv with the pinned tools of scripts/requirements-dev.txt;
+#   - the Whisper models in .cache/models (scripts/models.sh).
+#
+#   scripts/bootstrap.sh            # all of the above
+#   REMEDIOS_SKIP_APT=1 scripts/bootstrap.sh   # when you installed the packages yourself
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${REMEDIOS_VENV:-$ROOT/.venv}"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'bootstrap.sh: error: %s\n' "$*" >&2; exit 1; }
+
+APT_PACKAGES=(cmake clang libclang-dev pkg-config espeak-ng sox libsox-fmt-all opus-tools ffmpeg
+    python3-venv python3-dev build-essential git curl ca-certificates)
+
+if [ -z "${REMEDIOS_SKIP_APT:-}" ] && command -v apt-get >/dev/null; then
+    missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        step "installing system packages: ${missing[*]}"
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+        step "system packages: all present"
+    fi
+fi
+for tool in cmake clang espeak-ng sox opusenc ffmpeg python3; do
+    command -v "$tool" >/dev/null || die "$tool is missing: install it (see APT_PACKAGES in $0)"
+done
+
+command -v cargo >/dev/null || die "cargo is missing: install Rust stable from https://rustup.rs"
+if ! cargo nextest --version >/dev/null 2>&1; then
+    step "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt 2>/dev/null || true
+
+if [ ! -x "$VENV/bin/python" ]; then
+    step "creating the Python venv $VENV"
+    python3 -m venv "$VENV"
+fi
+step "installing the Python tools into $VENV (llama-cpp-python compiles llama.cpp the first time: about 5 minutes)"
+"$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
+    -r "$ROOT/scripts/requirements-dev.txt" | grep -vE '^(Requirement already satisfied|  )' || true
+"$VENV/bin/python" -m pip check >/dev/null || die "the venv's packages conflict: run '$VENV/bin/pip check'"
+for exe in moto_server sam cargo-lambda; do
+    [ -x "$VENV/bin/$exe" ] || die "$exe was not installed into $VENV/bin"
+done
+"$VENV/bin/python" -c "import llama_cpp.server" || die "llama-cpp-python[server] did not install"
+
+step "whisper models"
+"$ROOT/scripts/models.sh" "$VENV" "$ROOT/.cache/models"
+
+step "bootstrap done"
