@@ -18,5 +18,3 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo nextest run --workspace"
 cargo nextest run --workspace --locked --no-fail-fast
-step "benchmarks compile"
-cargo bench --workspace --locked --no-run
