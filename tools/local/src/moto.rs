@@ -137,13 +137,81 @@ pub struct QueuePair {
     pub dlq_arn: String,
 }
 
-/// Settings of a FIFO queue to create.
+/// The essentials of a FIFO queue and its dead-letter queue `{name}-dlq.fifo`, for
+/// tests that make up their own queues. The template's queues, with every setting,
+/// are [`QueueDefinition`]s ([`crate::infra::local_resources`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSpec {
     /// Without `.fifo`.
     pub name: String,
     pub visibility_timeout: Duration,
+    /// Receives before SQS moves a message to the dead-letter queue.
     pub max_receive_count: u32,
+}
+
+impl QueueSpec {
+    /// A FIFO queue pair named `name` (without `.fifo`).
+    pub fn fifo(
+        name: impl Into<String>,
+        visibility_timeout: Duration,
+        max_receive_count: u32,
+    ) -> Self {
+        QueueSpec {
+            name: name.into(),
+            visibility_timeout,
+            max_receive_count,
+        }
+    }
+}
+
+/// A queue and its dead-letter queue with everything `infra/template.yaml` sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDefinition {
+    /// Name (without `.fifo`), visibility timeout, receives before dead-lettering.
+    pub spec: QueueSpec,
+    /// FIFO queues (queue and dead-letter queue): names end in `.fifo`.
+    pub fifo: bool,
+    /// Whether SQS derives deduplication ids from bodies (ours set them explicitly).
+    pub content_based_deduplication: bool,
+    pub message_retention: Duration,
+    /// The dead-letter queue's name, without `.fifo`.
+    pub dead_letter_name: String,
+    pub dead_letter_retention: Duration,
+}
+
+impl From<QueueSpec> for QueueDefinition {
+    /// FIFO, explicit deduplication ids, SQS's default retention (4 days) and the
+    /// longest for the dead-letter queue `{name}-dlq` (14 days), as in the template.
+    fn from(spec: QueueSpec) -> Self {
+        QueueDefinition {
+            dead_letter_name: format!("{}-dlq", spec.name),
+            spec,
+            fifo: true,
+            content_based_deduplication: false,
+            message_retention: Duration::from_secs(4 * 24 * 3600),
+            dead_letter_retention: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
+impl QueueDefinition {
+    /// The queue's full name (with `.fifo` for a FIFO queue).
+    pub fn queue_name(&self) -> String {
+        self.full_name(&self.spec.name)
+    }
+
+    /// The dead-letter queue's full name.
+    pub fn dead_letter_queue_name(&self) -> String {
+        self.full_name(&self.dead_letter_name)
+    }
+
+    fn full_name(&self, base: &str) -> String {
+        if self.fifo {
+            format!("{base}.fifo")
+        } else {
+            base.to_owned()
+        }
+    }
 }
 
 /// Creates a FIFO queue with its FIFO dead-letter queue and redrive policy.
@@ -151,11 +219,27 @@ pub async fn create_queue_pair(
     sqs: &aws_sdk_sqs::Client,
     spec: &QueueSpec,
 ) -> Result<QueuePair, MotoError> {
+    create_queues(sqs, &QueueDefinition::from(spec.clone())).await
+}
+
+/// Creates a queue with its dead-letter queue and redrive policy, as `definition` says.
+pub async fn create_queues(
+    sqs: &aws_sdk_sqs::Client,
+    definition: &QueueDefinition,
+) -> Result<QueuePair, MotoError> {
     let setup = |e: &dyn std::fmt::Display| MotoError::Setup(e.to_string());
-    let dlq_url = sqs
+    let secs = |d: Duration| d.as_secs().to_string();
+    let mut dlq = sqs
         .create_queue()
-        .queue_name(format!("{}-dlq.fifo", spec.name))
-        .attributes(QueueAttributeName::FifoQueue, "true")
+        .queue_name(definition.dead_letter_queue_name())
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            secs(definition.dead_letter_retention),
+        );
+    if definition.fifo {
+        dlq = dlq.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    let dlq_url = dlq
         .send()
         .await
         .map_err(|e| setup(&aws_sdk_sqs::error::DisplayErrorContext(e)))?
@@ -164,19 +248,30 @@ pub async fn create_queue_pair(
     let dlq_arn = queue_arn(sqs, &dlq_url).await?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": spec.max_receive_count,
+        "maxReceiveCount": definition.spec.max_receive_count,
     })
     .to_string();
-    let url = sqs
+    let mut queue = sqs
         .create_queue()
-        .queue_name(format!("{}.fifo", spec.name))
-        .attributes(QueueAttributeName::FifoQueue, "true")
-        .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
+        .queue_name(definition.queue_name())
         .attributes(
             QueueAttributeName::VisibilityTimeout,
-            spec.visibility_timeout.as_secs().to_string(),
+            secs(definition.spec.visibility_timeout),
         )
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            secs(definition.message_retention),
+        )
+        .attributes(QueueAttributeName::RedrivePolicy, redrive);
+    if definition.fifo {
+        queue = queue
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(
+                QueueAttributeName::ContentBasedDeduplication,
+                definition.content_based_deduplication.to_string(),
+            );
+    }
+    let url = queue
         .send()
         .await
         .map_err(|e| setup(&aws_sdk_sqs::error::DisplayErrorContext(e)))?
@@ -220,4 +315,110 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str) -> Result<(), Mo
             aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
         )),
     }
+}
+
+/// Creates the bucket `name` with the template's settings ([`crate::infra::BucketSettings`]):
+/// default encryption, the public access block, versioning and the lifecycle rules.
+/// The TLS-only bucket policy is left out: the emulator speaks plain HTTP.
+pub async fn create_configured_bucket(
+    s3: &aws_sdk_s3::Client,
+    name: &str,
+    settings: &crate::infra::BucketSettings,
+) -> Result<(), MotoError> {
+    use aws_sdk_s3::types::{
+        AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus,
+        ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+        ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
+    };
+    let setup = |e: &dyn std::fmt::Display| MotoError::Setup(format!("bucket {name}: {e}"));
+    fn sdk<E: std::error::Error>(name: &str, e: E) -> MotoError {
+        MotoError::Setup(format!(
+            "bucket {name}: {}",
+            aws_sdk_s3::error::DisplayErrorContext(e)
+        ))
+    }
+    create_bucket(s3, name).await?;
+    if let Some(algorithm) = &settings.encryption {
+        let by_default = ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(ServerSideEncryption::from(algorithm.as_str()))
+            .build()
+            .map_err(|e| setup(&e))?;
+        let configuration = ServerSideEncryptionConfiguration::builder()
+            .rules(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(by_default)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| setup(&e))?;
+        s3.put_bucket_encryption()
+            .bucket(name)
+            .server_side_encryption_configuration(configuration)
+            .send()
+            .await
+            .map_err(|e| sdk(name, e))?;
+    }
+    if settings.public_access_blocked {
+        s3.put_public_access_block()
+            .bucket(name)
+            .public_access_block_configuration(
+                PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .block_public_policy(true)
+                    .ignore_public_acls(true)
+                    .restrict_public_buckets(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk(name, e))?;
+    }
+    if settings.versioned {
+        s3.put_bucket_versioning()
+            .bucket(name)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk(name, e))?;
+    }
+    if !settings.lifecycle.is_empty() {
+        let mut configuration = BucketLifecycleConfiguration::builder();
+        for rule in &settings.lifecycle {
+            let mut builder = LifecycleRule::builder()
+                .id(&rule.id)
+                .status(ExpirationStatus::Enabled)
+                .filter(
+                    LifecycleRuleFilter::builder()
+                        .prefix(rule.prefix.clone().unwrap_or_default())
+                        .build(),
+                );
+            if let Some(days) = rule.expiration_days {
+                builder = builder.expiration(
+                    LifecycleExpiration::builder()
+                        .days(i32::try_from(days).unwrap_or(i32::MAX))
+                        .build(),
+                );
+            }
+            if let Some(days) = rule.abort_incomplete_upload_days {
+                builder = builder.abort_incomplete_multipart_upload(
+                    AbortIncompleteMultipartUpload::builder()
+                        .days_after_initiation(i32::try_from(days).unwrap_or(i32::MAX))
+                        .build(),
+                );
+            }
+            configuration = configuration.rules(builder.build().map_err(|e| setup(&e))?);
+        }
+        s3.put_bucket_lifecycle_configuration()
+            .bucket(name)
+            .lifecycle_configuration(configuration.build().map_err(|e| setup(&e))?)
+            .send()
+            .await
+            .map_err(|e| sdk(name, e))?;
+    }
+    Ok(())
 }

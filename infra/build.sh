@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the three functions for AWS Lambda the way infra/template.yaml deploys them.
+#
+#   infra/build.sh            # sam build (uses cargo lambda through BuildMethod rust-cargolambda)
+#   infra/build.sh cargo      # cargo lambda build --release, one architecture per function
+#
+# cargo-lambda cross-compiles with zig (PyPI's ziglang, in the venv). whisper.cpp's
+# cmake build is then a cross build, which turns every x86 SIMD extension off unless
+# asked: the GGML_* variables below ask for the ones every Lambda x86_64 host has
+# (AVX2/FMA/F16C/BMI2, no AVX-512) and, for arm64, Graviton2's (Neoverse N1). zig
+# reads ggml's -march=<GGML_CPU_ARM_ARCH> as a CPU name, so it must be one of zig's
+# (neoverse_n1), not an architecture string such as armv8.2-a+dotprod. whisper-rs-sys does not rebuild when these
+# change: after editing them, delete
+# $CARGO_TARGET_DIR/<triple>/release/build/whisper-rs-sys-* first.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${REMEDIOS_VENV:-$ROOT/.venv}"
+[ -x "$VENV/bin/cargo-lambda" ] || { echo "build.sh: cargo-lambda missing in $VENV: run scripts/bootstrap.sh" >&2; exit 1; }
+
+export PATH="$VENV/bin:$PATH"
+export SAM_CLI_TELEMETRY=0
+export GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BMI2=ON
+export GGML_CPU_ARM_ARCH=neoverse_n1
+
+case "${1:-sam}" in
+    sam)
+        cd "$ROOT/infra"
+        exec sam build "${@:2}"
+        ;;
+    cargo)
+        cd "$ROOT"
+        # Architectures as in template.yaml (see "Architecture" in infra/README.md).
+        cargo lambda build --release --arm64 -p webhook -p responder "${@:2}"
+        cargo lambda build --release --x86-64 -p transcriber "${@:2}"
+        ;;
+    *)
+        echo "usage: infra/build.sh [sam|cargo] [extra flags]" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,948 @@
+//! `infra/template.yaml`: SAM's own lint, and the invariants that keep data safe, read
+//! through `remedios_local::infra` (the same reader the local stack uses), then the
+//! local stack's resources created from it on a real moto.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use remedios_local::infra::{
+    self, BUCKET, EventSource, Function, INBOUND_QUEUE, REPLY_QUEUE, RESPONDER_FUNCTION, Stack,
+    StackSettings, TRANSCRIBER_FUNCTION, Template, WEBHOOK_FUNCTION,
+};
+use remedios_local::moto::{self, Moto, QueueDefinition, QueueSpec};
+use remedios_local::paths;
+
+const FUNCTIONS: [&str; 3] = [WEBHOOK_FUNCTION, TRANSCRIBER_FUNCTION, RESPONDER_FUNCTION];
+const SERVERLESS_FUNCTION: &str = "AWS::Serverless::Function";
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "us-east-1";
+
+fn template() -> Template {
+    Template::load(&infra::template_path()).expect("infra/template.yaml parses")
+}
+
+/// Values for the parameters without defaults, plus `extra`.
+fn settings(extra: &[(&str, &str)]) -> StackSettings {
+    let mut settings = StackSettings::new("remedios")
+        .with("WhatsAppPhoneNumberId", "1234567890")
+        .with("Gpt4AllBaseUrl", "https://gpt4all.example.net/v1");
+    for (name, value) in extra {
+        settings = settings.with(name, value);
+    }
+    settings
+}
+
+fn stack<'t>(template: &'t Template, extra: &[(&str, &str)]) -> Stack<'t> {
+    template
+        .stack(settings(extra))
+        .unwrap_or_else(|e| panic!("stack with {extra:?}: {e}"))
+}
+
+fn function(stack: &Stack<'_>, id: &str) -> Function {
+    stack
+        .function(id)
+        .unwrap_or_else(|e| panic!("function {id}: {e}"))
+}
+
+/// The parameter combinations whose conditions change roles and environments.
+const VARIANTS: [&[(&str, &str)]; 4] = [
+    &[],
+    &[
+        ("WhisperModelS3Key", ""),
+        (
+            "WhisperModelLayerArn",
+            "arn:aws:lambda:us-east-1:123456789012:layer:whisper-base:3",
+        ),
+    ],
+    &[("Gpt4AllApiKeyParameterName", "/remedios/gpt4all-api-key")],
+    &[(
+        "SecretsKmsKeyArn",
+        "arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-1111-2222-3333-444455556666",
+    )],
+];
+
+#[test]
+fn sam_validate_lint_passes() {
+    let sam = paths::venv_bin("sam");
+    assert!(
+        sam.exists(),
+        "the SAM CLI is not at {}: run scripts/bootstrap.sh (aws-sam-cli is in scripts/requirements-dev.txt)",
+        sam.display()
+    );
+    let infra_dir = paths::workspace_root().join("infra");
+    let out = Command::new(&sam)
+        .args(["validate", "--lint", "-t", "template.yaml"])
+        .current_dir(&infra_dir)
+        // Offline: a region for the validator, no telemetry, no credentials needed.
+        .env("AWS_DEFAULT_REGION", REGION)
+        .env("AWS_REGION", REGION)
+        .env("SAM_CLI_TELEMETRY", "0")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", sam.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("is a valid SAM Template"),
+        "sam validate --lint failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+#[test]
+fn every_queue_has_a_fifo_dead_letter_queue_that_outlives_it() {
+    let template = template();
+    let stack = stack(&template, &[]);
+    let queues: Vec<_> = template.resources_of_type("AWS::SQS::Queue").collect();
+    let targets: BTreeSet<String> = queues
+        .iter()
+        .filter_map(|id| {
+            stack
+                .queue(id)
+                .unwrap()
+                .redrive
+                .map(|r| r.dead_letter_queue)
+        })
+        .collect();
+    assert_eq!(
+        targets,
+        BTreeSet::from([
+            "InboundDeadLetterQueue".into(),
+            "ReplyDeadLetterQueue".into()
+        ])
+    );
+    for id in &queues {
+        let queue = stack.queue(id).unwrap();
+        assert!(queue.encrypted, "{id} is not encrypted at rest");
+        assert!(queue.fifo, "{id} is not a FIFO queue");
+        assert!(
+            !queue.content_based_deduplication,
+            "{id}: we set deduplication ids ourselves"
+        );
+        if targets.contains(*id) {
+            assert!(
+                queue.redrive.is_none(),
+                "dead-letter queue {id} redrives further"
+            );
+            continue;
+        }
+        let redrive = queue
+            .redrive
+            .unwrap_or_else(|| panic!("queue {id} has no dead-letter queue"));
+        let dlq = stack.queue(&redrive.dead_letter_queue).unwrap();
+        assert!(
+            dlq.fifo,
+            "the dead-letter queue of FIFO queue {id} must be FIFO"
+        );
+        assert!(
+            dlq.message_retention > queue.message_retention,
+            "{id}'s dead-letter queue keeps messages {:?}, not longer than the queue ({:?})",
+            dlq.message_retention,
+            queue.message_retention
+        );
+        assert!(
+            (2..=20).contains(&redrive.max_receive_count),
+            "{id}: maxReceiveCount {}",
+            redrive.max_receive_count
+        );
+    }
+}
+
+#[test]
+fn every_sqs_consumer_reports_batch_item_failures_with_bounded_batches_and_concurrency() {
+    let template = template();
+    let stack = stack(&template, &[]);
+    let mut consumed = BTreeSet::new();
+    for id in template.resources_of_type(SERVERLESS_FUNCTION) {
+        for event in function(&stack, id).sqs_events() {
+            assert!(
+                event.report_batch_item_failures,
+                "{id}: an SQS event source without ReportBatchItemFailures retries whole batches"
+            );
+            assert_eq!(
+                event.batch_size,
+                Some(1),
+                "{id}: one message per invocation"
+            );
+            assert!(
+                event.maximum_concurrency.is_some_and(|c| c >= 2),
+                "{id}: set ScalingConfig.MaximumConcurrency (2 or more)"
+            );
+            assert!(
+                consumed.insert(event.queue.clone()),
+                "{} has two consumers",
+                event.queue
+            );
+        }
+    }
+    assert_eq!(
+        consumed,
+        BTreeSet::from([INBOUND_QUEUE.to_owned(), REPLY_QUEUE.to_owned()])
+    );
+    let responder = stack.consumer_of(REPLY_QUEUE).unwrap();
+    assert_eq!(
+        responder.maximum_concurrency,
+        Some(2),
+        "the GPT4All host answers two requests at a time by default"
+    );
+}
+
+/// Every value a function's timeout parameter may take.
+fn timeout_values(template: &Template, function_id: &str) -> Vec<String> {
+    let raw = &template.resources[function_id].properties["Timeout"];
+    let parameter = template
+        .referenced_parameter(raw)
+        .unwrap_or_else(|| panic!("{function_id}: Timeout should be a parameter"));
+    let allowed = template.parameters[parameter]
+        .allowed_values
+        .as_ref()
+        .unwrap_or_else(|| panic!("{parameter} should list its allowed values"));
+    allowed
+        .iter()
+        .map(|v| match v {
+            serde_norway::Value::Number(n) => n.to_string(),
+            serde_norway::Value::String(s) => s.clone(),
+            other => panic!("{parameter}: {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn visibility_timeouts_are_at_least_six_times_the_consumer_timeout_for_every_allowed_timeout() {
+    let template = template();
+    let mut checked = 0;
+    for id in template.resources_of_type(SERVERLESS_FUNCTION) {
+        let base = stack(&template, &[]);
+        if function(&base, id).sqs_events().next().is_none() {
+            continue;
+        }
+        let parameter = template
+            .referenced_parameter(&template.resources[id].properties["Timeout"])
+            .unwrap()
+            .to_owned();
+        for value in timeout_values(&template, id) {
+            let stack = stack(&template, &[(&parameter, &value)]);
+            let f = function(&stack, id);
+            let timeout = f.timeout.unwrap();
+            for event in f.sqs_events() {
+                let queue = stack.queue(&event.queue).unwrap();
+                let batching =
+                    Duration::from_secs(event.maximum_batching_window_seconds.unwrap_or(0).into());
+                assert!(
+                    queue.visibility_timeout >= timeout * 6 + batching,
+                    "{id} with {parameter}={value}: {} visibility timeout {:?} < 6 x {timeout:?}",
+                    event.queue,
+                    queue.visibility_timeout
+                );
+                assert!(queue.visibility_timeout <= Duration::from_secs(43_200));
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 6 + 7, "every allowed timeout of both consumers");
+}
+
+#[test]
+fn the_responder_gives_up_on_the_delivery_sqs_dead_letters() {
+    let template = template();
+    for count in ["5", "2", "13"] {
+        let stack = stack(&template, &[("MaxReceiveCount", count)]);
+        let responder = function(&stack, RESPONDER_FUNCTION);
+        let redrive = stack.queue(REPLY_QUEUE).unwrap().redrive.unwrap();
+        assert_eq!(
+            responder.environment.get("REPLY_MAX_RECEIVE_COUNT"),
+            Some(&redrive.max_receive_count.to_string()),
+            "with MaxReceiveCount={count}"
+        );
+        assert_eq!(redrive.max_receive_count.to_string(), count);
+    }
+}
+
+// ------------------------------------------------------------------ roles
+
+fn ssm(name: &str) -> String {
+    format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}")
+}
+
+type Grants = BTreeSet<(String, String)>;
+
+fn consume(queue: &str) -> Vec<(&'static str, String)> {
+    [
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+    ]
+    .into_iter()
+    .map(|a| (a, format!("${{{queue}.Arn}}")))
+    .collect()
+}
+
+/// What each role may do, for a variant of the parameters.
+fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
+    let set = |name: &str| extra.iter().any(|(n, v)| *n == name && !v.is_empty());
+    let layer = set("WhisperModelLayerArn");
+    let api_key = set("Gpt4AllApiKeyParameterName");
+    let mut g: Vec<(String, String)> = Vec::new();
+    let mut add = |a: &str, r: String| g.push((a.to_owned(), r));
+    let log_group = format!(
+        "${{{}LogGroup.Arn}}",
+        function_id.trim_end_matches("Function")
+    );
+    add("logs:CreateLogStream", log_group.clone());
+    add("logs:PutLogEvents", log_group);
+    if let Some((_, key)) = extra.iter().find(|(n, _)| *n == "SecretsKmsKeyArn") {
+        add("kms:Decrypt", (*key).to_owned());
+    }
+    match function_id {
+        WEBHOOK_FUNCTION => {
+            add("ssm:GetParameters", ssm("/remedios/whatsapp-verify-token"));
+            add("ssm:GetParameters", ssm("/remedios/whatsapp-app-secret"));
+            add("sqs:SendMessage", "${InboundQueue.Arn}".into());
+            add("s3:PutObject", "${Bucket.Arn}/quarantine/*".into());
+        }
+        TRANSCRIBER_FUNCTION => {
+            add("ssm:GetParameters", ssm("/remedios/whatsapp-access-token"));
+            for (a, r) in consume(INBOUND_QUEUE) {
+                add(a, r);
+            }
+            add("sqs:SendMessage", "${ReplyQueue.Arn}".into());
+            for prefix in ["messages", "media", "transcripts"] {
+                add("s3:GetObject", format!("${{Bucket.Arn}}/{prefix}/*"));
+                add("s3:PutObject", format!("${{Bucket.Arn}}/{prefix}/*"));
+            }
+            add("s3:ListBucket", "${Bucket.Arn}".into());
+            if !layer {
+                add("s3:GetObject", "${Bucket.Arn}/models/ggml-base.bin".into());
+            }
+        }
+        RESPONDER_FUNCTION => {
+            add("ssm:GetParameters", ssm("/remedios/whatsapp-access-token"));
+            if api_key {
+                add("ssm:GetParameters", ssm("/remedios/gpt4all-api-key"));
+            }
+            for (a, r) in consume(REPLY_QUEUE) {
+                add(a, r);
+            }
+            for prefix in ["conversations", "replies"] {
+                add("s3:GetObject", format!("${{Bucket.Arn}}/{prefix}/*"));
+                add("s3:PutObject", format!("${{Bucket.Arn}}/{prefix}/*"));
+            }
+            add("s3:ListBucket", "${Bucket.Arn}".into());
+        }
+        other => panic!("no expectations for {other}"),
+    }
+    g.into_iter().collect()
+}
+
+#[test]
+fn each_role_grants_exactly_what_its_function_uses() {
+    let template = template();
+    for extra in VARIANTS {
+        let stack = stack(&template, extra);
+        let mut roles = BTreeSet::new();
+        for id in FUNCTIONS {
+            let f = function(&stack, id);
+            assert!(
+                !f.has_sam_policies,
+                "{id}: SAM Policies generate broader roles"
+            );
+            let role_id = f.role.clone().unwrap_or_else(|| panic!("{id} has no Role"));
+            assert!(
+                roles.insert(role_id.clone()),
+                "{role_id} is shared between functions"
+            );
+            let role = stack.role(&role_id).unwrap();
+            assert_eq!(role.trusted_services, ["lambda.amazonaws.com"], "{role_id}");
+            assert!(
+                role.managed_policy_arns.is_empty(),
+                "{role_id}: managed policies"
+            );
+            let mut actual = Grants::new();
+            for statement in &role.statements {
+                assert!(statement.allow, "{role_id}: only Allow statements expected");
+                for action in &statement.actions {
+                    assert!(!action.contains('*'), "{role_id}: wildcard action {action}");
+                    for resource in &statement.resources {
+                        assert!(
+                            !resource.contains('*') || resource.ends_with("/*"),
+                            "{role_id}: wildcard resource {resource} (only object prefixes may end in /*)"
+                        );
+                        assert!(
+                            !resource.ends_with("/*") || resource.starts_with("${Bucket.Arn}/"),
+                            "{role_id}: {resource}"
+                        );
+                        actual.insert((action.clone(), resource.clone()));
+                    }
+                }
+                if statement.actions.iter().any(|a| a == "kms:Decrypt") {
+                    let via = statement
+                        .condition
+                        .as_ref()
+                        .and_then(|c| c.get("StringEquals"))
+                        .and_then(|c| c.get("kms:ViaService"))
+                        .and_then(|v| v.as_str());
+                    assert_eq!(
+                        via,
+                        Some("ssm.us-east-1.amazonaws.com"),
+                        "{role_id}: kms:Decrypt only through SSM"
+                    );
+                }
+            }
+            let expected = expected_grants(id, extra);
+            assert_eq!(
+                actual,
+                expected,
+                "{role_id} with {extra:?}\n  extra grants: {:?}\n  missing grants: {:?}",
+                actual.difference(&expected).collect::<Vec<_>>(),
+                expected.difference(&actual).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------ environment
+
+/// The environment each function gets, as its configuration expects it.
+fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str> {
+    let mut vars = BTreeSet::from(["BUCKET_NAME", "LOG_FORMAT", "RUST_LOG"]);
+    vars.extend(match function_id {
+        WEBHOOK_FUNCTION => vec![
+            "INBOUND_QUEUE_URL",
+            "WHATSAPP_VERIFY_TOKEN_PARAM",
+            "WHATSAPP_APP_SECRET_PARAM",
+            "ALLOWED_SENDERS",
+        ],
+        TRANSCRIBER_FUNCTION => vec![
+            "REPLY_QUEUE_URL",
+            "WHATSAPP_ACCESS_TOKEN_PARAM",
+            "GRAPH_API_VERSION",
+            "MEDIA_MAX_BYTES",
+            "AUDIO_MAX_SECONDS",
+            if layer {
+                "WHISPER_MODEL_PATH"
+            } else {
+                "WHISPER_MODEL_S3_KEY"
+            },
+            "WHISPER_LANGUAGE",
+            "WHISPER_THREADS",
+        ],
+        RESPONDER_FUNCTION => vec![
+            "WHATSAPP_ACCESS_TOKEN_PARAM",
+            "GRAPH_API_VERSION",
+            "GPT4ALL_URL",
+            "GPT4ALL_MODEL",
+            "GPT4ALL_API_KEY_PARAM",
+            "GPT4ALL_MAX_TOKENS",
+            "GPT4ALL_TEMPERATURE",
+            "GPT4ALL_TIMEOUT_SECONDS",
+            "HISTORY_MAX_TURNS",
+            "HISTORY_MAX_CHARS",
+            "SYSTEM_PROMPT",
+            "ECHO_TRANSCRIPT",
+            "REPLY_MAX_RECEIVE_COUNT",
+        ],
+        other => panic!("no expectations for {other}"),
+    });
+    vars
+}
+
+/// Variables a function reads that the template leaves unset on purpose.
+const LEFT_AT_DEFAULT: [(&str, &str); 8] = [
+    (
+        "WEBHOOK_MAX_BODY_BYTES",
+        "its default, 4 MiB, is above the largest body Meta sends",
+    ),
+    (
+        "GPT4ALL_TOP_P",
+        "the responder's default suits GPT4All's models",
+    ),
+    (
+        "GPT4ALL_RETRIES",
+        "the responder's default retry budget fits its timeout",
+    ),
+    (
+        "NORMALIZE_TEST_RECIPIENTS",
+        "only for Meta's test numbers, off by default",
+    ),
+    (
+        "GRAPH_API_BASE_URL",
+        "points at the Graph API emulator in tests",
+    ),
+    ("AWS_ENDPOINT_URL", "points the SDK at a local emulator"),
+    ("AWS_ENDPOINT_URL_S3", "points the SDK at a local emulator"),
+    ("S3_FORCE_PATH_STYLE", "for local emulators"),
+];
+
+/// Variables of which one is enough: the whisper model comes from the bucket or a layer.
+const ONE_OF: [(&str, &str); 1] = [("WHISPER_MODEL_PATH", "WHISPER_MODEL_S3_KEY")];
+
+/// Names of environment variables in a function's configuration module: the
+/// string literals that look like one (`UPPER_CASE` with an underscore), outside tests.
+fn variables_read(crate_dir: &Path) -> BTreeSet<String> {
+    let mut files = Vec::new();
+    for candidate in ["src/config.rs", "src/config"] {
+        let path = crate_dir.join(candidate);
+        if path.is_file() {
+            files.push(path);
+        } else if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                let entry = entry.unwrap().path();
+                if entry.extension().is_some_and(|e| e == "rs") {
+                    files.push(entry);
+                }
+            }
+        }
+    }
+    let mut names = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for literal in code.split('"').skip(1).step_by(2) {
+            let looks_like_variable = literal.len() > 3
+                && literal.contains('_')
+                && literal.starts_with(|c: char| c.is_ascii_uppercase())
+                && literal
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if looks_like_variable {
+                names.insert(literal.to_owned());
+            }
+        }
+    }
+    names
+}
+
+#[test]
+fn every_variable_the_functions_read_is_set_and_secrets_are_parameter_names() {
+    let template = template();
+    let root = paths::workspace_root();
+    let mut union = BTreeSet::new();
+    for extra in VARIANTS {
+        let stack = stack(&template, extra);
+        let layer = extra.iter().any(|(n, _)| *n == "WhisperModelLayerArn");
+        for id in FUNCTIONS {
+            let f = function(&stack, id);
+            let set: BTreeSet<&str> = f.environment.keys().map(String::as_str).collect();
+            assert_eq!(set, expected_environment(id, layer), "{id} with {extra:?}");
+            union.extend(f.environment.keys().cloned());
+
+            let code_uri = f.code_uri.as_deref().unwrap();
+            let crate_dir = root.join("infra").join(code_uri);
+            for name in variables_read(&crate_dir) {
+                if LEFT_AT_DEFAULT.iter().any(|(n, _)| *n == name) {
+                    continue;
+                }
+                let alternative = ONE_OF
+                    .iter()
+                    .find_map(|(a, b)| (*a == name).then_some(*b).or((*b == name).then_some(*a)));
+                if alternative.is_some_and(|other| set.contains(other)) {
+                    continue;
+                }
+                let param = format!("{name}_PARAM");
+                assert!(
+                    set.contains(name.as_str()) || set.contains(param.as_str()),
+                    "{id} reads {name} (in {code_uri}/src/config.rs) but the template sets neither {name} nor {param}"
+                );
+            }
+            for name in &set {
+                if let Some(secret) = name.strip_suffix("_PARAM") {
+                    assert!(
+                        !set.contains(secret),
+                        "{id}: {secret} is set as a plain value"
+                    );
+                    let value = &f.environment[*name];
+                    assert!(
+                        value.is_empty() || value.starts_with('/'),
+                        "{id}: {name} should be an SSM parameter name, is {value:?}"
+                    );
+                }
+            }
+        }
+    }
+    let listed = [
+        "BUCKET_NAME",
+        "INBOUND_QUEUE_URL",
+        "REPLY_QUEUE_URL",
+        "WHATSAPP_VERIFY_TOKEN_PARAM",
+        "WHATSAPP_APP_SECRET_PARAM",
+        "WHATSAPP_ACCESS_TOKEN_PARAM",
+        "GPT4ALL_API_KEY_PARAM",
+        "GRAPH_API_VERSION",
+        "MEDIA_MAX_BYTES",
+        "AUDIO_MAX_SECONDS",
+        "WHISPER_MODEL_PATH",
+        "WHISPER_MODEL_S3_KEY",
+        "WHISPER_LANGUAGE",
+        "WHISPER_THREADS",
+        "GPT4ALL_URL",
+        "GPT4ALL_MODEL",
+        "GPT4ALL_MAX_TOKENS",
+        "GPT4ALL_TEMPERATURE",
+        "GPT4ALL_TIMEOUT_SECONDS",
+        "HISTORY_MAX_TURNS",
+        "HISTORY_MAX_CHARS",
+        "SYSTEM_PROMPT",
+        "ECHO_TRANSCRIPT",
+        "REPLY_MAX_RECEIVE_COUNT",
+        "ALLOWED_SENDERS",
+        "LOG_FORMAT",
+        "RUST_LOG",
+    ];
+    let missing: Vec<_> = listed.iter().filter(|n| !union.contains(**n)).collect();
+    assert!(missing.is_empty(), "never set: {missing:?}");
+}
+
+#[test]
+fn no_secret_is_a_template_parameter() {
+    let template = template();
+    for (name, parameter) in &template.parameters {
+        let secret_like = name.ends_with("Token")
+            || ["Secret", "Password", "ApiKey", "AccessToken", "VerifyToken"]
+                .iter()
+                .any(|w| name.contains(w));
+        if secret_like {
+            assert!(
+                name.ends_with("ParameterName") || name.ends_with("Arn"),
+                "{name} looks like a secret: take the name of an SSM SecureString parameter instead"
+            );
+            let default = parameter
+                .default
+                .as_ref()
+                .and_then(|d| d.as_str())
+                .unwrap_or("");
+            assert!(default.is_empty() || default.starts_with('/') || default.starts_with("arn:"));
+        }
+    }
+    let stack = stack(&template, &[]);
+    assert_eq!(
+        stack
+            .parameter("VerifyTokenParameterName")
+            .unwrap()
+            .as_str(),
+        Some("/remedios/whatsapp-verify-token")
+    );
+}
+
+// ------------------------------------------------------------------ bucket, build, API
+
+#[test]
+fn the_bucket_is_encrypted_private_tls_only_and_personal_data_expires() {
+    let template = template();
+    let stack = stack(
+        &template,
+        &[
+            ("MessageRetentionDays", "14"),
+            ("ConversationRetentionDays", "30"),
+        ],
+    );
+    let bucket = stack.bucket(BUCKET).unwrap();
+    assert_eq!(bucket.encryption.as_deref(), Some("AES256"));
+    assert!(
+        bucket.public_access_blocked,
+        "all four public access blocks"
+    );
+    assert!(
+        bucket.tls_only,
+        "a bucket policy must deny requests without TLS"
+    );
+    assert!(
+        !bucket.versioned,
+        "old versions would outlive the expiry of personal data"
+    );
+    assert!(
+        bucket.retained_on_delete,
+        "deleting the stack must not delete conversations"
+    );
+    for prefix in [
+        "messages/",
+        "media/",
+        "transcripts/",
+        "replies/",
+        "quarantine/",
+    ] {
+        assert_eq!(bucket.expiry_of(prefix), Some(14), "{prefix}");
+    }
+    assert_eq!(bucket.expiry_of("conversations/"), Some(30));
+    assert!(
+        bucket
+            .lifecycle
+            .iter()
+            .any(|r| r.prefix.is_none() && r.abort_incomplete_upload_days == Some(1))
+    );
+}
+
+#[test]
+fn functions_are_built_by_cargo_lambda_for_al2023() {
+    let template = template();
+    let stack = stack(&template, &[]);
+    let root = paths::workspace_root();
+    let mut seen = Vec::new();
+    for id in template.resources_of_type(SERVERLESS_FUNCTION) {
+        let f = function(&stack, id);
+        seen.push(id.to_owned());
+        assert_eq!(f.build_method.as_deref(), Some("rust-cargolambda"), "{id}");
+        assert_eq!(f.runtime.as_deref(), Some("provided.al2023"), "{id}");
+        assert_eq!(f.handler.as_deref(), Some("bootstrap"), "{id}");
+        let expected_arch = if id == TRANSCRIBER_FUNCTION {
+            "x86_64"
+        } else {
+            "arm64"
+        };
+        assert_eq!(
+            f.architectures,
+            [expected_arch],
+            "{id}: see infra/README.md, Architecture"
+        );
+        let crate_dir = root.join("infra").join(f.code_uri.as_deref().unwrap());
+        let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).unwrap_or_else(|e| {
+            panic!(
+                "{id}: CodeUri {} has no Cargo.toml: {e}",
+                crate_dir.display()
+            )
+        });
+        let binary = f
+            .binary
+            .as_deref()
+            .unwrap_or_else(|| panic!("{id}: BuildProperties.Binary"));
+        assert!(
+            manifest.contains(&format!("name = \"{binary}\"")),
+            "{id}: {} builds no binary {binary}",
+            crate_dir.display()
+        );
+    }
+    seen.sort();
+    let mut expected = FUNCTIONS.map(str::to_owned).to_vec();
+    expected.sort();
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn the_webhook_answers_get_and_post_on_one_path_whose_url_is_an_output() {
+    let template = template();
+    let stack = stack(&template, &[]);
+    let webhook = function(&stack, WEBHOOK_FUNCTION);
+    let routes: BTreeSet<(String, String)> = webhook
+        .http_routes()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(
+        routes,
+        BTreeSet::from([
+            ("GET".into(), "/webhook".into()),
+            ("POST".into(), "/webhook".into())
+        ])
+    );
+    assert!(
+        webhook
+            .events
+            .iter()
+            .all(|e| matches!(e.source, EventSource::HttpApi(_)))
+    );
+    let url = stack
+        .eval(&template.outputs["WebhookUrl"].value)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        url.as_str(),
+        Some("https://${WebhookApi}.execute-api.us-east-1.amazonaws.com/webhook")
+    );
+    for output in [
+        "BucketName",
+        "InboundQueueUrl",
+        "ReplyQueueUrl",
+        "InboundDeadLetterQueueUrl",
+        "ReplyDeadLetterQueueUrl",
+    ] {
+        assert!(template.outputs.contains_key(output), "output {output}");
+    }
+    assert!(
+        webhook.timeout.unwrap() < Duration::from_secs(30),
+        "HTTP APIs give up after 30 s"
+    );
+}
+
+#[test]
+fn every_dead_letter_queue_has_an_alarm_on_its_depth() {
+    let template = template();
+    let stack = stack(&template, &[]);
+    let alarmed: BTreeSet<String> = template
+        .resources_of_type("AWS::CloudWatch::Alarm")
+        .map(|id| {
+            let alarm = stack
+                .eval(&template.resources[id].properties)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                alarm["MetricName"].as_str(),
+                Some("ApproximateNumberOfMessagesVisible"),
+                "{id}"
+            );
+            assert_eq!(alarm["Threshold"].as_i64(), Some(1), "{id}");
+            let dimension = alarm["Dimensions"][0]["Value"].as_str().unwrap();
+            dimension
+                .strip_prefix("${")
+                .and_then(|d| d.strip_suffix(".QueueName}"))
+                .unwrap_or_else(|| panic!("{id}: {dimension}"))
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        alarmed,
+        BTreeSet::from([
+            "InboundDeadLetterQueue".into(),
+            "ReplyDeadLetterQueue".into()
+        ])
+    );
+}
+
+// ------------------------------------------------------------------ the local stack
+
+fn definition(name: &str, visibility: u64, dlq_name: &str) -> QueueDefinition {
+    QueueDefinition {
+        spec: QueueSpec {
+            name: name.into(),
+            visibility_timeout: Duration::from_secs(visibility),
+            max_receive_count: 5,
+        },
+        fifo: true,
+        content_based_deduplication: false,
+        message_retention: Duration::from_secs(345_600),
+        dead_letter_name: dlq_name.into(),
+        dead_letter_retention: Duration::from_secs(1_209_600),
+    }
+}
+
+#[test]
+fn local_resources_are_the_templates_with_default_parameters() {
+    let local = infra::local_resources("remedios-local").unwrap();
+    assert_eq!(
+        local.inbound,
+        definition("remedios-local-inbound", 1800, "remedios-local-inbound-dlq")
+    );
+    assert_eq!(
+        local.reply,
+        definition("remedios-local-reply", 720, "remedios-local-reply-dlq")
+    );
+    assert_eq!(local.inbound.queue_name(), "remedios-local-inbound.fifo");
+    assert_eq!(
+        local.reply.dead_letter_queue_name(),
+        "remedios-local-reply-dlq.fifo"
+    );
+    assert_eq!(local.transcriber.function, TRANSCRIBER_FUNCTION);
+    assert_eq!(local.transcriber.batch_size, 1);
+    assert_eq!(local.transcriber.timeout, Duration::from_secs(300));
+    assert_eq!(local.transcriber.maximum_concurrency, Some(5));
+    assert_eq!(local.responder.function, RESPONDER_FUNCTION);
+    assert_eq!(local.responder.timeout, Duration::from_secs(120));
+    assert!(
+        local.transcriber.report_batch_item_failures && local.responder.report_batch_item_failures
+    );
+    let rules: BTreeMap<Option<String>, Option<u32>> = local
+        .bucket
+        .lifecycle
+        .iter()
+        .map(|r| (r.prefix.clone(), r.expiration_days))
+        .collect();
+    let expected: BTreeMap<Option<String>, Option<u32>> = [
+        (Some("messages/"), Some(30)),
+        (Some("media/"), Some(30)),
+        (Some("transcripts/"), Some(30)),
+        (Some("replies/"), Some(30)),
+        (Some("quarantine/"), Some(30)),
+        (Some("conversations/"), Some(90)),
+        (None, None),
+    ]
+    .into_iter()
+    .map(|(p, d)| (p.map(str::to_owned), d))
+    .collect();
+    assert_eq!(rules, expected);
+}
+
+#[tokio::test]
+async fn the_local_stack_creates_the_templates_queues_and_bucket_on_moto() {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let local = infra::local_resources("remedios-infra-test").unwrap();
+    let moto = Moto::start()
+        .await
+        .expect("moto starts (scripts/bootstrap.sh installs it)");
+    let config = moto.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    for definition in [&local.inbound, &local.reply] {
+        let pair = moto::create_queues(&sqs, definition).await.unwrap();
+        assert!(pair.url.ends_with(&definition.queue_name()), "{}", pair.url);
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&pair.url)
+            .attribute_names(A::All)
+            .send()
+            .await
+            .unwrap();
+        let attributes = attributes.attributes().unwrap();
+        assert_eq!(attributes[&A::FifoQueue], "true");
+        assert_eq!(
+            attributes[&A::VisibilityTimeout],
+            definition.spec.visibility_timeout.as_secs().to_string()
+        );
+        assert_eq!(attributes[&A::MessageRetentionPeriod], "345600");
+        let redrive: serde_json::Value =
+            serde_json::from_str(&attributes[&A::RedrivePolicy]).unwrap();
+        assert_eq!(redrive["deadLetterTargetArn"], pair.dlq_arn.as_str());
+        assert_eq!(redrive["maxReceiveCount"].to_string(), "5");
+        let dlq = sqs
+            .get_queue_attributes()
+            .queue_url(&pair.dlq_url)
+            .attribute_names(A::All)
+            .send()
+            .await
+            .unwrap();
+        let dlq = dlq.attributes().unwrap();
+        assert_eq!(dlq[&A::MessageRetentionPeriod], "1209600");
+        assert_eq!(dlq[&A::FifoQueue], "true");
+    }
+
+    moto::create_configured_bucket(&s3, "remedios-infra-test", &local.bucket)
+        .await
+        .unwrap();
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket("remedios-infra-test")
+        .send()
+        .await
+        .unwrap();
+    let algorithm = encryption
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .map(|d| d.sse_algorithm().as_str().to_owned());
+    assert_eq!(algorithm.as_deref(), Some("AES256"));
+    let block = s3
+        .get_public_access_block()
+        .bucket("remedios-infra-test")
+        .send()
+        .await
+        .unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(block.block_public_acls(), Some(true));
+    assert_eq!(block.restrict_public_buckets(), Some(true));
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("remedios-infra-test")
+        .send()
+        .await
+        .unwrap();
+    let media = lifecycle
+        .rules()
+        .iter()
+        .find(|r| r.id() == Some("expire-media"))
+        .expect("the media expiry rule");
+    assert_eq!(media.expiration().and_then(|e| e.days()), Some(30));
+    assert_eq!(lifecycle.rules().len(), local.bucket.lifecycle.len());
+}
