@@ -65,7 +65,8 @@ impl Default for DecodeLimits {
 /// Decoded audio, ready for whisper.cpp.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedAudio {
-    /// Mono samples at [`TARGET_SAMPLE_RATE`] (16 kHz), nominally within -1.0..=1.0.
+    /// Mono samples at [`TARGET_SAMPLE_RATE`] (16 kHz), within -1.0..=1.0 (NaN in float
+    /// PCM becomes silence, louder samples are clipped).
     pub samples: Vec<f32>,
     /// The detected container/codec.
     pub source_format: AudioFormat,

@@ -77,6 +77,19 @@ impl MonoSink {
         if samples.is_empty() {
             return Ok(());
         }
+        // Float PCM (a WAV, a decoder's overshoot) can hold NaN, infinities or absurd
+        // values, which would poison the resampler's FFT and whisper's features: NaN becomes
+        // silence, everything else is clipped to full scale.
+        let clipped: Vec<f32>;
+        let samples = if samples.iter().all(|s| s.abs() <= 1.0) {
+            samples
+        } else {
+            clipped = samples
+                .iter()
+                .map(|&s| if s.is_nan() { 0.0 } else { s.clamp(-1.0, 1.0) })
+                .collect();
+            &clipped
+        };
         if self.segment.as_ref().is_none_or(|s| s.rate != rate) {
             self.start_segment(rate)?;
         }
@@ -103,6 +116,10 @@ impl MonoSink {
     /// Flushes the resampler and returns the 16 kHz output.
     pub(crate) fn finish(mut self) -> Result<Vec<f32>, AudioError> {
         self.finish_segment()?;
+        // Resampling full-scale input can overshoot a little (filter ringing).
+        for sample in &mut self.out {
+            *sample = sample.clamp(-1.0, 1.0);
+        }
         Ok(self.out)
     }
 
@@ -315,6 +332,30 @@ mod tests {
             sink.push(16_000, &second),
             Err(AudioError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn non_finite_and_out_of_range_samples_are_silenced_or_clipped() -> Result<(), AudioError> {
+        let hostile = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            3.0e38,
+            -2.0,
+            0.25,
+        ];
+        let mut direct = MonoSink::new(Duration::from_secs(1));
+        direct.push(16_000, &hostile)?;
+        assert_eq!(direct.finish()?, vec![0.0, 1.0, -1.0, 1.0, -1.0, 0.25]);
+
+        let mut resampled = MonoSink::new(Duration::from_secs(1));
+        for _ in 0..100 {
+            resampled.push(44_100, &hostile)?;
+        }
+        let out = resampled.finish()?;
+        assert_eq!(out.len(), (600 * 16_000 + 22_050) / 44_100);
+        assert!(out.iter().all(|s| s.is_finite() && s.abs() <= 1.0));
+        Ok(())
     }
 
     #[test]
