@@ -4,11 +4,17 @@
 //! - [`moto`]: the local AWS emulator (SQS, S3, SSM) from the project venv.
 //! - [`graph_emulator`]: the WhatsApp Cloud API endpoints we call.
 //! - [`meta`]: notification bodies as Meta sends them, signed.
+//! - [`llm`]: the model server (llama.cpp with SmolLM2) and the GPT4All rules gate.
 //! - [`infra`]: the SAM template, read so local resources match the cloud ones.
 
+pub mod chat;
+pub mod child;
 pub mod graph_emulator;
 pub mod infra;
+pub mod llm;
 pub mod meta;
 pub mod moto;
 pub mod paths;
 pub mod process;
+pub mod pump;
+pub mod stack;

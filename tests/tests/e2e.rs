@@ -1,0 +1,187 @@
+//! The whole pipeline on one machine, started as `remedios up` starts it: moto with the
+//! template's queues and bucket, the Graph API emulator, the llama.cpp model server
+//! with SmolLM2, the three functions under `cargo lambda watch`, the event pump. A
+//! signed text and an espeak-ng voice note go through the real `/webhook` endpoint; the
+//! replies must reach the emulator, S3 must hold what each stage writes, and nothing
+//! may be left running afterwards.
+
+use std::time::{Duration, Instant};
+
+use remedios_e2e::voice::voice_note;
+use remedios_local::chat::{Chat, Outgoing};
+use remedios_local::meta;
+use remedios_local::paths;
+use remedios_local::stack::{Options, Stack};
+use remedios_shared::keys;
+
+const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+
+async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    Some(out.body.collect().await.ok()?.into_bytes().to_vec())
+}
+
+async fn keys_under(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    s3.list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .map(|out| {
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut options = Options::isolated(&dir.path().join("logs")).expect("free ports");
+    // The small English model keeps the test quick; the stack's default is ggml-base.
+    let tiny = paths::cache_dir().join("models").join("ggml-tiny.en.bin");
+    assert!(
+        tiny.exists(),
+        "{} is missing: run scripts/bootstrap.sh",
+        tiny.display()
+    );
+    options
+        .vars
+        .insert("WHISPER_MODEL_PATH".into(), tiny.display().to_string());
+    let stack = Stack::up(options, |step| eprintln!("stack: {step}"))
+        .await
+        .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let processes = stack.processes();
+    let info = stack.info().clone();
+
+    let user = meta::User::phone("15550002222", "End To End");
+    let mut chat = Chat::connect(info.clone(), user)
+        .await
+        .expect("the chat connects to the stack");
+    let sdk = remedios_local::moto::sdk_config_for(&info.moto_url).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let tag = chat.tag().clone();
+
+    let text = chat
+        .send(
+            Outgoing::Text("Hello Remedios! What colour is the sky?".into()),
+            REPLY_TIMEOUT,
+            |_| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("no reply to the text message: {e}"));
+    assert!(
+        text.replies.iter().any(|r| !r.trim().is_empty()),
+        "the text got an empty reply: {:?}",
+        text.replies
+    );
+    eprintln!("text: {}", text.stages.summary());
+    let record = object(
+        &s3,
+        &info.bucket,
+        &keys::message_record(&tag, &text.message_id),
+    )
+    .await
+    .expect("the text's message record is in S3");
+    assert!(
+        String::from_utf8_lossy(&record).contains(&text.message_id),
+        "the record names its message"
+    );
+
+    let audio = voice_note(
+        dir.path(),
+        "note",
+        "Please remind me to drink a glass of water every morning.",
+    );
+    let voice = chat
+        .send(
+            Outgoing::Voice {
+                bytes: audio.clone(),
+                mime_type: "audio/ogg; codecs=opus".into(),
+            },
+            REPLY_TIMEOUT,
+            |_| {},
+        )
+        .await
+        .unwrap_or_else(|e| panic!("no reply to the voice note: {e}"));
+    eprintln!("voice: {}", voice.stages.summary());
+    assert!(
+        voice.replies.iter().any(|r| !r.trim().is_empty()),
+        "the voice note got an empty reply"
+    );
+    assert!(
+        voice.stages.transcribed.is_some(),
+        "the transcript was seen before the reply"
+    );
+    // The responder quotes the transcript (ECHO_TRANSCRIPT defaults to on).
+    let replies = voice.replies.join("\n").to_lowercase();
+    assert!(
+        replies.contains("water"),
+        "the reply quotes what was said: {replies}"
+    );
+
+    assert!(
+        object(
+            &s3,
+            &info.bucket,
+            &keys::message_record(&tag, &voice.message_id)
+        )
+        .await
+        .is_some(),
+        "the voice note's message record is in S3"
+    );
+    let media = keys_under(
+        &s3,
+        &info.bucket,
+        &format!("{}{}/{}.", keys::MEDIA, tag, voice.message_id),
+    )
+    .await;
+    assert_eq!(
+        media.len(),
+        1,
+        "one media object for the voice note: {media:?}"
+    );
+    assert_eq!(
+        object(&s3, &info.bucket, &media[0]).await.as_deref(),
+        Some(audio.as_slice()),
+        "the stored media is the audio that was sent"
+    );
+    let transcript = object(
+        &s3,
+        &info.bucket,
+        &keys::transcript(&tag, &voice.message_id),
+    )
+    .await
+    .expect("the transcript is in S3");
+    assert!(
+        String::from_utf8_lossy(&transcript)
+            .to_lowercase()
+            .contains("water"),
+        "the transcript has the spoken words"
+    );
+    let conversation = object(&s3, &info.bucket, &keys::conversation(&tag))
+        .await
+        .expect("the conversation is in S3");
+    let conversation = String::from_utf8_lossy(&conversation).to_lowercase();
+    assert!(
+        conversation.contains("sky") && conversation.contains("water"),
+        "the conversation holds both turns"
+    );
+
+    stack.shutdown().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes.alive().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        processes.alive(),
+        Vec::<String>::new(),
+        "nothing is left running"
+    );
+}

@@ -1,0 +1,433 @@
+//! Talking to the local stack as a WhatsApp user would (`remedios chat`, the end-to-end
+//! test and the pipeline benchmark): each message goes as a signed webhook to the
+//! stack's `/webhook`, through both queues and all three functions, and the reply is
+//! read back from the Graph API emulator, with when each stage finished.
+//!
+//! Stages are observed from outside, as a user of the stack sees them: the webhook's
+//! answer, the message record in S3 (the transcriber took it from the inbound queue),
+//! the transcript (voice notes), and the reply recorded by the Graph API emulator.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use remedios_shared::keys;
+use remedios_shared::user::{UserKey, UserTag};
+use thiserror::Error;
+
+use crate::graph_emulator::{EmulatorClient, Recorded};
+use crate::meta;
+use crate::moto::sdk_config_for;
+use crate::stack::StackInfo;
+
+/// What a user sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    Text(String),
+    /// A voice note: the audio bytes and their MIME type.
+    Voice {
+        bytes: Vec<u8>,
+        mime_type: String,
+    },
+}
+
+impl Outgoing {
+    /// A voice note from a WAV, OGG/Opus or MP3 file (by its extension).
+    pub fn voice_file(path: &Path) -> Result<Self, ChatError> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
+        let mime_type = match ext.as_str() {
+            "ogg" | "opus" | "oga" => "audio/ogg; codecs=opus",
+            "mp3" => "audio/mpeg",
+            "wav" => "audio/wav",
+            "m4a" => "audio/mp4",
+            _ => {
+                return Err(ChatError::Input(format!(
+                    "{} is not a .wav, .ogg or .mp3 file",
+                    path.display()
+                )));
+            }
+        };
+        let bytes = std::fs::read(path)
+            .map_err(|e| ChatError::Input(format!("cannot read {}: {e}", path.display())))?;
+        Ok(Outgoing::Voice {
+            bytes,
+            mime_type: mime_type.to_owned(),
+        })
+    }
+}
+
+/// When each stage finished, counted from the webhook POST.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stages {
+    /// The webhook answered 200 (the message is on the inbound queue).
+    pub webhook: Duration,
+    /// The message record is in S3 (the transcriber has it).
+    pub stored: Option<Duration>,
+    /// The transcript is in S3 (voice notes).
+    pub transcribed: Option<Duration>,
+    /// The first reply reached the Graph API emulator.
+    pub replied: Duration,
+}
+
+impl Stages {
+    /// `webhook 12 ms · stored 40 ms · transcribed 1.9 s · replied 3.2 s`
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!("webhook {}", human(self.webhook))];
+        if let Some(d) = self.stored {
+            parts.push(format!("stored {}", human(d)));
+        }
+        if let Some(d) = self.transcribed {
+            parts.push(format!("transcribed {}", human(d)));
+        }
+        parts.push(format!("replied {}", human(self.replied)));
+        parts.join(" · ")
+    }
+}
+
+/// A duration for people: `850 ms`, `3.2 s`.
+pub fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// One message and what came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// The WhatsApp message id we sent.
+    pub message_id: String,
+    /// The reply texts, in order.
+    pub replies: Vec<String>,
+    pub stages: Stages,
+}
+
+/// Why a message got no reply.
+#[derive(Debug, Error)]
+pub enum ChatError {
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Stack(String),
+    #[error("the webhook at {url} is not reachable ({source}); is `remedios up` running?")]
+    WebhookDown { url: String, source: reqwest::Error },
+    #[error("the webhook refused the message: {status} {body}")]
+    WebhookRefused { status: u16, body: String },
+    #[error("the Graph API emulator at {url} is not reachable: {detail}")]
+    EmulatorDown { url: String, detail: String },
+    #[error("no reply within {waited:?}. {}", diagnosis.join("; "))]
+    NoReply {
+        waited: Duration,
+        stages: Stages,
+        diagnosis: Vec<String>,
+    },
+}
+
+/// A conversation with the local stack as one user.
+pub struct Chat {
+    info: StackInfo,
+    user: meta::User,
+    tag: UserTag,
+    http: reqwest::Client,
+    emulator: EmulatorClient,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    sent: u64,
+}
+
+impl Chat {
+    /// A chat with the stack `info` describes, as `user`. It needs the Graph API
+    /// emulator: with real WhatsApp credentials the replies go to real phones.
+    pub async fn connect(info: StackInfo, user: meta::User) -> Result<Self, ChatError> {
+        let Some(url) = info.graph_emulator_url.clone() else {
+            return Err(ChatError::Stack(
+                "the stack uses the real Graph API (WHATSAPP_ACCESS_TOKEN is set): talk to it \
+                 from WhatsApp, or restart `remedios up` without the WhatsApp variables"
+                    .into(),
+            ));
+        };
+        let sdk = sdk_config_for(&info.moto_url).await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let key = UserKey::new(
+            user.user_id
+                .clone()
+                .or_else(|| user.wa_id.clone())
+                .unwrap_or_default(),
+        );
+        Ok(Chat {
+            tag: key.tag(),
+            user,
+            http: reqwest::Client::new(),
+            emulator: EmulatorClient::new(&url),
+            s3,
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            info,
+            sent: 0,
+        })
+    }
+
+    /// The user's pseudonymous tag (their S3 keys).
+    pub fn tag(&self) -> &UserTag {
+        &self.tag
+    }
+
+    /// Sends `outgoing` and waits up to `timeout` for the reply. `tick` is called about
+    /// ten times a second with the stage being waited for (for a spinner).
+    pub async fn send(
+        &mut self,
+        outgoing: Outgoing,
+        timeout: Duration,
+        mut tick: impl FnMut(&str),
+    ) -> Result<Exchange, ChatError> {
+        let since = self.last_seq().await?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.sent += 1;
+        let message_id = format!("wamid.LOCAL{}{:04}", now.as_nanos(), self.sent);
+        let timestamp = now.as_secs() as i64;
+        let (message, voice) = match outgoing {
+            Outgoing::Text(text) => (meta::text(&self.user, &message_id, timestamp, &text), false),
+            Outgoing::Voice { bytes, mime_type } => {
+                let media_id = self
+                    .emulator
+                    .add_media(bytes, &mime_type)
+                    .await
+                    .map_err(|e| ChatError::EmulatorDown {
+                        url: self.info.graph_emulator_url.clone().unwrap_or_default(),
+                        detail: e.to_string(),
+                    })?;
+                (
+                    meta::audio(
+                        &self.user,
+                        &message_id,
+                        timestamp,
+                        &media_id,
+                        &mime_type,
+                        true,
+                    ),
+                    true,
+                )
+            }
+        };
+        let body = meta::single(&self.user, message);
+        let signature = meta::sign(self.info.app_secret.as_bytes(), body.as_bytes());
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(&self.info.webhook_url)
+            .header("content-type", "application/json")
+            .header(remedios_shared::signature::HEADER, signature)
+            .body(body)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|source| ChatError::WebhookDown {
+                url: self.info.webhook_url.clone(),
+                source,
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(ChatError::WebhookRefused {
+                status: status.as_u16(),
+                body,
+            });
+        }
+        let mut stages = Stages {
+            webhook: started.elapsed(),
+            ..Stages::default()
+        };
+        let record_key = keys::message_record(&self.tag, &message_id);
+        let transcript_key = keys::transcript(&self.tag, &message_id);
+        let mut replies: Vec<(u64, String)> = Vec::new();
+        let mut last_reply_at: Option<Instant> = None;
+        loop {
+            let waiting_for = if stages.stored.is_none() {
+                "inbound queue → transcriber"
+            } else if voice && stages.transcribed.is_none() {
+                "transcribing the voice note"
+            } else {
+                "reply queue → responder → model"
+            };
+            tick(waiting_for);
+            if stages.stored.is_none() && self.exists(&record_key).await {
+                stages.stored = Some(started.elapsed());
+            }
+            if voice && stages.transcribed.is_none() && self.exists(&transcript_key).await {
+                stages.transcribed = Some(started.elapsed());
+            }
+            if let Ok(recorded) = self.emulator.recorded(since).await {
+                for r in recorded {
+                    if let Recorded::Text {
+                        seq,
+                        to,
+                        recipient,
+                        body,
+                        id: Some(_),
+                        ..
+                    } = r
+                        && self.is_us(to.as_deref(), recipient.as_deref())
+                        && !replies.iter().any(|(s, _)| *s == seq)
+                    {
+                        if replies.is_empty() {
+                            stages.replied = started.elapsed();
+                        }
+                        replies.push((seq, body));
+                        last_reply_at = Some(Instant::now());
+                    }
+                }
+            }
+            // A long answer comes in several parts: collect them until a quiet second.
+            if let Some(at) = last_reply_at
+                && at.elapsed() > Duration::from_secs(1)
+            {
+                break;
+            }
+            if last_reply_at.is_none() && started.elapsed() > timeout {
+                return Err(ChatError::NoReply {
+                    waited: timeout,
+                    diagnosis: self.diagnose(&stages, voice).await,
+                    stages,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        replies.sort_by_key(|(seq, _)| *seq);
+        Ok(Exchange {
+            message_id,
+            replies: replies.into_iter().map(|(_, body)| body).collect(),
+            stages,
+        })
+    }
+
+    fn is_us(&self, to: Option<&str>, recipient: Option<&str>) -> bool {
+        let number = |n: &str| n.trim_start_matches('+').to_owned();
+        match (to, &self.user.wa_id, recipient, &self.user.user_id) {
+            (Some(t), Some(w), _, _) if number(t) == number(w) => true,
+            (_, _, Some(r), Some(u)) if r == u => true,
+            _ => false,
+        }
+    }
+
+    async fn last_seq(&self) -> Result<u64, ChatError> {
+        let recorded = self
+            .emulator
+            .recorded(0)
+            .await
+            .map_err(|e| ChatError::EmulatorDown {
+                url: self.info.graph_emulator_url.clone().unwrap_or_default(),
+                detail: e.to_string(),
+            })?;
+        Ok(recorded.iter().map(Recorded::seq).max().unwrap_or(0))
+    }
+
+    async fn exists(&self, key: &str) -> bool {
+        self.s3
+            .head_object()
+            .bucket(&self.info.bucket)
+            .key(key)
+            .send()
+            .await
+            .is_ok()
+    }
+
+    /// Says which part is down or where the message is stuck.
+    pub async fn diagnose(&self, stages: &Stages, voice: bool) -> Vec<String> {
+        let mut found = Vec::new();
+        let http = &self.http;
+        let up = |url: String| async move {
+            http.get(url)
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await
+                .is_ok()
+        };
+        if !up(format!("{}/moto-api/", self.info.moto_url)).await {
+            found.push(format!(
+                "the AWS emulator (moto) at {} is down",
+                self.info.moto_url
+            ));
+            return found;
+        }
+        if !self.emulator.healthy().await {
+            found.push(format!(
+                "the Graph API emulator at {} is down",
+                self.info.graph_emulator_url.clone().unwrap_or_default()
+            ));
+        }
+        if !up(format!(
+            "{}/models",
+            self.info.model_url.trim_end_matches('/')
+        ))
+        .await
+        {
+            found.push(format!(
+                "the GPT4All host at {} does not answer",
+                self.info.model_url
+            ));
+        }
+        if !up(self.info.functions_url.clone()).await {
+            found.push(format!(
+                "the functions (cargo lambda watch) at {} are down",
+                self.info.functions_url
+            ));
+        }
+        for (queue, name) in [(&self.info.inbound, "inbound"), (&self.info.reply, "reply")] {
+            if let Some(n) = self.queued(&queue.dlq_url).await
+                && n > 0
+            {
+                found.push(format!(
+                    "{n} message(s) in the {name} dead-letter queue: the {} gave up (see its log)",
+                    if name == "inbound" {
+                        "transcriber"
+                    } else {
+                        "responder"
+                    }
+                ));
+            }
+        }
+        let stuck = if stages.stored.is_none() {
+            "the transcriber never stored the message: it is down, failing, or still busy"
+        } else if voice && stages.transcribed.is_none() {
+            "the transcriber stored the voice note but has not transcribed it"
+        } else {
+            "the responder has not replied: it is down, failing, or the model is slow"
+        };
+        found.push(format!(
+            "{stuck} (logs: {})",
+            self.info.log_dir.join("functions.log").display()
+        ));
+        found
+    }
+
+    async fn queued(&self, url: &str) -> Option<u64> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .ok()?;
+        out.attributes()?
+            .get(&QueueAttributeName::ApproximateNumberOfMessages)?
+            .parse()
+            .ok()
+    }
+}
+
+/// A terminal spinner frame for `n`.
+pub fn spinner(n: usize) -> char {
+    const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+    FRAMES[n % FRAMES.len()]
+}

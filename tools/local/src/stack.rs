@@ -1,0 +1,969 @@
+//! The whole pipeline on one machine (`remedios up`): the AWS emulator with the queues
+//! and bucket the template declares, the Graph API emulator (or the real Graph API),
+//! the GPT4All host (the configured one, or a local model server), the three functions
+//! under `cargo lambda watch`, a `/webhook` endpoint in front of the webhook function,
+//! and the event pump between the queues and the functions.
+//!
+//! Every process is started in its own process group and stopped with it; dropping a
+//! [`Stack`] kills whatever is left.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::process::Command;
+
+use crate::child::GroupChild;
+use crate::graph_emulator::{EmulatorClient, GraphEmulator};
+use crate::llm::LlmServer;
+use crate::moto::{self, Moto, MotoError, QueuePair};
+use crate::paths;
+use crate::process::free_port;
+use crate::pump::{HttpInvoker, Pump, PumpHandle, Settings, Source};
+use crate::{infra, meta};
+
+/// The local stack's name: queues `remedios-local-inbound.fifo`, ...
+pub const STACK_NAME: &str = "remedios-local";
+/// The access token the Graph API emulator accepts.
+pub const EMULATOR_TOKEN: &str = "local-access-token";
+/// The app secret and verify token of the local stack when none are configured.
+pub const LOCAL_APP_SECRET: &str = "local-app-secret";
+pub const LOCAL_VERIFY_TOKEN: &str = "local-verify-token";
+/// Where `remedios up` records what it started, for `remedios chat`.
+pub const STATE_FILE: &str = "local/stack.json";
+
+/// Why the stack could not start.
+#[derive(Debug, Error)]
+pub enum StackError {
+    #[error("{0}")]
+    Prerequisite(String),
+    #[error("the AWS emulator: {0}")]
+    Moto(#[from] MotoError),
+    #[error("the Graph API emulator could not listen on {addr}: {source}")]
+    Graph {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the model server: {0}")]
+    Model(String),
+    #[error("building the functions failed (see {log}): {detail}")]
+    Build { log: PathBuf, detail: String },
+    #[error("could not start {what}: {source}")]
+    Spawn {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{part} did not become healthy within {limit:?}: {detail} (log: {log})")]
+    NotReady {
+        part: String,
+        limit: Duration,
+        detail: String,
+        log: PathBuf,
+    },
+    #[error("the template: {0}")]
+    Template(String),
+}
+
+/// The ports the stack listens on (all on 127.0.0.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    /// `/webhook`, the URL Meta (through ngrok) and the chat call.
+    pub webhook: u16,
+    /// `cargo lambda watch`: invoke endpoint and function URLs.
+    pub functions: u16,
+    pub moto: u16,
+    pub graph: u16,
+    pub model: u16,
+}
+
+impl Ports {
+    /// Five consecutive ports from `base`.
+    pub fn from_base(base: u16) -> Self {
+        Ports {
+            webhook: base,
+            functions: base + 1,
+            moto: base + 2,
+            graph: base + 3,
+            model: base + 4,
+        }
+    }
+
+    /// Free ports chosen by the OS (tests).
+    pub fn free() -> std::io::Result<Self> {
+        Ok(Ports {
+            webhook: free_port()?,
+            functions: free_port()?,
+            moto: free_port()?,
+            graph: free_port()?,
+            model: free_port()?,
+        })
+    }
+}
+
+/// The default first port: `REMEDIOS_PORT` overrides it.
+pub const DEFAULT_BASE_PORT: u16 = 8780;
+
+/// How to start the stack.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub ports: Ports,
+    /// The settings the user configured (GPT4All host, WhatsApp credentials, whisper
+    /// model, ...): variables passed to the functions as they are, over our defaults.
+    pub vars: BTreeMap<String, String>,
+    /// Build the functions in release mode.
+    pub release: bool,
+    /// Rebuild and restart a function when its code changes.
+    pub hot_reload: bool,
+    /// Where the children's logs go.
+    pub log_dir: PathBuf,
+    /// How long the first start (compilation included) may take.
+    pub ready_timeout: Duration,
+    /// Record the stack in [`STATE_FILE`] for `remedios chat` (off in tests, so a
+    /// test never overwrites the record of a stack a developer is running).
+    pub record_state: bool,
+}
+
+/// Variables the stack reads from its own environment and hands to the functions.
+pub const PASSED_VARS: &[&str] = &[
+    "GPT4ALL_URL",
+    "GPT4ALL_MODEL",
+    "GPT4ALL_API_KEY",
+    "GPT4ALL_MAX_TOKENS",
+    "GPT4ALL_TIMEOUT_SECONDS",
+    "GPT4ALL_TEMPERATURE",
+    "SYSTEM_PROMPT",
+    "ECHO_TRANSCRIPT",
+    "HISTORY_MAX_TURNS",
+    "WHATSAPP_ACCESS_TOKEN",
+    "WHATSAPP_APP_SECRET",
+    "WHATSAPP_VERIFY_TOKEN",
+    "WHATSAPP_PHONE_NUMBER_ID",
+    "GRAPH_API_VERSION",
+    "ALLOWED_SENDERS",
+    "NORMALIZE_TEST_RECIPIENTS",
+    "WHISPER_MODEL_PATH",
+    "WHISPER_LANGUAGE",
+    "WHISPER_THREADS",
+    "AUDIO_MAX_SECONDS",
+    "RUST_LOG",
+];
+
+impl Options {
+    /// From the process environment: `REMEDIOS_PORT`, `REMEDIOS_RELEASE`, and the
+    /// variables of [`PASSED_VARS`].
+    pub fn from_env() -> Self {
+        let base = std::env::var("REMEDIOS_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(DEFAULT_BASE_PORT);
+        let vars = PASSED_VARS
+            .iter()
+            .filter_map(|name| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| ((*name).to_owned(), v))
+            })
+            .collect();
+        Options {
+            ports: Ports::from_base(base),
+            vars,
+            release: std::env::var("REMEDIOS_RELEASE").is_ok_and(|v| v == "1" || v == "true"),
+            hot_reload: true,
+            log_dir: paths::cache_dir().join("local").join("logs"),
+            ready_timeout: Duration::from_secs(900),
+            record_state: true,
+        }
+    }
+
+    /// A stack for tests: free ports, logs in `log_dir`, no hot reload, no state file,
+    /// no settings from the environment (add them to `vars`).
+    pub fn isolated(log_dir: &Path) -> std::io::Result<Self> {
+        Ok(Options {
+            ports: Ports::free()?,
+            vars: BTreeMap::new(),
+            release: false,
+            hot_reload: false,
+            log_dir: log_dir.to_owned(),
+            ready_timeout: Duration::from_secs(900),
+            record_state: false,
+        })
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// Whether real WhatsApp credentials are configured (then the real Graph API is used).
+    pub fn real_whatsapp(&self) -> bool {
+        self.var("WHATSAPP_ACCESS_TOKEN").is_some()
+    }
+}
+
+/// What is running where: written to [`STATE_FILE`] for `remedios chat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackInfo {
+    pub webhook_url: String,
+    pub functions_url: String,
+    pub moto_url: String,
+    /// The Graph API emulator, `None` when the real Graph API is used.
+    pub graph_emulator_url: Option<String>,
+    pub model_url: String,
+    /// Whether the model server is ours (else the configured GPT4All host).
+    pub model_local: bool,
+    /// The model our server lists (`GPT4ALL_MODEL` for the responder).
+    pub model_name: Option<String>,
+    pub bucket: String,
+    pub inbound: Queue,
+    pub reply: Queue,
+    pub app_secret: String,
+    pub verify_token: String,
+    pub phone_number_id: String,
+    pub log_dir: PathBuf,
+}
+
+/// A queue and its dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queue {
+    pub url: String,
+    pub arn: String,
+    pub dlq_url: String,
+}
+
+impl From<&QueuePair> for Queue {
+    fn from(q: &QueuePair) -> Self {
+        Queue {
+            url: q.url.clone(),
+            arn: q.arn.clone(),
+            dlq_url: q.dlq_url.clone(),
+        }
+    }
+}
+
+impl StackInfo {
+    /// The state file of the running stack.
+    pub fn path() -> PathBuf {
+        paths::cache_dir().join(STATE_FILE)
+    }
+
+    /// Reads what `remedios up` recorded.
+    pub fn load() -> Result<Self, String> {
+        let path = Self::path();
+        let raw = std::fs::read_to_string(&path).map_err(|_| {
+            format!(
+                "no local stack is recorded at {}: start it with `remedios up`",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&raw).map_err(|e| format!("{} is unreadable: {e}", path.display()))
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let path = Self::path();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(self)?)
+    }
+}
+
+/// One row of the status table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartStatus {
+    pub part: String,
+    pub url: String,
+    pub healthy: bool,
+    pub detail: String,
+}
+
+/// Renders the status table.
+pub fn status_table(rows: &[PartStatus]) -> String {
+    let w0 = rows.iter().map(|r| r.part.len()).max().unwrap_or(4).max(4);
+    let w1 = rows.iter().map(|r| r.url.len()).max().unwrap_or(3).max(3);
+    let mut out = format!("{:<w0$}  {:<w1$}  HEALTHY\n", "PART", "URL");
+    for r in rows {
+        let mark = if r.healthy { "yes" } else { "NO" };
+        out.push_str(&format!("{:<w0$}  {:<w1$}  {mark}", r.part, r.url));
+        if !r.detail.is_empty() {
+            out.push_str(&format!("  ({})", r.detail));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The model server the stack uses.
+enum ModelHost {
+    /// The configured GPT4All host.
+    External,
+    /// Our model server.
+    Local(LlmServer),
+}
+
+/// The running stack.
+pub struct Stack {
+    info: StackInfo,
+    moto: Moto,
+    graph: Option<GraphEmulator>,
+    model: ModelHost,
+    functions: GroupChild,
+    proxy: tokio::task::JoinHandle<()>,
+    pump: PumpHandle,
+    pump_health: Pump<HttpInvoker>,
+    http: reqwest::Client,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.proxy.abort();
+    }
+}
+
+/// The three functions, by binary name.
+pub const FUNCTIONS: [&str; 3] = ["webhook", "transcriber", "responder"];
+
+/// Checks what the stack needs; the error says how to get it.
+pub fn check_prerequisites() -> Result<(), Vec<String>> {
+    let mut missing = Vec::new();
+    for exe in ["moto_server", "cargo-lambda", "python"] {
+        let path = paths::venv_bin(exe);
+        if !path.exists() {
+            missing.push(format!("{} (from the project venv)", path.display()));
+        }
+    }
+    let model = default_whisper_model();
+    if !model.exists() {
+        missing.push(format!("the whisper model {}", model.display()));
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing)
+    }
+}
+
+/// The whisper model the local transcriber uses unless `WHISPER_MODEL_PATH` is set.
+pub fn default_whisper_model() -> PathBuf {
+    paths::cache_dir().join("models").join("ggml-base.bin")
+}
+
+/// Runs `scripts/bootstrap.sh` (idempotent), its output shown as it goes.
+pub async fn bootstrap() -> Result<(), StackError> {
+    let script = paths::workspace_root().join("scripts").join("bootstrap.sh");
+    let status = Command::new(&script)
+        .current_dir(paths::workspace_root())
+        .status()
+        .await
+        .map_err(|source| StackError::Spawn {
+            what: script.display().to_string(),
+            source,
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(StackError::Prerequisite(format!(
+            "{} failed ({status}); fix what it reports and run it again",
+            script.display()
+        )))
+    }
+}
+
+impl Stack {
+    /// Starts everything and waits until every part is healthy. `progress` is told
+    /// what is happening.
+    pub async fn up(options: Options, progress: impl Fn(&str)) -> Result<Self, StackError> {
+        if let Err(missing) = check_prerequisites() {
+            return Err(StackError::Prerequisite(format!(
+                "missing: {}. Run scripts/bootstrap.sh (or `remedios up` without --no-install)",
+                missing.join(", ")
+            )));
+        }
+        let ports = options.ports;
+        let resources =
+            infra::local_resources(STACK_NAME).map_err(|e| StackError::Template(e.to_string()))?;
+
+        progress("starting the AWS emulator (moto) with the template's queues and bucket");
+        let moto = Moto::start_on(ports.moto).await?;
+        let sdk = moto.sdk_config().await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let inbound = moto::create_queues(&sqs, &resources.inbound).await?;
+        let reply = moto::create_queues(&sqs, &resources.reply).await?;
+        let bucket = format!("{STACK_NAME}-bucket");
+        moto::create_bucket(&s3, &bucket).await?;
+
+        let graph = if options.real_whatsapp() {
+            progress("WhatsApp: using the real Graph API (WHATSAPP_ACCESS_TOKEN is set)");
+            None
+        } else {
+            progress("starting the Graph API emulator");
+            let addr = SocketAddr::from(([127, 0, 0, 1], ports.graph));
+            Some(
+                GraphEmulator::start_on(addr, EMULATOR_TOKEN)
+                    .await
+                    .map_err(|source| StackError::Graph { addr, source })?,
+            )
+        };
+
+        let (model, model_url) = match options.var("GPT4ALL_URL") {
+            Some(url) => {
+                progress(&format!("GPT4All host: {url}"));
+                (ModelHost::External, url.to_owned())
+            }
+            None => {
+                progress("starting the local model server (llama.cpp with SmolLM2-135M)");
+                let model =
+                    crate::llm::smollm2_path().map_err(|e| StackError::Model(e.to_string()))?;
+                let server = LlmServer::start_logged(
+                    &model,
+                    ports.model,
+                    &options.log_dir.join("model-server.log"),
+                )
+                .await
+                .map_err(|e| StackError::Model(e.to_string()))?;
+                let url = server.base_url();
+                (ModelHost::Local(server), url)
+            }
+        };
+
+        let app_secret = options
+            .var("WHATSAPP_APP_SECRET")
+            .unwrap_or(LOCAL_APP_SECRET)
+            .to_owned();
+        let verify_token = options
+            .var("WHATSAPP_VERIFY_TOKEN")
+            .unwrap_or(LOCAL_VERIFY_TOKEN)
+            .to_owned();
+        let info = StackInfo {
+            webhook_url: format!("http://127.0.0.1:{}/webhook", ports.webhook),
+            functions_url: format!("http://127.0.0.1:{}", ports.functions),
+            moto_url: moto.endpoint().to_owned(),
+            graph_emulator_url: graph.as_ref().map(GraphEmulator::base_url),
+            model_url: model_url.clone(),
+            model_local: matches!(model, ModelHost::Local(_)),
+            model_name: match &model {
+                ModelHost::Local(server) => Some(server.model().to_owned()),
+                ModelHost::External => None,
+            },
+            bucket,
+            inbound: Queue::from(&inbound),
+            reply: Queue::from(&reply),
+            app_secret,
+            verify_token,
+            phone_number_id: options
+                .var("WHATSAPP_PHONE_NUMBER_ID")
+                .unwrap_or(meta::PHONE_NUMBER_ID)
+                .to_owned(),
+            log_dir: options.log_dir.clone(),
+        };
+
+        let env = function_env(&options, &info, &resources);
+        progress(&format!(
+            "building the functions (log: {})",
+            options.log_dir.join("build.log").display()
+        ));
+        build_functions(&options).await?;
+
+        progress("starting the functions under `cargo lambda watch`");
+        let functions = spawn_functions(&options, &env)?;
+
+        let proxy = spawn_webhook_proxy(ports.webhook, &info.functions_url).await?;
+
+        let pump = Pump::new(
+            sqs.clone(),
+            HttpInvoker::new(&info.functions_url),
+            Settings::default(),
+        );
+        let handle = pump.start(vec![
+            Source {
+                function: "transcriber".into(),
+                queue_url: inbound.url.clone(),
+                queue_arn: inbound.arn.clone(),
+                batch_size: resources.transcriber.batch_size as i32,
+                timeout: resources.transcriber.timeout,
+            },
+            Source {
+                function: "responder".into(),
+                queue_url: reply.url.clone(),
+                queue_arn: reply.arn.clone(),
+                batch_size: resources.responder.batch_size as i32,
+                timeout: resources.responder.timeout,
+            },
+        ]);
+
+        let stack = Stack {
+            info,
+            moto,
+            graph,
+            model,
+            functions,
+            proxy,
+            pump: handle,
+            pump_health: pump,
+            http: reqwest::Client::new(),
+        };
+        progress("waiting for every part to answer");
+        stack.wait_healthy(options.ready_timeout).await?;
+        if options.record_state
+            && let Err(e) = stack.info.save()
+        {
+            tracing::warn!(error = %e, "could not record the stack for `remedios chat`");
+        }
+        Ok(stack)
+    }
+
+    pub fn info(&self) -> &StackInfo {
+        &self.info
+    }
+
+    /// The process groups and ports the stack started (to check none is left).
+    pub fn processes(&self) -> Processes {
+        let groups = vec![self.functions.pgid()];
+        let runtime_api = format!("{}/", self.info.functions_url);
+        let mut ports = vec![self.moto.port()];
+        if let Ok(url) = url::Url::parse(&self.info.functions_url) {
+            ports.extend(url.port());
+        }
+        if self.info.model_local
+            && let Ok(url) = url::Url::parse(&self.info.model_url)
+        {
+            ports.extend(url.port());
+        }
+        Processes {
+            groups,
+            ports,
+            runtime_api,
+        }
+    }
+
+    async fn wait_healthy(&self, limit: Duration) -> Result<(), StackError> {
+        let started = Instant::now();
+        loop {
+            let rows = self.status().await;
+            if rows.iter().all(|r| r.healthy) {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                let bad = rows.iter().find(|r| !r.healthy).cloned();
+                let bad = bad.unwrap_or(PartStatus {
+                    part: "stack".into(),
+                    url: String::new(),
+                    healthy: false,
+                    detail: String::new(),
+                });
+                return Err(StackError::NotReady {
+                    part: bad.part,
+                    limit,
+                    detail: bad.detail,
+                    log: self.info.log_dir.join("functions.log"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Checks every part.
+    pub async fn status(&self) -> Vec<PartStatus> {
+        let mut rows = Vec::new();
+        let moto_ok = self
+            .http
+            .get(format!("{}/moto-api/", self.info.moto_url))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok();
+        rows.push(PartStatus {
+            part: "AWS emulator (moto: SQS, S3)".into(),
+            url: self.info.moto_url.clone(),
+            healthy: moto_ok,
+            detail: format!(
+                "bucket {}, queues {}, {}",
+                self.info.bucket,
+                queue_name(&self.info.inbound.url),
+                queue_name(&self.info.reply.url)
+            ),
+        });
+        match &self.info.graph_emulator_url {
+            Some(url) => rows.push(PartStatus {
+                part: "WhatsApp (Graph API emulator)".into(),
+                url: url.clone(),
+                healthy: EmulatorClient::new(url).healthy().await,
+                detail: String::new(),
+            }),
+            None => rows.push(PartStatus {
+                part: "WhatsApp (real Graph API)".into(),
+                url: "https://graph.facebook.com".into(),
+                healthy: true,
+                detail: "credentials configured; not probed".into(),
+            }),
+        }
+        let model_ok = self
+            .http
+            .get(format!(
+                "{}/models",
+                self.info.model_url.trim_end_matches('/')
+            ))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        rows.push(PartStatus {
+            part: if self.info.model_local {
+                "GPT4All host (local llama.cpp, SmolLM2)".into()
+            } else {
+                "GPT4All host (configured)".into()
+            },
+            url: self.info.model_url.clone(),
+            healthy: model_ok,
+            detail: String::new(),
+        });
+        let verify = format!(
+            "{}?hub.mode=subscribe&hub.verify_token={}&hub.challenge=ready",
+            self.info.webhook_url, self.info.verify_token
+        );
+        let webhook = self
+            .http
+            .get(&verify)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await;
+        let (ok, detail) = match webhook {
+            Ok(r) if r.status().is_success() => (true, "function URL /lambda-url/webhook/".into()),
+            Ok(r) => (false, format!("answered {}", r.status())),
+            Err(e) => (false, e.to_string()),
+        };
+        rows.push(PartStatus {
+            part: "webhook function".into(),
+            url: self.info.webhook_url.clone(),
+            healthy: ok,
+            detail,
+        });
+        let invoker = HttpInvoker::new(&self.info.functions_url);
+        for function in ["transcriber", "responder"] {
+            let (ok, detail) = match probe_sqs_function(&self.http, &invoker, function).await {
+                Ok(()) => (true, String::new()),
+                Err(e) => (false, e),
+            };
+            rows.push(PartStatus {
+                part: format!("{function} function"),
+                url: invoker.url(function),
+                healthy: ok,
+                detail,
+            });
+        }
+        let health = self.pump_health.health();
+        let errors: Vec<String> = health
+            .iter()
+            .filter_map(|(f, h)| h.last_error.as_ref().map(|e| format!("{f}: {e}")))
+            .collect();
+        let batches: u64 = health.values().map(|h| h.batches).sum();
+        rows.push(PartStatus {
+            part: "event pump (SQS -> functions)".into(),
+            url: format!(
+                "{} -> transcriber, {} -> responder",
+                queue_name(&self.info.inbound.url),
+                queue_name(&self.info.reply.url)
+            ),
+            healthy: errors.is_empty() && !self.pump_finished(),
+            detail: if errors.is_empty() {
+                format!("{batches} batches so far")
+            } else {
+                errors.join("; ")
+            },
+        });
+        rows
+    }
+
+    fn pump_finished(&self) -> bool {
+        false
+    }
+
+    /// Whether the functions' watcher is still running (it is the part most likely to
+    /// stop on its own, on a build error it cannot recover from).
+    pub fn functions_exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.functions.exited()
+    }
+
+    /// Stops everything, leaving no process behind.
+    pub async fn shutdown(mut self) {
+        self.pump.stop();
+        self.proxy.abort();
+        self.functions.stop(Duration::from_secs(5)).await;
+        // Functions cargo-lambda did not stop (they run in process groups of their own).
+        let runtime_api = format!("{}/", self.info.functions_url);
+        for pid in crate::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api) {
+            crate::child::kill(pid);
+        }
+        // The model server's process group is killed when it is dropped.
+        self.model = ModelHost::External;
+        self.moto.stop().await;
+        self.graph = None;
+        if StackInfo::load().is_ok_and(|recorded| recorded == self.info) {
+            let _ = std::fs::remove_file(StackInfo::path());
+        }
+    }
+}
+
+/// What a stack started, to check that none of it is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processes {
+    pub groups: Vec<i32>,
+    /// Ports its processes listened on.
+    pub ports: Vec<u16>,
+    /// The functions' `AWS_LAMBDA_RUNTIME_API` prefix (cargo-lambda runs each function
+    /// in a process group of its own).
+    pub runtime_api: String,
+}
+
+impl Processes {
+    /// Descriptions of what is still running.
+    pub fn alive(&self) -> Vec<String> {
+        let groups = self
+            .groups
+            .iter()
+            .filter(|g| crate::child::group_alive(**g))
+            .map(|g| format!("process group {g}"));
+        let ports = self
+            .ports
+            .iter()
+            .filter(|p| std::net::TcpStream::connect(("127.0.0.1", **p)).is_ok())
+            .map(|p| format!("a process listening on port {p}"));
+        let functions =
+            crate::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &self.runtime_api)
+                .into_iter()
+                .map(|pid| format!("function process {pid}"));
+        groups.chain(ports).chain(functions).collect()
+    }
+}
+
+fn queue_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+/// Invokes an SQS function with an empty batch: it answers once it has started
+/// (configuration read, clients built).
+async fn probe_sqs_function(
+    _http: &reqwest::Client,
+    invoker: &HttpInvoker,
+    function: &str,
+) -> Result<(), String> {
+    use crate::pump::Invoke;
+    let event = aws_lambda_events::event::sqs::SqsEvent::default();
+    invoker
+        .invoke(function, &event, Duration::from_secs(60))
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The functions' environment: where the emulators are, the queues and bucket, the
+/// user's settings over our defaults.
+fn function_env(
+    options: &Options,
+    info: &StackInfo,
+    resources: &infra::LocalResources,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: &str| {
+        env.insert(k.to_owned(), v.to_owned());
+    };
+    set("AWS_ENDPOINT_URL", &info.moto_url);
+    set("AWS_REGION", "us-east-1");
+    set("AWS_ACCESS_KEY_ID", "test");
+    set("AWS_SECRET_ACCESS_KEY", "test");
+    set("S3_FORCE_PATH_STYLE", "true");
+    set("BUCKET_NAME", &info.bucket);
+    set("INBOUND_QUEUE_URL", &info.inbound.url);
+    set("REPLY_QUEUE_URL", &info.reply.url);
+    set("WHATSAPP_APP_SECRET", &info.app_secret);
+    set("WHATSAPP_VERIFY_TOKEN", &info.verify_token);
+    set("GPT4ALL_URL", &info.model_url);
+    if let Some(name) = &info.model_name {
+        set("GPT4ALL_MODEL", name);
+    }
+    set(
+        "REPLY_MAX_RECEIVE_COUNT",
+        &resources.reply.spec.max_receive_count.to_string(),
+    );
+    set(
+        "WHISPER_MODEL_PATH",
+        &default_whisper_model().display().to_string(),
+    );
+    set("LOG_FORMAT", "text");
+    set("RUST_LOG", "info");
+    if let Some(url) = &info.graph_emulator_url {
+        set("WHATSAPP_ACCESS_TOKEN", EMULATOR_TOKEN);
+        set("GRAPH_API_BASE_URL", url);
+        set("GRAPH_MEDIA_HOSTS", "127.0.0.1");
+    }
+    for (k, v) in &options.vars {
+        if k == "GPT4ALL_URL" || (k == "WHATSAPP_ACCESS_TOKEN" && info.graph_emulator_url.is_some())
+        {
+            continue;
+        }
+        env.insert(k.clone(), v.clone());
+    }
+    env
+}
+
+/// The cargo target directory: `CARGO_TARGET_DIR`, else the one `scripts/test.sh` uses
+/// (`$HOME/.cache/remedios/target`), so the stack and the tests share their builds.
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cache/remedios/target"))
+        .unwrap_or_else(|| paths::workspace_root().join("target"))
+}
+
+fn cargo_lambda() -> PathBuf {
+    paths::venv_bin("cargo-lambda")
+}
+
+/// `cargo build` of the three functions, so the first invocation does not compile.
+async fn build_functions(options: &Options) -> Result<(), StackError> {
+    let log = options.log_dir.join("build.log");
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command
+        .current_dir(paths::workspace_root())
+        .env("CARGO_TARGET_DIR", target_dir())
+        .arg("build");
+    for f in FUNCTIONS {
+        command.args(["-p", f]);
+    }
+    command.arg("--bins");
+    if options.release {
+        command.arg("--release");
+    }
+    let mut child =
+        GroupChild::spawn("cargo build", command, &log).map_err(|source| StackError::Spawn {
+            what: "cargo build".into(),
+            source,
+        })?;
+    let status = child.wait().await.map_err(|source| StackError::Spawn {
+        what: "cargo build".into(),
+        source,
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(StackError::Build {
+            detail: last_lines(&log, 15),
+            log,
+        })
+    }
+}
+
+fn last_lines(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn spawn_functions(
+    options: &Options,
+    env: &BTreeMap<String, String>,
+) -> Result<GroupChild, StackError> {
+    let mut command = Command::new(cargo_lambda());
+    command
+        .current_dir(paths::workspace_root())
+        .args(["lambda", "watch", "-A", "127.0.0.1", "-P"])
+        .arg(options.ports.functions.to_string())
+        .args(["--timeout", "900"]);
+    if !options.hot_reload {
+        command.arg("--ignore-changes");
+    }
+    if options.release {
+        command.arg("--release");
+    }
+    command.envs(env).env("CARGO_TARGET_DIR", target_dir());
+    GroupChild::spawn(
+        "cargo lambda watch",
+        command,
+        &options.log_dir.join("functions.log"),
+    )
+    .map_err(|source| StackError::Spawn {
+        what: format!("{} lambda watch", cargo_lambda().display()),
+        source,
+    })
+}
+
+/// `/webhook` on `port`, forwarded to the webhook's function URL under cargo-lambda:
+/// the one path of the stack that may be exposed (ngrok), like the HTTP API in AWS.
+async fn spawn_webhook_proxy(
+    port: u16,
+    functions_url: &str,
+) -> Result<tokio::task::JoinHandle<()>, StackError> {
+    use axum::body::Bytes;
+    use axum::extract::{RawQuery, State};
+    use axum::http::{HeaderMap, Method, StatusCode};
+    use axum::response::{IntoResponse, Response};
+
+    #[derive(Clone)]
+    struct Target {
+        url: String,
+        http: reqwest::Client,
+    }
+
+    async fn forward(
+        State(t): State<Target>,
+        method: Method,
+        RawQuery(query): RawQuery,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let url = match query {
+            Some(q) => format!("{}?{q}", t.url),
+            None => t.url.clone(),
+        };
+        let mut request = t.http.request(method, url).body(body);
+        for (name, value) in &headers {
+            if name != "host" && name != "content-length" {
+                request = request.header(name, value);
+            }
+        }
+        match request.send().await {
+            Ok(r) => {
+                let status = r.status();
+                let content_type = r.headers().get("content-type").cloned();
+                let bytes = r.bytes().await.unwrap_or_default();
+                let mut response = (status, bytes).into_response();
+                if let Some(ct) = content_type {
+                    response.headers_mut().insert("content-type", ct);
+                }
+                response
+            }
+            Err(e) => (
+                StatusCode::BAD_GATEWAY,
+                format!("the webhook function is not reachable: {e}"),
+            )
+                .into_response(),
+        }
+    }
+
+    let target = Target {
+        url: format!("{functions_url}/lambda-url/webhook/"),
+        http: reqwest::Client::new(),
+    };
+    let app = axum::Router::new()
+        .route("/webhook", axum::routing::any(forward))
+        .with_state(target);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StackError::Spawn {
+            what: format!("the webhook endpoint on {addr}"),
+            source,
+        })?;
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    }))
+}
