@@ -1,1 +1,527 @@
-//! Remedios responder: conversation memory in S3, answers from the GPT4All host, replies through the WhatsApp Cloud API
+//! The responder function: conversation memory in S3, answers from the GPT4All host,
+//! replies through the WhatsApp Cloud API.
+//!
+//! Triggered by the reply SQS FIFO queue (one message group per user), it handles the
+//! records of a batch one after another (the GPT4All host serves one request at a time;
+//! the function's concurrency is bounded by the event source's maximum concurrency) and
+//! reports partial batch failures. For each [`ReplyJob`]:
+//!
+//! 1. [`plan::plan`] decides: ask the model, answer a fixed text, run a command
+//!    (`/reset`, `/help`), or say nothing (reactions, system notices).
+//! 2. The reply record ([`ledger`]) says whether this message was answered already, or
+//!    where an earlier attempt stopped.
+//! 3. The message is marked as read with the typing indicator, the history
+//!    ([`history`]) and the new text become the chat, and the model ([`model`]) answers.
+//! 4. The answer is split at WhatsApp's 4096 characters ([`split`]), claimed in the
+//!    record, and sent part by part quoting the user's message, each part recorded.
+//! 5. Once every part is out, the exchange is saved to the history.
+//!
+//! Failures: the host down or slow leaves the job to be retried (a batch item failure),
+//! and on its last attempt (`ApproximateReceiveCount` at `REPLY_MAX_RECEIVE_COUNT`) the
+//! user gets a short apology, and the job still fails into the dead-letter queue. Graph
+//! API rate limits and server errors are retried a few times here and then by the queue,
+//! resuming with the parts not yet sent; re-engagement (131047) and other permanent
+//! errors are logged and dropped; an invalid token (190) fails loudly. Once a record of
+//! a message group fails, the later records of that group in the batch fail too, so one
+//! user's messages are never answered out of order.
+
+pub mod config;
+pub mod history;
+pub mod ledger;
+pub mod model;
+pub mod plan;
+pub mod split;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use remedios_shared::envelope::{self, InboundMessage, ReplyJob};
+use remedios_shared::graph::{ErrorClass, GraphClient, GraphError, Recipient};
+use remedios_shared::secrets::{self, SecretError, SecretSource};
+use remedios_shared::store::{Store, StoreError};
+use remedios_shared::user::UserTag;
+use thiserror::Error;
+use tracing::{debug, error, info, warn};
+
+pub use config::{Behaviour, Config, ModelSettings};
+use history::{Bounds, History, HistoryError};
+use ledger::{Exchange, Held, Ledger, ReplyKind, ReplyRecord};
+use model::{ChatMessage, ModelClient, ModelError, Role};
+use plan::{Command, Plan};
+use split::{WHATSAPP_TEXT_LIMIT, split_message};
+
+/// Attempts of one Graph API send within an invocation before leaving it to the queue.
+const SEND_ATTEMPTS: u32 = 3;
+/// The first backoff between them (doubling), unless Meta says `Retry-After`.
+const SEND_BACKOFF: Duration = Duration::from_millis(400);
+/// The longest wait within an invocation for one send.
+const SEND_MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// Why the responder could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("could not build the Graph API client: {0}")]
+    Graph(#[from] GraphError),
+    #[error("could not build the GPT4All client: {0}")]
+    Model(#[from] ModelError),
+}
+
+/// Why a job is left on the queue to be tried again.
+#[derive(Debug, Error)]
+pub enum RetryLater {
+    #[error("the GPT4All host gave no answer: {0}")]
+    Model(#[from] ModelError),
+    #[error(
+        "the GPT4All host gave no answer on the last attempt; the user got an apology and the job goes to the dead-letter queue"
+    )]
+    Apologised,
+    #[error("the Graph API refused for now ({class:?}): {error}")]
+    Graph {
+        class: ErrorClass,
+        error: GraphError,
+    },
+    #[error(
+        "the WhatsApp access token is invalid or expired: {0}; replace it (WHATSAPP_ACCESS_TOKEN or its SSM parameter) and redrive the dead-letter queue"
+    )]
+    Auth(GraphError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("another invocation is answering this message right now")]
+    Contended,
+    #[error(transparent)]
+    Envelope(#[from] envelope::EnvelopeError),
+    #[error("the SQS record has no body")]
+    NoBody,
+}
+
+/// What became of a job that needs no retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to answer.
+    Ignored { why: &'static str },
+    /// Answered earlier (a redelivery).
+    AlreadyAnswered,
+    /// Replied; how many text messages went out in this attempt.
+    Replied { kind: ReplyKind, parts: usize },
+    /// The Graph API refused for good (131047 and other permanent errors).
+    Dropped { code: Option<i64> },
+}
+
+/// The responder, with its clients. Build it once per container.
+#[derive(Debug)]
+pub struct Responder {
+    graph: GraphClient,
+    model: ModelClient,
+    history: History,
+    ledger: Ledger,
+    behaviour: Behaviour,
+}
+
+impl Responder {
+    /// Resolves the secrets (from SSM when configured so) and wires the clients.
+    pub async fn connect(config: &Config, sdk: &SdkConfig) -> Result<Self, StartError> {
+        let mut sources: Vec<&SecretSource> = vec![&config.access_token];
+        sources.extend(config.model_api_key.as_ref());
+        let needs_ssm = sources
+            .iter()
+            .any(|s| matches!(s, SecretSource::SsmParameter(_)));
+        let ssm = needs_ssm.then(|| remedios_shared::aws::ssm(sdk));
+        let mut resolved = secrets::resolve(ssm.as_ref(), &sources).await?.into_iter();
+        let token = resolved
+            .next()
+            .ok_or_else(|| SecretError::NotFound("WHATSAPP_ACCESS_TOKEN".into()))?;
+        let api_key = resolved.next();
+        let store = Store::new(remedios_shared::aws::s3(sdk, &config.aws), &config.bucket);
+        let graph = GraphClient::new(config.graph.clone().with_token(token))?;
+        let model = ModelClient::new(config.model.clone(), api_key)?;
+        Ok(Self::new(store, graph, model, config.behaviour.clone()))
+    }
+
+    /// A responder over ready clients.
+    pub fn new(store: Store, graph: GraphClient, model: ModelClient, behaviour: Behaviour) -> Self {
+        let bounds = Bounds {
+            max_turns: behaviour.history_max_turns,
+            max_chars: behaviour.history_max_chars,
+        };
+        Responder {
+            graph,
+            model,
+            history: History::new(store.clone(), bounds),
+            ledger: Ledger::new(store),
+            behaviour,
+        }
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Handles a batch; the failed records are retried by SQS.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut failed_groups: HashSet<String> = HashSet::new();
+        let mut response = SqsBatchResponse::default();
+        for record in &event.records {
+            let id = record.message_id.clone().unwrap_or_default();
+            let group = record.attributes.get("MessageGroupId").cloned();
+            if let Some(g) = &group
+                && failed_groups.contains(g)
+            {
+                warn!(sqs_message_id = %id, "an earlier message of this user failed; retrying this one after it");
+                response.batch_item_failures.push(failure(&id));
+                continue;
+            }
+            if let Err(e) = self.handle_record(record).await {
+                log_retry(&id, &e);
+                response.batch_item_failures.push(failure(&id));
+                if let Some(g) = group {
+                    failed_groups.insert(g);
+                }
+            }
+        }
+        response
+    }
+
+    async fn handle_record(&self, record: &SqsMessage) -> Result<Outcome, RetryLater> {
+        let body = record.body.as_deref().ok_or(RetryLater::NoBody)?;
+        let job: ReplyJob = envelope::decode(body)?;
+        let receive_count = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse::<u32>().ok())
+            .unwrap_or(1);
+        self.process(&job, receive_count).await
+    }
+
+    /// Answers one job. `receive_count` is how many times SQS delivered it (1 at first).
+    pub async fn process(&self, job: &ReplyJob, receive_count: u32) -> Result<Outcome, RetryLater> {
+        let started = Instant::now();
+        let message = &job.message;
+        let user = message.user_key().tag();
+        let plan = plan::plan(job, self.behaviour.echo_transcript);
+        if let Plan::Ignore { why } = plan {
+            debug!(user = %user, kind = message.content.kind(), why, "nothing to answer");
+            return Ok(Outcome::Ignored { why });
+        }
+        let existing = self.ledger.get(&user, &message.id).await?;
+        let held = match existing {
+            Some(held) if held.record.kind != ReplyKind::Apology || !held.record.finished() => {
+                if held.record.finished() {
+                    self.remember(&user, message, &held.record).await?;
+                    info!(user = %user, message_id = %message.id, "already answered; not answering again");
+                    return Ok(Outcome::AlreadyAnswered);
+                }
+                info!(user = %user, message_id = %message.id, sent = held.record.sent.len(), parts = held.record.parts.len(), "resuming an earlier reply");
+                held
+            }
+            previous => {
+                let record = self.compose(job, &user, &plan, receive_count).await?;
+                let apologised_before = previous
+                    .as_ref()
+                    .is_some_and(|p| p.record.kind == ReplyKind::Apology);
+                if record.kind == ReplyKind::Apology && apologised_before {
+                    // One apology per message is enough.
+                    return Err(RetryLater::Apologised);
+                }
+                match self.ledger.claim(&user, record, previous.as_ref()).await? {
+                    Some(held) => held,
+                    None => return Err(RetryLater::Contended),
+                }
+            }
+        };
+        let outcome = self.deliver(message, &user, held).await?;
+        info!(
+            user = %user,
+            kind = message.content.kind(),
+            outcome = ?outcome,
+            receive_count,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reply job done"
+        );
+        if let Outcome::Replied {
+            kind: ReplyKind::Apology,
+            ..
+        } = outcome
+        {
+            // The job goes on to the dead-letter queue, kept for the operator.
+            return Err(RetryLater::Apologised);
+        }
+        Ok(outcome)
+    }
+
+    /// Works out the reply of a job that has none yet.
+    async fn compose(
+        &self,
+        job: &ReplyJob,
+        user: &UserTag,
+        plan: &Plan,
+        receive_count: u32,
+    ) -> Result<ReplyRecord, RetryLater> {
+        let message = &job.message;
+        let now = now_ms();
+        self.mark_read(message, user, matches!(plan, Plan::Ask { .. }))
+            .await;
+        let fixed = |kind, text: &str| {
+            ReplyRecord::new(
+                &message.id,
+                kind,
+                split_message(text, WHATSAPP_TEXT_LIMIT),
+                None,
+                now,
+            )
+        };
+        match plan {
+            Plan::Ignore { .. } => Ok(fixed(ReplyKind::Fixed, "")),
+            Plan::Fixed { text } => Ok(fixed(ReplyKind::Fixed, text)),
+            Plan::Command(command) => {
+                if *command == Command::Reset {
+                    self.history.clear(user).await?;
+                    info!(user = %user, "conversation forgotten at the user's request");
+                }
+                Ok(fixed(ReplyKind::Fixed, command.answer()))
+            }
+            Plan::Ask { question, preface } => {
+                let conversation = self.history.load(user).await?;
+                let mut messages = Vec::with_capacity(conversation.turns.len() + 2);
+                messages.push(ChatMessage::new(
+                    Role::System,
+                    &self.behaviour.system_prompt,
+                ));
+                messages.extend(conversation.messages());
+                messages.push(ChatMessage::new(Role::User, question));
+                match self.model.complete(&messages).await {
+                    Ok(completion) => {
+                        info!(
+                            user = %user,
+                            history_turns = conversation.turns.len(),
+                            model_ms = completion.elapsed.as_millis() as u64,
+                            completion_tokens = completion.usage.map(|u| u.completion_tokens),
+                            truncated = completion.truncated,
+                            "the model answered"
+                        );
+                        let reply = plan::with_preface(preface.as_deref(), &completion.text);
+                        Ok(ReplyRecord::new(
+                            &message.id,
+                            ReplyKind::Answer,
+                            split_message(&reply, WHATSAPP_TEXT_LIMIT),
+                            Some(Exchange {
+                                question: question.clone(),
+                                answer: completion.text,
+                            }),
+                            now,
+                        ))
+                    }
+                    Err(ModelError::Empty) => {
+                        warn!(user = %user, "the model answered nothing; sending a fixed answer");
+                        let reply = plan::with_preface(preface.as_deref(), plan::NO_ANSWER);
+                        Ok(fixed(ReplyKind::Fixed, &reply))
+                    }
+                    Err(e) if receive_count >= self.behaviour.max_receive_count => {
+                        error!(user = %user, error = %e, receive_count, "no answer from the GPT4All host on the last attempt; apologising to the user");
+                        Ok(fixed(ReplyKind::Apology, plan::APOLOGY))
+                    }
+                    Err(e) => Err(RetryLater::Model(e)),
+                }
+            }
+        }
+    }
+
+    /// Sends what the record has not sent yet, recording each part, then remembers the
+    /// exchange.
+    async fn deliver(
+        &self,
+        message: &InboundMessage,
+        user: &UserTag,
+        mut held: Held,
+    ) -> Result<Outcome, RetryLater> {
+        let recipient = self.recipient(message);
+        let mut sent_now = 0;
+        loop {
+            let Some((index, part)) = held.record.pending().next().map(|(i, p)| (i, p.to_owned()))
+            else {
+                break;
+            };
+            match self.send(message, &recipient, &part).await {
+                Ok(id) => {
+                    sent_now += 1;
+                    let mut record = held.record.clone();
+                    record.sent.push(id);
+                    record.updated_at_ms = now_ms();
+                    held = self
+                        .ledger
+                        .update(user, &held, record)
+                        .await?
+                        .ok_or(RetryLater::Contended)?;
+                    debug!(user = %user, part = index + 1, of = held.record.parts.len(), "reply part sent");
+                }
+                Err(error) => match error.class() {
+                    class @ (ErrorClass::RateLimited | ErrorClass::Transient) => {
+                        return Err(RetryLater::Graph { class, error });
+                    }
+                    ErrorClass::Auth => return Err(RetryLater::Auth(error)),
+                    class @ (ErrorClass::Reengagement | ErrorClass::Permanent) => {
+                        warn!(user = %user, code = error.code(), class = ?class, error = %error, part = index + 1, "the Graph API refused the reply for good; dropping it");
+                        let mut record = held.record.clone();
+                        record.dropped = Some(error.to_string());
+                        record.updated_at_ms = now_ms();
+                        // Best effort: a redelivery would be refused the same way.
+                        if let Err(e) = self.ledger.update(user, &held, record).await {
+                            warn!(error = %e, "could not record the dropped reply");
+                        }
+                        return Ok(Outcome::Dropped { code: error.code() });
+                    }
+                },
+            }
+        }
+        self.remember(user, message, &held.record).await?;
+        Ok(Outcome::Replied {
+            kind: held.record.kind,
+            parts: sent_now,
+        })
+    }
+
+    /// Saves a completed answer's exchange to the history (once).
+    async fn remember(
+        &self,
+        user: &UserTag,
+        message: &InboundMessage,
+        record: &ReplyRecord,
+    ) -> Result<(), RetryLater> {
+        if let (true, Some(exchange)) = (record.complete(), &record.remember) {
+            self.history
+                .append(
+                    user,
+                    &message.id,
+                    &exchange.question,
+                    &exchange.answer,
+                    now_ms(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One part, with a few quick retries on rate limits and server errors.
+    async fn send(
+        &self,
+        message: &InboundMessage,
+        recipient: &Recipient,
+        text: &str,
+    ) -> Result<String, GraphError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .graph
+                .send_text(&message.phone_number_id, recipient, text, Some(&message.id))
+                .await
+            {
+                Ok(sent) => return Ok(sent.id),
+                Err(e) if e.is_retryable() && attempt + 1 < SEND_ATTEMPTS => {
+                    let wait = e
+                        .retry_after()
+                        .unwrap_or(SEND_BACKOFF * 2u32.pow(attempt))
+                        .min(SEND_MAX_WAIT);
+                    warn!(code = e.code(), class = ?e.class(), wait_ms = wait.as_millis() as u64, "Graph API send refused for now; trying again");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Marks the message read, with the typing indicator while the model thinks; a
+    /// failure is only logged.
+    async fn mark_read(&self, message: &InboundMessage, user: &UserTag, typing: bool) {
+        if let Err(e) = self
+            .graph
+            .mark_read(&message.phone_number_id, &message.id, typing)
+            .await
+        {
+            warn!(user = %user, code = e.code(), error = %e, "could not mark the message as read");
+        }
+    }
+
+    /// Where the reply goes: the phone number when Meta gave one, else the BSUID.
+    pub fn recipient(&self, message: &InboundMessage) -> Recipient {
+        recipient_of(message, self.behaviour.normalize_test_recipients)
+    }
+}
+
+/// The recipient of a reply to `message`: `to` with the WhatsApp id, or `recipient` with
+/// the business-scoped user id when no phone number was given. With `normalize`, the
+/// mobile digit of Mexican (`521…`) and Argentinian (`549…`) numbers is dropped, as
+/// Meta's test-mode allowed list spells them.
+pub fn recipient_of(message: &InboundMessage, normalize: bool) -> Recipient {
+    match (&message.sender.wa_id, &message.sender.user_id) {
+        (Some(wa_id), _) => Recipient::Phone(if normalize {
+            normalize_test_number(wa_id)
+        } else {
+            wa_id.clone()
+        }),
+        (None, Some(user_id)) => Recipient::UserId(user_id.clone()),
+        (None, None) => Recipient::Phone(String::new()),
+    }
+}
+
+/// `5215512345678` → `525512345678`, `5491112345678` → `541112345678`; others unchanged.
+pub fn normalize_test_number(wa_id: &str) -> String {
+    let digits = wa_id.trim_start_matches('+');
+    let all_digits = digits.chars().all(|c| c.is_ascii_digit());
+    match digits.get(..3) {
+        Some("521" | "549") if all_digits && digits.len() == 13 => {
+            format!("{}{}", &digits[..2], &digits[3..])
+        }
+        _ => wa_id.to_owned(),
+    }
+}
+
+fn failure(id: &str) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = id.to_owned();
+    f
+}
+
+fn log_retry(sqs_message_id: &str, e: &RetryLater) {
+    match e {
+        RetryLater::Auth(_) => {
+            error!(sqs_message_id, error = %e, "cannot reply: the WhatsApp access token is invalid")
+        }
+        RetryLater::Envelope(_) | RetryLater::NoBody => {
+            error!(sqs_message_id, error = %e, "unreadable reply job; it will end in the dead-letter queue")
+        }
+        RetryLater::Apologised => {
+            error!(sqs_message_id, error = %e, "reply job failed for good; it goes to the dead-letter queue")
+        }
+        _ => warn!(sqs_message_id, error = %e, "reply job will be retried"),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_numbers_lose_their_mobile_digit_only_when_asked() {
+        assert_eq!(normalize_test_number("5215512345678"), "525512345678");
+        assert_eq!(normalize_test_number("5491112345678"), "541112345678");
+        assert_eq!(normalize_test_number("15551234567"), "15551234567");
+        assert_eq!(normalize_test_number("521551234567"), "521551234567");
+    }
+}

@@ -1,0 +1,255 @@
+//! The responder's configuration, read once at cold start.
+//!
+//! | variable | default | what |
+//! |---|---|---|
+//! | `BUCKET_NAME` | required | the S3 bucket of Remedios |
+//! | `WHATSAPP_ACCESS_TOKEN` or `WHATSAPP_ACCESS_TOKEN_PARAM` | required | the Graph API token, or the name of its SSM SecureString |
+//! | `GRAPH_API_BASE_URL`, `GRAPH_API_VERSION` | Meta's | see [`GraphEndpoint`] |
+//! | `GPT4ALL_URL` | `http://localhost:4891/v1` | the GPT4All host's OpenAI-compatible API |
+//! | `GPT4ALL_MODEL` | the host's first model | the model name, exactly as the host lists it (`GET /v1/models`) |
+//! | `GPT4ALL_API_KEY` or `GPT4ALL_API_KEY_PARAM` | unset | a bearer key, when a proxy in front of the host wants one |
+//! | `GPT4ALL_MAX_TOKENS` | 400 | answer length bound (always sent: GPT4All defaults to 16) |
+//! | `GPT4ALL_TEMPERATURE` | 0.7 | sampling temperature |
+//! | `GPT4ALL_TOP_P` | 0.95 | nucleus sampling |
+//! | `GPT4ALL_TIMEOUT_SECONDS` | 60 | how long one request may take |
+//! | `GPT4ALL_RETRIES` | 2 | extra attempts on connection errors and 5xx, with backoff |
+//! | `HISTORY_MAX_TURNS`, `HISTORY_MAX_CHARS` | 12, 6000 | how much of the conversation is kept and sent |
+//! | `SYSTEM_PROMPT` | [`DEFAULT_SYSTEM_PROMPT`] | the system message |
+//! | `ECHO_TRANSCRIPT` | true | start the answer to a voice note with what was heard |
+//! | `REPLY_MAX_RECEIVE_COUNT` | 5 | the reply queue's `maxReceiveCount`: the last attempt apologises |
+//! | `NORMALIZE_TEST_RECIPIENTS` | false | drop the mobile digit of `521…`/`549…` numbers (Meta's test-mode allowed list) |
+
+use std::time::Duration;
+
+use remedios_shared::config::{AwsSettings, ConfigError, Env, Vars};
+use remedios_shared::graph::GraphEndpoint;
+use remedios_shared::secrets::SecretSource;
+use url::Url;
+
+/// The GPT4All API server's address when it runs on the same machine.
+pub const DEFAULT_GPT4ALL_URL: &str = "http://localhost:4891/v1";
+pub const DEFAULT_MAX_TOKENS: u32 = 400;
+pub const DEFAULT_TEMPERATURE: f32 = 0.7;
+pub const DEFAULT_TOP_P: f32 = 0.95;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_RETRIES: u32 = 2;
+pub const DEFAULT_HISTORY_MAX_TURNS: usize = 12;
+pub const DEFAULT_HISTORY_MAX_CHARS: usize = 6000;
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
+
+/// The system prompt unless `SYSTEM_PROMPT` says otherwise.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are Remedios, a warm and concise assistant \
+chatting on WhatsApp. Answer in the language the user writes in. Keep answers short, in \
+short paragraphs that read well on a phone, without tables or headings. If you do not know \
+something, say so plainly instead of guessing.";
+
+/// How to reach the GPT4All host and what to ask it for.
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    /// Base URL ending in `/v1`; requests go to `{base}/chat/completions`.
+    pub base_url: Url,
+    /// The model name; `None` asks the host for its first model (`GET {base}/models`).
+    pub model: Option<String>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub timeout: Duration,
+    /// Extra attempts after a connection error or a 5xx.
+    pub retries: u32,
+    /// The first backoff; it doubles with each attempt.
+    pub backoff: Duration,
+}
+
+impl ModelSettings {
+    /// Defaults for a host at `base_url` (tests and the local stack).
+    pub fn new(base_url: Url, model: Option<String>) -> Self {
+        ModelSettings {
+            base_url,
+            model,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            temperature: DEFAULT_TEMPERATURE,
+            top_p: DEFAULT_TOP_P,
+            timeout: DEFAULT_TIMEOUT,
+            retries: DEFAULT_RETRIES,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What the responder does with a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Behaviour {
+    pub system_prompt: String,
+    pub history_max_turns: usize,
+    pub history_max_chars: usize,
+    pub echo_transcript: bool,
+    pub max_receive_count: u32,
+    pub normalize_test_recipients: bool,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
+            history_max_turns: DEFAULT_HISTORY_MAX_TURNS,
+            history_max_chars: DEFAULT_HISTORY_MAX_CHARS,
+            echo_transcript: true,
+            max_receive_count: DEFAULT_MAX_RECEIVE_COUNT,
+            normalize_test_recipients: false,
+        }
+    }
+}
+
+/// Everything the responder needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bucket: String,
+    pub access_token: SecretSource,
+    pub graph: GraphEndpoint,
+    pub model: ModelSettings,
+    pub model_api_key: Option<SecretSource>,
+    pub behaviour: Behaviour,
+    pub aws: AwsSettings,
+}
+
+impl Config {
+    pub fn from_env<V: Vars>(env: &Env<V>) -> Result<Self, ConfigError> {
+        let model_api_key = if env.optional("GPT4ALL_API_KEY").is_some()
+            || env.optional("GPT4ALL_API_KEY_PARAM").is_some()
+        {
+            Some(env.secret(
+                "GPT4ALL_API_KEY",
+                "the bearer key of the GPT4All host's proxy",
+            )?)
+        } else {
+            None
+        };
+        let temperature = env.parse_or("GPT4ALL_TEMPERATURE", DEFAULT_TEMPERATURE)?;
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(ConfigError::new(
+                "GPT4ALL_TEMPERATURE",
+                format!("is {temperature}, outside the allowed range 0 to 2"),
+            ));
+        }
+        let top_p = env.parse_or("GPT4ALL_TOP_P", DEFAULT_TOP_P)?;
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ConfigError::new(
+                "GPT4ALL_TOP_P",
+                format!("is {top_p}, outside the allowed range 0 (excluded) to 1"),
+            ));
+        }
+        let timeout = env.seconds("GPT4ALL_TIMEOUT_SECONDS", DEFAULT_TIMEOUT)?;
+        if timeout.is_zero() {
+            return Err(ConfigError::new(
+                "GPT4ALL_TIMEOUT_SECONDS",
+                "is 0; give the seconds one request to the GPT4All host may take",
+            ));
+        }
+        let model = ModelSettings {
+            base_url: env.url("GPT4ALL_URL", Some(DEFAULT_GPT4ALL_URL))?,
+            model: env.optional("GPT4ALL_MODEL"),
+            max_tokens: env.number_in("GPT4ALL_MAX_TOKENS", DEFAULT_MAX_TOKENS, 16, 8192)?,
+            temperature,
+            top_p,
+            timeout,
+            retries: env.number_in("GPT4ALL_RETRIES", DEFAULT_RETRIES, 0, 10)?,
+            backoff: Duration::from_millis(500),
+        };
+        let behaviour = Behaviour {
+            system_prompt: env
+                .optional("SYSTEM_PROMPT")
+                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
+            history_max_turns: env.number_in(
+                "HISTORY_MAX_TURNS",
+                DEFAULT_HISTORY_MAX_TURNS,
+                0,
+                200,
+            )?,
+            history_max_chars: env.number_in(
+                "HISTORY_MAX_CHARS",
+                DEFAULT_HISTORY_MAX_CHARS,
+                0,
+                200_000,
+            )?,
+            echo_transcript: env.flag("ECHO_TRANSCRIPT", true)?,
+            max_receive_count: env.number_in(
+                "REPLY_MAX_RECEIVE_COUNT",
+                DEFAULT_MAX_RECEIVE_COUNT,
+                1,
+                1000,
+            )?,
+            normalize_test_recipients: env.flag("NORMALIZE_TEST_RECIPIENTS", false)?,
+        };
+        Ok(Config {
+            bucket: env.required("BUCKET_NAME", "the S3 bucket of Remedios")?,
+            access_token: env.secret(
+                "WHATSAPP_ACCESS_TOKEN",
+                "the WhatsApp Cloud API access token (a system-user token)",
+            )?,
+            graph: GraphEndpoint::from_env(env)?,
+            model,
+            model_api_key,
+            behaviour,
+            aws: AwsSettings::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: [(&str, &str); 2] = [
+        ("BUCKET_NAME", "remedios"),
+        ("WHATSAPP_ACCESS_TOKEN_PARAM", "/remedios/token"),
+    ];
+
+    fn with(extra: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+        BASE.iter()
+            .chain(extra)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_set() {
+        let config = Config::from_env(&Env(BASE)).unwrap();
+        assert_eq!(config.model.base_url.as_str(), "http://localhost:4891/v1");
+        assert_eq!(config.model.max_tokens, 400);
+        assert_eq!(config.model.timeout, Duration::from_secs(60));
+        assert!(config.model_api_key.is_none());
+        assert_eq!(config.behaviour, Behaviour::default());
+        assert!(config.behaviour.system_prompt.contains("Remedios"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("GPT4ALL_URL", "localhost:4891"),
+            ("GPT4ALL_MAX_TOKENS", "4"),
+            ("GPT4ALL_TEMPERATURE", "3"),
+            ("GPT4ALL_TOP_P", "0"),
+            ("GPT4ALL_TIMEOUT_SECONDS", "0"),
+            ("ECHO_TRANSCRIPT", "perhaps"),
+            ("REPLY_MAX_RECEIVE_COUNT", "0"),
+        ] {
+            let err = Config::from_env(&Env(with(&[(name, value)]))).unwrap_err();
+            assert_eq!(err.name, name, "{err}");
+        }
+    }
+
+    #[test]
+    fn the_model_key_is_optional_but_never_doubly_given() {
+        let config = Config::from_env(&Env(with(&[("GPT4ALL_API_KEY_PARAM", "/k")]))).unwrap();
+        assert_eq!(
+            config.model_api_key,
+            Some(SecretSource::SsmParameter("/k".into()))
+        );
+        let err = Config::from_env(&Env(with(&[
+            ("GPT4ALL_API_KEY", "a"),
+            ("GPT4ALL_API_KEY_PARAM", "/k"),
+        ])))
+        .unwrap_err();
+        assert_eq!(err.name, "GPT4ALL_API_KEY");
+    }
+}

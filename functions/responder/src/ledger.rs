@@ -1,0 +1,204 @@
+//! The reply record of each inbound message (`keys::reply`): what we answered and which
+//! parts went out. It makes the responder idempotent beyond SQS FIFO's five-minute
+//! deduplication window.
+//!
+//! ## Claim, then send, then record each part
+//!
+//! Of the two orders, "send then record" answers twice whenever the job is retried
+//! after a send (a lost record, a later step failing), and "claim then send" with a bare
+//! marker answers never when the function dies between the claim and the send. We do:
+//!
+//! 1. Ask the model, then **claim** the message by creating the record with
+//!    `If-None-Match: *`: it holds the answer's parts and that none was sent. Of two
+//!    concurrent copies of a job only one claim succeeds; the other is retried later.
+//! 2. Send the parts in order; after each accepted part, **record** its WhatsApp id in
+//!    the record (`If-Match` its ETag).
+//! 3. With every part sent, save the exchange to the history (itself idempotent by
+//!    message id).
+//!
+//! A redelivered job reads the record first: all parts sent means it only completes
+//! step 3 (a no-op when done); some parts sent means it resumes with the parts not yet
+//! sent, with the same text, without asking the model again (after a rate limit, for
+//! example). The one remaining window is a crash between Meta accepting a part and our
+//! write of its id, a single S3 request: then that part is sent again. We prefer that
+//! rare duplicate to leaving the user without an answer.
+//!
+//! An apology record (the model was unavailable on the job's last attempt) is complete
+//! but does not stop a later attempt (a dead-letter redrive) from answering properly.
+
+use remedios_shared::keys;
+use remedios_shared::store::{Precondition, Store, StoreError, Written};
+use remedios_shared::user::UserTag;
+use serde::{Deserialize, Serialize};
+
+/// The stored layout version.
+pub const RECORD_VERSION: u32 = 1;
+
+/// What kind of reply a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyKind {
+    /// The model's answer.
+    Answer,
+    /// A fixed text: a command's answer, or a note about what we cannot handle.
+    Fixed,
+    /// The model was unavailable on the last attempt.
+    Apology,
+}
+
+/// The exchange to remember once the reply is out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchange {
+    pub question: String,
+    pub answer: String,
+}
+
+/// The reply to one inbound message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyRecord {
+    pub v: u32,
+    pub message_id: String,
+    pub kind: ReplyKind,
+    /// The text messages to send, in order.
+    pub parts: Vec<String>,
+    /// The WhatsApp ids of the parts sent so far (a prefix of `parts`).
+    #[serde(default)]
+    pub sent: Vec<String>,
+    /// Saved to the history once every part is out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remember: Option<Exchange>,
+    /// Why the rest will not be sent (a permanent Graph API error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<String>,
+    /// Unix milliseconds of the last change.
+    pub updated_at_ms: i64,
+}
+
+impl ReplyRecord {
+    pub fn new(
+        message_id: &str,
+        kind: ReplyKind,
+        parts: Vec<String>,
+        remember: Option<Exchange>,
+        now_ms: i64,
+    ) -> Self {
+        ReplyRecord {
+            v: RECORD_VERSION,
+            message_id: message_id.to_owned(),
+            kind,
+            parts,
+            sent: Vec::new(),
+            remember,
+            dropped: None,
+            updated_at_ms: now_ms,
+        }
+    }
+
+    /// Every part went out.
+    pub fn complete(&self) -> bool {
+        self.sent.len() >= self.parts.len()
+    }
+
+    /// Nothing more will be sent: complete, or dropped.
+    pub fn finished(&self) -> bool {
+        self.complete() || self.dropped.is_some()
+    }
+
+    /// The parts still to send, with their index.
+    pub fn pending(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.parts
+            .iter()
+            .enumerate()
+            .skip(self.sent.len())
+            .map(|(i, p)| (i, p.as_str()))
+    }
+}
+
+/// A record as read, with the ETag to update it under.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub record: ReplyRecord,
+    pub etag: String,
+}
+
+/// The reply records in the bucket.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    store: Store,
+}
+
+impl Ledger {
+    pub fn new(store: Store) -> Self {
+        Ledger { store }
+    }
+
+    /// The record of `message_id`, if any.
+    pub async fn get(&self, user: &UserTag, message_id: &str) -> Result<Option<Held>, StoreError> {
+        Ok(self
+            .store
+            .get_json::<ReplyRecord>(&keys::reply(user, message_id))
+            .await?
+            .map(|(record, etag)| Held { record, etag }))
+    }
+
+    /// Creates the record (`If-None-Match: *`), or replaces the one held by `previous`
+    /// (`If-Match`). `None` when another writer got there first.
+    pub async fn claim(
+        &self,
+        user: &UserTag,
+        record: ReplyRecord,
+        previous: Option<&Held>,
+    ) -> Result<Option<Held>, StoreError> {
+        let precondition = match previous {
+            Some(held) => Precondition::Matches(held.etag.clone()),
+            None => Precondition::Absent,
+        };
+        self.write(user, record, precondition).await
+    }
+
+    /// Stores a change to a held record (`If-Match`). `None` when it changed meanwhile.
+    pub async fn update(
+        &self,
+        user: &UserTag,
+        held: &Held,
+        record: ReplyRecord,
+    ) -> Result<Option<Held>, StoreError> {
+        self.write(user, record, Precondition::Matches(held.etag.clone()))
+            .await
+    }
+
+    async fn write(
+        &self,
+        user: &UserTag,
+        record: ReplyRecord,
+        precondition: Precondition,
+    ) -> Result<Option<Held>, StoreError> {
+        let key = keys::reply(user, &record.message_id);
+        match self.store.put_json_if(&key, &record, precondition).await? {
+            Written::Yes(etag) => Ok(Some(Held { record, etag })),
+            Written::Conflict => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_parts_follow_the_sent_ones() {
+        let mut r = ReplyRecord::new(
+            "m",
+            ReplyKind::Answer,
+            vec!["a".into(), "b".into(), "c".into()],
+            None,
+            0,
+        );
+        assert!(!r.complete());
+        r.sent.push("wamid.1".into());
+        let pending: Vec<(usize, &str)> = r.pending().collect();
+        assert_eq!(pending, vec![(1, "b"), (2, "c")]);
+        r.sent.extend(["wamid.2".into(), "wamid.3".into()]);
+        assert!(r.complete() && r.finished());
+    }
+}

@@ -1,0 +1,410 @@
+//! The GPT4All host, through its OpenAI-compatible API (`POST {base}/chat/completions`).
+//!
+//! GPT4All's API server is strict, and the same client must also work with llama.cpp's
+//! server and Ollama, so a request carries exactly `model`, `messages` (roles
+//! `system`/`user`/`assistant`, string content), `max_tokens` (always: GPT4All's default is
+//! 16 tokens), `temperature` and `top_p`. Never `stream`, `stop`, `seed`, `tools`,
+//! penalties or any other key: GPT4All answers 400 to them.
+//!
+//! One attempt is bounded by the configured timeout; connection errors and 5xx answers are
+//! retried a bounded number of times with doubling backoff. A timeout is not retried (the
+//! Lambda's own time would run out first): the queue retries the job later instead.
+
+use std::time::{Duration, Instant};
+
+use remedios_shared::secrets::Secret;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::OnceCell;
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::config::ModelSettings;
+
+/// Who said a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// One message of the chat sent to the model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// The request body: exactly the keys GPT4All accepts.
+#[derive(Debug, Serialize)]
+pub struct ChatRequest<'a> {
+    pub model: &'a str,
+    pub messages: &'a [ChatMessage],
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatResponse {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Choice {
+    message: ChoiceMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChoiceMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// Token counts the host reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u32,
+    #[serde(default)]
+    pub completion_tokens: u32,
+}
+
+/// The model's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The answer, trimmed; never empty.
+    pub text: String,
+    /// Cut at `max_tokens` (`finish_reason: "length"`); sent as it is.
+    pub truncated: bool,
+    pub usage: Option<Usage>,
+    /// Time of the successful request.
+    pub elapsed: Duration,
+}
+
+/// Why the model gave no answer.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    #[error(
+        "the GPT4All host at {url} is unreachable ({message}): check that GPT4All runs with its API server enabled and that GPT4ALL_URL reaches it"
+    )]
+    Unreachable { url: String, message: String },
+    #[error(
+        "the GPT4All host at {url} did not answer within {after:?}: it may be busy or the model too slow; raise GPT4ALL_TIMEOUT_SECONDS or lower GPT4ALL_MAX_TOKENS"
+    )]
+    Timeout { url: String, after: Duration },
+    #[error("the GPT4All host answered HTTP {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error(
+        "the GPT4All host refused the request with HTTP {status}: {message} (check GPT4ALL_MODEL against the host's model list and GPT4ALL_API_KEY)"
+    )]
+    Refused { status: u16, message: String },
+    #[error("the GPT4All host's answer could not be read: {0}")]
+    BadResponse(String),
+    #[error("the GPT4All host answered with an empty message")]
+    Empty,
+}
+
+impl ModelError {
+    /// The host is down, overloaded or slow: the job should wait and be tried again.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            ModelError::Unreachable { .. } | ModelError::Timeout { .. } | ModelError::Server { .. }
+        )
+    }
+}
+
+/// The client. Build it once per container.
+#[derive(Debug)]
+pub struct ModelClient {
+    http: reqwest::Client,
+    settings: ModelSettings,
+    completions: Url,
+    api_key: Option<Secret>,
+    model: OnceCell<String>,
+}
+
+impl ModelClient {
+    pub fn new(settings: ModelSettings, api_key: Option<Secret>) -> Result<Self, ModelError> {
+        let base = settings.base_url.as_str().trim_end_matches('/').to_owned();
+        let completions = Url::parse(&format!("{base}/chat/completions"))
+            .map_err(|e| ModelError::BadResponse(format!("bad GPT4ALL_URL: {e}")))?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("remedios/", env!("CARGO_PKG_VERSION")))
+            .timeout(settings.timeout)
+            .connect_timeout(Duration::from_secs(5).min(settings.timeout))
+            .build()
+            .map_err(|e| ModelError::BadResponse(e.to_string()))?;
+        let model = OnceCell::new();
+        if let Some(name) = &settings.model {
+            let _ = model.set(name.clone());
+        }
+        Ok(ModelClient {
+            http,
+            settings,
+            completions,
+            api_key,
+            model,
+        })
+    }
+
+    pub fn settings(&self) -> &ModelSettings {
+        &self.settings
+    }
+
+    /// The model name: the configured one, or the host's first listed model.
+    pub async fn model(&self) -> Result<&str, ModelError> {
+        self.model
+            .get_or_try_init(|| self.first_listed_model())
+            .await
+            .map(String::as_str)
+    }
+
+    async fn first_listed_model(&self) -> Result<String, ModelError> {
+        #[derive(Deserialize)]
+        struct Models {
+            data: Vec<Listed>,
+        }
+        #[derive(Deserialize)]
+        struct Listed {
+            id: String,
+        }
+        let base = self.settings.base_url.as_str().trim_end_matches('/');
+        let url = format!("{base}/models");
+        let response = self
+            .authorised(self.http.get(&url))
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(status_error(
+                status.as_u16(),
+                &response.text().await.unwrap_or_default(),
+            ));
+        }
+        let models: Models = response
+            .json()
+            .await
+            .map_err(|e| ModelError::BadResponse(format!("GET {url}: {e}")))?;
+        models.data.into_iter().next().map(|m| m.id).ok_or_else(|| {
+            ModelError::BadResponse(format!(
+                "GET {url} lists no model: load one in GPT4All or set GPT4ALL_MODEL"
+            ))
+        })
+    }
+
+    fn authorised(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key.expose()),
+            None => request,
+        }
+    }
+
+    fn transport(&self, e: reqwest::Error) -> ModelError {
+        let url = self.settings.base_url.to_string();
+        if e.is_timeout() {
+            ModelError::Timeout {
+                url,
+                after: self.settings.timeout,
+            }
+        } else if e.is_decode() || e.is_body() {
+            ModelError::BadResponse(e.to_string())
+        } else {
+            ModelError::Unreachable {
+                url,
+                message: error_chain(&e),
+            }
+        }
+    }
+
+    /// Asks for the next assistant message of `messages`.
+    pub async fn complete(&self, messages: &[ChatMessage]) -> Result<Completion, ModelError> {
+        let model = self.model().await?.to_owned();
+        let request = ChatRequest {
+            model: &model,
+            messages,
+            max_tokens: self.settings.max_tokens,
+            temperature: self.settings.temperature,
+            top_p: self.settings.top_p,
+        };
+        let mut attempt = 0;
+        loop {
+            match self.attempt(&request).await {
+                Ok(c) => return Ok(c),
+                Err(e @ (ModelError::Unreachable { .. } | ModelError::Server { .. }))
+                    if attempt < self.settings.retries =>
+                {
+                    let wait = self.settings.backoff * 2u32.pow(attempt);
+                    warn!(error = %e, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, "GPT4All request failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn attempt(&self, request: &ChatRequest<'_>) -> Result<Completion, ModelError> {
+        let started = Instant::now();
+        let response = self
+            .authorised(self.http.post(self.completions.clone()))
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.transport(e))?;
+        if !status.is_success() {
+            return Err(status_error(
+                status.as_u16(),
+                &String::from_utf8_lossy(&body),
+            ));
+        }
+        let answer: ChatResponse = serde_json::from_slice(&body).map_err(|e| {
+            ModelError::BadResponse(format!(
+                "not a chat completion ({e}): {}",
+                excerpt(&String::from_utf8_lossy(&body))
+            ))
+        })?;
+        let choice = answer
+            .choices
+            .into_iter()
+            .next()
+            .ok_or_else(|| ModelError::BadResponse("the answer has no choices".into()))?;
+        let text = choice.message.content.unwrap_or_default().trim().to_owned();
+        if text.is_empty() {
+            return Err(ModelError::Empty);
+        }
+        let elapsed = started.elapsed();
+        debug!(
+            elapsed_ms = elapsed.as_millis() as u64,
+            completion_tokens = answer.usage.map(|u| u.completion_tokens),
+            finish_reason = choice.finish_reason.as_deref().unwrap_or(""),
+            "GPT4All answered"
+        );
+        Ok(Completion {
+            text,
+            truncated: choice.finish_reason.as_deref() == Some("length"),
+            usage: answer.usage,
+            elapsed,
+        })
+    }
+}
+
+/// An error status, with the host's own message when it sent an OpenAI-style error.
+fn status_error(status: u16, body: &str) -> ModelError {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        error: ErrorDetail,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ErrorDetail {
+        Object { message: String },
+        Text(String),
+    }
+    let message = match serde_json::from_str::<ErrorBody>(body) {
+        Ok(ErrorBody {
+            error: ErrorDetail::Object { message } | ErrorDetail::Text(message),
+        }) => excerpt(&message),
+        Err(_) => excerpt(body),
+    };
+    if status >= 500 {
+        ModelError::Server { status, message }
+    } else {
+        ModelError::Refused { status, message }
+    }
+}
+
+/// At most 300 characters of a body, for error messages.
+fn excerpt(s: &str) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// An error and its sources, on one line ("connection refused" is usually a source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_carry_exactly_the_keys_gpt4all_accepts() {
+        let messages = [
+            ChatMessage::new(Role::System, "be brief"),
+            ChatMessage::new(Role::User, "hi"),
+        ];
+        let request = ChatRequest {
+            model: "m",
+            messages: &messages,
+            max_tokens: 400,
+            temperature: 0.7,
+            top_p: 0.95,
+        };
+        let json = serde_json::to_value(&request).unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["max_tokens", "messages", "model", "temperature", "top_p"]
+        );
+        assert_eq!(json["messages"][0]["role"], "system");
+        assert_eq!(
+            json["messages"][1].as_object().unwrap().len(),
+            2,
+            "role and content only"
+        );
+    }
+
+    #[test]
+    fn error_bodies_give_their_message_and_class() {
+        let e = status_error(
+            400,
+            r#"{"error":{"message":"Unrecognized request argument supplied: stream","type":"invalid_request_error"}}"#,
+        );
+        assert!(
+            matches!(&e, ModelError::Refused { status: 400, message } if message.contains("stream"))
+        );
+        assert!(!e.is_unavailable());
+        let e = status_error(503, "<html>busy</html>");
+        assert!(e.is_unavailable());
+        assert!(e.to_string().contains("busy"));
+        assert!(excerpt(&"x".repeat(500)).chars().count() == 301);
+    }
+}

@@ -1,0 +1,193 @@
+//! The responder's test bench: moto (S3), the Graph API emulator, and the SmolLM2 model
+//! server behind the GPT4All rules gate, all real and on loopback.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use remedios_local::graph_emulator::GraphEmulator;
+use remedios_local::llm::{Gpt4AllGate, LlmServer};
+use remedios_local::moto::{self, Moto};
+use remedios_shared::config::AwsSettings;
+use remedios_shared::envelope::{Content, InboundMessage, Prepared, ReplyJob};
+use remedios_shared::graph::{GraphClient, GraphSettings};
+use remedios_shared::secrets::Secret;
+use remedios_shared::store::Store;
+use remedios_shared::user::{Sender, UserTag};
+use responder::history::Conversation;
+use responder::model::ModelClient;
+use responder::{Behaviour, ModelSettings, Responder};
+use url::Url;
+
+pub const TOKEN: &str = "test-token";
+pub const BUCKET: &str = "remedios-responder-test";
+pub const PHONE_NUMBER_ID: &str = "106540352242922";
+pub const PHONE: &str = "15551234567";
+pub const BSUID: &str = "US.13491208655302741918";
+
+/// Everything a responder test talks to.
+pub struct Bench {
+    pub moto: Moto,
+    pub graph: GraphEmulator,
+    pub llm: LlmServer,
+    pub gate: Gpt4AllGate,
+    pub store: Store,
+}
+
+impl Bench {
+    pub async fn start() -> Self {
+        let (moto, llm) = tokio::join!(Moto::start(), LlmServer::start());
+        let moto = moto.expect("moto_server must start (run scripts/bootstrap.sh)");
+        let llm = llm.expect("the llama.cpp model server must start (run scripts/bootstrap.sh)");
+        let sdk = moto.sdk_config().await;
+        let s3 = remedios_shared::aws::s3(
+            &sdk,
+            &AwsSettings {
+                s3_force_path_style: true,
+            },
+        );
+        moto::create_bucket(&s3, BUCKET)
+            .await
+            .expect("bucket on moto");
+        let graph = GraphEmulator::start(TOKEN)
+            .await
+            .expect("Graph API emulator");
+        let gate = Gpt4AllGate::start(&llm.base_url())
+            .await
+            .expect("GPT4All gate");
+        Bench {
+            moto,
+            graph,
+            llm,
+            gate,
+            store: Store::new(s3, BUCKET),
+        }
+    }
+
+    /// The model settings the tests use: through the gate, short answers.
+    pub fn model_settings(&self) -> ModelSettings {
+        let mut settings = ModelSettings::new(url(&self.gate.base_url()), None);
+        settings.max_tokens = 48;
+        settings.temperature = 0.2;
+        settings.timeout = Duration::from_secs(60);
+        settings.backoff = Duration::from_millis(50);
+        settings
+    }
+
+    pub fn responder(&self) -> Responder {
+        self.responder_with(self.model_settings(), Behaviour::default())
+    }
+
+    pub fn responder_with(&self, model: ModelSettings, behaviour: Behaviour) -> Responder {
+        let graph = GraphClient::new(GraphSettings {
+            base_url: url(&self.graph.base_url()),
+            version: "v24.0".into(),
+            token: Secret::new(TOKEN),
+            media_hosts: vec!["127.0.0.1".into()],
+            timeout: Duration::from_secs(10),
+        })
+        .expect("Graph API client");
+        let model = ModelClient::new(model, None).expect("model client");
+        Responder::new(self.store.clone(), graph, model, behaviour)
+    }
+
+    /// The stored conversation of `user` (empty when there is none).
+    pub async fn conversation(&self, user: &UserTag) -> Conversation {
+        self.store
+            .get_json::<Conversation>(&remedios_shared::keys::conversation(user))
+            .await
+            .expect("read the conversation")
+            .map(|(c, _)| c)
+            .unwrap_or_default()
+    }
+}
+
+pub fn url(s: &str) -> Url {
+    Url::parse(s).expect("a URL")
+}
+
+/// A message from a user with a phone number.
+pub fn from_phone(id: &str, content: Content) -> InboundMessage {
+    message(
+        id,
+        Sender {
+            wa_id: Some(PHONE.into()),
+            user_id: None,
+            username: None,
+            profile_name: Some("Ana".into()),
+        },
+        content,
+    )
+}
+
+/// A message from a user with a username and no phone number.
+pub fn from_bsuid(id: &str, content: Content) -> InboundMessage {
+    message(
+        id,
+        Sender {
+            wa_id: None,
+            user_id: Some(BSUID.into()),
+            username: Some("ana.remedios".into()),
+            profile_name: None,
+        },
+        content,
+    )
+}
+
+pub fn message(id: &str, sender: Sender, content: Content) -> InboundMessage {
+    InboundMessage {
+        v: 1,
+        phone_number_id: PHONE_NUMBER_ID.into(),
+        display_phone_number: Some("15550000000".into()),
+        sender,
+        id: id.into(),
+        timestamp: 1_767_225_600,
+        received_at_ms: 1_767_225_600_000,
+        context: None,
+        referral: None,
+        group_id: None,
+        content,
+    }
+}
+
+pub fn text(body: &str) -> Content {
+    Content::Text { body: body.into() }
+}
+
+pub fn text_job(id: &str, body: &str) -> ReplyJob {
+    ReplyJob::new(from_phone(id, text(body)), Prepared::Nothing)
+}
+
+/// An SQS event with `jobs`, each with its receive count, grouped by user as the
+/// transcriber sends them.
+pub fn event(jobs: &[(&ReplyJob, u32)]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (job, receive_count))| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(format!("sqs-{i}-{}", job.message.id));
+            record.body = Some(remedios_shared::queue::body(job).expect("job body"));
+            record.attributes.insert(
+                "MessageGroupId".into(),
+                job.message.user_key().tag().to_string(),
+            );
+            record
+                .attributes
+                .insert("ApproximateReceiveCount".into(), receive_count.to_string());
+            record
+        })
+        .collect();
+    event
+}
+
+/// The ids of the failed records of a batch response.
+pub fn failed(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}

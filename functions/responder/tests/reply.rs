@@ -1,0 +1,466 @@
+//! The responder through its handler, against moto (S3), the Graph API emulator and the
+//! SmolLM2 model server behind the GPT4All rules gate.
+
+mod common;
+
+use common::*;
+use remedios_local::graph_emulator::{Endpoint, ErrorSpec, Fault, Recorded};
+use remedios_local::llm::GateRecord;
+use remedios_local::process::free_port;
+use remedios_shared::envelope::{Content, MediaRef, Prepared, ReplyJob};
+use remedios_shared::user::UserKey;
+use responder::history::{Bounds, History, Speaker};
+use responder::ledger::ReplyKind;
+use responder::plan::{APOLOGY, RESET_DONE};
+use responder::split::WHATSAPP_TEXT_LIMIT;
+use responder::{Behaviour, Outcome};
+
+fn phone_user() -> remedios_shared::user::UserTag {
+    UserKey::new(PHONE).tag()
+}
+
+#[tokio::test]
+async fn a_text_gets_a_reply_to_the_phone_number_quoting_it_after_the_read_receipt() {
+    let bench = Bench::start().await;
+    let responder = bench.responder();
+    let job = text_job("wamid.TEXT1", "What is the capital of France?");
+
+    let response = responder.handle(event(&[(&job, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let recorded = bench.graph.recorded();
+    let read_seq = recorded
+        .iter()
+        .find_map(|r| match r {
+            Recorded::Read {
+                seq,
+                message_id,
+                typing: true,
+                answered: true,
+                ..
+            } if message_id == "wamid.TEXT1" => Some(*seq),
+            _ => None,
+        })
+        .expect("the message is marked as read with the typing indicator");
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to.as_deref(), Some("+15551234567"));
+    assert_eq!(sent[0].recipient, None);
+    assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.TEXT1"));
+    assert_eq!(sent[0].phone_number_id, PHONE_NUMBER_ID);
+    assert!(!sent[0].body.trim().is_empty());
+    assert!(read_seq < sent[0].seq, "read receipt before the reply");
+
+    // The model got GPT4All-shaped requests: the system prompt, then the user's text.
+    let forwarded = bench.gate.forwarded();
+    assert_eq!(forwarded.len(), 1);
+    let request = &forwarded[0];
+    assert_eq!(request.max_tokens, 48);
+    assert_eq!(request.messages[0].role, "system");
+    assert!(request.messages[0].content.contains("Remedios"));
+    assert_eq!(
+        request.messages.last().map(|m| m.content.as_str()),
+        Some("What is the capital of France?")
+    );
+    assert!(bench.gate.records().iter().all(|r| matches!(
+        r,
+        GateRecord::Forwarded {
+            defaulted_max_tokens: false,
+            status: 200,
+            ..
+        }
+    )));
+
+    // The exchange is in the history, the answer as it was sent.
+    let conversation = bench.conversation(&phone_user()).await;
+    assert_eq!(conversation.turns.len(), 2);
+    assert_eq!(conversation.turns[0].speaker, Speaker::User);
+    assert_eq!(conversation.turns[0].text, "What is the capital of France?");
+    assert_eq!(conversation.turns[1].speaker, Speaker::Assistant);
+    assert_eq!(conversation.turns[1].text, sent[0].body);
+}
+
+#[tokio::test]
+async fn a_user_without_a_phone_number_is_answered_by_business_scoped_id() {
+    let bench = Bench::start().await;
+    let responder = bench.responder();
+    let job = ReplyJob::new(
+        from_bsuid("wamid.BSUID1", text("Hello, who are you?")),
+        Prepared::Nothing,
+    );
+
+    let response = responder.handle(event(&[(&job, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].recipient.as_deref(), Some(BSUID));
+    assert_eq!(sent[0].to, None);
+    assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.BSUID1"));
+}
+
+#[tokio::test]
+async fn the_second_message_carries_the_first_exchange_and_reset_forgets_it() {
+    let bench = Bench::start().await;
+    let responder = bench.responder();
+    let first = text_job("wamid.H1", "My name is Ana.");
+    let second = text_job("wamid.H2", "What is my name?");
+
+    // Both in one batch, as SQS may deliver one user's messages.
+    let response = responder.handle(event(&[(&first, 1), (&second, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.H1"));
+    assert_eq!(sent[1].reply_to.as_deref(), Some("wamid.H2"));
+    let forwarded = bench.gate.forwarded();
+    assert_eq!(forwarded.len(), 2);
+    let roles: Vec<&str> = forwarded[1]
+        .messages
+        .iter()
+        .map(|m| m.role.as_str())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"]);
+    assert_eq!(forwarded[1].messages[1].content, "My name is Ana.");
+    assert_eq!(forwarded[1].messages[2].content, sent[0].body);
+    assert_eq!(forwarded[1].messages[3].content, "What is my name?");
+    let conversation = bench.conversation(&phone_user()).await;
+    let ids: Vec<&str> = conversation
+        .turns
+        .iter()
+        .map(|t| t.message_id.as_str())
+        .collect();
+    assert_eq!(ids, ["wamid.H1", "wamid.H1", "wamid.H2", "wamid.H2"]);
+
+    let reset = text_job("wamid.H3", "/reset");
+    let response = responder.handle(event(&[(&reset, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert!(bench.conversation(&phone_user()).await.turns.is_empty());
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[2].body, RESET_DONE);
+    assert_eq!(bench.gate.forwarded().len(), 2, "commands need no model");
+
+    let after = text_job("wamid.H4", "Hello again.");
+    assert!(failed(&responder.handle(event(&[(&after, 1)])).await).is_empty());
+    let forwarded = bench.gate.forwarded();
+    let roles: Vec<&str> = forwarded[2]
+        .messages
+        .iter()
+        .map(|m| m.role.as_str())
+        .collect();
+    assert_eq!(roles, ["system", "user"], "the history starts again");
+}
+
+#[tokio::test]
+async fn a_long_reply_goes_out_in_ordered_parts_under_whatsapps_limit() {
+    let bench = Bench::start().await;
+    // About 1000 prompt tokens: SmolLM2 on llama.cpp's CPU backend evaluates them in
+    // seconds on an idle machine, but a busy CI machine can take a minute.
+    let mut model = bench.model_settings();
+    model.timeout = std::time::Duration::from_secs(300);
+    let responder = bench.responder_with(model, Behaviour::default());
+    // A long voice note: the reply quotes what was heard, then answers, and is split.
+    let heard = "I would like to tell you about my garden. ".repeat(95);
+    let job = ReplyJob::new(
+        from_phone(
+            "wamid.LONG1",
+            Content::Audio {
+                media: MediaRef {
+                    id: "1".into(),
+                    mime_type: Some("audio/ogg; codecs=opus".into()),
+                    sha256: None,
+                },
+                voice: true,
+            },
+        ),
+        Prepared::Transcribed {
+            text: heard.clone(),
+            language: Some("en".into()),
+            transcript_key: "transcripts/x/wamid.LONG1.json".into(),
+            duration_ms: 240_000,
+        },
+    );
+
+    let response = responder.handle(event(&[(&job, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let sent = bench.graph.sent_texts();
+    assert!(sent.len() >= 2, "{} parts", sent.len());
+    assert!(
+        sent.iter()
+            .all(|s| s.body.chars().count() <= WHATSAPP_TEXT_LIMIT)
+    );
+    assert!(
+        sent.iter()
+            .all(|s| s.reply_to.as_deref() == Some("wamid.LONG1"))
+    );
+    assert!(sent.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(sent[0].body.starts_with("🎤 “I would like"));
+    // What went out is the recorded reply, part by part, and it is the echo of what was
+    // heard followed by the model's answer.
+    let record = responder
+        .ledger()
+        .get(&phone_user(), "wamid.LONG1")
+        .await
+        .expect("read the reply record")
+        .expect("a reply record")
+        .record;
+    let bodies: Vec<&str> = sent.iter().map(|s| s.body.as_str()).collect();
+    assert_eq!(record.parts, bodies);
+    assert_eq!(record.sent.len(), sent.len());
+    let whole: Vec<&str> = bodies.iter().flat_map(|b| b.split_whitespace()).collect();
+    let echo = format!("🎤 “{}”", heard.trim());
+    assert_eq!(
+        whole[..echo.split_whitespace().count()],
+        echo.split_whitespace().collect::<Vec<_>>()
+    );
+    assert!(
+        whole.len() > echo.split_whitespace().count(),
+        "an answer follows the echo"
+    );
+}
+
+#[tokio::test]
+async fn the_host_down_fails_the_job_and_the_last_attempt_apologises_once() {
+    let bench = Bench::start().await;
+    let mut model = bench.model_settings();
+    let closed = free_port().expect("a free port");
+    model.base_url = url(&format!("http://127.0.0.1:{closed}/v1"));
+    model.model = Some("smollm2".into());
+    model.retries = 1;
+    let responder = bench.responder_with(model, Behaviour::default());
+    let job = text_job("wamid.DOWN1", "Are you there?");
+
+    for attempt in 1..=4 {
+        let response = responder.handle(event(&[(&job, attempt)])).await;
+        assert_eq!(failed(&response).len(), 1, "attempt {attempt}");
+    }
+    assert!(
+        bench.graph.sent_texts().is_empty(),
+        "no reply while retrying"
+    );
+
+    let last = responder.handle(event(&[(&job, 5)])).await;
+
+    assert_eq!(
+        failed(&last).len(),
+        1,
+        "the job goes on to the dead-letter queue"
+    );
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body, APOLOGY);
+    assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.DOWN1"));
+    assert!(bench.conversation(&phone_user()).await.turns.is_empty());
+
+    // Delivered once more on its last attempt: no second apology.
+    let again = responder.handle(event(&[(&job, 5)])).await;
+    assert_eq!(failed(&again).len(), 1);
+    assert_eq!(bench.graph.sent_texts().len(), 1);
+
+    // Back up (a dead-letter redrive): the message gets a real answer.
+    let up = bench.responder();
+    let redriven = up.handle(event(&[(&job, 1)])).await;
+    assert!(failed(&redriven).is_empty(), "{redriven:?}");
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 2);
+    assert_ne!(sent[1].body, APOLOGY);
+}
+
+#[tokio::test]
+async fn an_overloaded_host_is_retried_with_backoff() {
+    let bench = Bench::start().await;
+    let responder = bench.responder();
+    bench.gate.fail_next(2);
+    let job = text_job("wamid.BUSY1", "Hi!");
+
+    let outcome = responder.process(&job, 1).await.expect("answered");
+
+    assert_eq!(
+        outcome,
+        Outcome::Replied {
+            kind: ReplyKind::Answer,
+            parts: 1
+        }
+    );
+    assert_eq!(bench.gate.forwarded().len(), 1);
+}
+
+#[tokio::test]
+async fn graph_rate_limits_are_retried_without_sending_twice() {
+    let bench = Bench::start().await;
+    let responder = bench.responder();
+
+    // One 429: retried within the invocation.
+    bench
+        .graph
+        .inject(Fault::times(Endpoint::Send, 1, ErrorSpec::throughput()));
+    let job = text_job("wamid.RATE1", "Tell me a joke.");
+    let response = responder.handle(event(&[(&job, 1)])).await;
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert_eq!(bench.graph.sent_texts().len(), 1);
+
+    // Rate limited throughout the invocation: the queue retries; the answer is not
+    // asked again and goes out once.
+    bench
+        .graph
+        .inject(Fault::times(Endpoint::Send, 3, ErrorSpec::pair_rate()));
+    let job = text_job("wamid.RATE2", "Another one, please.");
+    let response = responder.handle(event(&[(&job, 1)])).await;
+    assert_eq!(failed(&response).len(), 1);
+    let attempts = |id: &str| {
+        bench
+            .graph
+            .recorded()
+            .iter()
+            .filter(|r| matches!(r, Recorded::Text { reply_to: Some(r), .. } if r == id))
+            .count()
+    };
+    assert_eq!(attempts("wamid.RATE2"), 3);
+    let response = responder.handle(event(&[(&job, 2)])).await;
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let answered: Vec<_> = bench
+        .graph
+        .sent_texts()
+        .into_iter()
+        .filter(|s| s.reply_to.as_deref() == Some("wamid.RATE2"))
+        .collect();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(
+        bench.gate.forwarded().len(),
+        2,
+        "one model request per message"
+    );
+}
+
+#[tokio::test]
+async fn reengagement_is_dropped_and_an_expired_token_fails_loudly() {
+    let bench = Bench::start().await;
+    let responder = bench.responder();
+
+    bench
+        .graph
+        .inject(Fault::times(Endpoint::Send, 1, ErrorSpec::reengagement()));
+    let job = text_job("wamid.OLD1", "Hello after two days.");
+    let response = responder.handle(event(&[(&job, 1)])).await;
+    assert!(failed(&response).is_empty(), "not retried: {response:?}");
+    assert!(bench.graph.sent_texts().is_empty());
+    // A redelivery does not try again.
+    let response = responder.handle(event(&[(&job, 2)])).await;
+    assert!(failed(&response).is_empty());
+    let tries = bench
+        .graph
+        .recorded()
+        .iter()
+        .filter(|r| matches!(r, Recorded::Text { .. }))
+        .count();
+    assert_eq!(tries, 1);
+    assert!(bench.conversation(&phone_user()).await.turns.is_empty());
+
+    bench
+        .graph
+        .inject(Fault::times(Endpoint::Send, 1, ErrorSpec::expired_token()));
+    let job = text_job("wamid.TOKEN1", "Hello?");
+    let response = responder.handle(event(&[(&job, 1)])).await;
+    assert_eq!(failed(&response).len(), 1, "an invalid token is retried");
+}
+
+#[tokio::test]
+async fn a_redelivered_job_is_answered_once() {
+    let bench = Bench::start().await;
+    let responder = bench.responder();
+    let job = text_job("wamid.TWICE1", "Good morning!");
+
+    let first = responder.process(&job, 1).await.expect("answered");
+    let second = responder.process(&job, 2).await.expect("acknowledged");
+
+    assert!(matches!(first, Outcome::Replied { parts: 1, .. }));
+    assert_eq!(second, Outcome::AlreadyAnswered);
+    assert_eq!(bench.graph.sent_texts().len(), 1);
+    assert_eq!(bench.gate.forwarded().len(), 1);
+    assert_eq!(bench.conversation(&phone_user()).await.turns.len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_message_holds_back_the_users_later_messages_in_the_batch() {
+    let bench = Bench::start().await;
+    let responder = bench.responder();
+    bench.graph.inject(
+        Fault::times(Endpoint::Send, 3, ErrorSpec::server_error()).for_recipient("+15551234567"),
+    );
+    let a = text_job("wamid.ORD1", "First question.");
+    let b = text_job("wamid.ORD2", "Second question.");
+    let other = ReplyJob::new(from_bsuid("wamid.ORD3", text("Hi!")), Prepared::Nothing);
+
+    let response = responder
+        .handle(event(&[(&a, 1), (&b, 1), (&other, 1)]))
+        .await;
+
+    assert_eq!(
+        failed(&response),
+        ["sqs-0-wamid.ORD1", "sqs-1-wamid.ORD2"],
+        "the phone user's messages wait; the other user is answered"
+    );
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].recipient.as_deref(), Some(BSUID));
+    assert!(
+        !bench
+            .gate
+            .forwarded()
+            .iter()
+            .any(|r| r.messages.iter().any(|m| m.content == "Second question.")),
+        "the held-back message was not processed"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_history_writers_lose_no_turn() {
+    let bench = Bench::start().await;
+    let history = History::new(
+        bench.store.clone(),
+        Bounds {
+            max_turns: 100,
+            max_chars: 100_000,
+        },
+    );
+    let user = phone_user();
+    let writers = (0..8).map(|i| {
+        let history = history.clone();
+        let user = user.clone();
+        tokio::spawn(async move {
+            history
+                .append(
+                    &user,
+                    &format!("wamid.C{i}"),
+                    &format!("question {i}"),
+                    &format!("answer {i}"),
+                    i,
+                )
+                .await
+        })
+    });
+
+    for result in futures::future::join_all(writers).await {
+        assert!(result.expect("writer task").expect("append"));
+    }
+
+    let conversation = bench.conversation(&user).await;
+    assert_eq!(conversation.turns.len(), 16);
+    for i in 0..8 {
+        assert!(
+            conversation.contains(&format!("wamid.C{i}")),
+            "turn {i} lost"
+        );
+    }
+    // Appending an exchange again changes nothing.
+    assert!(
+        !history
+            .append(&user, "wamid.C3", "question 3", "answer 3", 3)
+            .await
+            .unwrap()
+    );
+}
