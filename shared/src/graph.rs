@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use url::{Host, Url};
 
+use crate::config::{ConfigError, Env, Vars};
 use crate::secrets::Secret;
 
 /// Meta's domains that media downloads may come from.
@@ -46,6 +47,75 @@ pub struct GraphSettings {
     pub media_hosts: Vec<String>,
     /// Timeout of one request.
     pub timeout: Duration,
+}
+
+/// The default timeout of one Graph API request (a 16 MiB media download included).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the Graph API is, read from the environment at cold start; the access token is
+/// a secret resolved apart ([`crate::config::Env::secret`], then [`GraphEndpoint::with_token`]).
+///
+/// | variable | default |
+/// |---|---|
+/// | `GRAPH_API_BASE_URL` | [`DEFAULT_BASE_URL`] |
+/// | `GRAPH_API_VERSION` | [`DEFAULT_VERSION`] |
+/// | `GRAPH_MEDIA_HOSTS` | [`META_MEDIA_DOMAINS`] (comma-separated host names or domains) |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphEndpoint {
+    pub base_url: Url,
+    pub version: String,
+    pub media_hosts: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl GraphEndpoint {
+    /// Reads `GRAPH_API_BASE_URL`, `GRAPH_API_VERSION` and `GRAPH_MEDIA_HOSTS`.
+    pub fn from_env<V: Vars>(env: &Env<V>) -> Result<Self, ConfigError> {
+        let base_url = env.url("GRAPH_API_BASE_URL", Some(DEFAULT_BASE_URL))?;
+        let version = env
+            .optional("GRAPH_API_VERSION")
+            .unwrap_or_else(|| DEFAULT_VERSION.to_owned());
+        let well_formed = version.len() >= 2
+            && version.starts_with('v')
+            && version[1..].chars().all(|c| c.is_ascii_digit() || c == '.');
+        if !well_formed {
+            return Err(ConfigError::new(
+                "GRAPH_API_VERSION",
+                format!("is {version:?}; use a Graph API version such as {DEFAULT_VERSION:?}"),
+            ));
+        }
+        let media_hosts: Vec<String> = match env.optional("GRAPH_MEDIA_HOSTS") {
+            Some(list) => list
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            None => META_MEDIA_DOMAINS.iter().map(|d| (*d).to_owned()).collect(),
+        };
+        if media_hosts.is_empty() {
+            return Err(ConfigError::new(
+                "GRAPH_MEDIA_HOSTS",
+                "lists no host: give comma-separated host names, or unset it for Meta's domains",
+            ));
+        }
+        Ok(GraphEndpoint {
+            base_url,
+            version,
+            media_hosts,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// The client settings, with the resolved access token.
+    pub fn with_token(self, token: Secret) -> GraphSettings {
+        GraphSettings {
+            base_url: self.base_url,
+            version: self.version,
+            token,
+            media_hosts: self.media_hosts,
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// What the Graph API says about a media id.
@@ -535,6 +605,32 @@ mod tests {
             &Url::parse("http://127.0.0.1:9000/x").unwrap(),
             &local
         ));
+    }
+
+    #[test]
+    fn the_endpoint_defaults_to_meta_and_reads_overrides() {
+        let meta = GraphEndpoint::from_env(&Env([("X", "")])).unwrap();
+        assert_eq!(meta.base_url.as_str(), "https://graph.facebook.com/");
+        assert_eq!(meta.version, DEFAULT_VERSION);
+        assert_eq!(meta.media_hosts, hosts());
+        let local = GraphEndpoint::from_env(&Env([
+            ("GRAPH_API_BASE_URL", "http://127.0.0.1:8080"),
+            ("GRAPH_API_VERSION", "v23.0"),
+            ("GRAPH_MEDIA_HOSTS", " 127.0.0.1 , LocalHost,"),
+        ]))
+        .unwrap();
+        assert_eq!(local.version, "v23.0");
+        assert_eq!(local.media_hosts, vec!["127.0.0.1", "localhost"]);
+        let settings = local.with_token(Secret::new("t"));
+        assert_eq!(settings.token.expose(), "t");
+        for (name, value) in [
+            ("GRAPH_API_VERSION", "24"),
+            ("GRAPH_MEDIA_HOSTS", " , "),
+            ("GRAPH_API_BASE_URL", "graph.facebook.com"),
+        ] {
+            let err = GraphEndpoint::from_env(&Env([(name, value)])).unwrap_err();
+            assert_eq!(err.name, name, "{err}");
+        }
     }
 
     #[test]

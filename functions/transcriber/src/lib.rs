@@ -1,4 +1,16 @@
 //! The transcriber function: inbound messages and their media to S3, voice notes to text.
+//!
+//! - [`config`]: the environment, read at cold start.
+//! - [`model`]: the whisper model from a layer or from S3.
+//! - [`handler`]: the SQS batch handler.
+//! - [`audio`]: voice notes and audio files to 16 kHz mono samples.
+//! - [`speech`]: samples to text with whisper.cpp.
 
 pub mod audio;
+pub mod config;
+pub mod handler;
+pub mod model;
 pub mod speech;
+
+pub use config::Config;
+pub use handler::{Limits, RecordError, StartError, Transcriber};

@@ -1,1 +1,25 @@
-fn main() {}
+//! Entry point of the transcriber Lambda: configuration, clients and the model, then the
+//! handler.
+
+use std::convert::Infallible;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use remedios_shared::config::Env;
+use remedios_shared::telemetry;
+use transcriber::{Config, Transcriber};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Config::from_env(&Env::process()).unwrap_or_else(|e| telemetry::fatal(&e));
+    let sdk = remedios_shared::aws::load().await;
+    let transcriber = Transcriber::connect(&config, &sdk)
+        .await
+        .unwrap_or_else(|e| telemetry::fatal(&e));
+    let transcriber = &transcriber;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Infallible>(transcriber.handle(event.payload).await)
+    }))
+    .await
+}

@@ -242,13 +242,7 @@ fn sixteen_khz_wav_passes_through_unchanged_in_length() {
 
 #[test]
 fn amr_is_unsupported() {
-    // No AMR encoder ships with Debian's ffmpeg, so build the file by hand: the AMR-NB magic
-    // and fifty 12.2 kbit/s frames (mode 7: a 0x3C header byte and 31 bytes of payload).
-    let mut amr = b"#!AMR\n".to_vec();
-    for i in 0..50u8 {
-        amr.push(0x3C);
-        amr.extend((0..31u8).map(|j| i.wrapping_mul(31).wrapping_add(j)));
-    }
+    let amr = common::amr_nb(50);
     let err =
         decode(&amr, Some("audio/amr"), &DecodeLimits::default()).expect_err("AMR must not decode");
     match &err {

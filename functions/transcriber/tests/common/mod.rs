@@ -41,13 +41,25 @@ impl Fixtures {
 
     /// Speaks `text` with espeak-ng into a mono 22.05 kHz WAV file.
     pub fn speech_wav(&self, name: &str, text: &str) -> PathBuf {
+        self.speech_wav_in(name, "en", text)
+    }
+
+    /// Speaks `text` with espeak-ng's `voice` (`"en"`, `"es"`…) into a mono 22.05 kHz WAV.
+    pub fn speech_wav_in(&self, name: &str, voice: &str, text: &str) -> PathBuf {
         let out = self.path(name);
         run(
             "espeak-ng",
             "espeak-ng",
-            &["-v", "en", "-s", "160", "-w", path_str(&out), text],
+            &["-v", voice, "-s", "160", "-w", path_str(&out), text],
         );
         out
+    }
+
+    /// `text` spoken by espeak-ng and encoded as a WhatsApp-style voice note (Ogg/Opus,
+    /// mono, 24 kbit/s, as opusenc makes them).
+    pub fn voice_note(&self, name: &str, voice: &str, text: &str) -> PathBuf {
+        let wav = self.speech_wav_in(&format!("{name}.wav"), voice, text);
+        self.opus(&wav, name, 24, &[])
     }
 
     /// Makes a sine tone with sox: `freq` Hz, `seconds` long, at `rate` Hz, `channels`
@@ -296,6 +308,18 @@ pub fn tone_snr_db(samples: &[f32], freq: f64, rate: u32) -> f64 {
         residual += (f64::from(x) - fit).powi(2);
     }
     10.0 * (signal / residual.max(1e-30)).log10()
+}
+
+/// An AMR-NB file of `frames` 12.2 kbit/s frames (the `#!AMR` magic, then per frame a 0x3C
+/// header byte and 31 bytes of payload). No AMR encoder ships with Debian's ffmpeg, so it is
+/// built by hand; nothing here decodes AMR anyway.
+pub fn amr_nb(frames: u8) -> Vec<u8> {
+    let mut amr = b"#!AMR\n".to_vec();
+    for i in 0..frames {
+        amr.push(0x3C);
+        amr.extend((0..31u8).map(|j| i.wrapping_mul(31).wrapping_add(j)));
+    }
+    amr
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*).

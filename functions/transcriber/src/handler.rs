@@ -1,0 +1,525 @@
+//! The transcriber's handler: one SQS batch of [`InboundMessage`]s in, one [`ReplyJob`] per
+//! message out on the reply queue, and a [`SqsBatchResponse`] naming the records to retry.
+//!
+//! For every record, in order:
+//! 1. the envelope is stored in S3 as the message record (`messages/…`);
+//! 2. media are looked up on the Graph API, refused when over the size bound before any
+//!    download, downloaded from Meta's hosts only, checked against their SHA-256 and stored
+//!    in S3 with their content type (`media/…`); the caption stays in the message record;
+//! 3. audio is decoded and transcribed on a blocking thread, and the transcript stored as
+//!    JSON (`transcripts/…`);
+//! 4. the reply job goes to the reply queue (group: the user; deduplication: the WhatsApp
+//!    message id).
+//!
+//! What the user sent decides the reply job, never a batch failure: undecodable audio is
+//! [`Prepared::AudioUnsupported`], media that cannot be had (gone, too big, wrong checksum,
+//! off Meta's hosts) is [`Prepared::MediaUnavailable`]. Only what retrying can fix fails the
+//! record: S3 or SQS errors, Graph API rate limits and server errors, an expired access
+//! token (which an operator must replace; the messages wait in the queue, then the
+//! dead-letter queue), and a malformed envelope (to the dead-letter queue).
+//!
+//! Order: records of one user form a FIFO group. Once a record of a group fails, the later
+//! records of that group in the batch are not processed and are reported failed too, so
+//! they are retried after it, in order.
+//!
+//! Redelivery is cheap and safe: a transcript already in S3 is reused (no download, no
+//! whisper), stored media are read back from S3 instead of the Graph API, and the reply
+//! queue deduplicates the reply job.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use bytes::Bytes;
+use remedios_shared::envelope::{
+    self, Content, EnvelopeError, InboundMessage, MediaRef, Prepared, ReplyJob,
+};
+use remedios_shared::graph::{ErrorClass, GraphClient, GraphError, MediaInfo};
+use remedios_shared::queue::{self, Outgoing, Queue, QueueError};
+use remedios_shared::secrets::{self, SecretError};
+use remedios_shared::store::{Store, StoreError};
+use remedios_shared::user::UserTag;
+use remedios_shared::{aws, keys};
+
+use crate::audio::{self, AudioError, DecodeLimits};
+use crate::config::Config;
+use crate::model::{self, ModelError};
+use crate::speech::{Engine, SpeechError, SpeechSettings, Transcript};
+
+/// The SQS attribute holding a FIFO message's group id.
+const GROUP_ATTRIBUTE: &str = "MessageGroupId";
+
+/// Why the transcriber could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read the WhatsApp access token: {0}")]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Speech(#[from] SpeechError),
+    #[error("cannot build the Graph API client: {0}")]
+    Graph(#[from] GraphError),
+    #[error("loading the whisper model crashed: {0}")]
+    Join(String),
+}
+
+/// Why a record was reported failed (SQS delivers it again; after the queue's receive
+/// count it goes to the dead-letter queue).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("the SQS record has no body")]
+    NoBody,
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot forward the reply job: {0}")]
+    Queue(#[from] QueueError),
+    #[error("cannot serialise the reply job: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("Graph API ({class:?}), will retry: {source}")]
+    Graph {
+        class: ErrorClass,
+        #[source]
+        source: GraphError,
+    },
+    #[error("transcription failed: {0}")]
+    Speech(#[from] SpeechError),
+    #[error("audio decoding failed: {0}")]
+    Audio(AudioError),
+    #[error("a transcription task crashed: {0}")]
+    Crashed(String),
+    #[error("held back: an earlier message of the same user in this batch failed")]
+    HeldBack,
+}
+
+impl RecordError {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RecordError::NoBody | RecordError::Envelope(_) => "malformed",
+            RecordError::Store(_) => "s3",
+            RecordError::Queue(_) | RecordError::Serialize(_) => "sqs",
+            RecordError::Graph {
+                class: ErrorClass::Auth,
+                ..
+            } => "graph_auth",
+            RecordError::Graph { .. } => "graph_transient",
+            RecordError::Speech(_) | RecordError::Audio(_) | RecordError::Crashed(_) => {
+                "transcription"
+            }
+            RecordError::HeldBack => "held_back",
+        }
+    }
+}
+
+/// Size and duration bounds for untrusted media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Media larger than this are refused before download.
+    pub media_max_bytes: u64,
+    /// Bounds of the audio decoder.
+    pub decode: DecodeLimits,
+}
+
+/// The transcriber, built once per container.
+#[derive(Debug, Clone)]
+pub struct Transcriber {
+    store: Store,
+    replies: Queue,
+    graph: GraphClient,
+    engine: Arc<Engine>,
+    limits: Limits,
+}
+
+/// A media file in hand: its bytes (when needed) and where it is stored.
+#[derive(Debug)]
+struct StoredMedia {
+    key: String,
+    mime_type: String,
+    bytes: Option<Bytes>,
+}
+
+/// What fetching a media object gave: the media, or why the user cannot have it
+/// handled (a reason for the responder).
+type Fetched = Result<StoredMedia, String>;
+
+impl Transcriber {
+    pub fn new(
+        store: Store,
+        replies: Queue,
+        graph: GraphClient,
+        engine: Arc<Engine>,
+        limits: Limits,
+    ) -> Self {
+        Transcriber {
+            store,
+            replies,
+            graph,
+            engine,
+            limits,
+        }
+    }
+
+    /// Cold start: resolves the access token, fetches the model if it is in S3, loads it.
+    pub async fn connect(config: &Config, sdk: &SdkConfig) -> Result<Self, StartError> {
+        let s3 = aws::s3(sdk, &config.aws);
+        let ssm = aws::ssm(sdk);
+        let token = secrets::resolve(Some(&ssm), &[&config.access_token])
+            .await?
+            .pop()
+            .ok_or_else(|| SecretError::NotFound("WHATSAPP_ACCESS_TOKEN".into()))?;
+        let graph = GraphClient::new(config.graph.clone().with_token(token))?;
+        let model_path = model::resolve(&config.model, &s3, &config.bucket).await?;
+        let settings = SpeechSettings {
+            model_path,
+            language: config.language.clone(),
+            threads: config.threads,
+        };
+        let engine = tokio::task::spawn_blocking(move || Engine::load(&settings))
+            .await
+            .map_err(|e| StartError::Join(e.to_string()))??;
+        Ok(Transcriber::new(
+            Store::new(s3, &config.bucket),
+            Queue::new(aws::sqs(sdk), &config.reply_queue_url),
+            graph,
+            Arc::new(engine),
+            Limits {
+                media_max_bytes: config.media_max_bytes,
+                decode: config.decode_limits(),
+            },
+        ))
+    }
+
+    /// The loaded model.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Handles one SQS batch; the response names the records SQS must deliver again.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        let mut failed_groups: HashSet<String> = HashSet::new();
+        for record in &event.records {
+            let sqs_id = record.message_id.clone().unwrap_or_default();
+            let parsed = parse(record);
+            let group = record.attributes.get(GROUP_ATTRIBUTE).cloned().or_else(|| {
+                parsed
+                    .as_ref()
+                    .ok()
+                    .map(|m| m.user_key().tag().as_str().to_owned())
+            });
+            let result = match (&group, parsed) {
+                (Some(g), _) if failed_groups.contains(g) => Err(RecordError::HeldBack),
+                (_, Err(e)) => Err(e),
+                (_, Ok(message)) => self.process(&message).await,
+            };
+            match result {
+                Ok(prepared) => {
+                    tracing::info!(sqs_id, group, outcome = outcome(&prepared), "forwarded");
+                }
+                Err(error) => {
+                    let kind = error.kind();
+                    if matches!(error, RecordError::HeldBack) {
+                        tracing::warn!(sqs_id, group, kind, "{error}");
+                    } else {
+                        tracing::error!(sqs_id, group, kind, error = %error, "record failed");
+                    }
+                    if let Some(g) = group {
+                        failed_groups.insert(g);
+                    }
+                    response.add_failure(sqs_id);
+                }
+            }
+        }
+        response
+    }
+
+    /// Handles one inbound message: stores it, prepares it and forwards the reply job.
+    pub async fn process(&self, message: &InboundMessage) -> Result<Prepared, RecordError> {
+        let tag = message.user_key().tag();
+        self.store
+            .put_json(&keys::message_record(&tag, &message.id), message)
+            .await?;
+        let prepared = match &message.content {
+            Content::Audio { media, .. } => self.audio(message, &tag, media).await?,
+            content => match content.media() {
+                Some(media) => match self.fetch_media(message, &tag, media, false).await? {
+                    Ok(stored) => Prepared::MediaStored {
+                        key: stored.key,
+                        mime_type: stored.mime_type,
+                    },
+                    Err(reason) => Prepared::MediaUnavailable { reason },
+                },
+                None => Prepared::Nothing,
+            },
+        };
+        let job = ReplyJob::new(message.clone(), prepared);
+        let outgoing = Outgoing::new(&job, &tag, queue::dedup_id(&message.id, None))?;
+        self.replies.send_all(&[outgoing]).await?;
+        Ok(job.prepared)
+    }
+
+    async fn audio(
+        &self,
+        message: &InboundMessage,
+        tag: &UserTag,
+        media: &MediaRef,
+    ) -> Result<Prepared, RecordError> {
+        let transcript_key = keys::transcript(tag, &message.id);
+        if let Some((transcript, _)) = self.store.get_json::<Transcript>(&transcript_key).await? {
+            tracing::info!(message_id = message.id, "transcript already stored, reused");
+            return Ok(transcribed(transcript, transcript_key));
+        }
+        let stored = match self.fetch_media(message, tag, media, true).await? {
+            Ok(stored) => stored,
+            Err(reason) => return Ok(Prepared::MediaUnavailable { reason }),
+        };
+        let bytes = stored.bytes.unwrap_or_default();
+        let mime = stored.mime_type;
+        let engine = Arc::clone(&self.engine);
+        let limits = self.limits.decode.clone();
+        // Decoding and whisper are CPU bound: off the async runtime.
+        let outcome = tokio::task::spawn_blocking(move || {
+            decode_and_transcribe(&engine, &bytes, &mime, &limits)
+        })
+        .await
+        .map_err(|e| RecordError::Crashed(e.to_string()))??;
+        let transcript = match outcome {
+            Ok(transcript) => transcript,
+            Err(reason) => {
+                tracing::warn!(message_id = message.id, %reason, "audio not transcribable");
+                return Ok(Prepared::AudioUnsupported { reason });
+            }
+        };
+        self.store.put_json(&transcript_key, &transcript).await?;
+        tracing::info!(
+            message_id = message.id,
+            model = transcript.model,
+            language = transcript.language.as_deref(),
+            audio_ms = transcript.audio_duration_ms,
+            processing_ms = transcript.processing_ms,
+            words = transcript.text.split_whitespace().count(),
+            "transcribed"
+        );
+        Ok(transcribed(transcript, transcript_key))
+    }
+
+    /// Gets a media object into S3 (from S3 itself when a delivery before this one stored
+    /// it), with its bytes when `need_bytes`.
+    async fn fetch_media(
+        &self,
+        message: &InboundMessage,
+        tag: &UserTag,
+        media: &MediaRef,
+        need_bytes: bool,
+    ) -> Result<Fetched, RecordError> {
+        if let Some(mime) = media.mime_type.as_deref().filter(|m| !m.trim().is_empty()) {
+            let key = keys::media(tag, &message.id, extension(mime));
+            let found = if need_bytes {
+                self.store.get(&key).await?.map(|o| Some(o.bytes))
+            } else {
+                self.store.exists(&key).await?.then_some(None)
+            };
+            if let Some(bytes) = found {
+                tracing::info!(message_id = message.id, "media already stored, reused");
+                return Ok(Ok(StoredMedia {
+                    key,
+                    mime_type: mime.to_owned(),
+                    bytes,
+                }));
+            }
+        }
+
+        let mut info = match self
+            .graph
+            .media_info(&media.id, Some(&message.phone_number_id))
+            .await
+        {
+            Ok(info) => info,
+            Err(e) => return graph_failure(message, "lookup", e),
+        };
+        if info.sha256.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            info.sha256 = media.sha256.clone();
+        }
+        let bytes = match self
+            .graph
+            .download(&info, self.limits.media_max_bytes)
+            .await
+        {
+            Ok(bytes) => bytes,
+            Err(e) => return graph_failure(message, "download", e),
+        };
+        let mime_type = content_type(&info, media);
+        let key = keys::media(tag, &message.id, extension(&mime_type));
+        self.store.put(&key, bytes.clone(), &mime_type).await?;
+        tracing::info!(
+            message_id = message.id,
+            bytes = bytes.len(),
+            mime_type,
+            "media stored"
+        );
+        Ok(Ok(StoredMedia {
+            key,
+            mime_type,
+            bytes: need_bytes.then_some(bytes),
+        }))
+    }
+}
+
+/// Reads a record's envelope.
+fn parse(record: &SqsMessage) -> Result<InboundMessage, RecordError> {
+    let body = record.body.as_deref().ok_or(RecordError::NoBody)?;
+    Ok(envelope::decode::<InboundMessage>(body)?)
+}
+
+/// A Graph API error: retryable and auth errors fail the record; the rest (gone, too big,
+/// bad checksum, forbidden host, bad request) make the media unavailable for good.
+fn graph_failure(
+    message: &InboundMessage,
+    step: &'static str,
+    error: GraphError,
+) -> Result<Fetched, RecordError> {
+    let class = error.class();
+    match class {
+        ErrorClass::RateLimited | ErrorClass::Transient | ErrorClass::Auth => {
+            Err(RecordError::Graph {
+                class,
+                source: error,
+            })
+        }
+        ErrorClass::Reengagement | ErrorClass::Permanent => {
+            tracing::warn!(message_id = message.id, step, error = %error, "media unavailable");
+            Ok(Err(format!("media {step} failed: {error}")))
+        }
+    }
+}
+
+/// Decodes and transcribes; `Ok(Err(reason))` when the audio itself is the problem.
+fn decode_and_transcribe(
+    engine: &Engine,
+    bytes: &[u8],
+    mime: &str,
+    limits: &DecodeLimits,
+) -> Result<Result<Transcript, String>, RecordError> {
+    let decoded = match audio::decode(bytes, Some(mime), limits) {
+        Ok(decoded) => decoded,
+        Err(AudioError::Internal(reason)) => {
+            return Err(RecordError::Audio(AudioError::Internal(reason)));
+        }
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    match engine.transcribe(&decoded.samples) {
+        Ok(transcript) => Ok(Ok(transcript)),
+        Err(e @ (SpeechError::TooLong { .. } | SpeechError::InvalidSamples { .. })) => {
+            Ok(Err(e.to_string()))
+        }
+        Err(e) => Err(RecordError::Speech(e)),
+    }
+}
+
+fn transcribed(transcript: Transcript, transcript_key: String) -> Prepared {
+    Prepared::Transcribed {
+        text: transcript.text,
+        language: transcript.language,
+        transcript_key,
+        duration_ms: transcript.audio_duration_ms,
+    }
+}
+
+/// The media's content type: what the Graph API says, else what the webhook said.
+fn content_type(info: &MediaInfo, media: &MediaRef) -> String {
+    [Some(info.mime_type.as_str()), media.mime_type.as_deref()]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|m| !m.is_empty())
+        .unwrap_or("application/octet-stream")
+        .to_owned()
+}
+
+/// The file extension for a MIME type (parameters such as `; codecs=opus` ignored).
+pub fn extension(mime: &str) -> &'static str {
+    let essence = mime.split(';').next().unwrap_or_default().trim();
+    match essence.to_ascii_lowercase().as_str() {
+        "audio/ogg" | "audio/opus" => "ogg",
+        "audio/mpeg" | "audio/mp3" => "mp3",
+        "audio/mp4" | "audio/x-m4a" | "audio/m4a" => "m4a",
+        "audio/aac" => "aac",
+        "audio/amr" => "amr",
+        "audio/wav" | "audio/x-wav" | "audio/wave" => "wav",
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        "video/mp4" => "mp4",
+        "video/3gpp" => "3gp",
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        "application/msword" => "doc",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
+        "application/vnd.ms-excel" => "xls",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
+        _ => "bin",
+    }
+}
+
+fn outcome(prepared: &Prepared) -> &'static str {
+    match prepared {
+        Prepared::Nothing => "nothing",
+        Prepared::Transcribed { .. } => "transcribed",
+        Prepared::MediaStored { .. } => "media_stored",
+        Prepared::AudioUnsupported { .. } => "audio_unsupported",
+        Prepared::MediaUnavailable { .. } => "media_unavailable",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_follow_the_mime_type_essence() {
+        assert_eq!(extension("audio/ogg; codecs=opus"), "ogg");
+        assert_eq!(extension("AUDIO/MPEG"), "mp3");
+        assert_eq!(extension("audio/mp4"), "m4a");
+        assert_eq!(extension("image/jpeg"), "jpg");
+        assert_eq!(extension("application/x-whatever"), "bin");
+        assert_eq!(extension(""), "bin");
+    }
+
+    #[test]
+    fn only_retryable_and_auth_graph_errors_fail_the_record() {
+        let message: InboundMessage = serde_json::from_value(serde_json::json!({
+            "v": 1, "phone_number_id": "1", "sender": {"wa_id": "15551234567"},
+            "id": "wamid.X", "timestamp": 0, "received_at_ms": 0,
+            "content": {"type": "text", "body": "hi"}
+        }))
+        .unwrap();
+        let api = |status: u16, code: i64| GraphError::Api {
+            status,
+            code,
+            message: "m".into(),
+            details: None,
+            fbtrace_id: None,
+            retry_after: None,
+        };
+        for retry in [api(429, 130_429), api(500, 131_000), api(401, 190)] {
+            assert!(graph_failure(&message, "lookup", retry).is_err());
+        }
+        for gone in [
+            api(404, 100),
+            api(400, 100),
+            GraphError::TooLarge { size: 2, limit: 1 },
+            GraphError::Status { status: 404 },
+            GraphError::ForbiddenHost { host: "x".into() },
+        ] {
+            let reason = graph_failure(&message, "download", gone)
+                .unwrap()
+                .unwrap_err();
+            assert!(reason.starts_with("media download failed: "), "{reason}");
+        }
+    }
+}

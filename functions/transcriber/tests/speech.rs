@@ -1,0 +1,146 @@
+//! `transcriber::speech` with the real models: tiny.en on English speech and the
+//! multilingual base model on Spanish, spoken by espeak-ng, encoded as Ogg/Opus voice notes
+//! and decoded by `transcriber::audio`, as the handler does.
+
+mod common;
+
+use common::Fixtures;
+use transcriber::audio::{DecodeLimits, decode};
+use transcriber::speech::{
+    Engine, Language, SpeechError, SpeechSettings, Transcript, word_error_rate,
+};
+
+const SPANISH: &str = "Hola, necesito una cita con el médico el martes por la mañana.";
+
+fn model(file: &str) -> std::path::PathBuf {
+    let path = remedios_local::paths::cache_dir().join("models").join(file);
+    assert!(
+        path.is_file(),
+        "whisper model {} is missing: run scripts/bootstrap.sh (it runs scripts/models.sh)",
+        path.display()
+    );
+    path
+}
+
+fn engine(file: &str, language: Language) -> Engine {
+    Engine::load(&SpeechSettings {
+        model_path: model(file),
+        language,
+        threads: 2,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Speaks `text` with espeak-ng's `voice`, encodes it as a voice note, decodes it.
+fn voice_note_samples(fx: &Fixtures, voice: &str, text: &str) -> Vec<f32> {
+    let note = common::read(&fx.voice_note("note.ogg", voice, text));
+    decode(&note, Some("audio/ogg"), &DecodeLimits::default())
+        .expect("the voice note decodes")
+        .samples
+}
+
+fn assert_well_formed(transcript: &Transcript, samples: usize) {
+    let duration_ms = samples as u64 * 1000 / 16_000;
+    assert_eq!(transcript.audio_duration_ms, duration_ms);
+    assert!(!transcript.segments.is_empty(), "{transcript:?}");
+    let mut previous_end = 0;
+    for segment in &transcript.segments {
+        assert!(segment.start_ms >= previous_end, "{transcript:?}");
+        assert!(segment.end_ms >= segment.start_ms, "{transcript:?}");
+        assert!(segment.end_ms <= duration_ms, "{transcript:?}");
+        assert!(!segment.text.is_empty());
+        previous_end = segment.end_ms;
+    }
+    let joined: Vec<&str> = transcript
+        .segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
+    assert_eq!(transcript.text, joined.join(" "));
+}
+
+#[test]
+fn tiny_en_transcribes_an_english_voice_note() {
+    let fx = Fixtures::new();
+    let samples = voice_note_samples(&fx, "en", common::SENTENCE);
+    let engine = engine("ggml-tiny.en.bin", Language::Auto);
+    assert!(!engine.is_multilingual());
+    assert_eq!(engine.forced_language(), Some("en"));
+    assert_eq!(engine.model(), "ggml-tiny.en");
+
+    let transcript = engine.transcribe(&samples).unwrap();
+    let wer = word_error_rate(common::SENTENCE, &transcript.text);
+    assert!(wer <= 0.35, "WER {wer:.2}: {:?}", transcript.text);
+    assert_eq!(transcript.language.as_deref(), Some("en"));
+    assert_eq!(transcript.model, "ggml-tiny.en");
+    assert_well_formed(&transcript, samples.len());
+}
+
+#[test]
+fn tiny_en_keeps_the_words_of_a_note_longer_than_one_window() {
+    // About 60 s: two of whisper's 30 s windows.
+    let fx = Fixtures::new();
+    let text = common::long_text(60);
+    let wav = fx.speech_wav("long.wav", &text);
+    let note = common::read(&fx.opus(&wav, "long.ogg", 24, &[]));
+    let samples = decode(&note, Some("audio/ogg"), &DecodeLimits::default())
+        .unwrap()
+        .samples;
+    assert!(samples.len() > 45 * 16_000, "{} samples", samples.len());
+    let transcript = engine("ggml-tiny.en.bin", Language::Auto)
+        .transcribe(&samples)
+        .unwrap();
+    let wer = word_error_rate(&text, &transcript.text);
+    assert!(wer <= 0.35, "WER {wer:.2}: {:?}", transcript.text);
+    assert_well_formed(&transcript, samples.len());
+    let last = transcript.segments.last().unwrap();
+    assert!(last.end_ms > 40_000, "the second window was lost: {last:?}");
+}
+
+#[test]
+fn base_detects_spanish_and_transcribes_it() {
+    let fx = Fixtures::new();
+    let samples = voice_note_samples(&fx, "es", SPANISH);
+    let engine = engine("ggml-base.bin", Language::Auto);
+    assert!(engine.is_multilingual());
+    assert_eq!(engine.forced_language(), None);
+
+    let transcript = engine.transcribe(&samples).unwrap();
+    assert_eq!(transcript.language.as_deref(), Some("es"), "{transcript:?}");
+    let wer = word_error_rate(SPANISH, &transcript.text);
+    assert!(wer <= 0.4, "WER {wer:.2}: {:?}", transcript.text);
+    assert_well_formed(&transcript, samples.len());
+}
+
+#[test]
+fn base_transcribes_in_a_forced_language_without_detecting() {
+    let fx = Fixtures::new();
+    let samples = voice_note_samples(&fx, "es", SPANISH);
+    let engine = engine("ggml-base.bin", Language::Fixed("es".into()));
+    assert_eq!(engine.forced_language(), Some("es"));
+    let transcript = engine.transcribe(&samples).unwrap();
+    assert_eq!(transcript.language.as_deref(), Some("es"));
+    let wer = word_error_rate(SPANISH, &transcript.text);
+    assert!(wer <= 0.4, "WER {wer:.2}: {:?}", transcript.text);
+}
+
+#[test]
+fn silence_gives_an_empty_transcript_and_a_forced_foreign_language_is_refused_on_tiny_en() {
+    let engine = engine("ggml-tiny.en.bin", Language::Auto);
+    let silence = vec![0.0f32; 3 * 16_000];
+    let transcript = engine.transcribe(&silence).unwrap();
+    assert_eq!(transcript.text, "");
+    assert!(transcript.segments.is_empty());
+    assert_eq!(transcript.audio_duration_ms, 3000);
+
+    let err = Engine::load(&SpeechSettings {
+        model_path: model("ggml-tiny.en.bin"),
+        language: Language::Fixed("es".into()),
+        threads: 2,
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, SpeechError::LanguageNotSupported { .. }),
+        "{err}"
+    );
+}
