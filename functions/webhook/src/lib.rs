@@ -8,6 +8,13 @@
 //!   them all (500 otherwise, so Meta delivers again; FIFO deduplication makes the
 //!   redelivery harmless). Signed bodies we cannot parse are kept in S3 under
 //!   `quarantine/` and answered 200. Bodies over the size bound answer 413.
+//! - Each queue message has `MessageGroupId` = the sender's [`UserTag`] (a hash of
+//!   the business-scoped id, else the phone number: per-user order, and no phone
+//!   number in SQS metadata) and `MessageDeduplicationId` = the WhatsApp message id.
+//! - Meta sends the signature's hex in lower case; the hex is decoded before the
+//!   constant-time MAC comparison, so either case of the right digest is accepted.
+//!
+//! [`UserTag`]: remedios_shared::user::UserTag
 
 pub mod config;
 pub mod plan;
@@ -90,7 +97,7 @@ impl Webhook {
     fn handshake(&self, request: &Request) -> Response<Body> {
         let mode = query_param(request, "hub.mode");
         let token = query_param(request, "hub.verify_token");
-        let challenge = query_param(request, "hub.challenge");
+        let challenge = query_param(request, "hub.challenge").filter(|c| !c.is_empty());
         let token_ok = token
             .as_deref()
             .is_some_and(|t| constant_time_eq(t.as_bytes(), self.verify_token.expose().as_bytes()));
