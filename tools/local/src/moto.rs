@@ -422,3 +422,65 @@ pub async fn create_configured_bucket(
     }
     Ok(())
 }
+
+/// A message taken off a queue by [`drain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drained {
+    pub body: String,
+    /// `MessageGroupId` (FIFO queues).
+    pub group_id: Option<String>,
+    /// `MessageDeduplicationId` (FIFO queues).
+    pub dedup_id: Option<String>,
+    /// `ApproximateReceiveCount`, this receive included.
+    pub receive_count: u32,
+}
+
+/// Receives and deletes every visible message of `url`, in order, until a receive that
+/// waited `wait_seconds` (long poll, 0 for none) comes back empty.
+pub async fn drain(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    wait_seconds: i32,
+) -> Result<Vec<Drained>, MotoError> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName as Attr;
+    let failed = |what: &str, e: &dyn std::error::Error| {
+        MotoError::Setup(format!(
+            "{what} {url}: {}",
+            aws_sdk_sqs::error::DisplayErrorContext(e)
+        ))
+    };
+    let mut drained = Vec::new();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(Attr::All)
+            .send()
+            .await
+            .map_err(|e| failed("receive from", &e))?;
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(drained);
+        }
+        for m in messages {
+            let attrs = m.attributes.unwrap_or_default();
+            drained.push(Drained {
+                body: m.body.unwrap_or_default(),
+                group_id: attrs.get(&Attr::MessageGroupId).cloned(),
+                dedup_id: attrs.get(&Attr::MessageDeduplicationId).cloned(),
+                receive_count: attrs
+                    .get(&Attr::ApproximateReceiveCount)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_default(),
+            });
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| failed("delete from", &e))?;
+        }
+    }
+}

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use remedios_local::graph_emulator::GraphEmulator;
 use remedios_local::moto::{self, Moto, QueuePair, QueueSpec};
 use remedios_local::paths;
@@ -118,45 +117,16 @@ impl Stack {
 
     /// Everything on the reply queue, received and deleted, in order.
     pub async fn replies(&self) -> Vec<Received> {
-        let mut all = Vec::new();
-        loop {
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.reply.url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-                .message_system_attribute_names(MessageSystemAttributeName::MessageDeduplicationId)
-                .send()
-                .await
-                .expect("receive from the reply queue");
-            let messages = out.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return all;
-            }
-            for m in messages {
-                let attr = |name: MessageSystemAttributeName| {
-                    m.attributes()
-                        .and_then(|a| a.get(&name))
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                let job: ReplyJob = remedios_shared::envelope::decode(m.body().unwrap_or(""))
-                    .expect("a reply job envelope");
-                all.push(Received {
-                    job,
-                    group_id: attr(MessageSystemAttributeName::MessageGroupId),
-                    dedup_id: attr(MessageSystemAttributeName::MessageDeduplicationId),
-                });
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.reply.url)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete from the reply queue");
-            }
-        }
+        moto::drain(&self.sqs, &self.reply.url, 0)
+            .await
+            .expect("drain the reply queue")
+            .into_iter()
+            .map(|m| Received {
+                job: remedios_shared::envelope::decode(&m.body).expect("a reply job envelope"),
+                group_id: m.group_id.unwrap_or_default(),
+                dedup_id: m.dedup_id.unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// An S3 object's bytes and content type; fails when it is missing.

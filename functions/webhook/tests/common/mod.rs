@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use base64::Engine;
 use lambda_http::{Body, Request, Response};
 use remedios_local::meta;
@@ -184,46 +184,21 @@ pub struct Received {
 }
 
 pub async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<Received> {
-    let mut received = Vec::new();
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive from the inbound queue");
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return received;
-        }
-        for m in messages {
-            let attrs = m.attributes.clone().unwrap_or_default();
-            let attr = |name: MessageSystemAttributeName| {
-                attrs
-                    .get(&name)
-                    .cloned()
-                    .unwrap_or_else(|| panic!("queue message without {name:?}"))
-            };
-            let body = m.body.clone().expect("queue message without a body");
-            let envelope = envelope::decode::<InboundMessage>(&body)
-                .unwrap_or_else(|e| panic!("queue message is not an envelope: {e}: {body}"));
-            received.push(Received {
-                group_id: attr(MessageSystemAttributeName::MessageGroupId),
-                dedup_id: attr(MessageSystemAttributeName::MessageDeduplicationId),
-                body,
+    moto::drain(sqs, url, 1)
+        .await
+        .expect("drain the inbound queue")
+        .into_iter()
+        .map(|m| {
+            let envelope = envelope::decode::<InboundMessage>(&m.body)
+                .unwrap_or_else(|e| panic!("queue message is not an envelope: {e}: {}", m.body));
+            Received {
+                group_id: m.group_id.expect("queue message without a group id"),
+                dedup_id: m.dedup_id.expect("queue message without a dedup id"),
+                body: m.body,
                 envelope,
-            });
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle.expect("receipt handle"))
-                .send()
-                .await
-                .expect("delete the received message");
-        }
-    }
+            }
+        })
+        .collect()
 }
 
 /// Whether moto reports the queue as FIFO without content-based deduplication: the
