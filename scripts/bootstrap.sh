@@ -17,7 +17,7 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'bootstrap.sh: error: %s\n' "$*" >&2; exit 1; }
 
 APT_PACKAGES=(cmake clang libclang-dev pkg-config espeak-ng sox libsox-fmt-all opus-tools ffmpeg
-    python3-venv python3-dev build-essential git curl ca-certificates)
+    python3-venv python3-dev build-essential git curl openssl ca-certificates)
 
 if [ -z "${REMEDIOS_SKIP_APT:-}" ] && command -v apt-get >/dev/null; then
     missing=()
