@@ -5,21 +5,16 @@
 //! replies must reach the emulator, S3 must hold what each stage writes, and nothing
 //! may be left running afterwards.
 
-use std::time::{Duration, Instant};
+#[path = "../src/local_stack.rs"]
+mod local_stack;
 
+use std::collections::BTreeMap;
+
+use local_stack::{REPLY_TIMEOUT, object};
 use remedios_e2e::voice::voice_note;
 use remedios_local::chat::{Chat, Outgoing};
 use remedios_local::meta;
-use remedios_local::paths;
-use remedios_local::stack::{Options, Stack};
 use remedios_shared::keys;
-
-const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
-
-async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
-    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
-    Some(out.body.collect().await.ok()?.into_bytes().to_vec())
-}
 
 async fn keys_under(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
     s3.list_objects_v2()
@@ -39,33 +34,14 @@ async fn keys_under(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut options = Options::isolated(&dir.path().join("logs")).expect("free ports");
-    // The small English model keeps the test quick; the stack's default is ggml-base.
-    let tiny = paths::cache_dir().join("models").join("ggml-tiny.en.bin");
-    assert!(
-        tiny.exists(),
-        "{} is missing: run scripts/bootstrap.sh",
-        tiny.display()
-    );
-    options
-        .vars
-        .insert("WHISPER_MODEL_PATH".into(), tiny.display().to_string());
-    let stack = Stack::up(options, |step| eprintln!("stack: {step}"))
-        .await
-        .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
-    let processes = stack.processes();
+    let stack = local_stack::start(&dir.path().join("logs"), BTreeMap::new()).await;
     let info = stack.info().clone();
 
     let user = meta::User::phone("15550002222", "End To End");
     let mut chat = Chat::connect(info.clone(), user)
         .await
         .expect("the chat connects to the stack");
-    let sdk = remedios_local::moto::sdk_config_for(&info.moto_url).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = local_stack::s3(&info.moto_url).await;
     let tag = chat.tag().clone();
 
     let text = chat
@@ -99,17 +75,7 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
         "note",
         "Please remind me to drink a glass of water every morning.",
     );
-    let voice = chat
-        .send(
-            Outgoing::Voice {
-                bytes: audio.clone(),
-                mime_type: "audio/ogg; codecs=opus".into(),
-            },
-            REPLY_TIMEOUT,
-            |_| {},
-        )
-        .await
-        .unwrap_or_else(|e| panic!("no reply to the voice note: {e}"));
+    let voice = local_stack::send_voice(&mut chat, audio.clone()).await;
     eprintln!("voice: {}", voice.stages.summary());
     assert!(
         voice.replies.iter().any(|r| !r.trim().is_empty()),
@@ -174,14 +140,5 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
         "the conversation holds both turns"
     );
 
-    stack.shutdown().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes.alive().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        processes.alive(),
-        Vec::<String>::new(),
-        "nothing is left running"
-    );
+    local_stack::shutdown(stack).await;
 }

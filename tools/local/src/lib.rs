@@ -9,6 +9,7 @@
 
 pub mod chat;
 pub mod child;
+pub mod dlq;
 pub mod graph_emulator;
 pub mod infra;
 pub mod llm;

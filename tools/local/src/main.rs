@@ -3,14 +3,16 @@
 //! - `remedios up`: installs what is missing, starts the whole pipeline on loopback,
 //!   prints a status table, and stops everything on Ctrl-C.
 //! - `remedios chat`: talk to it as a WhatsApp user, by text or voice note.
+//! - `remedios dlq replay`: move dead-lettered messages back to their queue after a fix.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use remedios_local::chat::{Chat, ChatError, Outgoing, human, spinner};
+use remedios_local::dlq::{self, ReplayOptions, Target};
 use remedios_local::meta;
 use remedios_local::stack::{self, Options, Stack, StackInfo};
 
@@ -50,6 +52,45 @@ enum Command {
         #[arg(long, default_value_t = 180)]
         timeout: u64,
     },
+    /// Dead-letter queues.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Move the messages of a dead-letter queue back to its source queue (after a fix),
+    /// in message-group order, deleting each from the dead-letter queue once resent.
+    Replay {
+        /// Which queue of the running local stack (from `remedios up`'s record).
+        #[arg(long, value_enum, required_unless_present = "queue_url")]
+        queue: Option<QueueName>,
+        /// The source queue's URL (instead of --queue; e.g. the deployed stack's).
+        #[arg(long, conflicts_with = "queue")]
+        queue_url: Option<String>,
+        /// The dead-letter queue's URL (default: from the source queue's redrive policy).
+        #[arg(long, requires = "queue_url")]
+        dlq_url: Option<String>,
+        /// The SQS endpoint (default with --queue-url: AWS, default credential chain).
+        #[arg(long, requires = "queue_url")]
+        endpoint_url: Option<String>,
+        /// Move at most this many messages.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Show what would be moved; move nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QueueName {
+    /// The webhook's queue, read by the transcriber.
+    Inbound,
+    /// The transcriber's queue, read by the responder.
+    Reply,
 }
 
 #[tokio::main]
@@ -78,6 +119,24 @@ async fn main() -> ExitCode {
                 Duration::from_secs(timeout),
             )
             .await
+        }
+        Command::Dlq {
+            command:
+                DlqCommand::Replay {
+                    queue,
+                    queue_url,
+                    dlq_url,
+                    endpoint_url,
+                    max,
+                    dry_run,
+                },
+        } => {
+            let options = ReplayOptions {
+                max,
+                dry_run,
+                ..ReplayOptions::new()
+            };
+            dlq_replay(queue, queue_url, dlq_url, endpoint_url, options).await
         }
     };
     match result {
@@ -143,6 +202,86 @@ async fn up(no_install: bool, release: bool, no_reload: bool, port: u16) -> Resu
     stack.shutdown().await;
     println!("==> stopped");
     Ok(())
+}
+
+async fn dlq_replay(
+    queue: Option<QueueName>,
+    queue_url: Option<String>,
+    dlq_url: Option<String>,
+    endpoint_url: Option<String>,
+    options: ReplayOptions,
+) -> Result<(), String> {
+    let (sqs, target) = match (queue, queue_url) {
+        (_, Some(queue_url)) => {
+            let mut config = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(url) = endpoint_url {
+                config = config.endpoint_url(url);
+            }
+            let sqs = aws_sdk_sqs::Client::new(&config.load().await);
+            let dlq_url = match dlq_url {
+                Some(url) => url,
+                None => dlq::dead_letter_queue_of(&sqs, &queue_url)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
+            (sqs, Target { queue_url, dlq_url })
+        }
+        (Some(name), None) => {
+            let info = StackInfo::load()?;
+            let queue = match name {
+                QueueName::Inbound => info.inbound,
+                QueueName::Reply => info.reply,
+            };
+            let sdk = remedios_local::moto::sdk_config_for(&info.moto_url).await;
+            let target = Target {
+                queue_url: queue.url,
+                dlq_url: queue.dlq_url,
+            };
+            (aws_sdk_sqs::Client::new(&sdk), target)
+        }
+        (None, None) => return Err("give --queue inbound|reply or --queue-url".into()),
+    };
+    println!(
+        "{} {} -> {}",
+        if options.dry_run {
+            "Would replay"
+        } else {
+            "Replaying"
+        },
+        target.dlq_url,
+        target.queue_url
+    );
+    println!(
+        "{:<38} {:<22} {:>9} {:>10}",
+        "message id", "group", "receives", "body bytes"
+    );
+    let summary = dlq::replay(&sqs, &target, &options, |p| {
+        println!(
+            "{:<38} {:<22} {:>9} {:>10}",
+            p.message_id,
+            p.group.as_deref().unwrap_or("-"),
+            p.receive_count,
+            p.body_bytes
+        );
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if options.dry_run {
+        println!(
+            "dry run: {} message(s) would be moved, none was",
+            summary.seen.len()
+        );
+        return Ok(());
+    }
+    println!("moved: {}, failed: {}", summary.moved, summary.failed.len());
+    for (id, reason) in &summary.failed {
+        println!("  {id}: {reason}");
+    }
+    if summary.failed.is_empty() {
+        Ok(())
+    } else {
+        Err("some messages stay in the dead-letter queue; fix the cause and run again".into())
+    }
 }
 
 async fn chat(user: meta::User, timeout: Duration) -> Result<(), String> {

@@ -1,0 +1,80 @@
+//! The local stack as the end-to-end tests start it, shared by `tests/e2e.rs` and
+//! `tests/privacy.rs`. Included by those tests with `#[path]` (not part of the
+//! library, whose users, such as `fuzz/`, must not pull in `remedios-local` and the
+//! AWS SDK it needs; `remedios-local` is a dev-dependency).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use remedios_local::chat::{Chat, Exchange, Outgoing};
+use remedios_local::paths;
+use remedios_local::stack::{Options, Stack};
+
+/// How long a test waits for each reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Starts the whole pipeline as `remedios up` does, on free ports, with its logs in
+/// `log_dir`, the small English whisper model (quick; the stack's default is
+/// ggml-base), and `vars` passed to the functions over the stack's defaults.
+pub async fn start(log_dir: &Path, vars: BTreeMap<String, String>) -> Stack {
+    let mut options = Options::isolated(log_dir).expect("free ports");
+    let tiny = paths::cache_dir().join("models").join("ggml-tiny.en.bin");
+    assert!(
+        tiny.exists(),
+        "{} is missing: run scripts/bootstrap.sh",
+        tiny.display()
+    );
+    options
+        .vars
+        .insert("WHISPER_MODEL_PATH".into(), tiny.display().to_string());
+    options.vars.extend(vars);
+    Stack::up(options, |step| eprintln!("stack: {step}"))
+        .await
+        .unwrap_or_else(|e| panic!("the local stack did not start: {e}"))
+}
+
+/// Stops the stack and asserts that nothing it started is left running.
+pub async fn shutdown(stack: Stack) {
+    let processes = stack.processes();
+    stack.shutdown().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes.alive().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        processes.alive(),
+        Vec::<String>::new(),
+        "nothing is left running"
+    );
+}
+
+/// An S3 client for the stack's moto.
+pub async fn s3(moto_url: &str) -> aws_sdk_s3::Client {
+    let sdk = remedios_local::moto::sdk_config_for(moto_url).await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// An object's bytes, `None` when it is missing.
+pub async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    Some(out.body.collect().await.ok()?.into_bytes().to_vec())
+}
+
+/// Sends a voice note (Ogg/Opus bytes) and waits for its replies.
+pub async fn send_voice(chat: &mut Chat, audio: Vec<u8>) -> Exchange {
+    chat.send(
+        Outgoing::Voice {
+            bytes: audio,
+            mime_type: "audio/ogg; codecs=opus".into(),
+        },
+        REPLY_TIMEOUT,
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("no reply to the voice note: {e}"))
+}
