@@ -376,10 +376,20 @@ async fn a_failed_invocation_leaves_the_whole_batch_to_come_back() {
         h.function.done().len() == 2 && h.in_queue().await == 0
     })
     .await;
+    // SQS (and moto) may hand out fewer messages than are visible, so the crashed batch
+    // may hold one message or both: what must hold is that whatever the crashed
+    // invocation held came back, and that each message was done exactly once.
     let done = h.function.done();
+    let mut bodies: Vec<&str> = done.iter().map(|s| s.body.as_str()).collect();
+    bodies.sort_unstable();
+    assert_eq!(bodies, ["one", "two"], "each message done once: {done:?}");
     assert!(
-        done.iter().all(|s| s.receive_count == 2),
-        "both were received again after the crash: {done:?}"
+        done.iter().any(|s| s.receive_count == 2),
+        "the crashed batch came back: {done:?}"
+    );
+    assert!(
+        done.iter().all(|s| (1..=2).contains(&s.receive_count)),
+        "nothing was received more than once after the crash: {done:?}"
     );
     assert!(*h.function.invocations.lock().unwrap() >= 2);
 }
