@@ -52,7 +52,8 @@ fi
 step "installing the Python tools into $VENV (llama-cpp-python compiles llama.cpp the first time: about 5 minutes)"
 "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
-    -r "$ROOT/scripts/requirements-dev.txt" | grep -vE '^(Requirement already satisfied|  )' || true
+    -r "$ROOT/scripts/requirements-dev.txt" | { grep -vE '^(Requirement already satisfied|  )' || true; }
+[ "${PIPESTATUS[0]}" -eq 0 ] || die "pip could not install scripts/requirements-dev.txt into $VENV (see above)"
 "$VENV/bin/python" -m pip check >/dev/null || die "the venv's packages conflict: run '$VENV/bin/pip check'"
 for exe in moto_server sam cargo-lambda; do
     [ -x "$VENV/bin/$exe" ] || die "$exe was not installed into $VENV/bin"
