@@ -194,7 +194,7 @@ fn frames_chain(data: &[u8], pos: usize, frame_len: fn(&[u8]) -> Option<usize>) 
 }
 
 /// True if an MPEG audio stream's last frame is cut off: walking the stream frame by frame
-/// (skipping junk and tags between frames), a frame that directly follows another one
+/// (passing over junk and tags between frames), a frame that directly follows another one
 /// claims more bytes than are left. A false sync in junk is not enough to say so.
 pub(crate) fn mpeg_audio_truncated(data: &[u8]) -> bool {
     let mut pos = 0usize;

@@ -240,7 +240,7 @@ impl BadPacketBudget {
                 self.max
             )));
         }
-        tracing::debug!(what, seen = self.seen, "skipping damaged audio packet");
+        tracing::debug!(what, seen = self.seen, "dropped a damaged audio packet");
         Ok(())
     }
 }

@@ -155,7 +155,7 @@ impl Fixtures {
     }
 }
 
-/// Runs `tool` with `args`, failing (never skipping) if it is missing or fails.
+/// Runs `tool` with `args`, failing the test (never passing quietly) if it is missing or fails.
 pub fn run(tool: &str, apt_package: &str, args: &[&str]) -> String {
     let output = Command::new(tool).args(args).output().unwrap_or_else(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
