@@ -18,6 +18,9 @@
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) it only checks that it starts.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -159,11 +162,6 @@ fn clips(dir: &Path) -> Vec<Clip> {
     clips
 }
 
-fn median(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
-
 /// Decode + transcribe `clip` once to warm up, then RUNS times: a row with the median.
 fn measure(engine: &Engine, label: &str, clip: &Clip) -> Row {
     let limits = DecodeLimits::default();
@@ -189,10 +187,10 @@ fn measure(engine: &Engine, label: &str, clip: &Clip) -> Row {
         seconds = audio.duration.as_secs_f64();
         text = transcript.text;
     }
-    let median_s = median(times).as_secs_f64();
+    let median_s = common::median(times).as_secs_f64();
     let mut row = row(&clip.name, label, seconds, median_s, &clip.text, text);
-    row.decode_s = Some(median(decode_times).as_secs_f64());
-    row.cpu_s = Some(median(cpu_times).as_secs_f64());
+    row.decode_s = Some(common::median(decode_times).as_secs_f64());
+    row.cpu_s = Some(common::median(cpu_times).as_secs_f64());
     row
 }
 

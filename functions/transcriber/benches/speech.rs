@@ -45,11 +45,6 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn median(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
-
 fn load(path: &Path, language: Language) -> (Engine, Duration) {
     let started = Instant::now();
     let engine = Engine::load(&SpeechSettings {
@@ -88,7 +83,7 @@ fn full_path(engine: &Engine, note: &Note) -> (f64, Duration, f64) {
         seconds = audio.duration.as_secs_f64();
         wer = word_error_rate(&note.text, &transcript.text);
     }
-    (seconds, median(times), wer)
+    (seconds, common::median(times), wer)
 }
 
 /// The measurements of one model, in this (child) process.
@@ -109,7 +104,7 @@ fn measure(file: &str) {
     let loads: Vec<Duration> = (0..RUNS).map(|_| load(&path, Language::Auto).1).collect();
     println!(
         "{file}: load {:.0} ms (median of {RUNS}, page cache warm)",
-        median(loads).as_secs_f64() * 1e3
+        common::median(loads).as_secs_f64() * 1e3
     );
     let (engine, _) = load(&path, Language::Auto);
     for note in &notes {

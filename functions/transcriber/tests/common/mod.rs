@@ -361,3 +361,9 @@ pub fn long_text(target_secs: u32) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// The median of some timings (the upper one of an even count): benchmarks report it.
+pub fn median(mut values: Vec<std::time::Duration>) -> std::time::Duration {
+    values.sort();
+    values[values.len() / 2]
+}

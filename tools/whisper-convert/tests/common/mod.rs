@@ -100,39 +100,3 @@ pub fn speak(text: &str, voice: &str, dir: &Path) -> Vec<f32> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
-
-/// Lower-cases, drops punctuation and accents, and splits into words.
-pub fn words(text: &str) -> Vec<String> {
-    let folded: String = text
-        .to_lowercase()
-        .chars()
-        .map(|c| match c {
-            'á' | 'à' | 'â' | 'ä' => 'a',
-            'é' | 'è' | 'ê' | 'ë' => 'e',
-            'í' | 'ì' | 'î' | 'ï' => 'i',
-            'ó' | 'ò' | 'ô' | 'ö' => 'o',
-            'ú' | 'ù' | 'û' | 'ü' => 'u',
-            c if c.is_alphanumeric() || c == '\'' => c,
-            _ => ' ',
-        })
-        .collect();
-    folded.split_whitespace().map(str::to_owned).collect()
-}
-
-/// Word error rate of `hypothesis` against `reference`: word-level edit
-/// distance divided by the number of reference words.
-pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
-    let r = words(reference);
-    let h = words(hypothesis);
-    let mut row: Vec<usize> = (0..=h.len()).collect();
-    for (i, rw) in r.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, hw) in h.iter().enumerate() {
-            let substitution = diagonal + usize::from(rw != hw);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[h.len()] as f64 / r.len().max(1) as f64
-}
