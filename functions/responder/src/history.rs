@@ -123,6 +123,14 @@ pub enum HistoryError {
     Contended { key: String, attempts: u32 },
 }
 
+/// A conversation as it was read, and the condition a write based on it must meet.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Trimmed to the bounds.
+    pub conversation: Conversation,
+    precondition: Precondition,
+}
+
 /// The conversations in the bucket.
 #[derive(Debug, Clone)]
 pub struct History {
@@ -141,15 +149,25 @@ impl History {
 
     /// The user's conversation, trimmed to the bounds (empty when there is none).
     pub async fn load(&self, user: &UserTag) -> Result<Conversation, HistoryError> {
-        let key = keys::conversation(user);
-        let mut conversation = self
-            .store
-            .get_json::<Conversation>(&key)
-            .await?
-            .map(|(c, _)| c)
-            .unwrap_or_default();
+        Ok(self.snapshot(user).await?.conversation)
+    }
+
+    /// The user's conversation as read now, with what a write based on it must find
+    /// ([`History::append_to`] saves one read with it).
+    pub async fn snapshot(&self, user: &UserTag) -> Result<Snapshot, HistoryError> {
+        let (mut conversation, precondition) = self.read(&keys::conversation(user)).await?;
         conversation.trim(self.bounds);
-        Ok(conversation)
+        Ok(Snapshot {
+            conversation,
+            precondition,
+        })
+    }
+
+    async fn read(&self, key: &str) -> Result<(Conversation, Precondition), HistoryError> {
+        Ok(match self.store.get_json::<Conversation>(key).await? {
+            Some((c, etag)) => (c, Precondition::Matches(etag)),
+            None => (Conversation::default(), Precondition::Absent),
+        })
     }
 
     /// Appends an exchange (the user's text and the answer) unless it is stored already.
@@ -162,11 +180,28 @@ impl History {
         answer: &str,
         at_ms: i64,
     ) -> Result<bool, HistoryError> {
+        self.append_to(None, user, message_id, question, answer, at_ms)
+            .await
+    }
+
+    /// [`History::append`], starting from a snapshot read earlier instead of reading the
+    /// conversation again. The write is conditional on the snapshot's ETag, so if the
+    /// conversation changed since, it is re-read and the exchange re-applied as usual.
+    pub async fn append_to(
+        &self,
+        snapshot: Option<Snapshot>,
+        user: &UserTag,
+        message_id: &str,
+        question: &str,
+        answer: &str,
+        at_ms: i64,
+    ) -> Result<bool, HistoryError> {
         let key = keys::conversation(user);
+        let mut known = snapshot.map(|s| (s.conversation, s.precondition));
         for attempt in 0..UPDATE_ATTEMPTS {
-            let (mut conversation, precondition) = match self.store.get_json(&key).await? {
-                Some((c, etag)) => (c, Precondition::Matches(etag)),
-                None => (Conversation::default(), Precondition::Absent),
+            let (mut conversation, precondition) = match known.take() {
+                Some(known) => known,
+                None => self.read(&key).await?,
             };
             if conversation.contains(message_id) {
                 return Ok(false);

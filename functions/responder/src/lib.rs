@@ -9,12 +9,15 @@
 //! 1. [`plan::plan`] decides: ask the model, answer a fixed text, run a command
 //!    (`/reset`, `/help`), or say nothing (reactions, system notices).
 //! 2. The reply record ([`ledger`]) says whether this message was answered already, or
-//!    where an earlier attempt stopped.
-//! 3. The message is marked as read with the typing indicator, the history
-//!    ([`history`]) and the new text become the chat, and the model ([`model`]) answers.
+//!    where an earlier attempt stopped; for a question, the conversation ([`history`]) is
+//!    read at the same time.
+//! 3. The message is marked as read with the typing indicator, the history and the new
+//!    text become the chat, and the model ([`model`]) answers.
 //! 4. The answer is split at WhatsApp's 4096 characters ([`split`]), claimed in the
 //!    record, and sent part by part quoting the user's message, each part recorded.
-//! 5. Once every part is out, the exchange is saved to the history.
+//! 5. Once every part is out, the exchange is saved to the history (while the last
+//!    part is recorded): a write conditional on the conversation read in step 2, re-read
+//!    only if it changed since.
 //!
 //! Failures: the host down or slow leaves the job to be retried (a batch item failure),
 //! and on its last attempt (`ApproximateReceiveCount` at `REPLY_MAX_RECEIVE_COUNT`) the
@@ -46,7 +49,7 @@ use thiserror::Error;
 use tracing::{debug, error, info, warn};
 
 pub use config::{Behaviour, Config, ModelSettings};
-use history::{Bounds, History, HistoryError};
+use history::{Bounds, History, HistoryError, Snapshot};
 use ledger::{Exchange, Held, Ledger, ReplyKind, ReplyRecord};
 use model::{ChatMessage, ModelClient, ModelError, Role};
 use plan::{Command, Plan};
@@ -212,11 +215,21 @@ impl Responder {
             debug!(user = %user, kind = message.content.kind(), why, "nothing to answer");
             return Ok(Outcome::Ignored { why });
         }
-        let existing = self.ledger.get(&user, &message.id).await?;
+        // A question needs the conversation: read it while looking for an earlier reply.
+        let (existing, snapshot) = if matches!(plan, Plan::Ask { .. }) {
+            let (existing, snapshot) = tokio::join!(
+                self.ledger.get(&user, &message.id),
+                self.history.snapshot(&user)
+            );
+            (existing?, Some(snapshot?))
+        } else {
+            (self.ledger.get(&user, &message.id).await?, None)
+        };
+        let mut snapshot_for_history = None;
         let held = match existing {
             Some(held) if held.record.kind != ReplyKind::Apology || !held.record.finished() => {
                 if held.record.finished() {
-                    self.remember(&user, message, &held.record).await?;
+                    self.remember(&user, message, &held.record, None).await?;
                     info!(user = %user, message_id = %message.id, "already answered; not answering again");
                     return Ok(Outcome::AlreadyAnswered);
                 }
@@ -224,7 +237,10 @@ impl Responder {
                 held
             }
             previous => {
-                let record = self.compose(job, &user, &plan, receive_count).await?;
+                let (record, snapshot) = self
+                    .compose(job, &user, &plan, receive_count, snapshot)
+                    .await?;
+                snapshot_for_history = snapshot;
                 let apologised_before = previous
                     .as_ref()
                     .is_some_and(|p| p.record.kind == ReplyKind::Apology);
@@ -238,7 +254,9 @@ impl Responder {
                 }
             }
         };
-        let outcome = self.deliver(message, &user, held).await?;
+        let outcome = self
+            .deliver(message, &user, held, snapshot_for_history)
+            .await?;
         info!(
             user = %user,
             kind = message.content.kind(),
@@ -258,14 +276,16 @@ impl Responder {
         Ok(outcome)
     }
 
-    /// Works out the reply of a job that has none yet.
+    /// Works out the reply of a job that has none yet; for a question, also gives back the
+    /// conversation it was asked in, so saving the exchange needs no second read.
     async fn compose(
         &self,
         job: &ReplyJob,
         user: &UserTag,
         plan: &Plan,
         receive_count: u32,
-    ) -> Result<ReplyRecord, RetryLater> {
+        snapshot: Option<Snapshot>,
+    ) -> Result<(ReplyRecord, Option<Snapshot>), RetryLater> {
         let message = &job.message;
         let now = now_ms();
         self.mark_read(message, user, matches!(plan, Plan::Ask { .. }))
@@ -280,17 +300,21 @@ impl Responder {
             )
         };
         match plan {
-            Plan::Ignore { .. } => Ok(fixed(ReplyKind::Fixed, "")),
-            Plan::Fixed { text } => Ok(fixed(ReplyKind::Fixed, text)),
+            Plan::Ignore { .. } => Ok((fixed(ReplyKind::Fixed, ""), None)),
+            Plan::Fixed { text } => Ok((fixed(ReplyKind::Fixed, text), None)),
             Plan::Command(command) => {
                 if *command == Command::Reset {
                     self.history.clear(user).await?;
                     info!(user = %user, "conversation forgotten at the user's request");
                 }
-                Ok(fixed(ReplyKind::Fixed, command.answer()))
+                Ok((fixed(ReplyKind::Fixed, command.answer()), None))
             }
             Plan::Ask { question, preface } => {
-                let conversation = self.history.load(user).await?;
+                let snapshot = match snapshot {
+                    Some(snapshot) => snapshot,
+                    None => self.history.snapshot(user).await?,
+                };
+                let conversation = &snapshot.conversation;
                 let mut messages = Vec::with_capacity(conversation.turns.len() + 2);
                 messages.push(ChatMessage::new(
                     Role::System,
@@ -309,7 +333,7 @@ impl Responder {
                             "the model answered"
                         );
                         let reply = plan::with_preface(preface.as_deref(), &completion.text);
-                        Ok(ReplyRecord::new(
+                        let record = ReplyRecord::new(
                             &message.id,
                             ReplyKind::Answer,
                             split_message(&reply, WHATSAPP_TEXT_LIMIT),
@@ -318,16 +342,17 @@ impl Responder {
                                 answer: completion.text,
                             }),
                             now,
-                        ))
+                        );
+                        Ok((record, Some(snapshot)))
                     }
                     Err(ModelError::Empty) => {
                         warn!(user = %user, "the model answered nothing; sending a fixed answer");
                         let reply = plan::with_preface(preface.as_deref(), plan::NO_ANSWER);
-                        Ok(fixed(ReplyKind::Fixed, &reply))
+                        Ok((fixed(ReplyKind::Fixed, &reply), None))
                     }
                     Err(e) if receive_count >= self.behaviour.max_receive_count => {
                         error!(user = %user, error = %e, receive_count, "no answer from the GPT4All host on the last attempt; apologising to the user");
-                        Ok(fixed(ReplyKind::Apology, plan::APOLOGY))
+                        Ok((fixed(ReplyKind::Apology, plan::APOLOGY), None))
                     }
                     Err(e) => Err(RetryLater::Model(e)),
                 }
@@ -342,9 +367,12 @@ impl Responder {
         message: &InboundMessage,
         user: &UserTag,
         mut held: Held,
+        snapshot: Option<Snapshot>,
     ) -> Result<Outcome, RetryLater> {
         let recipient = self.recipient(message);
         let mut sent_now = 0;
+        let mut snapshot = snapshot;
+        let mut remembered = false;
         loop {
             let Some((index, part)) = held.record.pending().next().map(|(i, p)| (i, p.to_owned()))
             else {
@@ -356,11 +384,21 @@ impl Responder {
                     let mut record = held.record.clone();
                     record.sent.push(id);
                     record.updated_at_ms = now_ms();
-                    held = self
-                        .ledger
-                        .update(user, &held, record)
-                        .await?
-                        .ok_or(RetryLater::Contended)?;
+                    let updated = if record.complete() {
+                        // The reply was accepted in full: record that and save the
+                        // exchange at the same time (the history holds each message id
+                        // once, so a redelivery cannot store it twice).
+                        let (updated, saved) = tokio::join!(
+                            self.ledger.update(user, &held, record.clone()),
+                            self.remember(user, message, &record, snapshot.take())
+                        );
+                        saved?;
+                        remembered = true;
+                        updated?
+                    } else {
+                        self.ledger.update(user, &held, record).await?
+                    };
+                    held = updated.ok_or(RetryLater::Contended)?;
                     debug!(user = %user, part = index + 1, of = held.record.parts.len(), "reply part sent");
                 }
                 Err(error) => match error.class() {
@@ -382,23 +420,28 @@ impl Responder {
                 },
             }
         }
-        self.remember(user, message, &held.record).await?;
+        if !remembered {
+            self.remember(user, message, &held.record, snapshot).await?;
+        }
         Ok(Outcome::Replied {
             kind: held.record.kind,
             parts: sent_now,
         })
     }
 
-    /// Saves a completed answer's exchange to the history (once).
+    /// Saves a completed answer's exchange to the history (once), starting from the
+    /// conversation the question was asked in when there is one.
     async fn remember(
         &self,
         user: &UserTag,
         message: &InboundMessage,
         record: &ReplyRecord,
+        snapshot: Option<Snapshot>,
     ) -> Result<(), RetryLater> {
         if let (true, Some(exchange)) = (record.complete(), &record.remember) {
             self.history
-                .append(
+                .append_to(
+                    snapshot,
                     user,
                     &message.id,
                     &exchange.question,

@@ -464,3 +464,64 @@ async fn concurrent_history_writers_lose_no_turn() {
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn an_exchange_saved_from_a_stale_snapshot_keeps_the_newer_turns() {
+    let bench = Bench::start().await;
+    let history = History::new(
+        bench.store.clone(),
+        Bounds {
+            max_turns: 100,
+            max_chars: 100_000,
+        },
+    );
+    let user = phone_user();
+    // Read before any turn exists, then another writer saves an exchange first.
+    let stale = history.snapshot(&user).await.expect("snapshot");
+    assert!(stale.conversation.turns.is_empty());
+    assert!(
+        history
+            .append(&user, "wamid.S1", "first question", "first answer", 1)
+            .await
+            .expect("first append")
+    );
+    // The write conditional on the stale read is refused, re-read and re-applied.
+    assert!(
+        history
+            .append_to(
+                Some(stale),
+                &user,
+                "wamid.S2",
+                "second question",
+                "second answer",
+                2
+            )
+            .await
+            .expect("append from the stale snapshot")
+    );
+    let ids: Vec<String> = bench
+        .conversation(&user)
+        .await
+        .turns
+        .into_iter()
+        .map(|t| t.message_id)
+        .collect();
+    assert_eq!(ids, ["wamid.S1", "wamid.S1", "wamid.S2", "wamid.S2"]);
+
+    // A fresh snapshot saves the next exchange with no conflict, and one already stored
+    // is not stored twice.
+    let fresh = history.snapshot(&user).await.expect("snapshot");
+    assert!(
+        !history
+            .append_to(Some(fresh.clone()), &user, "wamid.S2", "again", "again", 3)
+            .await
+            .expect("append of a stored exchange")
+    );
+    assert!(
+        history
+            .append_to(Some(fresh), &user, "wamid.S3", "third", "third answer", 4)
+            .await
+            .expect("append from a fresh snapshot")
+    );
+    assert_eq!(bench.conversation(&user).await.turns.len(), 6);
+}
