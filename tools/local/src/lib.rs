@@ -6,12 +6,16 @@
 //! - [`meta`]: notification bodies as Meta sends them, signed.
 //! - [`llm`]: the model server (llama.cpp with SmolLM2) and the GPT4All rules gate.
 //! - [`infra`]: the SAM template, read so local resources match the cloud ones.
+//! - [`link`]: a TCP path tests can cut, to give clients an outage of a server.
+//! - [`standin`]: a fast stand-in for the GPT4All host, for load tests.
+//! - [`webhook_proxy`]: the stack's `/webhook` endpoint, with slow-client timeouts.
 
 pub mod chat;
 pub mod child;
 pub mod dlq;
 pub mod graph_emulator;
 pub mod infra;
+pub mod link;
 pub mod llm;
 pub mod meta;
 pub mod moto;
@@ -19,3 +23,5 @@ pub mod paths;
 pub mod process;
 pub mod pump;
 pub mod stack;
+pub mod standin;
+pub mod webhook_proxy;

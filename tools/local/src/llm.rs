@@ -462,7 +462,7 @@ pub fn check(body: &[u8]) -> Result<(GateRequest, bool), String> {
     Ok((request, defaulted))
 }
 
-fn openai_error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn openai_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({
         "error": {
             "message": message,

@@ -57,6 +57,13 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Serve a fast stand-in for the GPT4All host (no model; for load tests).
+    #[command(hide = true)]
+    StandInModel {
+        /// Loopback port to listen on.
+        #[arg(long)]
+        port: u16,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +145,7 @@ async fn main() -> ExitCode {
             };
             dlq_replay(queue, queue_url, dlq_url, endpoint_url, options).await
         }
+        Command::StandInModel { port } => stand_in_model(port).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -202,6 +210,16 @@ async fn up(no_install: bool, release: bool, no_reload: bool, port: u16) -> Resu
     stack.shutdown().await;
     println!("==> stopped");
     Ok(())
+}
+
+async fn stand_in_model(port: u16) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    println!("stand-in model listening on http://127.0.0.1:{port}/v1");
+    remedios_local::standin::serve(listener)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn dlq_replay(

@@ -18,12 +18,13 @@ use tokio::process::Command;
 
 use crate::child::GroupChild;
 use crate::graph_emulator::{EmulatorClient, GraphEmulator};
+use crate::link::Link;
 use crate::llm::LlmServer;
 use crate::moto::{self, Moto, MotoError, QueuePair};
 use crate::paths;
 use crate::process::free_port;
 use crate::pump::{HttpInvoker, Pump, PumpHandle, Settings, Source};
-use crate::{infra, meta};
+use crate::{infra, meta, webhook_proxy};
 
 /// The local stack's name: queues `remedios-local-inbound.fifo`, ...
 pub const STACK_NAME: &str = "remedios-local";
@@ -124,6 +125,15 @@ pub struct Options {
     /// Record the stack in [`STATE_FILE`] for `remedios chat` (off in tests, so a
     /// test never overwrites the record of a stack a developer is running).
     pub record_state: bool,
+    /// The `/webhook` endpoint's timeouts and bounds for slow clients.
+    pub webhook_limits: webhook_proxy::Limits,
+    /// Put a cuttable [`Link`] between the AWS emulator and its clients (the functions
+    /// and the event pump), for tests that give them an outage ([`Stack::aws_link`]).
+    pub aws_link: bool,
+    /// Shorter visibility timeouts than the template's for both queues (the functions'
+    /// timeouts are capped to them), so tests see failed messages come back in seconds
+    /// rather than minutes.
+    pub visibility_timeout: Option<Duration>,
 }
 
 /// Variables the stack reads from its own environment and hands to the functions.
@@ -176,6 +186,9 @@ impl Options {
             log_dir: paths::cache_dir().join("local").join("logs"),
             ready_timeout: Duration::from_secs(900),
             record_state: true,
+            webhook_limits: webhook_proxy::Limits::default(),
+            aws_link: false,
+            visibility_timeout: None,
         }
     }
 
@@ -190,6 +203,9 @@ impl Options {
             log_dir: log_dir.to_owned(),
             ready_timeout: Duration::from_secs(900),
             record_state: false,
+            webhook_limits: webhook_proxy::Limits::default(),
+            aws_link: false,
+            visibility_timeout: None,
         })
     }
 
@@ -307,6 +323,7 @@ enum ModelHost {
 pub struct Stack {
     info: StackInfo,
     moto: Moto,
+    aws_link: Option<Link>,
     graph: Option<GraphEmulator>,
     model: ModelHost,
     functions: GroupChild,
@@ -382,12 +399,36 @@ impl Stack {
             )));
         }
         let ports = options.ports;
-        let resources =
+        let mut resources =
             infra::local_resources(STACK_NAME).map_err(|e| StackError::Template(e.to_string()))?;
+        if let Some(visibility) = options.visibility_timeout {
+            for queue in [&mut resources.inbound, &mut resources.reply] {
+                queue.spec.visibility_timeout = visibility;
+            }
+            for consumer in [&mut resources.transcriber, &mut resources.responder] {
+                consumer.timeout = consumer.timeout.min(visibility);
+            }
+        }
 
         progress("starting the AWS emulator (moto) with the template's queues and bucket");
         let moto = Moto::start_on(ports.moto).await?;
         let sdk = moto.sdk_config().await;
+        let aws_link = if options.aws_link {
+            let target = SocketAddr::from(([127, 0, 0, 1], moto.port()));
+            Some(
+                Link::start(target)
+                    .await
+                    .map_err(|source| StackError::Spawn {
+                        what: "the link to the AWS emulator".into(),
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
+        let aws_url = aws_link
+            .as_ref()
+            .map_or_else(|| moto.endpoint().to_owned(), Link::url);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
@@ -444,7 +485,7 @@ impl Stack {
         let info = StackInfo {
             webhook_url: format!("http://127.0.0.1:{}/webhook", ports.webhook),
             functions_url: format!("http://127.0.0.1:{}", ports.functions),
-            moto_url: moto.endpoint().to_owned(),
+            moto_url: aws_url.clone(),
             graph_emulator_url: graph.as_ref().map(GraphEmulator::base_url),
             model_url: model_url.clone(),
             model_local: matches!(model, ModelHost::Local(_)),
@@ -474,10 +515,13 @@ impl Stack {
         progress("starting the functions under `cargo lambda watch`");
         let functions = spawn_functions(&options, &env)?;
 
-        let proxy = spawn_webhook_proxy(ports.webhook, &info.functions_url).await?;
+        let proxy =
+            spawn_webhook_proxy(ports.webhook, &info.functions_url, options.webhook_limits).await?;
 
+        // The event pump reaches the queues the way the functions do.
+        let pump_sqs = aws_sdk_sqs::Client::new(&moto::sdk_config_for(&aws_url).await);
         let pump = Pump::new(
-            sqs.clone(),
+            pump_sqs,
             HttpInvoker::new(&info.functions_url),
             Settings::default(),
         );
@@ -501,6 +545,7 @@ impl Stack {
         let stack = Stack {
             info,
             moto,
+            aws_link,
             graph,
             model,
             functions,
@@ -521,6 +566,28 @@ impl Stack {
 
     pub fn info(&self) -> &StackInfo {
         &self.info
+    }
+
+    /// The cuttable path to the AWS emulator, when [`Options::aws_link`] asked for it.
+    pub fn aws_link(&self) -> Option<&Link> {
+        self.aws_link.as_ref()
+    }
+
+    /// The Graph API emulator (none when the real Graph API is configured).
+    pub fn graph_emulator(&self) -> Option<&GraphEmulator> {
+        self.graph.as_ref()
+    }
+
+    /// The running processes of `function` (its binary name) under `cargo lambda watch`.
+    pub fn function_pids(&self, function: &str) -> Vec<u32> {
+        let runtime_api = format!("{}/", self.info.functions_url);
+        crate::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim_end() == function)
+            })
+            .collect()
     }
 
     /// The process groups and ports the stack started (to check none is left).
@@ -901,61 +968,8 @@ fn spawn_functions(
 async fn spawn_webhook_proxy(
     port: u16,
     functions_url: &str,
+    limits: webhook_proxy::Limits,
 ) -> Result<tokio::task::JoinHandle<()>, StackError> {
-    use axum::body::Bytes;
-    use axum::extract::{RawQuery, State};
-    use axum::http::{HeaderMap, Method, StatusCode};
-    use axum::response::{IntoResponse, Response};
-
-    #[derive(Clone)]
-    struct Target {
-        url: String,
-        http: reqwest::Client,
-    }
-
-    async fn forward(
-        State(t): State<Target>,
-        method: Method,
-        RawQuery(query): RawQuery,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Response {
-        let url = match query {
-            Some(q) => format!("{}?{q}", t.url),
-            None => t.url.clone(),
-        };
-        let mut request = t.http.request(method, url).body(body);
-        for (name, value) in &headers {
-            if name != "host" && name != "content-length" {
-                request = request.header(name, value);
-            }
-        }
-        match request.send().await {
-            Ok(r) => {
-                let status = r.status();
-                let content_type = r.headers().get("content-type").cloned();
-                let bytes = r.bytes().await.unwrap_or_default();
-                let mut response = (status, bytes).into_response();
-                if let Some(ct) = content_type {
-                    response.headers_mut().insert("content-type", ct);
-                }
-                response
-            }
-            Err(e) => (
-                StatusCode::BAD_GATEWAY,
-                format!("the webhook function is not reachable: {e}"),
-            )
-                .into_response(),
-        }
-    }
-
-    let target = Target {
-        url: format!("{functions_url}/lambda-url/webhook/"),
-        http: reqwest::Client::new(),
-    };
-    let app = axum::Router::new()
-        .route("/webhook", axum::routing::any(forward))
-        .with_state(target);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -963,7 +977,6 @@ async fn spawn_webhook_proxy(
             what: format!("the webhook endpoint on {addr}"),
             source,
         })?;
-    Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    }))
+    let target = format!("{functions_url}/lambda-url/webhook/");
+    Ok(tokio::spawn(webhook_proxy::serve(listener, target, limits)))
 }

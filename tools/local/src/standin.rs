@@ -1,0 +1,141 @@
+//! A fast stand-in for the GPT4All host, for load tests: a real OpenAI-compatible HTTP
+//! server (`GET /v1/models`, `POST /v1/chat/completions`) that holds requests to
+//! GPT4All's rules ([`crate::llm::check`]: 400 on any key GPT4All refuses) and answers
+//! at once with a short text that names the question, so a test can tell which answer
+//! belongs to which message. No language model: the load test measures the pipeline,
+//! and the responder's tests use the real model server.
+//!
+//! `remedios stand-in-model --port N` runs it as a process of its own, so a test can
+//! kill it and start it again.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::llm::{check, openai_error};
+
+/// The model name it lists and answers with.
+pub const STAND_IN_MODEL: &str = "remedios-stand-in";
+
+/// The answer to `question`.
+pub fn answer_to(question: &str) -> String {
+    format!("Stand-in answer to: {question}")
+}
+
+/// Serves on `listener` until the task or process ends.
+pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(complete))
+        .with_state(());
+    axum::serve(listener, app).await
+}
+
+async fn models() -> Response {
+    axum::Json(json!({
+        "object": "list",
+        "data": [{ "id": STAND_IN_MODEL, "object": "model", "owned_by": "remedios" }],
+    }))
+    .into_response()
+}
+
+async fn complete(State(()): State<()>, body: Bytes) -> Response {
+    let request = match check(&body) {
+        Ok((request, _)) => request,
+        Err(reason) => return openai_error(StatusCode::BAD_REQUEST, &reason),
+    };
+    let question = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| m.content.as_str())
+        .unwrap_or_default();
+    let text = answer_to(question);
+    let prompt_tokens: usize = request
+        .messages
+        .iter()
+        .map(|m| m.content.split_whitespace().count())
+        .sum();
+    let completion_tokens = text.split_whitespace().count();
+    axum::Json(json!({
+        "id": "chatcmpl-stand-in",
+        "object": "chat.completion",
+        "created": 0,
+        "model": STAND_IN_MODEL,
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": text },
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn it_answers_as_an_openai_server_and_refuses_what_gpt4all_refuses() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}/v1", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(serve(listener));
+        let http = reqwest::Client::new();
+
+        let models: serde_json::Value = http
+            .get(format!("{base}/models"))
+            .send()
+            .await
+            .expect("models")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(models["data"][0]["id"], STAND_IN_MODEL);
+
+        let ok: serde_json::Value = http
+            .post(format!("{base}/chat/completions"))
+            .json(&json!({
+                "model": STAND_IN_MODEL,
+                "messages": [
+                    { "role": "system", "content": "Be brief." },
+                    { "role": "user", "content": "hola 7" },
+                ],
+                "max_tokens": 32,
+            }))
+            .send()
+            .await
+            .expect("completion")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            ok["choices"][0]["message"]["content"],
+            answer_to("hola 7").as_str()
+        );
+        assert_eq!(ok["choices"][0]["finish_reason"], "stop");
+
+        let refused = http
+            .post(format!("{base}/chat/completions"))
+            .json(&json!({
+                "model": STAND_IN_MODEL,
+                "messages": [{ "role": "user", "content": "hi" }],
+                "stream": false,
+            }))
+            .send()
+            .await
+            .expect("refused request");
+        assert_eq!(refused.status(), 400);
+        server.abort();
+    }
+}
