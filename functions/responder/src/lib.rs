@@ -57,6 +57,8 @@ use split::{WHATSAPP_TEXT_LIMIT, split_message};
 
 /// Attempts of one Graph API send within an invocation before leaving it to the queue.
 const SEND_ATTEMPTS: u32 = 3;
+/// How long a sent part's record is retried through storage errors.
+const RECORD_PATIENCE: Duration = Duration::from_secs(10);
 /// The first backoff between them (doubling), unless Meta says `Retry-After`.
 const SEND_BACKOFF: Duration = Duration::from_millis(400);
 /// The longest wait within an invocation for one send.
@@ -389,14 +391,14 @@ impl Responder {
                         // exchange at the same time (the history holds each message id
                         // once, so a redelivery cannot store it twice).
                         let (updated, saved) = tokio::join!(
-                            self.ledger.update(user, &held, record.clone()),
+                            self.record_sent(user, &held, record.clone()),
                             self.remember(user, message, &record, snapshot.take())
                         );
                         saved?;
                         remembered = true;
                         updated?
                     } else {
-                        self.ledger.update(user, &held, record).await?
+                        self.record_sent(user, &held, record).await?
                     };
                     held = updated.ok_or(RetryLater::Contended)?;
                     debug!(user = %user, part = index + 1, of = held.record.parts.len(), "reply part sent");
@@ -427,6 +429,35 @@ impl Responder {
             kind: held.record.kind,
             parts: sent_now,
         })
+    }
+
+    /// Records that a part went out. WhatsApp takes no idempotency key, so a part sent
+    /// but not recorded would be sent again by a redelivery: a failing write is retried
+    /// with backoff for up to [`RECORD_PATIENCE`] (a short S3 outage) before giving up.
+    /// `None` when the record changed meanwhile (another invocation holds it, or an
+    /// earlier attempt's write landed although its answer was lost).
+    async fn record_sent(
+        &self,
+        user: &UserTag,
+        held: &Held,
+        record: ReplyRecord,
+    ) -> Result<Option<Held>, RetryLater> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.ledger.update(user, held, record.clone()).await {
+                Ok(updated) => return Ok(updated),
+                Err(e) if started.elapsed() + wait < RECORD_PATIENCE => {
+                    warn!(user = %user, error = %e, wait_ms = wait.as_millis() as u64, "a sent part is not recorded yet; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    error!(user = %user, error = %e, "a sent part could not be recorded; a redelivery may send it again");
+                    return Err(e.into());
+                }
+            }
+        }
     }
 
     /// Saves a completed answer's exchange to the history (once), starting from the

@@ -173,12 +173,26 @@ impl Invoke for HttpInvoker {
     }
 }
 
+/// One record of a batch as SQS handed it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub message_id: String,
+    /// `MessageDeduplicationId` (FIFO queues).
+    pub dedup_id: Option<String>,
+    /// `SentTimestamp`: when the queue accepted it.
+    pub sent_at_ms: Option<u64>,
+    /// `ApproximateReceiveCount`, this receive included.
+    pub receive_count: u32,
+}
+
 /// What happened to one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub function: String,
     /// SQS message ids, in the order they were received.
     pub message_ids: Vec<String>,
+    /// The same records with their system attributes.
+    pub records: Vec<Received>,
     /// When the invocation started and how long it took.
     pub started: SystemTime,
     pub elapsed: Duration,
@@ -317,6 +331,7 @@ impl<I: Invoke> Pump<I> {
             .iter()
             .map(|m| m.message_id.clone().unwrap_or_default())
             .collect();
+        let records = messages.iter().map(record_of).collect();
         let started = SystemTime::now();
         let clock = Instant::now();
         let answer = self
@@ -368,6 +383,7 @@ impl<I: Invoke> Pump<I> {
         let batch = Batch {
             function: source.function.clone(),
             message_ids,
+            records,
             started,
             elapsed,
             outcome,
@@ -416,6 +432,25 @@ impl<I: Invoke> Pump<I> {
             });
         }
         Ok(())
+    }
+}
+
+fn record_of(message: &Message) -> Received {
+    let attribute = |name: MessageSystemAttributeName| {
+        message
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get(&name))
+            .cloned()
+    };
+    Received {
+        message_id: message.message_id.clone().unwrap_or_default(),
+        dedup_id: attribute(MessageSystemAttributeName::MessageDeduplicationId),
+        sent_at_ms: attribute(MessageSystemAttributeName::SentTimestamp)
+            .and_then(|v| v.parse().ok()),
+        receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
     }
 }
 

@@ -327,6 +327,9 @@ pub struct Stack {
     graph: Option<GraphEmulator>,
     model: ModelHost,
     functions: GroupChild,
+    /// How the functions were started, to start them again.
+    functions_options: Options,
+    functions_env: BTreeMap<String, String>,
     proxy: tokio::task::JoinHandle<()>,
     pump: PumpHandle,
     pump_health: Pump<HttpInvoker>,
@@ -549,6 +552,8 @@ impl Stack {
             graph,
             model,
             functions,
+            functions_options: options.clone(),
+            functions_env: env,
             proxy,
             pump: handle,
             pump_health: pump,
@@ -571,6 +576,11 @@ impl Stack {
     /// The cuttable path to the AWS emulator, when [`Options::aws_link`] asked for it.
     pub fn aws_link(&self) -> Option<&Link> {
         self.aws_link.as_ref()
+    }
+
+    /// What the event pump does from now on: one [`crate::pump::Batch`] per invocation.
+    pub fn pump_events(&self) -> tokio::sync::broadcast::Receiver<crate::pump::Batch> {
+        self.pump_health.subscribe()
     }
 
     /// The Graph API emulator (none when the real Graph API is configured).
@@ -756,6 +766,46 @@ impl Stack {
     /// stop on its own, on a build error it cannot recover from).
     pub fn functions_exited(&mut self) -> Option<std::process::ExitStatus> {
         self.functions.exited()
+    }
+
+    /// Starts the functions again (a new `cargo lambda watch`), as Lambda gives a fresh
+    /// execution environment to the next invocation after one crashed: `cargo lambda
+    /// watch` does not restart a function process that died. Invocations in flight fail,
+    /// so their batches come back after the visibility timeout. Returns once the three
+    /// functions answer.
+    pub async fn restart_functions(&mut self) -> Result<(), StackError> {
+        self.functions.stop(Duration::from_secs(5)).await;
+        let runtime_api = format!("{}/", self.info.functions_url);
+        for pid in crate::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api) {
+            crate::child::kill(pid);
+        }
+        let port = self.functions_options.ports.functions;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.functions = spawn_functions(&self.functions_options, &self.functions_env)?;
+        let limit = self.functions_options.ready_timeout;
+        let started = Instant::now();
+        let invoker = HttpInvoker::new(&self.info.functions_url);
+        for function in ["transcriber", "responder"] {
+            loop {
+                match probe_sqs_function(&self.http, &invoker, function).await {
+                    Ok(()) => break,
+                    Err(detail) if started.elapsed() > limit => {
+                        return Err(StackError::NotReady {
+                            part: format!("{function} function (restarted)"),
+                            limit,
+                            detail,
+                            log: self.info.log_dir.join("functions.log"),
+                        });
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Stops everything, leaving no process behind.

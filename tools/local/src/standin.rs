@@ -5,8 +5,16 @@
 //! belongs to which message. No language model: the load test measures the pipeline,
 //! and the responder's tests use the real model server.
 //!
+//! A question containing [`SLOW_MARK`] is answered after [`SLOW_FOR`] instead, and
+//! `GET /_stand-in/slow` says how many such requests are in progress, so a test can
+//! act (kill the responder, say) while one is surely waiting for its answer.
+//!
 //! `remedios stand-in-model --port N` runs it as a process of its own, so a test can
 //! kill it and start it again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,6 +30,13 @@ use crate::llm::{check, openai_error};
 /// The model name it lists and answers with.
 pub const STAND_IN_MODEL: &str = "remedios-stand-in";
 
+/// Questions containing this are answered after [`SLOW_FOR`].
+pub const SLOW_MARK: &str = "[slow]";
+pub const SLOW_FOR: Duration = Duration::from_secs(3);
+
+/// Slow requests in progress.
+type Slow = Arc<AtomicU64>;
+
 /// The answer to `question`.
 pub fn answer_to(question: &str) -> String {
     format!("Stand-in answer to: {question}")
@@ -32,7 +47,8 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
     let app = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(complete))
-        .with_state(());
+        .route("/_stand-in/slow", get(slow_in_progress))
+        .with_state(Slow::default());
     axum::serve(listener, app).await
 }
 
@@ -44,7 +60,11 @@ async fn models() -> Response {
     .into_response()
 }
 
-async fn complete(State(()): State<()>, body: Bytes) -> Response {
+async fn slow_in_progress(State(slow): State<Slow>) -> Response {
+    axum::Json(json!({ "in_progress": slow.load(Ordering::SeqCst) })).into_response()
+}
+
+async fn complete(State(slow): State<Slow>, body: Bytes) -> Response {
     let request = match check(&body) {
         Ok((request, _)) => request,
         Err(reason) => return openai_error(StatusCode::BAD_REQUEST, &reason),
@@ -56,6 +76,11 @@ async fn complete(State(()): State<()>, body: Bytes) -> Response {
         .find(|m| m.role == "user")
         .map(|m| m.content.as_str())
         .unwrap_or_default();
+    if question.contains(SLOW_MARK) {
+        slow.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(SLOW_FOR).await;
+        slow.fetch_sub(1, Ordering::SeqCst);
+    }
     let text = answer_to(question);
     let prompt_tokens: usize = request
         .messages
