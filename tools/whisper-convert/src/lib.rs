@@ -43,7 +43,23 @@ use std::time::{Duration, Instant};
 
 pub use error::ConvertError;
 pub use ggml::HParams;
+pub use plan::Weights;
 pub use source::ModelFiles;
+
+/// How to convert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Options {
+    /// How the weight matrices are stored: f16 (as published) or quantised.
+    pub weights: Weights,
+}
+
+impl Options {
+    /// Options with the weight matrices stored as `weights`.
+    pub fn with_weights(weights: Weights) -> Self {
+        Self { weights }
+    }
+}
 
 /// What the conversion is doing, reported to the progress callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +96,8 @@ pub struct Summary {
     pub tokens: usize,
     /// Number of tensors written.
     pub tensors: usize,
+    /// How the weight matrices were stored.
+    pub weights: Weights,
     /// Size of the CTranslate2 model (all parts).
     pub input_bytes: u64,
     /// Size of the GGML file.
@@ -95,12 +113,13 @@ impl fmt::Display for Summary {
         let hp = &self.hparams;
         write!(
             f,
-            "{}: n_vocab {}, {} encoder + {} decoder layers, width {}, {} tensors, {} bytes written to {} in {:.2} s",
+            "{}: n_vocab {}, {} encoder + {} decoder layers, width {}, {} weights, {} tensors, {} bytes written to {} in {:.2} s",
             self.model_type,
             hp.n_vocab,
             hp.n_audio_layer,
             hp.n_text_layer,
             hp.n_audio_state,
+            self.weights.name(),
             self.tensors,
             self.bytes_written,
             self.output.display(),
@@ -119,12 +138,22 @@ pub fn convert(
     convert_files(&ModelFiles::discover(input)?, output, progress)
 }
 
-/// Converts the model made of `files` into the GGML file `output`, calling
-/// `progress` as it goes. `output` is replaced atomically: it is either the
-/// complete new file or left as it was.
+/// Converts the model made of `files` into the GGML file `output` with f16
+/// weights, calling `progress` as it goes. `output` is replaced atomically:
+/// it is either the complete new file or left as it was.
 pub fn convert_files(
     files: &ModelFiles,
     output: &Path,
+    progress: impl FnMut(Progress<'_>),
+) -> Result<Summary, ConvertError> {
+    convert_files_with(files, output, &Options::default(), progress)
+}
+
+/// [`convert_files`] with [`Options`], e.g. q8_0 weights.
+pub fn convert_files_with(
+    files: &ModelFiles,
+    output: &Path,
+    options: &Options,
     mut progress: impl FnMut(Progress<'_>),
 ) -> Result<Summary, ConvertError> {
     let started = Instant::now();
@@ -133,8 +162,10 @@ pub fn convert_files(
     let input_bytes = concat.len();
     let mut reader = BufReader::with_capacity(1 << 20, concat);
     let index = ct2::read_index(&mut reader, input_bytes, &file)?;
-    let hp = plan::hparams(&index, &file)?;
-    let tensors = plan::plan(&index, &hp, &file)?;
+    let mut hp = plan::hparams(&index, &file)?;
+    let mut tensors = plan::plan(&index, &hp, &file)?;
+    plan::set_weights(&mut tensors, options.weights, &file)?;
+    hp.ftype = options.weights.ftype();
     progress(Progress::Indexed {
         variables: index.variables.len(),
         input_bytes,
@@ -240,6 +271,7 @@ pub fn convert_files(
         hparams: hp,
         tokens: tokens.len(),
         tensors: tensors.len(),
+        weights: options.weights,
         input_bytes,
         bytes_written,
         output: output.to_path_buf(),
@@ -287,16 +319,26 @@ mod tests {
             let dims: Vec<i32> = (0..n_dims).map(|_| i32_at(&mut pos)).collect();
             let name = String::from_utf8(bytes[pos..pos + name_len].to_vec()).unwrap();
             pos += name_len;
-            let n: i32 = dims.iter().product();
-            let values = (0..n as usize)
-                .map(|k| match ty {
-                    0 => f32::from_le_bytes(bytes[pos + 4 * k..][..4].try_into().unwrap()),
-                    _ => f16_to_f32(u16::from_le_bytes(
-                        bytes[pos + 2 * k..][..2].try_into().unwrap(),
-                    )),
-                })
-                .collect::<Vec<_>>();
-            pos += n as usize * if ty == 0 { 4 } else { 2 };
+            let n = dims.iter().product::<i32>() as usize;
+            let size = match ty {
+                0 => n * 4,
+                1 => n * 2,
+                8 => ggml::GgmlType::Q8_0.bytes(n),
+                _ => panic!("unexpected tensor type {ty}"),
+            };
+            let data = &bytes[pos..pos + size];
+            let values = match ty {
+                0 => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                1 => data
+                    .chunks_exact(2)
+                    .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+                _ => ggml::dequantize_q8_0(data),
+            };
+            pos += size;
             tensors.push((name, ty, dims, values));
         }
         Ggml {
@@ -395,6 +437,69 @@ mod tests {
         let again = out_dir.path().join("again.bin");
         convert(whole.path(), &again, |_| {}).unwrap();
         assert_eq!(std::fs::read(&again).unwrap(), bytes);
+    }
+
+    #[test]
+    fn q8_0_weights_read_back_close_to_the_f16_ones() {
+        // A model of width 32, so that rows are whole q8_0 blocks.
+        let input = tempfile::tempdir().unwrap();
+        let bytes = model_bytes(
+            6,
+            &fake_whisper(32, 51864, 1),
+            &[("decoder/projection/weight", "decoder/embeddings/weight")],
+        );
+        std::fs::write(input.path().join("model.bin"), &bytes).unwrap();
+        let mut vocab = String::new();
+        for i in 0..51864 {
+            match i {
+                50256 => vocab.push_str("<|endoftext|>\n"),
+                i => vocab.push_str(&format!("t{i}\n")),
+            }
+        }
+        std::fs::write(input.path().join("vocabulary.txt"), vocab).unwrap();
+        let files = ModelFiles::discover(input.path()).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let (f16_path, q8_path) = (out.path().join("f16.bin"), out.path().join("q8.bin"));
+        let f16 = convert_files(&files, &f16_path, |_| {}).unwrap();
+        let q8 = convert_files_with(
+            &files,
+            &q8_path,
+            &Options::with_weights(Weights::Q8_0),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!((f16.weights, q8.weights), (Weights::F16, Weights::Q8_0));
+        assert!(q8.to_string().contains("q8_0 weights"), "{q8}");
+        assert!(q8.bytes_written < f16.bytes_written);
+        let (f16, q8) = (
+            parse(&std::fs::read(&f16_path).unwrap()),
+            parse(&std::fs::read(&q8_path).unwrap()),
+        );
+        assert_eq!(f16.header[11], 1);
+        assert_eq!(q8.header[11], 2007);
+        assert_eq!(f16.header[..11], q8.header[..11]);
+        assert_eq!(f16.tokens, q8.tokens);
+        assert_eq!(f16.tensors.len(), q8.tensors.len());
+        let mut quantised = 0;
+        for (a, b) in f16.tensors.iter().zip(&q8.tensors) {
+            assert_eq!((&a.0, &a.2), (&b.0, &b.2));
+            assert_eq!(a.3.len(), b.3.len(), "{}", a.0);
+            if b.1 == 8 {
+                quantised += 1;
+                assert_eq!((a.1, a.2.len()), (1, 2), "{}", a.0);
+                // Each value within half a step (the block's largest magnitude / 127),
+                // plus the step's own f16 rounding times up to 127.
+                for (x, y) in a.3.chunks(32).zip(b.3.chunks(32)) {
+                    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    for (v, q) in x.iter().zip(y) {
+                        assert!((v - q).abs() <= amax / 127.0 * 0.57, "{}: {v} {q}", a.0);
+                    }
+                }
+            } else {
+                assert_eq!(a, b);
+            }
+        }
+        assert_eq!(quantised, 6 + 10 + 1);
     }
 
     #[test]

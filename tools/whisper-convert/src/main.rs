@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use whisper_convert::{ModelFiles, Progress, convert_files};
+use whisper_convert::{ModelFiles, Options, Progress, Weights, convert_files_with};
 
 /// Convert a CTranslate2 (faster-whisper) Whisper model into a GGML file
 /// for whisper.cpp.
@@ -22,9 +22,17 @@ struct Args {
     /// model.bin.partN files shipped separately. May be repeated.
     #[arg(long = "extra-dir", value_name = "DIR")]
     extra_dirs: Vec<PathBuf>,
+    /// Store the weight matrices quantised: `q8_0` (GGML's 8-bit blocks,
+    /// about half the size of f16). Without it they stay f16.
+    #[arg(long, value_name = "TYPE", value_parser = parse_weights)]
+    quantize: Option<Weights>,
     /// Print only the summary.
     #[arg(short, long)]
     quiet: bool,
+}
+
+fn parse_weights(name: &str) -> Result<Weights, String> {
+    Weights::parse(name).ok_or_else(|| format!("unknown weight type {name:?}: use q8_0 (or f16)"))
 }
 
 fn main() -> ExitCode {
@@ -37,7 +45,8 @@ fn main() -> ExitCode {
             eprintln!("whisper-convert: reading {}", files.describe_model());
         }
         let mut next_decile = 1;
-        convert_files(&files, &args.output, |p| {
+        let options = Options::with_weights(args.quantize.unwrap_or_default());
+        convert_files_with(&files, &args.output, &options, |p| {
             if args.quiet {
                 return;
             }

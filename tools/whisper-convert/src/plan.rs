@@ -438,6 +438,81 @@ pub fn plan(index: &Index, hp: &HParams, file: &str) -> Result<Vec<Planned>, Con
     Ok(p.out)
 }
 
+/// How the weight matrices are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Weights {
+    /// f16, as the models are published (whisper.cpp's `ftype` 1).
+    #[default]
+    F16,
+    /// GGML's 8-bit q8_0 blocks (see [`crate::ggml`]): about half the size.
+    Q8_0,
+}
+
+impl Weights {
+    /// The name used on the command line and in summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F16 => "f16",
+            Self::Q8_0 => "q8_0",
+        }
+    }
+
+    /// Parses [`Weights::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::F16, Self::Q8_0]
+            .into_iter()
+            .find(|w| w.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The header's `ftype` for these weights.
+    pub fn ftype(self) -> u32 {
+        match self {
+            Self::F16 => 1,
+            Self::Q8_0 => crate::ggml::FTYPE_Q8_0,
+        }
+    }
+}
+
+/// Stores the weight matrices of `tensors` as `weights`.
+///
+/// whisper.cpp gives every 2-D weight matrix (attention and MLP projections,
+/// the token embedding) the model's weight type, and keeps the rest as it
+/// is in an f16 model: the convolution kernels in f16 (they are 3-D here),
+/// and the biases, layer norms and positional embeddings in f32. So exactly
+/// the 2-D f16 tensors of the plan change type. Their rows must be whole
+/// q8_0 blocks, as they are in every Whisper model.
+pub fn set_weights(
+    tensors: &mut [Planned],
+    weights: Weights,
+    file: &str,
+) -> Result<(), ConvertError> {
+    let ty = match weights {
+        Weights::F16 => return Ok(()),
+        Weights::Q8_0 => GgmlType::Q8_0,
+    };
+    for t in tensors
+        .iter_mut()
+        .filter(|t| t.ty == GgmlType::F16 && t.shape.len() == 2)
+    {
+        let row = t.shape[1];
+        if !row.is_multiple_of(ty.block()) {
+            return Err(ConvertError::Inconsistent {
+                file: file.to_owned(),
+                what: format!(
+                    "{} has rows of {row} values, not a multiple of the {} block of {}: \
+                     convert it to f16 instead",
+                    t.name,
+                    weights.name(),
+                    ty.block()
+                ),
+            });
+        }
+        t.ty = ty;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,6 +581,49 @@ mod tests {
         let kv_bias = get("decoder.blocks.0.cross_attn.value.bias");
         assert_eq!(kv_bias.source, "decoder/layer_0/attention/linear_1/bias");
         assert_eq!((kv_bias.count, kv_bias.ty), (8, GgmlType::F32));
+    }
+
+    #[test]
+    fn q8_0_applies_to_the_weight_matrices_only() {
+        // Width 32: rows of whole blocks.
+        let index = index_of(&fake_whisper(32, 100, 1));
+        let hp = hparams(&index, "model.bin").unwrap();
+        let f16 = plan(&index, &hp, "model.bin").unwrap();
+        let mut q8 = f16.clone();
+        set_weights(&mut q8, Weights::Q8_0, "model.bin").unwrap();
+        let mut quantised = Vec::new();
+        for (a, b) in f16.iter().zip(&q8) {
+            assert_eq!((&a.name, &a.shape, a.offset), (&b.name, &b.shape, b.offset));
+            if b.ty == GgmlType::Q8_0 {
+                assert_eq!((a.ty, a.shape.len()), (GgmlType::F16, 2), "{}", a.name);
+                quantised.push(b.name.as_str());
+            } else {
+                assert_eq!(a.ty, b.ty, "{}", a.name);
+            }
+        }
+        // Per encoder block: q, k, v, out, mlp.0, mlp.2; per decoder block: those and
+        // the cross-attention's q, k, v, out; and the token embedding.
+        assert_eq!(quantised.len(), 6 + 10 + 1, "{quantised:?}");
+        for name in [
+            "decoder.token_embedding.weight",
+            "encoder.blocks.0.mlp.0.weight",
+            "decoder.blocks.0.cross_attn.key.weight",
+        ] {
+            assert!(quantised.contains(&name), "{name}");
+        }
+        let ty = |name: &str| q8.iter().find(|t| t.name == name).unwrap().ty;
+        assert_eq!(ty("encoder.conv1.weight"), GgmlType::F16);
+        assert_eq!(ty("encoder.conv2.bias"), GgmlType::F32);
+        assert_eq!(ty("encoder.positional_embedding"), GgmlType::F32);
+        assert_eq!(ty("decoder.blocks.0.mlp.0.bias"), GgmlType::F32);
+
+        // Width 8 cannot be cut into blocks of 32.
+        let mut narrow = plan_of(&fake_whisper(8, 100, 1)).unwrap();
+        let err = set_weights(&mut narrow, Weights::Q8_0, "model.bin").unwrap_err();
+        assert!(err.to_string().contains("not a multiple"), "{err}");
+        assert_eq!(Weights::parse("Q8_0"), Some(Weights::Q8_0));
+        assert_eq!(Weights::parse("f16"), Some(Weights::F16));
+        assert_eq!(Weights::parse("q4_0"), None);
     }
 
     #[test]

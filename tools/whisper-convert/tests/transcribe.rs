@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use common::{base_dirs, speak, tiny_en_dirs};
 use transcriber::speech::word_error_rate;
-use whisper_convert::{ModelFiles, convert_files};
+use whisper_convert::{ModelFiles, Options, Weights, convert_files, convert_files_with};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 
 /// What a transcription gave.
@@ -100,6 +100,47 @@ fn tiny_en_converts_and_transcribes_english_speech() {
         "tiny.en: converted in {:.2} s, loaded in {:.3} s, {:.1} s clip transcribed in {:.2} s: {:?} (WER {wer:.2})",
         summary.elapsed.as_secs_f64(),
         load_s,
+        samples.len() as f64 / 16_000.0,
+        t.seconds,
+        t.text
+    );
+    assert!(wer <= 0.3, "WER {wer:.2}: {:?}", t.text);
+    check_segments(&t, samples.len());
+}
+
+#[test]
+fn tiny_en_quantised_to_q8_0_loads_and_transcribes_english_speech() {
+    whisper_rs::install_logging_hooks();
+    let files = ModelFiles::discover_in(&tiny_en_dirs()).expect("tiny.en files");
+    let tmp = tempfile::tempdir().unwrap();
+    let f16 = tmp.path().join("ggml-tiny.en.bin");
+    let q8 = tmp.path().join("ggml-tiny.en-q8_0.bin");
+    let f16_summary = convert_files(&files, &f16, |_| {}).expect("f16 conversion");
+    let summary = convert_files_with(&files, &q8, &Options::with_weights(Weights::Q8_0), |_| {})
+        .expect("q8_0 conversion");
+    assert_eq!(summary.weights, Weights::Q8_0);
+    assert_eq!(summary.tensors, f16_summary.tensors);
+    // The matrices (most of the model) shrink from 2 bytes a value to 34 bytes per 32.
+    let ratio = summary.bytes_written as f64 / f16_summary.bytes_written as f64;
+    assert!((0.5..0.6).contains(&ratio), "q8_0 / f16 size {ratio:.3}");
+    let header = std::fs::read(&q8).unwrap();
+    let ftype = i32::from_le_bytes(header[44..48].try_into().unwrap());
+    assert_eq!(
+        ftype, 2007,
+        "GGML's q8_0 file type with quantisation version 2"
+    );
+
+    let (ctx, load_s) = load(&q8);
+    assert_eq!(ctx.model_ftype(), 7, "whisper.cpp sees q8_0 weights");
+    assert_eq!(ctx.model_type_readable_str().unwrap(), "tiny");
+
+    let sentence = "My brother is going to visit us next week with his two children.";
+    let samples = speak(sentence, "en-us", tmp.path());
+    let t = transcribe(&ctx, &samples, Some("en"));
+    let wer = word_error_rate(sentence, &t.text);
+    eprintln!(
+        "tiny.en q8_0: {} bytes ({ratio:.2} of f16), loaded in {load_s:.3} s, {:.1} s clip transcribed in {:.2} s: {:?} (WER {wer:.2})",
+        summary.bytes_written,
         samples.len() as f64 / 16_000.0,
         t.seconds,
         t.text
