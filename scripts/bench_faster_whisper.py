@@ -4,8 +4,10 @@
     bench_faster_whisper.py NOTES_DIR MODEL_DIR OUT.json
 
 Transcribes every NOTES_DIR/<clip>.ogg with the CTranslate2 model in MODEL_DIR (int8,
-2 threads, beam 1, no VAD, English): once to warm up, then RUNS times, timing the whole
-call (Ogg/Opus decoding included, as on our side). Writes the median time, the audio
+2 threads, beam 1, no VAD, English): once to warm up, then RUNS times (3, or
+BENCH_SPEECH_RUNS), timing the whole call (Ogg/Opus decoding included, as on our side).
+int8 is CTranslate2's quantisation of the model's f16 weights, made when it loads them: the
+like-for-like row on our side is the q8_0 model (whisper-convert --quantize q8_0). Writes the median time, the audio
 duration and the last transcript of each clip to OUT.json; the word error rate is computed
 by the Rust bench (functions/transcriber/benches/compare.rs) so both engines share one
 definition.
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 THREADS = int(os.environ.get("BENCH_SPEECH_THREADS", "2"))
-RUNS = 3
+RUNS = max(1, int(os.environ.get("BENCH_SPEECH_RUNS", "3")))
 
 
 def main() -> int:

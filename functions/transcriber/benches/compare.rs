@@ -6,15 +6,20 @@
 //!
 //! ```text
 //! cargo bench -p transcriber --bench compare -- --notes DIR --model FILE \
+//!     [--extra-model LABEL=FILE]... [--variant NAME]... \
 //!     [--faster-whisper FILE.json] [--json OUT.json]
 //! ```
 //!
 //! `DIR` holds `<clip>.ogg` (the voice note) and `<clip>.txt` (the words spoken). For each
-//! clip, our whole path (`audio::decode` + `Engine::transcribe`, 2 threads) runs once to warm
-//! up and then [`RUNS`] times; the median time and the word error rate are reported, with the
-//! default [`Tuning`] and, for clips whose encoder window it shrinks, with `shrink_window`
-//! off. faster-whisper's transcripts are scored with the same [`word_error_rate`], so both
-//! columns use one definition. Prints one table, and JSON with `--json`.
+//! clip, our whole path (`audio::decode` + `Engine::transcribe`, 2 threads) runs with every
+//! engine once to warm up and then [`runs`] rounds (3, or `BENCH_SPEECH_RUNS`), the engines
+//! taking turns within a round; the median and fastest times and the word error rate are
+//! reported. The engines: `--model` with the default [`Tuning`]; the same with whisper.cpp's
+//! own handling where the default differs (`shrink_window` off for clips whose encoder
+//! window it shrinks, `split_long` off for longer ones); each `--extra-model` with the
+//! default tuning; and `--model` with each `--variant` (see [`variant`]: `context`,
+//! `chunk20`…). faster-whisper's transcripts are scored with the same [`word_error_rate`],
+//! so both columns use one definition. Prints one table, and JSON with `--json`.
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) it only checks that it starts.
 
@@ -35,7 +40,14 @@ fn threads() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2)
 }
-const RUNS: usize = 3;
+/// Measured runs per clip and engine; `BENCH_SPEECH_RUNS` overrides it.
+fn runs() -> usize {
+    std::env::var("BENCH_SPEECH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3)
+}
 
 /// One clip of the notes directory.
 struct Clip {
@@ -57,6 +69,8 @@ struct TheirClip {
     name: String,
     audio_s: f64,
     median_s: f64,
+    #[serde(default)]
+    times_s: Vec<f64>,
     cpu_s: f64,
     text: String,
 }
@@ -68,6 +82,8 @@ struct Row {
     engine: String,
     audio_s: f64,
     median_s: f64,
+    /// The fastest run (the least disturbed by other processes).
+    min_s: Option<f64>,
     /// Median time of `audio::decode` alone (ours only).
     decode_s: Option<f64>,
     /// Median CPU time (all threads) of the process per run: with 2 threads on an idle
@@ -92,6 +108,55 @@ struct Args {
     model: PathBuf,
     faster_whisper: Option<PathBuf>,
     json: Option<PathBuf>,
+    /// `--variant NAME`: more rows, with the [`variant`] tuning of that name.
+    variants: Vec<String>,
+    /// `--extra-model LABEL=FILE`: more rows, another model file with the default tuning.
+    extra_models: Vec<(String, PathBuf)>,
+}
+
+/// Tunings to compare with the default, by name (`--variant`).
+fn variant(name: &str) -> Tuning {
+    let default = Tuning::default();
+    let number = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("variant {name}: {prefix} needs a number"))
+    };
+    match name {
+        "shrink-off" => Tuning {
+            shrink_window: false,
+            ..default
+        },
+        "split-off" => Tuning {
+            split_long: false,
+            ..default
+        },
+        "no-fallback" => Tuning {
+            temperature_inc: 0.0,
+            ..default
+        },
+        "context" => Tuning {
+            condition_on_previous_text: true,
+            ..default
+        },
+        "flash" => Tuning {
+            flash_attention: true,
+            ..default
+        },
+        "whisper-defaults" => Tuning::whisper_defaults(),
+        _ if name.starts_with("chunk") => Tuning {
+            max_chunk_ms: number("chunk") * 1000,
+            ..default
+        },
+        _ if name.starts_with("margin") => Tuning {
+            window_margin_ms: number("margin"),
+            ..default
+        },
+        _ => panic!(
+            "unknown variant {name}: shrink-off, split-off, no-fallback, context, flash, \
+             whisper-defaults, chunkSECONDS, marginMS"
+        ),
+    }
 }
 
 fn parse_args() -> Args {
@@ -99,6 +164,8 @@ fn parse_args() -> Args {
     let mut model = None;
     let mut faster_whisper = None;
     let mut json = None;
+    let mut variants = Vec::new();
+    let mut extra_models = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| {
@@ -112,6 +179,18 @@ fn parse_args() -> Args {
             "--model" => model = Some(value("--model")),
             "--faster-whisper" => faster_whisper = Some(value("--faster-whisper")),
             "--json" => json = Some(value("--json")),
+            "--variant" => {
+                let name = value("--variant").to_string_lossy().into_owned();
+                variant(&name); // fails early on an unknown name
+                variants.push(name);
+            }
+            "--extra-model" => {
+                let spec = value("--extra-model").to_string_lossy().into_owned();
+                let (label, path) = spec
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("--extra-model needs LABEL=FILE, not {spec}"));
+                extra_models.push((label.to_owned(), PathBuf::from(path)));
+            }
             _ => {} // `--bench` and cargo's own flags
         }
     }
@@ -130,6 +209,8 @@ fn parse_args() -> Args {
         model,
         faster_whisper,
         json,
+        variants,
+        extra_models,
     }
 }
 
@@ -162,36 +243,49 @@ fn clips(dir: &Path) -> Vec<Clip> {
     clips
 }
 
-/// Decode + transcribe `clip` once to warm up, then RUNS times: a row with the median.
-fn measure(engine: &Engine, label: &str, clip: &Clip) -> Row {
+/// Decode + transcribe `clip` with each engine once to warm up, then [`runs`] rounds in
+/// which every engine runs once (interleaved, so a busy spell of the machine hits them
+/// alike): a row per engine with the median and the fastest run.
+fn measure(engines: &[(String, &Engine)], clip: &Clip) -> Vec<Row> {
     let limits = DecodeLimits::default();
-    let mut times = Vec::new();
-    let mut decode_times = Vec::new();
-    let mut cpu_times = Vec::new();
-    let mut text = String::new();
+    let mut times = vec![Vec::new(); engines.len()];
+    let mut decode_times = vec![Vec::new(); engines.len()];
+    let mut cpu_times = vec![Vec::new(); engines.len()];
+    let mut texts = vec![String::new(); engines.len()];
     let mut seconds = 0.0;
-    for run in 0..=RUNS {
-        let cpu = cpu_seconds();
-        let started = Instant::now();
-        let audio = decode(&clip.bytes, Some("audio/ogg; codecs=opus"), &limits)
-            .unwrap_or_else(|e| panic!("{}: {e}", clip.name));
-        let decoded = started.elapsed();
-        let transcript = engine
-            .transcribe(&audio.samples)
-            .unwrap_or_else(|e| panic!("{}: {e}", clip.name));
-        if run > 0 {
-            times.push(started.elapsed());
-            decode_times.push(decoded);
-            cpu_times.push(Duration::from_secs_f64(cpu_seconds() - cpu));
+    for run in 0..=runs() {
+        for (i, (_, engine)) in engines.iter().enumerate() {
+            let cpu = cpu_seconds();
+            let started = Instant::now();
+            let audio = decode(&clip.bytes, Some("audio/ogg; codecs=opus"), &limits)
+                .unwrap_or_else(|e| panic!("{}: {e}", clip.name));
+            let decoded = started.elapsed();
+            let transcript = engine
+                .transcribe(&audio.samples)
+                .unwrap_or_else(|e| panic!("{}: {e}", clip.name));
+            if run > 0 {
+                times[i].push(started.elapsed());
+                decode_times[i].push(decoded);
+                cpu_times[i].push(Duration::from_secs_f64(cpu_seconds() - cpu));
+            }
+            seconds = audio.duration.as_secs_f64();
+            texts[i] = transcript.text;
         }
-        seconds = audio.duration.as_secs_f64();
-        text = transcript.text;
     }
-    let median_s = common::median(times).as_secs_f64();
-    let mut row = row(&clip.name, label, seconds, median_s, &clip.text, text);
-    row.decode_s = Some(common::median(decode_times).as_secs_f64());
-    row.cpu_s = Some(common::median(cpu_times).as_secs_f64());
-    row
+    engines
+        .iter()
+        .enumerate()
+        .map(|(i, (label, _))| {
+            let fastest = times[i].iter().min().copied().unwrap_or_default();
+            let median_s = common::median(std::mem::take(&mut times[i])).as_secs_f64();
+            let text = std::mem::take(&mut texts[i]);
+            let mut row = row(&clip.name, label, seconds, median_s, &clip.text, text);
+            row.min_s = Some(fastest.as_secs_f64());
+            row.decode_s = Some(common::median(std::mem::take(&mut decode_times[i])).as_secs_f64());
+            row.cpu_s = Some(common::median(std::mem::take(&mut cpu_times[i])).as_secs_f64());
+            row
+        })
+        .collect()
 }
 
 /// CPU time (user + system) this process has used, in seconds, from /proc/self/stat.
@@ -224,6 +318,7 @@ fn row(
         engine: engine.to_owned(),
         audio_s,
         median_s,
+        min_s: None,
         decode_s: None,
         cpu_s: None,
         s_per_audio_s: median_s / audio_s,
@@ -253,23 +348,36 @@ fn main() {
     let clips = clips(&args.notes);
     let mut report = Report {
         threads: threads(),
-        runs: RUNS,
+        runs: runs(),
         loads: Vec::new(),
         rows: Vec::new(),
     };
 
     let (default, load_s) = load(&args.model, Tuning::default());
     report.loads.push(("whisper.cpp (ours)".into(), load_s));
-    let no_shrink = Tuning {
-        shrink_window: false,
-        ..Tuning::default()
-    };
-    let (unshrunk, _) = load(&args.model, no_shrink);
+    let (unshrunk, _) = load(&args.model, variant("shrink-off"));
+    let (unsplit, _) = load(&args.model, variant("split-off"));
+    let extra: Vec<(String, Engine)> = args
+        .variants
+        .iter()
+        .map(|name| {
+            (
+                format!("whisper.cpp ours ({name})"),
+                load(&args.model, variant(name)).0,
+            )
+        })
+        .chain(args.extra_models.iter().map(|(label, path)| {
+            let (engine, load_s) = load(path, Tuning::default());
+            report
+                .loads
+                .push((format!("whisper.cpp ({label})"), load_s));
+            (format!("whisper.cpp ours ({label})"), engine)
+        }))
+        .collect();
     for clip in &clips {
-        report
-            .rows
-            .push(measure(&default, "whisper.cpp ours (default)", clip));
-        // Only where the default shrinks the window; otherwise the two are the same run.
+        let mut engines = vec![("whisper.cpp ours (default)".to_owned(), &default)];
+        // The default next to whisper.cpp's own way where they differ: the full 30 s window
+        // for short clips, whole 30 s windows instead of chunks for long ones.
         let samples = decode(
             &clip.bytes,
             Some("audio/ogg; codecs=opus"),
@@ -279,10 +387,12 @@ fn main() {
         .samples
         .len();
         if default.tuning().window_for(samples) > 0 {
-            report
-                .rows
-                .push(measure(&unshrunk, "whisper.cpp ours (shrink off)", clip));
+            engines.push(("whisper.cpp ours (shrink off)".to_owned(), &unshrunk));
+        } else {
+            engines.push(("whisper.cpp ours (split off)".to_owned(), &unsplit));
         }
+        engines.extend(extra.iter().map(|(label, engine)| (label.clone(), engine)));
+        report.rows.extend(measure(&engines, clip));
     }
 
     if let Some(path) = &args.faster_whisper {
@@ -305,31 +415,43 @@ fn main() {
                 their.text,
             );
             row.cpu_s = Some(their.cpu_s);
+            row.min_s = their.times_s.iter().copied().reduce(f64::min);
             report.rows.push(row);
         }
     }
     report.rows.sort_by(|a, b| a.clip.cmp(&b.clip));
 
     println!(
-        "\ntiny.en, {} threads, decode + transcribe, median of {RUNS} runs after a warm-up\n",
-        threads()
+        "\ntiny.en, {} threads, decode + transcribe, median (and fastest) of {} runs after a \
+         warm-up\n",
+        threads(),
+        runs()
     );
     println!(
-        "| {:<8} | {:>7} | {:<38} | {:>8} | {:>13} | {:>5} | {:>8} | {:>8} |",
-        "clip", "audio s", "engine", "median s", "s per audio s", "WER", "CPU s", "decode s"
+        "| {:<8} | {:>7} | {:<38} | {:>8} | {:>8} | {:>13} | {:>5} | {:>8} | {:>8} |",
+        "clip",
+        "audio s",
+        "engine",
+        "median s",
+        "min s",
+        "s per audio s",
+        "WER",
+        "CPU s",
+        "decode s"
     );
     println!(
-        "|{:-<10}|{:->9}|{:-<40}|{:->10}|{:->15}|{:->7}|{:->10}|{:->10}|",
-        "", "", "", "", "", "", "", ""
+        "|{:-<10}|{:->9}|{:-<40}|{:->10}|{:->10}|{:->15}|{:->7}|{:->10}|{:->10}|",
+        "", "", "", "", "", "", "", "", ""
     );
     let optional = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
     for r in &report.rows {
         println!(
-            "| {:<8} | {:>7.1} | {:<38} | {:>8.3} | {:>13.3} | {:>5.3} | {:>8} | {:>8} |",
+            "| {:<8} | {:>7.1} | {:<38} | {:>8.3} | {:>8} | {:>13.3} | {:>5.3} | {:>8} | {:>8} |",
             r.clip,
             r.audio_s,
             r.engine,
             r.median_s,
+            optional(r.min_s),
             r.s_per_audio_s,
             r.wer,
             optional(r.cpu_s),
@@ -337,6 +459,13 @@ fn main() {
         );
     }
     println!();
+    if args.faster_whisper.is_some() {
+        println!(
+            "faster-whisper's int8 is its quantisation of the same tiny.en weights (made at \
+             load time); our f16 rows use the published weights, and a q8_0 row (if any) our \
+             8-bit quantisation of them: q8_0 against int8 is the like-for-like comparison.\n"
+        );
+    }
     for (engine, seconds) in &report.loads {
         println!("model load, {engine}: {seconds:.2} s");
     }

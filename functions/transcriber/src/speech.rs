@@ -27,6 +27,17 @@
 //! shrinks the encoder window (whisper.cpp's `audio_ctx`) to the clip plus a margin, which
 //! makes short notes several times faster with the same words. Language detection runs the
 //! encoder once more; it uses the shrunk window too.
+//!
+//! Notes too long for one window (over 28 s) are cut into chunks of at most 15 s
+//! ([`Tuning::max_chunk_ms`]) at pauses
+//! (the quietest 200 ms near each ideal cut, so no word is split), and each chunk is
+//! transcribed with its own shrunk window (not conditioned on the text of the chunks before
+//! it: see [`Tuning::condition_on_previous_text`]); segment times count from the start of
+//! the note. Left to itself, whisper.cpp would encode
+//! full 30 s windows and re-encode the audio after the last timestamp it decoded (a 40 s
+//! note: two full windows). Shorter windows also make every decoded token cheaper (its
+//! cross-attention spans the window), which is why 15 s chunks beat 28 s ones
+//! (`scripts/bench-speech.sh` measures it).
 
 use std::ffi::c_int;
 use std::fmt;
@@ -43,6 +54,8 @@ use whisper_rs::{
 };
 
 use crate::audio::TARGET_SAMPLE_RATE;
+
+mod chunks;
 
 /// The longest audio [`Engine::transcribe`] accepts: 30 minutes. The decoder already bounds
 /// voice notes more tightly; this is a second, defensive bound.
@@ -167,12 +180,24 @@ pub struct Tuning {
     /// Temperature increment of whisper's fallback when a decode looks like a loop or is
     /// unlikely; 0 disables the fallback (greedy at temperature 0 only).
     pub temperature_inc: f32,
-    /// Condition each 30 s window on the text of the previous one (long notes only).
+    /// Condition each chunk (or whisper.cpp's 30 s window) on the text of the ones before
+    /// it (long notes only). Off by default: the previous text is decoded again as a prompt
+    /// for every chunk, which made 40 s and 68 s notes 12-19% slower with no better words
+    /// (chunks are cut at pauses), and it is what sets off whisper's repetition loops.
     pub condition_on_previous_text: bool,
     /// One segment for a clip that fits in one window (no inner timestamps needed).
     pub single_segment_short: bool,
     /// whisper.cpp's flash attention (applied when the model is loaded).
     pub flash_attention: bool,
+    /// Cut audio too long for one shrunk window (over 30 s less the margin) into chunks of
+    /// at most [`Tuning::max_chunk_ms`] at pauses and transcribe each with a window shrunk
+    /// to it (needs `shrink_window`), instead of letting whisper.cpp run full 30 s windows
+    /// over it. Shorter audio stays in one piece.
+    pub split_long: bool,
+    /// The longest chunk when `split_long` is on, in ms. Long audio is cut into the fewest
+    /// chunks of at most this length, of about equal length. 15 s measured fastest on 40 s
+    /// and 68 s notes, with the same words as longer chunks (10 s lost some words).
+    pub max_chunk_ms: u32,
 }
 
 impl Default for Tuning {
@@ -184,9 +209,11 @@ impl Default for Tuning {
             fast_detection: true,
             suppress_non_speech: true,
             temperature_inc: 0.2,
-            condition_on_previous_text: true,
+            condition_on_previous_text: false,
             single_segment_short: false,
             flash_attention: false,
+            split_long: true,
+            max_chunk_ms: 15_000,
         }
     }
 }
@@ -205,6 +232,8 @@ impl Tuning {
             condition_on_previous_text: true,
             single_segment_short: false,
             flash_attention: false,
+            split_long: false,
+            max_chunk_ms: 30_000,
         }
     }
 
@@ -494,7 +523,7 @@ impl Engine {
     /// [`MAX_AUDIO_DURATION`] or with non-finite samples is refused.
     pub fn transcribe(&self, samples: &[f32]) -> Result<Transcript, SpeechError> {
         let started = Instant::now();
-        let audio_duration_ms = (samples.len() as u64).saturating_mul(1000) / RATE as u64;
+        let audio_duration_ms = ms(samples.len());
         if audio_duration_ms > MAX_AUDIO_DURATION.as_millis() as u64 {
             return Err(SpeechError::TooLong {
                 duration_ms: audio_duration_ms,
@@ -518,32 +547,60 @@ impl Engine {
             return Ok(transcript);
         }
 
-        let window = self.tuning.window_for(samples.len());
+        let chunks = self.chunks(samples);
         let mut state = self
             .ctx
             .create_state()
             .map_err(whisper_error("creating a decoding state"))?;
-        let detect_started = Instant::now();
-        let language = match &self.forced {
-            Some(code) => code.clone(),
-            None => self.detect_language(&mut state, samples, window)?,
-        };
-        let detect_ms = detect_started.elapsed().as_millis() as u64;
+        let mut language = self.forced.clone();
+        let mut detect_ms = 0;
+        let mut previous_end = 0;
+        let mut spoken_before = false;
+        for chunk in &chunks {
+            let audio = &samples[chunk.clone()];
+            let chunk_peak = audio.iter().fold(0.0f32, |peak, s| peak.max(s.abs()));
+            if audio.len() < MIN_SAMPLES || chunk_peak < SILENCE_PEAK {
+                continue;
+            }
+            let window = self.tuning.window_for(audio.len());
+            let code = match &language {
+                Some(code) => code.clone(),
+                None => {
+                    let detect_started = Instant::now();
+                    let code = self.detect_language(&mut state, audio, window)?;
+                    detect_ms = detect_started.elapsed().as_millis() as u64;
+                    language = Some(code.clone());
+                    code
+                }
+            };
+            let mut params = self.full_params(&code, window);
+            // Later chunks continue the text of the earlier ones, as whisper.cpp's own
+            // windows do.
+            params.set_no_context(!(spoken_before && self.tuning.condition_on_previous_text));
+            state
+                .full(params, audio)
+                .map_err(whisper_error("transcribing"))?;
+            let offset_ms = ms(chunk.start);
+            let end_ms = ms(chunk.end).min(audio_duration_ms);
+            let before = transcript.segments.len();
+            collect_segments(
+                &state,
+                offset_ms,
+                end_ms,
+                &mut previous_end,
+                &mut transcript.segments,
+            )?;
+            spoken_before |= transcript.segments.len() > before;
+        }
 
-        let params = self.full_params(&language, window);
-        state
-            .full(params, samples)
-            .map_err(whisper_error("transcribing"))?;
-
-        transcript.segments = collect_segments(&state, audio_duration_ms)?;
         transcript.text = join_segments(&transcript.segments);
-        transcript.language = Some(language);
+        transcript.language = language;
         transcript.processing_ms = started.elapsed().as_millis() as u64;
         tracing::debug!(
             model = self.model,
             language = transcript.language.as_deref(),
             audio_ms = audio_duration_ms,
-            window,
+            chunks = chunks.len(),
             detect_ms,
             processing_ms = transcript.processing_ms,
             segments = transcript.segments.len(),
@@ -551,6 +608,18 @@ impl Engine {
             "transcribed"
         );
         Ok(transcript)
+    }
+
+    /// The pieces `samples` is transcribed in: one, or chunks cut at pauses for audio too
+    /// long for one shrunk window (see [`Tuning::split_long`]).
+    fn chunks(&self, samples: &[f32]) -> Vec<std::ops::Range<usize>> {
+        let tuning = &self.tuning;
+        let fits_one_window = tuning.window_for(samples.len()) > 0;
+        if !(tuning.split_long && tuning.shrink_window) || fits_one_window {
+            return std::iter::once(0..samples.len()).collect();
+        }
+        let max_len = (tuning.max_chunk_ms as usize).saturating_mul(RATE) / 1000;
+        chunks::plan(samples, max_len)
     }
 
     /// Detects the spoken language with the encoder window `window` (0: 30 s).
@@ -684,14 +753,21 @@ fn check_model_file(path: &Path) -> Result<(), SpeechError> {
 /// Smaller than any whisper GGML model, even tiny quantised to 4 bits (about 31 MB).
 const MIN_MODEL_BYTES: u64 = 16 * 1024 * 1024;
 
-/// The state's segments, with times in ms clamped to the audio and made monotonic, and
-/// annotations such as `[BLANK_AUDIO]` or `(music)` dropped.
+/// Milliseconds of audio in `samples` samples.
+fn ms(samples: usize) -> u64 {
+    (samples as u64).saturating_mul(1000) / RATE as u64
+}
+
+/// Appends the state's segments to `segments`: times in ms shifted by `offset_ms` (where
+/// the transcribed audio starts), clamped to `end_ms` (where it ends) and made monotonic
+/// from `previous_end` on, annotations such as `[BLANK_AUDIO]` or `(music)` dropped.
 fn collect_segments(
     state: &WhisperState,
-    audio_duration_ms: u64,
-) -> Result<Vec<Segment>, SpeechError> {
-    let mut segments: Vec<Segment> = Vec::new();
-    let mut previous_end = 0u64;
+    offset_ms: u64,
+    end_ms: u64,
+    previous_end: &mut u64,
+    segments: &mut Vec<Segment>,
+) -> Result<(), SpeechError> {
     for segment in state.as_iter() {
         let text = segment
             .to_str_lossy()
@@ -701,19 +777,24 @@ fn collect_segments(
             continue;
         }
         // whisper.cpp's times are in centiseconds.
-        let to_ms = |cs: i64| u64::try_from(cs).unwrap_or(0).saturating_mul(10);
+        let to_ms = |cs: i64| {
+            u64::try_from(cs)
+                .unwrap_or(0)
+                .saturating_mul(10)
+                .saturating_add(offset_ms)
+        };
         let start_ms = to_ms(segment.start_timestamp())
-            .max(previous_end)
-            .min(audio_duration_ms);
-        let end_ms = to_ms(segment.end_timestamp()).clamp(start_ms, audio_duration_ms);
-        previous_end = end_ms;
+            .max(*previous_end)
+            .min(end_ms);
+        let segment_end_ms = to_ms(segment.end_timestamp()).clamp(start_ms, end_ms);
+        *previous_end = segment_end_ms;
         segments.push(Segment {
             start_ms,
-            end_ms,
+            end_ms: segment_end_ms,
             text: text.to_owned(),
         });
     }
-    Ok(segments)
+    Ok(())
 }
 
 /// Whether a segment is only a non-speech annotation whisper sometimes writes, such as

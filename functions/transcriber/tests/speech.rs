@@ -98,6 +98,48 @@ fn tiny_en_keeps_the_words_of_a_note_longer_than_one_window() {
 }
 
 #[test]
+fn tiny_en_times_the_words_after_a_long_pause_from_the_start_of_the_note() {
+    // ~20 s of speech, 12 s of silence, the ~7 s sentence: too long for one chunk, so it is
+    // cut in the pause, and the second chunk's times must count from the note's start.
+    let fx = Fixtures::new();
+    let first = common::long_text(20);
+    let mut samples = voice_note_samples(&fx, "en", &first);
+    let first_end_ms = samples.len() as u64 * 1000 / 16_000;
+    samples.extend(std::iter::repeat_n(0.0f32, 12 * 16_000));
+    let second_start_ms = samples.len() as u64 * 1000 / 16_000;
+    samples.extend(voice_note_samples(&fx, "en", common::SENTENCE));
+    assert!(samples.len() > 30 * 16_000, "{} samples", samples.len());
+
+    let transcript = engine("ggml-tiny.en.bin", Language::Auto)
+        .transcribe(&samples)
+        .unwrap();
+    assert_well_formed(&transcript, samples.len());
+    let reference = format!("{first} {}", common::SENTENCE);
+    let wer = word_error_rate(&reference, &transcript.text);
+    assert!(wer <= 0.35, "WER {wer:.2}: {:?}", transcript.text);
+    // Every segment is in the speech, none in the pause (give whisper's times 1.5 s).
+    for segment in &transcript.segments {
+        let in_first = segment.end_ms <= first_end_ms + 1_500;
+        let in_second = segment.start_ms + 1_500 >= second_start_ms;
+        assert!(in_first || in_second, "{segment:?} in {transcript:?}");
+    }
+    let last = transcript.segments.last().unwrap();
+    assert!(
+        last.start_ms + 1_500 >= second_start_ms,
+        "the sentence after the pause is timed too early: {transcript:?}"
+    );
+    let tail: String = transcript
+        .segments
+        .iter()
+        .filter(|s| s.start_ms + 1_500 >= second_start_ms)
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let wer = word_error_rate(common::SENTENCE, &tail);
+    assert!(wer <= 0.4, "WER {wer:.2} after the pause: {tail:?}");
+}
+
+#[test]
 fn base_detects_spanish_and_transcribes_it() {
     let fx = Fixtures::new();
     let samples = voice_note_samples(&fx, "es", SPANISH);
