@@ -423,16 +423,37 @@ pub async fn create_configured_bucket(
     Ok(())
 }
 
-/// A message taken off a queue by [`drain`].
+/// A message as SQS handed it over, with the system attributes the tools look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Drained {
+pub struct Received {
+    pub message_id: String,
     pub body: String,
     /// `MessageGroupId` (FIFO queues).
     pub group_id: Option<String>,
     /// `MessageDeduplicationId` (FIFO queues).
     pub dedup_id: Option<String>,
+    /// `SentTimestamp`: when the queue accepted it (Unix ms).
+    pub sent_at_ms: Option<u64>,
     /// `ApproximateReceiveCount`, this receive included.
     pub receive_count: u32,
+}
+
+impl Received {
+    /// From a `ReceiveMessage` answer that asked for the system attributes.
+    pub fn of(message: &aws_sdk_sqs::types::Message) -> Self {
+        use aws_sdk_sqs::types::MessageSystemAttributeName as Attr;
+        let attribute = |name: Attr| message.attributes.as_ref()?.get(&name).cloned();
+        Received {
+            message_id: message.message_id.clone().unwrap_or_default(),
+            body: message.body.clone().unwrap_or_default(),
+            group_id: attribute(Attr::MessageGroupId),
+            dedup_id: attribute(Attr::MessageDeduplicationId),
+            sent_at_ms: attribute(Attr::SentTimestamp).and_then(|v| v.parse().ok()),
+            receive_count: attribute(Attr::ApproximateReceiveCount)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+        }
+    }
 }
 
 /// Receives and deletes every visible message of `url`, in order, until a receive that
@@ -441,7 +462,7 @@ pub async fn drain(
     sqs: &aws_sdk_sqs::Client,
     url: &str,
     wait_seconds: i32,
-) -> Result<Vec<Drained>, MotoError> {
+) -> Result<Vec<Received>, MotoError> {
     use aws_sdk_sqs::types::MessageSystemAttributeName as Attr;
     let failed = |what: &str, e: &dyn std::error::Error| {
         MotoError::Setup(format!(
@@ -465,16 +486,7 @@ pub async fn drain(
             return Ok(drained);
         }
         for m in messages {
-            let attrs = m.attributes.unwrap_or_default();
-            drained.push(Drained {
-                body: m.body.unwrap_or_default(),
-                group_id: attrs.get(&Attr::MessageGroupId).cloned(),
-                dedup_id: attrs.get(&Attr::MessageDeduplicationId).cloned(),
-                receive_count: attrs
-                    .get(&Attr::ApproximateReceiveCount)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_default(),
-            });
+            drained.push(Received::of(&m));
             sqs.delete_message()
                 .queue_url(url)
                 .receipt_handle(m.receipt_handle.unwrap_or_default())

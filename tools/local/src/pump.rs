@@ -29,6 +29,8 @@ use aws_sdk_sqs::types::{
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
+pub use crate::moto::Received;
+
 /// Most records in one batch (the SQS receive limit, and Lambda's for FIFO queues).
 pub const MAX_BATCH: i32 = 10;
 
@@ -173,25 +175,13 @@ impl Invoke for HttpInvoker {
     }
 }
 
-/// One record of a batch as SQS handed it over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Received {
-    pub message_id: String,
-    /// `MessageDeduplicationId` (FIFO queues).
-    pub dedup_id: Option<String>,
-    /// `SentTimestamp`: when the queue accepted it.
-    pub sent_at_ms: Option<u64>,
-    /// `ApproximateReceiveCount`, this receive included.
-    pub receive_count: u32,
-}
-
 /// What happened to one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub function: String,
     /// SQS message ids, in the order they were received.
     pub message_ids: Vec<String>,
-    /// The same records with their system attributes.
+    /// The same records with their bodies and system attributes.
     pub records: Vec<Received>,
     /// When the invocation started and how long it took.
     pub started: SystemTime,
@@ -331,7 +321,7 @@ impl<I: Invoke> Pump<I> {
             .iter()
             .map(|m| m.message_id.clone().unwrap_or_default())
             .collect();
-        let records = messages.iter().map(record_of).collect();
+        let records = messages.iter().map(Received::of).collect();
         let started = SystemTime::now();
         let clock = Instant::now();
         let answer = self
@@ -432,25 +422,6 @@ impl<I: Invoke> Pump<I> {
             });
         }
         Ok(())
-    }
-}
-
-fn record_of(message: &Message) -> Received {
-    let attribute = |name: MessageSystemAttributeName| {
-        message
-            .attributes
-            .as_ref()
-            .and_then(|a| a.get(&name))
-            .cloned()
-    };
-    Received {
-        message_id: message.message_id.clone().unwrap_or_default(),
-        dedup_id: attribute(MessageSystemAttributeName::MessageDeduplicationId),
-        sent_at_ms: attribute(MessageSystemAttributeName::SentTimestamp)
-            .and_then(|v| v.parse().ok()),
-        receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1),
     }
 }
 
