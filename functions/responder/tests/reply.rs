@@ -417,16 +417,21 @@ async fn a_failed_message_holds_back_the_users_later_messages_in_the_batch() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_history_writers_lose_no_turn() {
-    let bench = Bench::start().await;
-    let history = History::new(
+/// A history on the bench's bucket with bounds no test here reaches.
+fn roomy_history(bench: &Bench) -> History {
+    History::new(
         bench.store.clone(),
         Bounds {
             max_turns: 100,
             max_chars: 100_000,
         },
-    );
+    )
+}
+
+#[tokio::test]
+async fn concurrent_history_writers_lose_no_turn() {
+    let bench = Bench::start().await;
+    let history = roomy_history(&bench);
     let user = phone_user();
     let writers = (0..8).map(|i| {
         let history = history.clone();
@@ -468,13 +473,7 @@ async fn concurrent_history_writers_lose_no_turn() {
 #[tokio::test]
 async fn an_exchange_saved_from_a_stale_snapshot_keeps_the_newer_turns() {
     let bench = Bench::start().await;
-    let history = History::new(
-        bench.store.clone(),
-        Bounds {
-            max_turns: 100,
-            max_chars: 100_000,
-        },
-    );
+    let history = roomy_history(&bench);
     let user = phone_user();
     // Read before any turn exists, then another writer saves an exchange first.
     let stale = history.snapshot(&user).await.expect("snapshot");
