@@ -19,12 +19,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 /// ggml-base), and `vars` passed to the functions over the stack's defaults.
 pub async fn start(log_dir: &Path, vars: BTreeMap<String, String>) -> Stack {
     let mut options = Options::isolated(log_dir).expect("free ports");
-    let tiny = paths::cache_dir().join("models").join("ggml-tiny.en.bin");
-    assert!(
-        tiny.exists(),
-        "{} is missing: run scripts/bootstrap.sh",
-        tiny.display()
-    );
+    let tiny = paths::whisper_model("ggml-tiny.en.bin").unwrap_or_else(|e| panic!("{e}"));
     options
         .vars
         .insert("WHISPER_MODEL_PATH".into(), tiny.display().to_string());

@@ -194,11 +194,8 @@ fn parse_args() -> Args {
             _ => {} // `--bench` and cargo's own flags
         }
     }
-    let model = model.unwrap_or_else(|| {
-        remedios_local::paths::cache_dir()
-            .join("models")
-            .join("ggml-tiny.en.bin")
-    });
+    let model =
+        model.unwrap_or_else(|| remedios_local::paths::models_dir().join("ggml-tiny.en.bin"));
     assert!(
         model.is_file(),
         "whisper model {} is missing: run scripts/bootstrap.sh (it runs scripts/models.sh)",

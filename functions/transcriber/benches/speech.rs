@@ -25,13 +25,7 @@ const RUNS: usize = 3;
 const CHILD_VAR: &str = "SPEECH_BENCH_MODEL";
 
 fn model_path(file: &str) -> PathBuf {
-    let path = remedios_local::paths::cache_dir().join("models").join(file);
-    assert!(
-        path.is_file(),
-        "whisper model {} is missing: run scripts/bootstrap.sh (it runs scripts/models.sh)",
-        path.display()
-    );
-    path
+    remedios_local::paths::whisper_model(file).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Peak resident set size of this process (VmHWM), in MiB.

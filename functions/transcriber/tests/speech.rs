@@ -13,13 +13,7 @@ use transcriber::speech::{
 const SPANISH: &str = "Hola, necesito una cita con el médico el martes por la mañana.";
 
 fn model(file: &str) -> std::path::PathBuf {
-    let path = remedios_local::paths::cache_dir().join("models").join(file);
-    assert!(
-        path.is_file(),
-        "whisper model {} is missing: run scripts/bootstrap.sh (it runs scripts/models.sh)",
-        path.display()
-    );
-    path
+    remedios_local::paths::whisper_model(file).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn engine(file: &str, language: Language) -> Engine {

@@ -32,3 +32,21 @@ pub fn venv_bin(name: &str) -> PathBuf {
 pub fn cache_dir() -> PathBuf {
     workspace_root().join(".cache")
 }
+
+/// Where `scripts/models.sh` writes the GGML whisper models: `<cache>/models`.
+pub fn models_dir() -> PathBuf {
+    cache_dir().join("models")
+}
+
+/// A whisper model of [`models_dir`]; the error says how to get it when it is missing.
+pub fn whisper_model(file: &str) -> Result<PathBuf, String> {
+    let path = models_dir().join(file);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "whisper model {} is missing: run scripts/bootstrap.sh (it runs scripts/models.sh)",
+            path.display()
+        ))
+    }
+}

@@ -367,7 +367,7 @@ pub fn check_prerequisites() -> Result<(), Vec<String>> {
 
 /// The whisper model the local transcriber uses unless `WHISPER_MODEL_PATH` is set.
 pub fn default_whisper_model() -> PathBuf {
-    paths::cache_dir().join("models").join("ggml-base.bin")
+    paths::models_dir().join("ggml-base.bin")
 }
 
 /// Runs `scripts/bootstrap.sh` (idempotent), its output shown as it goes.
@@ -768,17 +768,23 @@ impl Stack {
         self.functions.exited()
     }
 
+    /// Stops `cargo lambda watch` and the function processes it started (they run in
+    /// process groups of their own, so stopping its group leaves them).
+    async fn stop_functions(&mut self) {
+        self.functions.stop(Duration::from_secs(5)).await;
+        let runtime_api = format!("{}/", self.info.functions_url);
+        for pid in crate::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api) {
+            crate::child::kill(pid);
+        }
+    }
+
     /// Starts the functions again (a new `cargo lambda watch`), as Lambda gives a fresh
     /// execution environment to the next invocation after one crashed: `cargo lambda
     /// watch` does not restart a function process that died. Invocations in flight fail,
     /// so their batches come back after the visibility timeout. Returns once the three
     /// functions answer.
     pub async fn restart_functions(&mut self) -> Result<(), StackError> {
-        self.functions.stop(Duration::from_secs(5)).await;
-        let runtime_api = format!("{}/", self.info.functions_url);
-        for pid in crate::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api) {
-            crate::child::kill(pid);
-        }
+        self.stop_functions().await;
         let port = self.functions_options.ports.functions;
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline
@@ -812,12 +818,7 @@ impl Stack {
     pub async fn shutdown(mut self) {
         self.pump.stop();
         self.proxy.abort();
-        self.functions.stop(Duration::from_secs(5)).await;
-        // Functions cargo-lambda did not stop (they run in process groups of their own).
-        let runtime_api = format!("{}/", self.info.functions_url);
-        for pid in crate::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api) {
-            crate::child::kill(pid);
-        }
+        self.stop_functions().await;
         // The model server's process group is killed when it is dropped.
         self.model = ModelHost::External;
         self.moto.stop().await;

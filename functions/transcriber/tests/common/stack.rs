@@ -26,13 +26,7 @@ pub const PHONE_NUMBER_ID: &str = "106540352242922";
 /// A GGML model from the project cache (`scripts/models.sh` converts them), or a failure
 /// that says how to get it.
 pub fn model_path(file: &str) -> PathBuf {
-    let path = paths::cache_dir().join("models").join(file);
-    assert!(
-        path.is_file(),
-        "whisper model {} is missing: run scripts/bootstrap.sh (it runs scripts/models.sh)",
-        path.display()
-    );
-    path
+    paths::whisper_model(file).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The running components and the transcriber wired to them.
