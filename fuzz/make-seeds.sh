@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the committed fuzz seeds (fuzz/seeds/), which scripts/fuzz.sh starts from and
 # tests/tests/fuzz_regressions.rs replays:
-#   webhook_body/  notification bodies from remedios_local::meta (tests/examples/fuzz_seeds.rs)
+#   webhook_body/  notification bodies from remedios_emulators::meta (tests/examples/fuzz_seeds.rs)
 #   audio_decode/  a short espeak-ng word in every format the transcriber decodes, encoded
 #                  with opusenc/ffmpeg/sox (what scripts/bootstrap.sh installs), each < 50 KB.
 set -euo pipefail

@@ -4,7 +4,7 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      # default: 60 s, every target
 #
-# Targets live in fuzz/ (a workspace of its own); their checks in tests/src/fuzz.rs. Each
+# Targets live in fuzz/ (a workspace of its own); their checks in fuzz/checks. Each
 # target starts from its committed seeds (fuzz/seeds/<target>) plus the corpus earlier runs
 # grew (fuzz/corpus/<target>, not committed). A crash, timeout (> 10 s for one input),
 # out-of-memory (> 2 GB RSS, or one allocation > 512 MB) or leak stops the run: the input is

@@ -1,5 +1,5 @@
 //! Any bytes as a voice note or audio file: decoded by the transcriber under small limits
-//! with a MIME hint picked by the first byte. See `remedios_e2e::fuzz::audio_decode` for the
+//! with a MIME hint picked by the first byte. See `remedios_fuzz_checks::audio_decode` for the
 //! invariants.
 //!
 //! `transcriber::audio::decode` catches a panic inside a third-party decoder (symphonia,
@@ -44,5 +44,5 @@ fn install_panic_hook() {
 }
 
 fuzz_target!(init: install_panic_hook(), |data: &[u8]| {
-    let _ = remedios_e2e::fuzz::audio_decode(data);
+    let _ = remedios_fuzz_checks::audio_decode(data);
 });

@@ -1,6 +1,8 @@
 //! What the Remedios functions share.
 //!
 //! - [`config`]: typed configuration from the environment, checked at cold start.
+//! - [`batch`]: an SQS batch record by record, each user's messages in order.
+//! - [`clock`]: the wall clock in Unix milliseconds.
 //! - [`secrets`]: secrets from the environment or SSM Parameter Store.
 //! - [`whatsapp`]: the webhook notification types.
 //! - [`signature`]: `X-Hub-Signature-256` checking.
@@ -12,6 +14,8 @@
 //! - [`telemetry`]: JSON logs.
 
 pub mod aws;
+pub mod batch;
+pub mod clock;
 pub mod config;
 pub mod envelope;
 pub mod graph;

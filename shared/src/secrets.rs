@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use aws_config::SdkConfig;
 use aws_sdk_ssm::Client as SsmClient;
 use thiserror::Error;
 
@@ -51,6 +52,31 @@ pub enum SecretError {
         "SSM parameter {0} does not exist (create it as a SecureString, or fix the *_PARAM variable)"
     )]
     NotFound(String),
+}
+
+/// A function's secrets at cold start, in the order of `sources`: plain values as they
+/// are, and every SSM parameter in one `GetParameters` call, with an SSM client built
+/// from `sdk` only when some source needs one. The one way the functions read secrets.
+pub async fn load(sdk: &SdkConfig, sources: &[&SecretSource]) -> Result<Vec<Secret>, SecretError> {
+    let needs_ssm = sources
+        .iter()
+        .any(|s| matches!(s, SecretSource::SsmParameter(_)));
+    let ssm = needs_ssm.then(|| crate::aws::ssm(sdk));
+    resolve(ssm.as_ref(), sources).await
+}
+
+/// [`load`] for a fixed number of secrets: `let [a, b] = load_each(sdk, [&a, &b])`.
+pub async fn load_each<const N: usize>(
+    sdk: &SdkConfig,
+    sources: [&SecretSource; N],
+) -> Result<[Secret; N], SecretError> {
+    load(sdk, &sources)
+        .await?
+        .try_into()
+        .map_err(|got: Vec<Secret>| SecretError::Ssm {
+            names: Vec::new(),
+            message: format!("{} secrets for {N} sources", got.len()),
+        })
 }
 
 /// Resolves `sources` in order, reading all SSM parameters in one call. `ssm` is only

@@ -1,5 +1,5 @@
 //! Writes the webhook fuzz seeds (`fuzz/seeds/webhook_body/*.json`): notification bodies as
-//! Meta sends them, built with the signed-notification builders of `remedios_local::meta`,
+//! Meta sends them, built with the signed-notification builders of `remedios_testkit::meta`,
 //! one per message type and shape the webhook handles. Run by `fuzz/make-seeds.sh`:
 //!
 //! ```sh
@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use remedios_local::meta::{self, User};
+use remedios_testkit::meta::{self, User};
 use serde_json::{Value, json};
 
 fn main() -> Result<()> {

@@ -5,16 +5,15 @@
 //! replies must reach the emulator, S3 must hold what each stage writes, and nothing
 //! may be left running afterwards.
 
-#[path = "../src/local_stack.rs"]
 mod local_stack;
 
 use std::collections::BTreeMap;
 
 use local_stack::{REPLY_TIMEOUT, object};
-use remedios_e2e::voice::voice_note;
 use remedios_local::chat::{Chat, Outgoing};
-use remedios_local::meta;
 use remedios_shared::keys;
+use remedios_testkit::meta;
+use remedios_testkit::voice::voice_note;
 
 async fn keys_under(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Vec<String> {
     s3.list_objects_v2()

@@ -1,4 +1,4 @@
-//! Replays the fuzz targets' inputs through their checks (`remedios_e2e::fuzz`) in the
+//! Replays the fuzz targets' inputs through their checks (`remedios_fuzz_checks`) in the
 //! normal test suite: every committed seed (`fuzz/seeds/<target>/`) and every input a fuzz
 //! run crashed on (`fuzz/regressions/<target>/`, kept by `scripts/fuzz.sh`). A regression
 //! input passes when nothing panics and the checks hold; the seeds, real files and
@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use remedios_e2e::fuzz;
-use remedios_local::paths::workspace_root;
+use remedios_fuzz_checks as fuzz;
+use remedios_testkit::paths::workspace_root;
 use transcriber::audio::AudioFormat;
 
 /// The files under `fuzz/<kind>/<target>/`, sorted (README and dot files excluded).

@@ -18,13 +18,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use remedios_e2e::fuzz::check_decoded;
+use remedios_fuzz_checks::check_decoded;
 use transcriber::audio::{AudioError, DecodeLimits, DecodedAudio, decode};
 
-#[path = "../../functions/transcriber/tests/common/mod.rs"]
-mod common;
-
-use common::Fixtures;
+use remedios_testkit::audio::{self, Fixtures};
 
 // ---------------------------------------------------------------------------------------
 // Heap accounting for the current thread.
@@ -202,7 +199,7 @@ fn twenty_minutes_of_silence_stop_at_the_limit_in_bounded_time_and_memory() {
     ];
     let pcm_bytes = 1200 * 8000 * 2;
     for (format, mime, path) in &bombs {
-        let bytes = common::read(path);
+        let bytes = audio::read(path);
         assert!(
             bytes.len() * 10 < pcm_bytes,
             "{format}: {} bytes is no bomb",
@@ -342,7 +339,7 @@ fn patch_ogg(data: &[u8], mut patch: impl FnMut(usize, &mut Vec<u8>)) -> Vec<u8>
 fn ogg_opus_headers_claiming_huge_sizes_are_bounded() {
     let fx = Fixtures::new();
     let tone = fx.tone_wav("tone.wav", 440.0, 3.0, 48_000, 1);
-    let note = common::read(&fx.opus(&tone, "tone.opus", 16, &[]));
+    let note = audio::read(&fx.opus(&tone, "tone.opus", 16, &[]));
     let mime = Some("audio/ogg; codecs=opus");
     assert_eq!(
         patch_ogg(&note, |_, _| {}),
@@ -571,7 +568,7 @@ fn find_box(data: &[u8], name: &[u8; 4]) -> usize {
 fn mp4_sample_tables_claiming_billions_of_entries_are_bounded() {
     let fx = Fixtures::new();
     let tone = fx.tone_wav("tone.wav", 440.0, 2.0, 16_000, 1);
-    let m4a = common::read(&fx.ffmpeg(&tone, "tone.m4a", &["-c:a", "aac", "-b:a", "24k"]));
+    let m4a = audio::read(&fx.ffmpeg(&tone, "tone.m4a", &["-c:a", "aac", "-b:a", "24k"]));
     let mime = Some("audio/mp4");
     bounded("the real M4A", &m4a, mime).expect("the real M4A decodes");
 

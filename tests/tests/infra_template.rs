@@ -1,5 +1,5 @@
 //! `infra/template.yaml`: SAM's own lint, and the invariants that keep data safe, read
-//! through `remedios_local::infra` (the same reader the local stack uses), then the
+//! through `remedios_template` (the same reader the local stack uses), then the
 //! local stack's resources created from it on a real moto.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,12 +7,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use remedios_local::infra::{
-    self, BUCKET, EventSource, Function, INBOUND_QUEUE, REPLY_QUEUE, RESPONDER_FUNCTION, Stack,
-    StackSettings, TRANSCRIBER_FUNCTION, Template, WEBHOOK_FUNCTION,
+use remedios_template::{
+    self as infra, BUCKET, Deployment, DeploymentSettings, EventSource, Function, INBOUND_QUEUE,
+    REPLY_QUEUE, RESPONDER_FUNCTION, TRANSCRIBER_FUNCTION, Template, WEBHOOK_FUNCTION,
 };
-use remedios_local::moto::{self, Moto, QueueDefinition, QueueSpec};
-use remedios_local::paths;
+use remedios_testkit::moto::{self, Moto, QueueDefinition, QueueSpec};
+use remedios_testkit::paths;
 
 const FUNCTIONS: [&str; 3] = [WEBHOOK_FUNCTION, TRANSCRIBER_FUNCTION, RESPONDER_FUNCTION];
 const SERVERLESS_FUNCTION: &str = "AWS::Serverless::Function";
@@ -24,8 +24,8 @@ fn template() -> Template {
 }
 
 /// Values for the parameters without defaults, plus `extra`.
-fn settings(extra: &[(&str, &str)]) -> StackSettings {
-    let mut settings = StackSettings::new("remedios")
+fn settings(extra: &[(&str, &str)]) -> DeploymentSettings {
+    let mut settings = DeploymentSettings::new("remedios")
         .with("WhatsAppPhoneNumberId", "1234567890")
         .with("Gpt4AllBaseUrl", "https://gpt4all.example.net/v1");
     for (name, value) in extra {
@@ -34,13 +34,13 @@ fn settings(extra: &[(&str, &str)]) -> StackSettings {
     settings
 }
 
-fn stack<'t>(template: &'t Template, extra: &[(&str, &str)]) -> Stack<'t> {
+fn stack<'t>(template: &'t Template, extra: &[(&str, &str)]) -> Deployment<'t> {
     template
-        .stack(settings(extra))
+        .deployment(settings(extra))
         .unwrap_or_else(|e| panic!("stack with {extra:?}: {e}"))
 }
 
-fn function(stack: &Stack<'_>, id: &str) -> Function {
+fn function(stack: &Deployment<'_>, id: &str) -> Function {
     stack
         .function(id)
         .unwrap_or_else(|e| panic!("function {id}: {e}"))
@@ -870,11 +870,7 @@ async fn the_local_stack_creates_the_templates_queues_and_bucket_on_moto() {
         .expect("moto starts (scripts/bootstrap.sh installs it)");
     let config = moto.sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = moto::s3_client(&config);
     for definition in [&local.inbound, &local.reply] {
         let pair = moto::create_queues(&sqs, definition).await.unwrap();
         assert!(pair.url.ends_with(&definition.queue_name()), "{}", pair.url);

@@ -6,18 +6,17 @@
 //! `shared::user::redact`'s form of their number (`…` and the last four digits), which
 //! the scan allows: it looks for the full number, with and without country code.
 
-#[path = "../src/local_stack.rs"]
 mod local_stack;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use local_stack::{REPLY_TIMEOUT, object};
-use remedios_e2e::voice::voice_note;
 use remedios_local::chat::{Chat, Outgoing};
-use remedios_local::meta;
 use remedios_local::stack::EMULATOR_TOKEN;
 use remedios_shared::keys;
+use remedios_testkit::meta;
+use remedios_testkit::voice::voice_note;
 use transcriber::speech::Transcript;
 
 const PHONE: &str = "15550007319";

@@ -16,9 +16,9 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Bench, text_job};
+use common::{TestBed, text_job};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use remedios_local::llm::GateRecord;
+use remedios_testkit::model_server::GateRecord;
 use responder::Behaviour;
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -33,7 +33,7 @@ fn reply(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let bench = runtime.block_on(Bench::start());
+    let bench = runtime.block_on(TestBed::start());
     eprintln!(
         "model server (llama.cpp, SmolLM2-135M Q4_1) listed its model after {:?}",
         bench.llm.startup()

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::debug;
 
-use crate::model::{ChatMessage, Role};
+use crate::gpt4all::{ChatMessage, Role};
 
 /// The stored layout version.
 pub const HISTORY_VERSION: u32 = 1;

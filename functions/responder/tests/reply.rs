@@ -4,14 +4,14 @@
 mod common;
 
 use common::*;
-use remedios_local::graph_emulator::{Endpoint, ErrorSpec, Fault, Recorded};
-use remedios_local::llm::GateRecord;
-use remedios_local::process::free_port;
 use remedios_shared::envelope::{Content, MediaRef, Prepared, ReplyJob};
 use remedios_shared::user::UserKey;
+use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, Recorded};
+use remedios_testkit::model_server::GateRecord;
+use remedios_testkit::ports::free_port;
+use responder::decision::{APOLOGY, RESET_DONE};
 use responder::history::{Bounds, History, Speaker};
 use responder::ledger::ReplyKind;
-use responder::plan::{APOLOGY, RESET_DONE};
 use responder::split::WHATSAPP_TEXT_LIMIT;
 use responder::{Behaviour, Outcome};
 
@@ -21,7 +21,7 @@ fn phone_user() -> remedios_shared::user::UserTag {
 
 #[tokio::test]
 async fn a_text_gets_a_reply_to_the_phone_number_quoting_it_after_the_read_receipt() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let responder = bench.responder();
     let job = text_job("wamid.TEXT1", "What is the capital of France?");
 
@@ -82,7 +82,7 @@ async fn a_text_gets_a_reply_to_the_phone_number_quoting_it_after_the_read_recei
 
 #[tokio::test]
 async fn a_user_without_a_phone_number_is_answered_by_business_scoped_id() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let responder = bench.responder();
     let job = ReplyJob::new(
         from_bsuid("wamid.BSUID1", text("Hello, who are you?")),
@@ -101,7 +101,7 @@ async fn a_user_without_a_phone_number_is_answered_by_business_scoped_id() {
 
 #[tokio::test]
 async fn the_second_message_carries_the_first_exchange_and_reset_forgets_it() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let responder = bench.responder();
     let first = text_job("wamid.H1", "My name is Ana.");
     let second = text_job("wamid.H2", "What is my name?");
@@ -156,7 +156,7 @@ async fn the_second_message_carries_the_first_exchange_and_reset_forgets_it() {
 
 #[tokio::test]
 async fn a_long_reply_goes_out_in_ordered_parts_under_whatsapps_limit() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     // About 1000 prompt tokens: SmolLM2 on llama.cpp's CPU backend evaluates them in
     // seconds on an idle machine, but a busy CI machine can take a minute.
     let mut model = bench.model_settings();
@@ -225,7 +225,7 @@ async fn a_long_reply_goes_out_in_ordered_parts_under_whatsapps_limit() {
 
 #[tokio::test]
 async fn the_host_down_fails_the_job_and_the_last_attempt_apologises_once() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let mut model = bench.model_settings();
     let closed = free_port().expect("a free port");
     model.base_url = url(&format!("http://127.0.0.1:{closed}/v1"));
@@ -272,7 +272,7 @@ async fn the_host_down_fails_the_job_and_the_last_attempt_apologises_once() {
 
 #[tokio::test]
 async fn an_overloaded_host_is_retried_with_backoff() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let responder = bench.responder();
     bench.gate.fail_next(2);
     let job = text_job("wamid.BUSY1", "Hi!");
@@ -291,7 +291,7 @@ async fn an_overloaded_host_is_retried_with_backoff() {
 
 #[tokio::test]
 async fn graph_rate_limits_are_retried_without_sending_twice() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let responder = bench.responder();
 
     // One 429: retried within the invocation.
@@ -338,7 +338,7 @@ async fn graph_rate_limits_are_retried_without_sending_twice() {
 
 #[tokio::test]
 async fn reengagement_is_dropped_and_an_expired_token_fails_loudly() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let responder = bench.responder();
 
     bench
@@ -370,7 +370,7 @@ async fn reengagement_is_dropped_and_an_expired_token_fails_loudly() {
 
 #[tokio::test]
 async fn a_redelivered_job_is_answered_once() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let responder = bench.responder();
     let job = text_job("wamid.TWICE1", "Good morning!");
 
@@ -386,7 +386,7 @@ async fn a_redelivered_job_is_answered_once() {
 
 #[tokio::test]
 async fn a_failed_message_holds_back_the_users_later_messages_in_the_batch() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let responder = bench.responder();
     bench.graph.inject(
         Fault::times(Endpoint::Send, 3, ErrorSpec::server_error()).for_recipient("+15551234567"),
@@ -418,7 +418,7 @@ async fn a_failed_message_holds_back_the_users_later_messages_in_the_batch() {
 }
 
 /// A history on the bench's bucket with bounds no test here reaches.
-fn roomy_history(bench: &Bench) -> History {
+fn roomy_history(bench: &TestBed) -> History {
     History::new(
         bench.store.clone(),
         Bounds {
@@ -430,7 +430,7 @@ fn roomy_history(bench: &Bench) -> History {
 
 #[tokio::test]
 async fn concurrent_history_writers_lose_no_turn() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let history = roomy_history(&bench);
     let user = phone_user();
     let writers = (0..8).map(|i| {
@@ -472,7 +472,7 @@ async fn concurrent_history_writers_lose_no_turn() {
 
 #[tokio::test]
 async fn an_exchange_saved_from_a_stale_snapshot_keeps_the_newer_turns() {
-    let bench = Bench::start().await;
+    let bench = TestBed::start().await;
     let history = roomy_history(&bench);
     let user = phone_user();
     // Read before any turn exists, then another writer saves an exchange first.

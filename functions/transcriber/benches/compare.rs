@@ -23,15 +23,15 @@
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) it only checks that it starts.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use remedios_testkit::audio;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use remedios_testkit::wer::word_error_rate;
 use serde::{Deserialize, Serialize};
 use transcriber::audio::{DecodeLimits, decode};
-use transcriber::speech::{Engine, Language, SpeechSettings, Tuning, word_error_rate};
+use transcriber::speech::{Engine, Language, SpeechSettings, Tuning};
 
 /// Threads for both engines; `BENCH_SPEECH_THREADS` overrides it for experiments.
 fn threads() -> usize {
@@ -195,7 +195,7 @@ fn parse_args() -> Args {
         }
     }
     let model =
-        model.unwrap_or_else(|| remedios_local::paths::models_dir().join("ggml-tiny.en.bin"));
+        model.unwrap_or_else(|| remedios_testkit::paths::models_dir().join("ggml-tiny.en.bin"));
     assert!(
         model.is_file(),
         "whisper model {} is missing: run scripts/bootstrap.sh (it runs scripts/models.sh)",
@@ -274,12 +274,12 @@ fn measure(engines: &[(String, &Engine)], clip: &Clip) -> Vec<Row> {
         .enumerate()
         .map(|(i, (label, _))| {
             let fastest = times[i].iter().min().copied().unwrap_or_default();
-            let median_s = common::median(std::mem::take(&mut times[i])).as_secs_f64();
+            let median_s = audio::median(std::mem::take(&mut times[i])).as_secs_f64();
             let text = std::mem::take(&mut texts[i]);
             let mut row = row(&clip.name, label, seconds, median_s, &clip.text, text);
             row.min_s = Some(fastest.as_secs_f64());
-            row.decode_s = Some(common::median(std::mem::take(&mut decode_times[i])).as_secs_f64());
-            row.cpu_s = Some(common::median(std::mem::take(&mut cpu_times[i])).as_secs_f64());
+            row.decode_s = Some(audio::median(std::mem::take(&mut decode_times[i])).as_secs_f64());
+            row.cpu_s = Some(audio::median(std::mem::take(&mut cpu_times[i])).as_secs_f64());
             row
         })
         .collect()

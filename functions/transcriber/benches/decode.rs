@@ -4,8 +4,7 @@
 //! Run with `cargo bench -p transcriber --bench decode`; the real-time factor is printed
 //! before criterion's own report.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use remedios_testkit::audio;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -14,10 +13,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use transcriber::audio::{DecodeLimits, decode};
 
 fn bench_decode(c: &mut Criterion) {
-    let fx = common::Fixtures::new();
-    let wav = fx.speech_wav("long.wav", &common::long_text(45));
+    let fx = audio::Fixtures::new();
+    let wav = fx.speech_wav("long.wav", &audio::long_text(45));
     let note_path = fx.opus(&wav, "long.ogg", 24, &[]);
-    let note = common::read(&note_path);
+    let note = audio::read(&note_path);
     let limits = DecodeLimits::default();
 
     let audio = match decode(&note, Some("audio/ogg; codecs=opus"), &limits) {

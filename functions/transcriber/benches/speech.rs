@@ -10,22 +10,22 @@
 //! Run with `cargo bench -p transcriber --bench speech`. Without `--bench` (as `cargo test
 //! --benches` runs it) it only checks that it starts.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use remedios_testkit::audio;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use remedios_testkit::wer::word_error_rate;
 use transcriber::audio::{DecodeLimits, decode};
-use transcriber::speech::{Engine, Language, SpeechSettings, word_error_rate};
+use transcriber::speech::{Engine, Language, SpeechSettings};
 
 const THREADS: usize = 2;
 const RUNS: usize = 3;
 const CHILD_VAR: &str = "SPEECH_BENCH_MODEL";
 
 fn model_path(file: &str) -> PathBuf {
-    remedios_local::paths::whisper_model(file).unwrap_or_else(|e| panic!("{e}"))
+    remedios_testkit::paths::whisper_model(file).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Peak resident set size of this process (VmHWM), in MiB.
@@ -77,20 +77,20 @@ fn full_path(engine: &Engine, note: &Note) -> (f64, Duration, f64) {
         seconds = audio.duration.as_secs_f64();
         wer = word_error_rate(&note.text, &transcript.text);
     }
-    (seconds, common::median(times), wer)
+    (seconds, audio::median(times), wer)
 }
 
 /// The measurements of one model, in this (child) process.
 fn measure(file: &str) {
     let path = model_path(file);
-    let fx = common::Fixtures::new();
+    let fx = audio::Fixtures::new();
     let notes: Vec<Note> = [
-        ("5s", common::SENTENCE.to_owned()),
-        ("30s", common::long_text(30)),
+        ("5s", audio::SENTENCE.to_owned()),
+        ("30s", audio::long_text(30)),
     ]
     .into_iter()
     .map(|(name, text)| {
-        let bytes = common::read(&fx.voice_note(&format!("{name}.ogg"), "en", &text));
+        let bytes = audio::read(&fx.voice_note(&format!("{name}.ogg"), "en", &text));
         Note { name, text, bytes }
     })
     .collect();
@@ -98,7 +98,7 @@ fn measure(file: &str) {
     let loads: Vec<Duration> = (0..RUNS).map(|_| load(&path, Language::Auto).1).collect();
     println!(
         "{file}: load {:.0} ms (median of {RUNS}, page cache warm)",
-        common::median(loads).as_secs_f64() * 1e3
+        audio::median(loads).as_secs_f64() * 1e3
     );
     let (engine, _) = load(&path, Language::Auto);
     for note in &notes {

@@ -26,7 +26,6 @@
 //! whisper), stored media are read back from S3 instead of the Graph API, and the reply
 //! queue deduplicates the reply job.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
@@ -40,15 +39,12 @@ use remedios_shared::queue::{self, Outgoing, Queue, QueueError};
 use remedios_shared::secrets::{self, SecretError};
 use remedios_shared::store::{Store, StoreError};
 use remedios_shared::user::UserTag;
-use remedios_shared::{aws, keys};
+use remedios_shared::{aws, batch, keys};
 
 use crate::audio::{self, AudioError, DecodeLimits};
 use crate::config::Config;
-use crate::model::{self, ModelError};
 use crate::speech::{Engine, SpeechError, SpeechSettings, Transcript};
-
-/// The SQS attribute holding a FIFO message's group id.
-const GROUP_ATTRIBUTE: &str = "MessageGroupId";
+use crate::whisper_model::{self, ModelError};
 
 /// Why the transcriber could not start.
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +87,6 @@ pub enum RecordError {
     Audio(AudioError),
     #[error("a transcription task crashed: {0}")]
     Crashed(String),
-    #[error("held back: an earlier message of the same user in this batch failed")]
-    HeldBack,
 }
 
 impl RecordError {
@@ -110,7 +104,6 @@ impl RecordError {
             RecordError::Speech(_) | RecordError::Audio(_) | RecordError::Crashed(_) => {
                 "transcription"
             }
-            RecordError::HeldBack => "held_back",
         }
     }
 }
@@ -142,9 +135,14 @@ struct StoredMedia {
     bytes: Option<Bytes>,
 }
 
-/// What fetching a media object gave: the media, or why the user cannot have it
-/// handled (a reason for the responder).
-type Fetched = Result<StoredMedia, String>;
+/// What fetching a media object gave.
+#[derive(Debug)]
+enum Fetched {
+    /// The media, stored.
+    Stored(StoredMedia),
+    /// Why the user cannot have it handled (a reason for the responder).
+    Unavailable(String),
+}
 
 impl Transcriber {
     pub fn new(
@@ -166,13 +164,9 @@ impl Transcriber {
     /// Cold start: resolves the access token, fetches the model if it is in S3, loads it.
     pub async fn connect(config: &Config, sdk: &SdkConfig) -> Result<Self, StartError> {
         let s3 = aws::s3(sdk, &config.aws);
-        let ssm = aws::ssm(sdk);
-        let token = secrets::resolve(Some(&ssm), &[&config.access_token])
-            .await?
-            .pop()
-            .ok_or_else(|| SecretError::NotFound("WHATSAPP_ACCESS_TOKEN".into()))?;
+        let [token] = secrets::load_each(sdk, [&config.access_token]).await?;
         let graph = GraphClient::new(config.graph.clone().with_token(token))?;
-        let model_path = model::resolve(&config.model, &s3, &config.bucket).await?;
+        let model_path = whisper_model::resolve(&config.model, &s3, &config.bucket).await?;
         let settings = SpeechSettings {
             model_path,
             language: config.language.clone(),
@@ -200,41 +194,24 @@ impl Transcriber {
 
     /// Handles one SQS batch; the response names the records SQS must deliver again.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let mut response = SqsBatchResponse::default();
-        let mut failed_groups: HashSet<String> = HashSet::new();
-        for record in &event.records {
-            let sqs_id = record.message_id.clone().unwrap_or_default();
-            let parsed = parse(record);
-            let group = record.attributes.get(GROUP_ATTRIBUTE).cloned().or_else(|| {
-                parsed
-                    .as_ref()
-                    .ok()
-                    .map(|m| m.user_key().tag().as_str().to_owned())
-            });
-            let result = match (&group, parsed) {
-                (Some(g), _) if failed_groups.contains(g) => Err(RecordError::HeldBack),
-                (_, Err(e)) => Err(e),
-                (_, Ok(message)) => self.process(&message).await,
+        batch::in_order(&event.records, group, |record| async move {
+            let sqs_id = record.message_id.as_deref().unwrap_or_default();
+            let result = match parse(record) {
+                Ok(message) => self.process(&message).await,
+                Err(e) => Err(e),
             };
             match result {
                 Ok(prepared) => {
-                    tracing::info!(sqs_id, group, outcome = outcome(&prepared), "forwarded");
+                    tracing::info!(sqs_id, outcome = outcome(&prepared), "forwarded");
+                    Ok(())
                 }
                 Err(error) => {
-                    let kind = error.kind();
-                    if matches!(error, RecordError::HeldBack) {
-                        tracing::warn!(sqs_id, group, kind, "{error}");
-                    } else {
-                        tracing::error!(sqs_id, group, kind, error = %error, "record failed");
-                    }
-                    if let Some(g) = group {
-                        failed_groups.insert(g);
-                    }
-                    response.add_failure(sqs_id);
+                    tracing::error!(sqs_id, kind = error.kind(), error = %error, "record failed");
+                    Err(())
                 }
             }
-        }
-        response
+        })
+        .await
     }
 
     /// Handles one inbound message: stores it, prepares it and forwards the reply job.
@@ -247,11 +224,11 @@ impl Transcriber {
             Content::Audio { media, .. } => self.audio(message, &tag, media).await?,
             content => match content.media() {
                 Some(media) => match self.fetch_media(message, &tag, media, false).await? {
-                    Ok(stored) => Prepared::MediaStored {
+                    Fetched::Stored(stored) => Prepared::MediaStored {
                         key: stored.key,
                         mime_type: stored.mime_type,
                     },
-                    Err(reason) => Prepared::MediaUnavailable { reason },
+                    Fetched::Unavailable(reason) => Prepared::MediaUnavailable { reason },
                 },
                 None => Prepared::Nothing,
             },
@@ -274,8 +251,8 @@ impl Transcriber {
             return Ok(transcribed(transcript, transcript_key));
         }
         let stored = match self.fetch_media(message, tag, media, true).await? {
-            Ok(stored) => stored,
-            Err(reason) => return Ok(Prepared::MediaUnavailable { reason }),
+            Fetched::Stored(stored) => stored,
+            Fetched::Unavailable(reason) => return Ok(Prepared::MediaUnavailable { reason }),
         };
         let bytes = stored.bytes.unwrap_or_default();
         let mime = stored.mime_type;
@@ -288,8 +265,8 @@ impl Transcriber {
         .await
         .map_err(|e| RecordError::Crashed(e.to_string()))??;
         let transcript = match outcome {
-            Ok(transcript) => transcript,
-            Err(reason) => {
+            Heard::Transcript(transcript) => transcript,
+            Heard::Unusable(reason) => {
                 tracing::warn!(message_id = message.id, %reason, "audio not transcribable");
                 return Ok(Prepared::AudioUnsupported { reason });
             }
@@ -325,7 +302,7 @@ impl Transcriber {
             };
             if let Some(bytes) = found {
                 tracing::info!(message_id = message.id, "media already stored, reused");
-                return Ok(Ok(StoredMedia {
+                return Ok(Fetched::Stored(StoredMedia {
                     key,
                     mime_type: mime.to_owned(),
                     bytes,
@@ -361,12 +338,21 @@ impl Transcriber {
             mime_type,
             "media stored"
         );
-        Ok(Ok(StoredMedia {
+        Ok(Fetched::Stored(StoredMedia {
             key,
             mime_type,
             bytes: need_bytes.then_some(bytes),
         }))
     }
+}
+
+/// A record's FIFO group: its attribute, else the sender's tag (records made by hand).
+fn group(record: &SqsMessage) -> Option<String> {
+    batch::group_of(record).or_else(|| {
+        parse(record)
+            .ok()
+            .map(|m| m.user_key().tag().as_str().to_owned())
+    })
 }
 
 /// Reads a record's envelope.
@@ -392,29 +378,40 @@ fn graph_failure(
         }
         ErrorClass::Reengagement | ErrorClass::Permanent => {
             tracing::warn!(message_id = message.id, step, error = %error, "media unavailable");
-            Ok(Err(format!("media {step} failed: {error}")))
+            Ok(Fetched::Unavailable(format!(
+                "media {step} failed: {error}"
+            )))
         }
     }
 }
 
-/// Decodes and transcribes; `Ok(Err(reason))` when the audio itself is the problem.
+/// What listening to a voice note gave.
+#[derive(Debug)]
+enum Heard {
+    /// Its words.
+    Transcript(Transcript),
+    /// Nothing: the audio itself is the problem (undecodable, too long), said why.
+    Unusable(String),
+}
+
+/// Decodes and transcribes; an error only for what is not the audio's fault.
 fn decode_and_transcribe(
     engine: &Engine,
     bytes: &[u8],
     mime: &str,
     limits: &DecodeLimits,
-) -> Result<Result<Transcript, String>, RecordError> {
+) -> Result<Heard, RecordError> {
     let decoded = match audio::decode(bytes, Some(mime), limits) {
         Ok(decoded) => decoded,
         Err(AudioError::Internal(reason)) => {
             return Err(RecordError::Audio(AudioError::Internal(reason)));
         }
-        Err(e) => return Ok(Err(e.to_string())),
+        Err(e) => return Ok(Heard::Unusable(e.to_string())),
     };
     match engine.transcribe(&decoded.samples) {
-        Ok(transcript) => Ok(Ok(transcript)),
+        Ok(transcript) => Ok(Heard::Transcript(transcript)),
         Err(e @ (SpeechError::TooLong { .. } | SpeechError::InvalidSamples { .. })) => {
-            Ok(Err(e.to_string()))
+            Ok(Heard::Unusable(e.to_string()))
         }
         Err(e) => Err(RecordError::Speech(e)),
     }
@@ -516,9 +513,10 @@ mod tests {
             GraphError::Status { status: 404 },
             GraphError::ForbiddenHost { host: "x".into() },
         ] {
-            let reason = graph_failure(&message, "download", gone)
-                .unwrap()
-                .unwrap_err();
+            let Fetched::Unavailable(reason) = graph_failure(&message, "download", gone).unwrap()
+            else {
+                panic!("the media must be unavailable");
+            };
             assert!(reason.starts_with("media download failed: "), "{reason}");
         }
     }

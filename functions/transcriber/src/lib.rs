@@ -1,7 +1,7 @@
 //! The transcriber function: inbound messages and their media to S3, voice notes to text.
 //!
 //! - [`config`]: the environment, read at cold start.
-//! - [`model`]: the whisper model from a layer or from S3.
+//! - [`whisper_model`]: the whisper model file, from a layer or from S3.
 //! - [`handler`]: the SQS batch handler.
 //! - [`audio`]: voice notes and audio files to 16 kHz mono samples.
 //! - [`speech`]: samples to text with whisper.cpp.
@@ -9,8 +9,8 @@
 pub mod audio;
 pub mod config;
 pub mod handler;
-pub mod model;
 pub mod speech;
+pub mod whisper_model;
 
 pub use config::Config;
 pub use handler::{Limits, RecordError, StartError, Transcriber};

@@ -2,18 +2,18 @@
 //! tools (espeak-ng, sox, opusenc, ffmpeg): every supported format, the error cases, and the
 //! hostile-input bounds.
 
-mod common;
+use remedios_testkit::audio;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::Fixtures;
+use remedios_testkit::audio::Fixtures;
 use transcriber::audio::{
     AudioError, AudioFormat, DecodeLimits, DecodedAudio, TARGET_SAMPLE_RATE, decode, detect_format,
 };
 
 fn decode_file(path: &Path, mime: Option<&str>) -> DecodedAudio {
-    decode(&common::read(path), mime, &DecodeLimits::default())
+    decode(&audio::read(path), mime, &DecodeLimits::default())
         .unwrap_or_else(|e| panic!("decoding {} failed: {e}", path.display()))
 }
 
@@ -35,7 +35,7 @@ fn assert_plausible(audio: &DecodedAudio, source_secs: f64, tolerance: f64) {
         audio.source_format,
         error * 100.0
     );
-    let level = common::rms(&audio.samples);
+    let level = audio::rms(&audio.samples);
     assert!(
         level > 0.01,
         "{}: output is (nearly) silent, RMS {level}",
@@ -61,13 +61,13 @@ fn assert_tone(audio: &DecodedAudio, freq: f64, min_snr_db: f64) {
         audio.source_format
     );
     let body = &audio.samples[edge..audio.samples.len() - edge];
-    let measured = common::zero_crossing_hz(body, TARGET_SAMPLE_RATE);
+    let measured = audio::zero_crossing_hz(body, TARGET_SAMPLE_RATE);
     assert!(
         (measured - freq).abs() / freq < 0.01,
         "{}: tone measured at {measured:.1} Hz, expected {freq} Hz",
         audio.source_format
     );
-    let snr = common::tone_snr_db(body, freq, TARGET_SAMPLE_RATE);
+    let snr = audio::tone_snr_db(body, freq, TARGET_SAMPLE_RATE);
     assert!(
         snr >= min_snr_db,
         "{}: tone SNR {snr:.1} dB below {min_snr_db} dB",
@@ -78,14 +78,14 @@ fn assert_tone(audio: &DecodedAudio, freq: f64, min_snr_db: f64) {
 #[test]
 fn whatsapp_voice_note_matches_the_reference_decoder() {
     let fx = Fixtures::new();
-    let wav = fx.speech_wav("speech.wav", common::SENTENCE);
+    let wav = fx.speech_wav("speech.wav", audio::SENTENCE);
     let note = fx.opus(&wav, "note.ogg", 24, &[]);
     let audio = decode_file(&note, Some("audio/ogg; codecs=opus"));
 
     assert_eq!(audio.source_format, AudioFormat::OggOpus);
     assert_eq!(audio.source_sample_rate, 48_000);
     assert_eq!(audio.source_channels, 1);
-    assert_plausible(&audio, common::duration_secs(&wav), 0.01);
+    assert_plausible(&audio, audio::duration_secs(&wav), 0.01);
 
     // Reference: opusdec (opus-tools) decodes at 48 kHz applying pre-skip, output gain and
     // end trimming; sox's very-high-quality resampler takes that to 16 kHz. Our output must
@@ -103,7 +103,7 @@ fn whatsapp_voice_note_matches_the_reference_decoder() {
         "-v",
         "16000",
     ]);
-    let (rate, expected) = common::read_float_wav(&reference);
+    let (rate, expected) = audio::read_float_wav(&reference);
     assert_eq!(rate, TARGET_SAMPLE_RATE);
     assert!(
         audio.samples.len().abs_diff(expected.len()) <= 1,
@@ -111,7 +111,7 @@ fn whatsapp_voice_note_matches_the_reference_decoder() {
         audio.samples.len(),
         expected.len()
     );
-    let snr = common::snr_db(&expected, &audio.samples);
+    let snr = audio::snr_db(&expected, &audio.samples);
     assert!(snr > 40.0, "only {snr:.1} dB agreement with opusdec + sox");
 }
 
@@ -141,8 +141,8 @@ fn stereo_opus_is_mixed_down() {
 #[test]
 fn speech_in_every_format() {
     let fx = Fixtures::new();
-    let wav = fx.speech_wav("speech.wav", common::SENTENCE);
-    let source = common::duration_secs(&wav);
+    let wav = fx.speech_wav("speech.wav", audio::SENTENCE);
+    let source = audio::duration_secs(&wav);
     let cases: [(&str, &[&str], Option<&str>, AudioFormat); 7] = [
         (
             "speech.mp3",
@@ -242,7 +242,7 @@ fn sixteen_khz_wav_passes_through_unchanged_in_length() {
 
 #[test]
 fn amr_is_unsupported() {
-    let amr = common::amr_nb(50);
+    let amr = audio::amr_nb(50);
     let err =
         decode(&amr, Some("audio/amr"), &DecodeLimits::default()).expect_err("AMR must not decode");
     match &err {
@@ -274,7 +274,7 @@ fn empty_input_is_empty() {
 fn random_bytes_are_rejected() {
     let limits = DecodeLimits::default();
     for seed in 1..=20u64 {
-        let noise = common::random_bytes(64 * 1024, seed);
+        let noise = audio::random_bytes(64 * 1024, seed);
         assert!(
             matches!(
                 decode(&noise, None, &limits),
@@ -296,7 +296,7 @@ fn random_bytes_are_rejected() {
 #[test]
 fn headers_followed_by_garbage_are_corrupt() {
     let fx = Fixtures::new();
-    let wav = fx.speech_wav("speech.wav", common::SENTENCE);
+    let wav = fx.speech_wav("speech.wav", audio::SENTENCE);
     let limits = DecodeLimits::default();
     let sources = [
         fx.opus(&wav, "note.ogg", 24, &[]),
@@ -309,10 +309,10 @@ fn headers_followed_by_garbage_are_corrupt() {
         fx.ffmpeg(&wav, "speech.flac", &["-c:a", "flac"]),
     ];
     for (i, path) in sources.iter().enumerate() {
-        let original = common::read(path);
+        let original = audio::read(path);
         // Keep the first 600 bytes (headers and a frame or two), replace the rest with noise.
         let mut damaged = original[..600].to_vec();
-        damaged.extend(common::random_bytes(original.len() - 600, 99 + i as u64));
+        damaged.extend(audio::random_bytes(original.len() - 600, 99 + i as u64));
         let result = decode(&damaged, None, &limits);
         assert!(
             matches!(result, Err(AudioError::Corrupt(_))),
@@ -326,12 +326,12 @@ fn headers_followed_by_garbage_are_corrupt() {
 #[test]
 fn truncated_files_are_corrupt() {
     let fx = Fixtures::new();
-    let wav = fx.speech_wav("speech.wav", common::SENTENCE);
+    let wav = fx.speech_wav("speech.wav", audio::SENTENCE);
     let limits = DecodeLimits::default();
 
     // Ogg/Opus cut in the middle of a page.
-    let note = common::read(&fx.opus(&wav, "note.ogg", 24, &[]));
-    let pages = common::ogg_page_offsets(&note);
+    let note = audio::read(&fx.opus(&wav, "note.ogg", 24, &[]));
+    let pages = audio::ogg_page_offsets(&note);
     assert!(
         pages.len() > 4,
         "expected several Ogg pages, got {}",
@@ -360,7 +360,7 @@ fn truncated_files_are_corrupt() {
         ("speech-copy.wav", &["-c:a", "pcm_s16le"]),
     ];
     for (name, args) in cases {
-        let data = common::read(&fx.ffmpeg(&wav, name, args));
+        let data = audio::read(&fx.ffmpeg(&wav, name, args));
         assert!(
             decode(&data, None, &limits).is_ok(),
             "{name} must decode whole"
@@ -378,10 +378,10 @@ fn truncated_files_are_corrupt() {
 #[test]
 fn a_few_damaged_pages_are_skipped_but_many_are_corrupt() {
     let fx = Fixtures::new();
-    let wav = fx.speech_wav("speech.wav", common::SENTENCE);
-    let note = common::read(&fx.opus(&wav, "note.ogg", 24, &[]));
-    let source = common::duration_secs(&wav);
-    let pages = common::ogg_page_offsets(&note);
+    let wav = fx.speech_wav("speech.wav", audio::SENTENCE);
+    let note = audio::read(&fx.opus(&wav, "note.ogg", 24, &[]));
+    let source = audio::duration_secs(&wav);
+    let pages = audio::ogg_page_offsets(&note);
     // Page 0 is OpusHead, page 1 OpusTags; audio pages follow.
     assert!(
         pages.len() > 6,
@@ -399,7 +399,7 @@ fn a_few_damaged_pages_are_skipped_but_many_are_corrupt() {
         "{:?}",
         audio.duration
     );
-    assert!(common::rms(&audio.samples) > 0.01);
+    assert!(audio::rms(&audio.samples) > 0.01);
 
     // Damage every audio page with a budget smaller than the page count.
     let mut all = note.clone();
@@ -419,7 +419,7 @@ fn a_few_damaged_pages_are_skipped_but_many_are_corrupt() {
 fn long_audio_is_too_long_and_stops_early() {
     let fx = Fixtures::new();
     let tone = fx.tone_wav("long.wav", 440.0, 1200.0, 16_000, 1);
-    let note = common::read(&fx.opus(&tone, "long.ogg", 6, &["--comp", "0", "--framesize", "60"]));
+    let note = audio::read(&fx.opus(&tone, "long.ogg", 6, &["--comp", "0", "--framesize", "60"]));
     assert!(
         note.len() < 2_000_000,
         "the long note should be small: {} bytes",
@@ -504,8 +504,8 @@ fn libopus_is_linked_statically() {
 #[test]
 fn mime_type_is_only_a_hint() {
     let fx = Fixtures::new();
-    let wav = fx.speech_wav("speech.wav", common::SENTENCE);
-    let mp3 = common::read(&fx.ffmpeg(&wav, "speech.mp3", &["-c:a", "libmp3lame"]));
+    let wav = fx.speech_wav("speech.wav", audio::SENTENCE);
+    let mp3 = audio::read(&fx.ffmpeg(&wav, "speech.mp3", &["-c:a", "libmp3lame"]));
     // Mislabelled as a voice note: decoded by what it is.
     let audio = decode(
         &mp3,
@@ -525,7 +525,7 @@ fn too_many_channels_is_unsupported() {
         max_channels: 2,
         ..DecodeLimits::default()
     };
-    let err = decode(&common::read(&wav), None, &limits).expect_err("6 channels exceed 2");
+    let err = decode(&audio::read(&wav), None, &limits).expect_err("6 channels exceed 2");
     assert!(matches!(err, AudioError::Unsupported { .. }), "{err:?}");
     // Within the default limit, six channels are mixed down.
     let audio = decode_file(&wav, None);
@@ -539,12 +539,9 @@ fn too_many_channels_is_unsupported() {
 #[test]
 fn damaged_files_fail_cleanly() {
     let fx = Fixtures::new();
-    let wav = fx.speech_wav("speech.wav", common::SENTENCE);
-    let source = common::duration_secs(&wav);
-    let mut files = vec![(
-        "note.ogg",
-        common::read(&fx.opus(&wav, "note.ogg", 24, &[])),
-    )];
+    let wav = fx.speech_wav("speech.wav", audio::SENTENCE);
+    let source = audio::duration_secs(&wav);
+    let mut files = vec![("note.ogg", audio::read(&fx.opus(&wav, "note.ogg", 24, &[])))];
     let encodings: [(&str, &[&str]); 7] = [
         ("speech.mp3", &["-c:a", "libmp3lame"]),
         ("speech.aac", &["-c:a", "aac", "-f", "adts"]),
@@ -555,12 +552,12 @@ fn damaged_files_fail_cleanly() {
         ("speech-copy.wav", &["-c:a", "pcm_s16le"]),
     ];
     for (name, args) in encodings {
-        files.push((name, common::read(&fx.ffmpeg(&wav, name, args))));
+        files.push((name, audio::read(&fx.ffmpeg(&wav, name, args))));
     }
     let limits = DecodeLimits::default();
     for (name, original) in &files {
         for seed in 0..25u64 {
-            let noise = common::random_bytes(64, 1000 + seed);
+            let noise = audio::random_bytes(64, 1000 + seed);
             let mut damaged = original.clone();
             for k in 0..1 + usize::from(noise[0] % 12) {
                 let at = u32::from_le_bytes([

@@ -3,17 +3,16 @@
 //! encoded by opusenc and ffmpeg.
 
 mod common;
-#[path = "common/stack.rs"]
-mod stack;
 
-use common::Fixtures;
-use remedios_local::graph_emulator::{Endpoint, ErrorSpec, Fault, MediaSpec, Recorded};
+use common::{TestBed, audio, event, failed_ids, message, record, text};
 use remedios_shared::envelope::{Content, InboundMessage, MediaRef, Prepared};
 use remedios_shared::keys;
 use remedios_shared::queue;
+use remedios_testkit::audio::{self, Fixtures};
+use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, MediaSpec, Recorded};
+use remedios_testkit::wer::word_error_rate;
 use sha2::{Digest, Sha256};
-use stack::{Stack, audio, event, failed_ids, message, record, text};
-use transcriber::speech::{Transcript, word_error_rate};
+use transcriber::speech::Transcript;
 
 const OPUS: &str = "audio/ogg; codecs=opus";
 
@@ -22,7 +21,7 @@ fn tag(message: &InboundMessage) -> remedios_shared::user::UserTag {
 }
 
 /// The reply job forwarded for `message_id` (exactly one).
-fn prepared_for<'a>(replies: &'a [stack::Received], message_id: &str) -> &'a Prepared {
+fn prepared_for<'a>(replies: &'a [common::Received], message_id: &str) -> &'a Prepared {
     let found: Vec<_> = replies
         .iter()
         .filter(|r| r.job.message.id == message_id)
@@ -31,7 +30,7 @@ fn prepared_for<'a>(replies: &'a [stack::Received], message_id: &str) -> &'a Pre
     &found[0].job.prepared
 }
 
-fn graph_calls_for(stack: &Stack, media_id: &str) -> (usize, usize) {
+fn graph_calls_for(stack: &TestBed, media_id: &str) -> (usize, usize) {
     let recorded = stack.graph.recorded();
     let lookups = recorded
         .iter()
@@ -57,10 +56,10 @@ fn image(media_id: &str, caption: &str) -> Content {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voice_note_is_stored_transcribed_and_forwarded() {
-    let stack = Stack::start("ggml-tiny.en.bin", &[]).await;
+    let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
     let fx = Fixtures::new();
-    let note_path = fx.voice_note("note.ogg", "en", common::SENTENCE);
-    let note = common::read(&note_path);
+    let note_path = fx.voice_note("note.ogg", "en", audio::SENTENCE);
+    let note = audio::read(&note_path);
     let media_id = stack.graph.add_media(note.clone(), OPUS);
     let msg = message("15551230001", "wamid.VOICE.1", audio(&media_id, OPUS));
 
@@ -83,11 +82,11 @@ async fn a_voice_note_is_stored_transcribed_and_forwarded() {
     let transcript_key = keys::transcript(&user, &msg.id);
     let (json, _) = stack.object(&transcript_key).await;
     let transcript: Transcript = serde_json::from_slice(&json).unwrap();
-    let wer = word_error_rate(common::SENTENCE, &transcript.text);
+    let wer = word_error_rate(audio::SENTENCE, &transcript.text);
     assert!(wer <= 0.35, "WER {wer:.2}: {:?}", transcript.text);
     assert_eq!(transcript.language.as_deref(), Some("en"));
     assert_eq!(transcript.model, "ggml-tiny.en");
-    let seconds = common::duration_secs(&note_path);
+    let seconds = audio::duration_secs(&note_path);
     assert!(
         (transcript.audio_duration_ms as f64 / 1000.0 - seconds).abs() < 0.2,
         "{} ms of audio for a {seconds:.2} s note",
@@ -120,13 +119,13 @@ async fn a_voice_note_is_stored_transcribed_and_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mp3_and_m4a_audio_files_are_transcribed() {
-    let stack = Stack::start("ggml-tiny.en.bin", &[]).await;
+    let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
     let fx = Fixtures::new();
-    let wav = fx.speech_wav("speech.wav", common::SENTENCE);
+    let wav = fx.speech_wav("speech.wav", audio::SENTENCE);
     let mp3 = fx.ffmpeg(&wav, "speech.mp3", &["-c:a", "libmp3lame", "-b:a", "64k"]);
     let m4a = fx.ffmpeg(&wav, "speech.m4a", &["-c:a", "aac", "-b:a", "64k"]);
-    let mp3_id = stack.graph.add_media(common::read(&mp3), "audio/mpeg");
-    let m4a_id = stack.graph.add_media(common::read(&m4a), "audio/mp4");
+    let mp3_id = stack.graph.add_media(audio::read(&mp3), "audio/mpeg");
+    let m4a_id = stack.graph.add_media(audio::read(&m4a), "audio/mp4");
     let a = message("15551230002", "wamid.MP3", audio(&mp3_id, "audio/mpeg"));
     let b = message("15551230003", "wamid.M4A", audio(&m4a_id, "audio/mp4"));
 
@@ -141,7 +140,7 @@ async fn mp3_and_m4a_audio_files_are_transcribed() {
         let Prepared::Transcribed { text, .. } = prepared_for(&replies, &msg.id) else {
             panic!("{ext} was not transcribed: {replies:?}");
         };
-        let wer = word_error_rate(common::SENTENCE, text);
+        let wer = word_error_rate(audio::SENTENCE, text);
         assert!(wer <= 0.35, "{ext}: WER {wer:.2}: {text:?}");
         let (_, content_type) = stack.object(&keys::media(&tag(msg), &msg.id, ext)).await;
         assert_eq!(content_type.as_deref(), Some(mime));
@@ -151,9 +150,9 @@ async fn mp3_and_m4a_audio_files_are_transcribed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spanish_note_is_detected_as_spanish_by_the_multilingual_model() {
     const SPANISH: &str = "Hola, necesito una cita con el médico el martes por la mañana.";
-    let stack = Stack::start("ggml-base.bin", &[("WHISPER_LANGUAGE", "auto")]).await;
+    let stack = TestBed::start("ggml-base.bin", &[("WHISPER_LANGUAGE", "auto")]).await;
     let fx = Fixtures::new();
-    let note = common::read(&fx.voice_note("nota.ogg", "es", SPANISH));
+    let note = audio::read(&fx.voice_note("nota.ogg", "es", SPANISH));
     let media_id = stack.graph.add_media(note, OPUS);
     let msg = message("34600000001", "wamid.ES.1", audio(&media_id, OPUS));
 
@@ -173,31 +172,31 @@ async fn a_spanish_note_is_detected_as_spanish_by_the_multilingual_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusable_media_get_their_own_answer_and_nothing_else_in_the_batch_is_affected() {
-    let stack = Stack::start("ggml-tiny.en.bin", &[("MEDIA_MAX_BYTES", "65536")]).await;
+    let stack = TestBed::start("ggml-tiny.en.bin", &[("MEDIA_MAX_BYTES", "65536")]).await;
     let fx = Fixtures::new();
     let graph = &stack.graph;
 
     // The first lookup of the batch answers 404, as for media Meta no longer has.
-    let gone_id = graph.add_media(common::amr_nb(10), "audio/ogg");
+    let gone_id = graph.add_media(audio::amr_nb(10), "audio/ogg");
     graph.inject(Fault::times(
         Endpoint::MediaLookup,
         1,
         ErrorSpec::new(404, 100, "Unsupported get request. Object does not exist."),
     ));
-    let amr_id = graph.add_media(common::amr_nb(50), "audio/amr");
-    let garbage_id = graph.add_media(common::random_bytes(4000, 7), OPUS);
-    let jpeg = common::random_bytes(3000, 11);
+    let amr_id = graph.add_media(audio::amr_nb(50), "audio/amr");
+    let garbage_id = graph.add_media(audio::random_bytes(4000, 7), OPUS);
+    let jpeg = audio::random_bytes(3000, 11);
     let image_id = graph.add_media(jpeg.clone(), "image/jpeg");
-    let big_id = graph.add_media(common::random_bytes(100_000, 3), "audio/mpeg");
+    let big_id = graph.add_media(audio::random_bytes(100_000, 3), "audio/mpeg");
     // Announces a small size but sends a large body: refused while downloading.
     let liar_id = graph.add_media_spec(MediaSpec {
-        bytes: common::random_bytes(100_000, 5),
+        bytes: audio::random_bytes(100_000, 5),
         mime_type: "image/jpeg".into(),
         file_size_override: Some(1000),
         ..MediaSpec::default()
     });
     let tampered_id = graph.add_media_spec(MediaSpec {
-        bytes: common::read(&fx.voice_note("note.ogg", "en", "Short note.")),
+        bytes: audio::read(&fx.voice_note("note.ogg", "en", "Short note.")),
         mime_type: OPUS.into(),
         sha256_override: Some(hex::encode(Sha256::digest(b"something else"))),
         ..MediaSpec::default()
@@ -291,13 +290,13 @@ async fn unusable_media_get_their_own_answer_and_nothing_else_in_the_batch_is_af
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graph_server_error_fails_its_record_and_the_later_ones_of_the_same_user() {
-    let stack = Stack::start("ggml-tiny.en.bin", &[]).await;
+    let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
     let fx = Fixtures::new();
-    let note = common::read(&fx.voice_note("note.ogg", "en", common::SENTENCE));
+    let note = audio::read(&fx.voice_note("note.ogg", "en", audio::SENTENCE));
     let voice_id = stack.graph.add_media(note, OPUS);
     let photo_id = stack
         .graph
-        .add_media(common::random_bytes(500, 1), "image/jpeg");
+        .add_media(audio::random_bytes(500, 1), "image/jpeg");
     stack.graph.inject(Fault::times(
         Endpoint::MediaLookup,
         1,
@@ -339,15 +338,15 @@ async fn a_graph_server_error_fails_its_record_and_the_later_ones_of_the_same_us
     let Prepared::Transcribed { text, .. } = &replies[0].job.prepared else {
         panic!("{replies:?}");
     };
-    assert!(word_error_rate(common::SENTENCE, text) <= 0.35, "{text:?}");
+    assert!(word_error_rate(audio::SENTENCE, text) <= 0.35, "{text:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_and_an_expired_token_are_retried_not_answered() {
-    let stack = Stack::start("ggml-tiny.en.bin", &[]).await;
+    let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
     let photo_id = stack
         .graph
-        .add_media(common::random_bytes(500, 2), "image/png");
+        .add_media(audio::random_bytes(500, 2), "image/png");
     let msg = message("15551233001", "wamid.RETRY", {
         let mut content = image(&photo_id, "see");
         if let Content::Image { media, .. } = &mut content {
@@ -391,13 +390,13 @@ async fn rate_limits_and_an_expired_token_are_retried_not_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_message_is_not_downloaded_or_transcribed_again() {
-    let stack = Stack::start("ggml-tiny.en.bin", &[]).await;
+    let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
     let fx = Fixtures::new();
-    let note = common::read(&fx.voice_note("note.ogg", "en", common::SENTENCE));
+    let note = audio::read(&fx.voice_note("note.ogg", "en", audio::SENTENCE));
     let voice_id = stack.graph.add_media(note, OPUS);
     let photo_id = stack
         .graph
-        .add_media(common::random_bytes(800, 9), "image/jpeg");
+        .add_media(audio::random_bytes(800, 9), "image/jpeg");
     let voice = message("15551234001", "wamid.REDELIVER.V", audio(&voice_id, OPUS));
     let photo = message("15551234001", "wamid.REDELIVER.P", image(&photo_id, "hi"));
     let batch = || event(vec![record("sqs-v", &voice), record("sqs-p", &photo)]);
@@ -427,7 +426,7 @@ async fn a_redelivered_message_is_not_downloaded_or_transcribed_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_future_envelopes_fail_alone() {
-    let stack = Stack::start("ggml-tiny.en.bin", &[]).await;
+    let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
     let good = message("15551235001", "wamid.GOOD", text("hello"));
     let mut garbage = record("sqs-garbage", &good);
     garbage.body = Some("{\"not\": \"an envelope\"".into());
@@ -470,21 +469,17 @@ async fn the_model_is_fetched_from_s3_at_cold_start_and_reused() {
     use transcriber::config::ModelSource;
     use transcriber::{Config, Transcriber};
 
-    let moto = remedios_local::moto::Moto::start()
+    let moto = remedios_testkit::moto::Moto::start()
         .await
         .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
     let sdk = moto.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    remedios_local::moto::create_bucket(&s3, stack::BUCKET)
+    let s3 = remedios_testkit::moto::s3_client(&sdk);
+    remedios_testkit::moto::create_bucket(&s3, common::BUCKET)
         .await
         .unwrap();
-    let local = stack::model_path("ggml-tiny.en.bin");
+    let local = common::model_path("ggml-tiny.en.bin");
     let model = std::fs::read(&local).unwrap();
-    let store = remedios_shared::store::Store::new(s3, stack::BUCKET);
+    let store = remedios_shared::store::Store::new(s3, common::BUCKET);
     store
         .put(
             "models/ggml-tiny.en.bin",
@@ -495,12 +490,12 @@ async fn the_model_is_fetched_from_s3_at_cold_start_and_reused() {
         .unwrap();
 
     let env = Env([
-        ("BUCKET_NAME", stack::BUCKET),
+        ("BUCKET_NAME", common::BUCKET),
         (
             "REPLY_QUEUE_URL",
             "http://127.0.0.1:1/000000000000/reply.fifo",
         ),
-        ("WHATSAPP_ACCESS_TOKEN", stack::TOKEN),
+        ("WHATSAPP_ACCESS_TOKEN", common::TOKEN),
         ("WHISPER_MODEL_S3_KEY", "models/ggml-tiny.en.bin"),
         ("WHISPER_THREADS", "1"),
         ("AWS_ENDPOINT_URL", moto.endpoint()),

@@ -2,18 +2,15 @@
 //! multilingual base model on Spanish, spoken by espeak-ng, encoded as Ogg/Opus voice notes
 //! and decoded by `transcriber::audio`, as the handler does.
 
-mod common;
-
-use common::Fixtures;
+use remedios_testkit::audio::{self, Fixtures};
+use remedios_testkit::wer::word_error_rate;
 use transcriber::audio::{DecodeLimits, decode};
-use transcriber::speech::{
-    Engine, Language, SpeechError, SpeechSettings, Transcript, word_error_rate,
-};
+use transcriber::speech::{Engine, Language, SpeechError, SpeechSettings, Transcript};
 
 const SPANISH: &str = "Hola, necesito una cita con el médico el martes por la mañana.";
 
 fn model(file: &str) -> std::path::PathBuf {
-    remedios_local::paths::whisper_model(file).unwrap_or_else(|e| panic!("{e}"))
+    remedios_testkit::paths::whisper_model(file).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn engine(file: &str, language: Language) -> Engine {
@@ -27,7 +24,7 @@ fn engine(file: &str, language: Language) -> Engine {
 
 /// Speaks `text` with espeak-ng's `voice`, encodes it as a voice note, decodes it.
 fn voice_note_samples(fx: &Fixtures, voice: &str, text: &str) -> Vec<f32> {
-    let note = common::read(&fx.voice_note("note.ogg", voice, text));
+    let note = audio::read(&fx.voice_note("note.ogg", voice, text));
     decode(&note, Some("audio/ogg"), &DecodeLimits::default())
         .expect("the voice note decodes")
         .samples
@@ -56,14 +53,14 @@ fn assert_well_formed(transcript: &Transcript, samples: usize) {
 #[test]
 fn tiny_en_transcribes_an_english_voice_note() {
     let fx = Fixtures::new();
-    let samples = voice_note_samples(&fx, "en", common::SENTENCE);
+    let samples = voice_note_samples(&fx, "en", audio::SENTENCE);
     let engine = engine("ggml-tiny.en.bin", Language::Auto);
     assert!(!engine.is_multilingual());
     assert_eq!(engine.forced_language(), Some("en"));
     assert_eq!(engine.model(), "ggml-tiny.en");
 
     let transcript = engine.transcribe(&samples).unwrap();
-    let wer = word_error_rate(common::SENTENCE, &transcript.text);
+    let wer = word_error_rate(audio::SENTENCE, &transcript.text);
     assert!(wer <= 0.35, "WER {wer:.2}: {:?}", transcript.text);
     assert_eq!(transcript.language.as_deref(), Some("en"));
     assert_eq!(transcript.model, "ggml-tiny.en");
@@ -74,9 +71,9 @@ fn tiny_en_transcribes_an_english_voice_note() {
 fn tiny_en_keeps_the_words_of_a_note_longer_than_one_window() {
     // About 60 s: two of whisper's 30 s windows.
     let fx = Fixtures::new();
-    let text = common::long_text(60);
+    let text = audio::long_text(60);
     let wav = fx.speech_wav("long.wav", &text);
-    let note = common::read(&fx.opus(&wav, "long.ogg", 24, &[]));
+    let note = audio::read(&fx.opus(&wav, "long.ogg", 24, &[]));
     let samples = decode(&note, Some("audio/ogg"), &DecodeLimits::default())
         .unwrap()
         .samples;
@@ -96,19 +93,19 @@ fn tiny_en_times_the_words_after_a_long_pause_from_the_start_of_the_note() {
     // ~20 s of speech, 12 s of silence, the ~7 s sentence: too long for one chunk, so it is
     // cut in the pause, and the second chunk's times must count from the note's start.
     let fx = Fixtures::new();
-    let first = common::long_text(20);
+    let first = audio::long_text(20);
     let mut samples = voice_note_samples(&fx, "en", &first);
     let first_end_ms = samples.len() as u64 * 1000 / 16_000;
     samples.extend(std::iter::repeat_n(0.0f32, 12 * 16_000));
     let second_start_ms = samples.len() as u64 * 1000 / 16_000;
-    samples.extend(voice_note_samples(&fx, "en", common::SENTENCE));
+    samples.extend(voice_note_samples(&fx, "en", audio::SENTENCE));
     assert!(samples.len() > 30 * 16_000, "{} samples", samples.len());
 
     let transcript = engine("ggml-tiny.en.bin", Language::Auto)
         .transcribe(&samples)
         .unwrap();
     assert_well_formed(&transcript, samples.len());
-    let reference = format!("{first} {}", common::SENTENCE);
+    let reference = format!("{first} {}", audio::SENTENCE);
     let wer = word_error_rate(&reference, &transcript.text);
     assert!(wer <= 0.35, "WER {wer:.2}: {:?}", transcript.text);
     // Every segment is in the speech, none in the pause (give whisper's times 1.5 s).
@@ -129,7 +126,7 @@ fn tiny_en_times_the_words_after_a_long_pause_from_the_start_of_the_note() {
         .map(|s| s.text.as_str())
         .collect::<Vec<_>>()
         .join(" ");
-    let wer = word_error_rate(common::SENTENCE, &tail);
+    let wer = word_error_rate(audio::SENTENCE, &tail);
     assert!(wer <= 0.4, "WER {wer:.2} after the pause: {tail:?}");
 }
 

@@ -22,8 +22,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{get, post};
 use criterion::{Criterion, criterion_group, criterion_main};
-use remedios_local::meta;
-use remedios_local::moto::{self, Moto, QueueSpec};
+use remedios_testkit::meta;
+use remedios_testkit::moto::{self, Moto, QueueSpec};
 use serde_json::json;
 use tokio::sync::{Mutex, mpsc};
 
@@ -150,11 +150,7 @@ impl Bench {
         )
         .await
         .expect("create the queue");
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = moto::s3_client(&sdk);
         moto::create_bucket(&s3, BUCKET)
             .await
             .expect("create the bucket");

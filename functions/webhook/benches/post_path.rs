@@ -7,9 +7,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use remedios_local::meta::{self, User};
 use remedios_shared::signature;
-use webhook::plan::{self, AllowList};
+use remedios_testkit::meta::{self, User};
+use webhook::intake::{self, AllowList};
 
 const SECRET: &[u8] = b"bench-app-secret";
 const NOW_MS: i64 = 1_767_225_600_000;
@@ -85,15 +85,16 @@ fn bench(c: &mut Criterion) {
         let body = body.into_bytes();
         let header = signature::sign(SECRET, &body);
         // The bench measures the real path: check it does the real work once.
-        let planned = plan::verify_and_plan(SECRET, Some(header.as_bytes()), &body, NOW_MS, &allow)
-            .expect("the bench body is correctly signed");
+        let planned =
+            intake::verify_and_plan(SECRET, Some(header.as_bytes()), &body, NOW_MS, &allow)
+                .expect("the bench body is correctly signed");
         assert_eq!(planned.messages.len(), expected);
         assert!(planned.quarantine.is_none());
 
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(format!("verify_parse_plan/{name}"), |b| {
             b.iter(|| {
-                plan::verify_and_plan(
+                intake::verify_and_plan(
                     black_box(SECRET),
                     black_box(Some(header.as_bytes())),
                     black_box(&body),
@@ -108,7 +109,7 @@ fn bench(c: &mut Criterion) {
             })
         });
         group.bench_function(format!("parse_plan_only/{name}"), |b| {
-            b.iter(|| plan::plan(black_box(&body), NOW_MS, &allow))
+            b.iter(|| intake::plan(black_box(&body), NOW_MS, &allow))
         });
     }
     group.finish();

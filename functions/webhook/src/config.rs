@@ -3,7 +3,7 @@
 use remedios_shared::config::{AwsSettings, ConfigError, Env, Vars};
 use remedios_shared::secrets::SecretSource;
 
-use crate::plan::AllowList;
+use crate::intake::AllowList;
 
 /// Meta reports webhook bodies of up to 3 MB; we never accept less.
 pub const MIN_BODY_BYTES: usize = 3 * 1024 * 1024;

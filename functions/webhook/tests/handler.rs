@@ -5,29 +5,23 @@
 mod common;
 
 use common::*;
-use remedios_local::meta::{self, User};
+use remedios_shared::clock::now_ms;
 use remedios_shared::envelope::{Content, MediaRef, ReplyContext};
 use remedios_shared::keys;
 use remedios_shared::queue;
 use remedios_shared::user::UserTag;
 use remedios_shared::whatsapp::webhook::{ApiError, ErrorData, Referral};
+use remedios_testkit::meta::{self, User};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const TS: i64 = 1_767_225_600;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 // ---------------------------------------------------------------- handshake
 
 #[tokio::test]
 async fn the_handshake_answers_the_challenge_for_the_configured_token() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let query = format!(
         "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={}",
         url::form_urlencoded::byte_serialize(VERIFY_TOKEN.as_bytes()).collect::<String>()
@@ -45,7 +39,7 @@ async fn the_handshake_answers_the_challenge_for_the_configured_token() {
 
 #[tokio::test]
 async fn the_handshake_works_through_a_rest_api_event_too() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let event = json!({
         "resource": "/webhook",
         "path": "/webhook",
@@ -74,7 +68,7 @@ async fn the_handshake_works_through_a_rest_api_event_too() {
 
 #[tokio::test]
 async fn the_handshake_is_refused_for_a_wrong_token_mode_or_missing_parts() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let token = url::form_urlencoded::byte_serialize(VERIFY_TOKEN.as_bytes()).collect::<String>();
     let refused = [
         // wrong token
@@ -106,7 +100,7 @@ async fn the_handshake_is_refused_for_a_wrong_token_mode_or_missing_parts() {
 
 #[tokio::test]
 async fn other_methods_are_refused() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let response = stack
         .handle(event("PUT", "", &[], Some(b"{}"), false))
         .await;
@@ -123,7 +117,7 @@ fn one_text() -> String {
 
 #[tokio::test]
 async fn missing_malformed_and_wrong_signatures_answer_401_and_take_nothing_in() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let body = one_text();
     let good = sign(body.as_bytes());
     let wrong_secret = meta::sign(b"not-the-app-secret", body.as_bytes());
@@ -177,7 +171,7 @@ async fn missing_malformed_and_wrong_signatures_answer_401_and_take_nothing_in()
 /// accepted; what is compared is the MAC, never the spelling.
 #[tokio::test]
 async fn an_upper_case_hex_signature_of_the_right_digest_is_accepted() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let body = one_text();
     let upper = sign(body.as_bytes())
         .to_uppercase()
@@ -189,7 +183,7 @@ async fn an_upper_case_hex_signature_of_the_right_digest_is_accepted() {
 
 #[tokio::test]
 async fn a_base64_encoded_body_is_verified_over_its_decoded_bytes() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let body = one_text();
     let signature = sign(body.as_bytes());
     let request = event(
@@ -455,7 +449,7 @@ fn every_type(user: &User) -> Vec<(Value, Content)> {
 
 #[tokio::test]
 async fn every_documented_message_type_is_enqueued_with_its_envelope() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let user = User {
         wa_id: Some("15551234567".into()),
         user_id: Some("US.13491208655302741918".into()),
@@ -507,7 +501,7 @@ async fn every_documented_message_type_is_enqueued_with_its_envelope() {
 
 #[tokio::test]
 async fn replies_referrals_and_a_type_with_no_payload_travel_too() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let user = phone_user(7);
     let mut reply = meta::text(&user, &wamid("REPLY"), TS, "yes, that one");
     reply["context"] = json!({ "from": meta::DISPLAY_NUMBER, "id": "wamid.OURS1" });
@@ -573,7 +567,7 @@ async fn replies_referrals_and_a_type_with_no_payload_travel_too() {
 
 #[tokio::test]
 async fn an_unknown_message_type_becomes_an_unsupported_envelope() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let user = phone_user(2);
     let mut message = meta::message(
         &user,
@@ -600,7 +594,7 @@ async fn an_unknown_message_type_becomes_an_unsupported_envelope() {
 
 #[tokio::test]
 async fn a_sender_known_only_by_business_scoped_id_is_enqueued_under_it() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let user = User::username_only("US.13491208655302741918", "@ana", "Ana");
     let body = meta::single(&user, meta::text(&user, &wamid("BSUID"), TS, "hi"));
     assert!(
@@ -626,7 +620,7 @@ async fn a_sender_known_only_by_business_scoped_id_is_enqueued_under_it() {
 
 #[tokio::test]
 async fn a_batch_from_several_users_becomes_one_queue_message_per_message() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     assert!(queue_is_fifo_with_explicit_dedup(&stack.sqs, &stack.queue.url).await);
     let ana = phone_user(11);
     let rui = User::username_only("US.555", "@rui", "Rui");
@@ -703,7 +697,7 @@ async fn a_batch_from_several_users_becomes_one_queue_message_per_message() {
 
 #[tokio::test]
 async fn the_same_notification_delivered_twice_is_received_once() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let a = phone_user(3);
     let b = User::username_only("US.42", "@b", "B");
     let body = meta::notification(vec![
@@ -743,7 +737,7 @@ async fn the_same_notification_delivered_twice_is_received_once() {
 
 #[tokio::test]
 async fn statuses_alone_are_acknowledged_and_nothing_is_enqueued() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let mut failed = meta::status("wamid.OURS9", "15550000001", "failed", TS);
     failed["errors"] = json!([{ "code": 131047, "title": "Re-engagement message",
         "message": "Re-engagement message", "error_data": { "details": "More than 24 hours have passed" } }]);
@@ -770,7 +764,7 @@ async fn statuses_alone_are_acknowledged_and_nothing_is_enqueued() {
 
 #[tokio::test]
 async fn a_signed_body_that_is_not_json_is_kept_raw_in_quarantine() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let body = b"{\"object\":\"whatsapp_business_account\",\"entry\":[{\"id\":\"1\",\"chan";
     let response = stack.handle(post(body, Some(&sign(body)))).await;
     assert_eq!(status(&response), 200, "never retried forever");
@@ -793,7 +787,7 @@ async fn a_signed_body_that_is_not_json_is_kept_raw_in_quarantine() {
 
 #[tokio::test]
 async fn a_message_naming_no_sender_is_quarantined_and_the_others_enqueued() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let user = phone_user(4);
     let nobody = User {
         wa_id: None,
@@ -826,7 +820,7 @@ async fn a_message_naming_no_sender_is_quarantined_and_the_others_enqueued() {
 
 #[tokio::test]
 async fn text_with_characters_sqs_refuses_travels_escaped_and_decodes_back() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let user = phone_user(5);
     let hostile: String = ('\u{0}'..='\u{1F}')
         .chain([
@@ -851,7 +845,7 @@ async fn text_with_characters_sqs_refuses_travels_escaped_and_decodes_back() {
 
 #[tokio::test]
 async fn when_sqs_is_down_the_webhook_answers_500_and_the_retry_enqueues() {
-    let mut stack = Stack::start().await;
+    let mut stack = TestBed::start().await;
     let user = phone_user(6);
     let body = meta::notification(vec![meta::change(
         &[&user],
@@ -887,7 +881,7 @@ async fn when_sqs_is_down_the_webhook_answers_500_and_the_retry_enqueues() {
 
 #[tokio::test]
 async fn a_missing_queue_answers_500_until_it_exists() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     let missing = format!(
         "{}/123456789012/remedios-not-yet.fifo",
         stack.moto.endpoint()
@@ -898,9 +892,9 @@ async fn a_missing_queue_answers_500_until_it_exists() {
     let request = || post(body.as_bytes(), Some(&sign(body.as_bytes())));
     assert_eq!(status(&webhook.handle(request()).await), 500);
 
-    let created = remedios_local::moto::create_queue_pair(
+    let created = remedios_testkit::moto::create_queue_pair(
         &stack.sqs,
-        &remedios_local::moto::QueueSpec {
+        &remedios_testkit::moto::QueueSpec {
             name: "remedios-not-yet".into(),
             ..queue_spec()
         },
@@ -916,7 +910,7 @@ async fn a_missing_queue_answers_500_until_it_exists() {
 
 #[tokio::test]
 async fn when_the_quarantine_bucket_is_unreachable_the_body_is_not_acknowledged() {
-    let stack = Stack::start().await;
+    let stack = TestBed::start().await;
     stack
         .s3
         .delete_bucket()
@@ -927,7 +921,7 @@ async fn when_the_quarantine_bucket_is_unreachable_the_body_is_not_acknowledged(
     let body = b"not json at all";
     let response = stack.handle(post(body, Some(&sign(body)))).await;
     assert_eq!(status(&response), 500, "not lost: Meta delivers again");
-    remedios_local::moto::create_bucket(&stack.s3, BUCKET)
+    remedios_testkit::moto::create_bucket(&stack.s3, BUCKET)
         .await
         .unwrap();
     let response = stack.handle(post(body, Some(&sign(body)))).await;
@@ -940,7 +934,7 @@ async fn when_the_quarantine_bucket_is_unreachable_the_body_is_not_acknowledged(
 #[tokio::test]
 async fn bodies_over_the_bound_answer_413_and_bodies_at_it_are_taken() {
     const BOUND: usize = webhook::config::MIN_BODY_BYTES;
-    let stack = Stack::start_with(&[("WEBHOOK_MAX_BODY_BYTES", &BOUND.to_string())]).await;
+    let stack = TestBed::start_with(&[("WEBHOOK_MAX_BODY_BYTES", &BOUND.to_string())]).await;
     let user = phone_user(9);
     let small = meta::single(&user, meta::text(&user, &wamid("BIG"), TS, "padded"));
     // JSON allows trailing whitespace: pad a valid notification to exactly the bound.
@@ -965,7 +959,7 @@ async fn bodies_over_the_bound_answer_413_and_bodies_at_it_are_taken() {
 
 #[tokio::test]
 async fn only_allowed_senders_are_enqueued() {
-    let stack = Stack::start_with(&[("ALLOWED_SENDERS", "+1 (555) 000-0001, US.ALLOWED")]).await;
+    let stack = TestBed::start_with(&[("ALLOWED_SENDERS", "+1 (555) 000-0001, US.ALLOWED")]).await;
     let by_phone = phone_user(1); // 15550000001
     let by_bsuid = User::username_only("US.ALLOWED", "@ok", "Ok");
     let stranger = phone_user(2);

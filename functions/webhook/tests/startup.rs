@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use remedios_local::moto::Moto;
+use remedios_testkit::moto::Moto;
 use serde_json::Value;
 
 /// What the process printed and how it ended.

@@ -14,10 +14,10 @@ use remedios_shared::keys;
 use remedios_shared::user::{UserKey, UserTag};
 use thiserror::Error;
 
-use crate::graph_emulator::{EmulatorClient, Recorded};
-use crate::meta;
-use crate::moto::sdk_config_for;
 use crate::stack::StackInfo;
+use remedios_emulators::graph::{EmulatorClient, Recorded};
+use remedios_emulators::meta;
+use remedios_emulators::moto::sdk_config_for;
 
 /// What a user sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,11 +151,7 @@ impl Chat {
             ));
         };
         let sdk = sdk_config_for(&info.moto_url).await;
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = remedios_emulators::moto::s3_client(&sdk);
         let key = UserKey::new(
             user.user_id
                 .clone()

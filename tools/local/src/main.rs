@@ -11,10 +11,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use remedios_emulators::meta;
 use remedios_local::chat::{Chat, ChatError, Outgoing, human, spinner};
 use remedios_local::dlq::{self, ReplayOptions, Target};
-use remedios_local::meta;
-use remedios_local::stack::{self, Options, Stack, StackInfo};
+use remedios_local::stack::{self, LocalStack, Options, StackInfo};
 
 #[derive(Parser)]
 #[command(name = "remedios", version, about = "Remedios on one machine")]
@@ -175,7 +175,7 @@ async fn up(no_install: bool, release: bool, no_reload: bool, port: u16) -> Resu
     options.release = release;
     options.hot_reload = !no_reload;
     let progress = |step: &str| println!("==> {step}");
-    let stack_up = Stack::up(options, progress);
+    let stack_up = LocalStack::up(options, progress);
     let mut stack = tokio::select! {
         result = stack_up => result.map_err(|e| e.to_string())?,
         _ = tokio::signal::ctrl_c() => return Err("interrupted while starting; everything started so far was stopped".into()),
@@ -217,7 +217,7 @@ async fn stand_in_model(port: u16) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
     println!("stand-in model listening on http://127.0.0.1:{port}/v1");
-    remedios_local::standin::serve(listener)
+    remedios_emulators::stand_in::serve(listener)
         .await
         .map_err(|e| e.to_string())
 }
@@ -250,7 +250,7 @@ async fn dlq_replay(
                 QueueName::Inbound => info.inbound,
                 QueueName::Reply => info.reply,
             };
-            let sdk = remedios_local::moto::sdk_config_for(&info.moto_url).await;
+            let sdk = remedios_emulators::moto::sdk_config_for(&info.moto_url).await;
             let target = Target {
                 queue_url: queue.url,
                 dlq_url: queue.dlq_url,

@@ -29,7 +29,7 @@ use aws_sdk_sqs::types::{
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
-pub use crate::moto::Received;
+pub use remedios_emulators::moto::Received;
 
 /// Most records in one batch (the SQS receive limit, and Lambda's for FIFO queues).
 pub const MAX_BATCH: i32 = 10;

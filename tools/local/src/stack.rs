@@ -5,7 +5,7 @@
 //! and the event pump between the queues and the functions.
 //!
 //! Every process is started in its own process group and stopped with it; dropping a
-//! [`Stack`] kills whatever is left.
+//! [`LocalStack`] kills whatever is left.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,15 +16,17 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::process::Command;
 
-use crate::child::GroupChild;
-use crate::graph_emulator::{EmulatorClient, GraphEmulator};
-use crate::link::Link;
-use crate::llm::LlmServer;
-use crate::moto::{self, Moto, MotoError, QueuePair};
-use crate::paths;
-use crate::process::free_port;
 use crate::pump::{HttpInvoker, Pump, PumpHandle, Settings, Source};
-use crate::{infra, meta, webhook_proxy};
+use crate::webhook_proxy;
+use remedios_emulators::meta;
+
+use remedios_emulators::child::GroupChild;
+use remedios_emulators::graph::{EmulatorClient, GraphEmulator};
+use remedios_emulators::link::Link;
+use remedios_emulators::model_server::LlmServer;
+use remedios_emulators::moto::{self, Moto, MotoError, QueuePair};
+use remedios_emulators::paths;
+use remedios_emulators::ports::free_port;
 
 /// The local stack's name: queues `remedios-local-inbound.fifo`, ...
 pub const STACK_NAME: &str = "remedios-local";
@@ -128,7 +130,7 @@ pub struct Options {
     /// The `/webhook` endpoint's timeouts and bounds for slow clients.
     pub webhook_limits: webhook_proxy::Limits,
     /// Put a cuttable [`Link`] between the AWS emulator and its clients (the functions
-    /// and the event pump), for tests that give them an outage ([`Stack::aws_link`]).
+    /// and the event pump), for tests that give them an outage ([`LocalStack::aws_link`]).
     pub aws_link: bool,
     /// Shorter visibility timeouts than the template's for both queues (the functions'
     /// timeouts are capped to them), so tests see failed messages come back in seconds
@@ -233,30 +235,12 @@ pub struct StackInfo {
     /// The model our server lists (`GPT4ALL_MODEL` for the responder).
     pub model_name: Option<String>,
     pub bucket: String,
-    pub inbound: Queue,
-    pub reply: Queue,
+    pub inbound: QueuePair,
+    pub reply: QueuePair,
     pub app_secret: String,
     pub verify_token: String,
     pub phone_number_id: String,
     pub log_dir: PathBuf,
-}
-
-/// A queue and its dead-letter queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Queue {
-    pub url: String,
-    pub arn: String,
-    pub dlq_url: String,
-}
-
-impl From<&QueuePair> for Queue {
-    fn from(q: &QueuePair) -> Self {
-        Queue {
-            url: q.url.clone(),
-            arn: q.arn.clone(),
-            dlq_url: q.dlq_url.clone(),
-        }
-    }
 }
 
 impl StackInfo {
@@ -320,7 +304,7 @@ enum ModelHost {
 }
 
 /// The running stack.
-pub struct Stack {
+pub struct LocalStack {
     info: StackInfo,
     moto: Moto,
     aws_link: Option<Link>,
@@ -336,7 +320,7 @@ pub struct Stack {
     http: reqwest::Client,
 }
 
-impl Drop for Stack {
+impl Drop for LocalStack {
     fn drop(&mut self) {
         self.proxy.abort();
     }
@@ -391,7 +375,7 @@ pub async fn bootstrap() -> Result<(), StackError> {
     }
 }
 
-impl Stack {
+impl LocalStack {
     /// Starts everything and waits until every part is healthy. `progress` is told
     /// what is happening.
     pub async fn up(options: Options, progress: impl Fn(&str)) -> Result<Self, StackError> {
@@ -402,8 +386,8 @@ impl Stack {
             )));
         }
         let ports = options.ports;
-        let mut resources =
-            infra::local_resources(STACK_NAME).map_err(|e| StackError::Template(e.to_string()))?;
+        let mut resources = remedios_template::local_resources(STACK_NAME)
+            .map_err(|e| StackError::Template(e.to_string()))?;
         if let Some(visibility) = options.visibility_timeout {
             for queue in [&mut resources.inbound, &mut resources.reply] {
                 queue.spec.visibility_timeout = visibility;
@@ -433,11 +417,7 @@ impl Stack {
             .as_ref()
             .map_or_else(|| moto.endpoint().to_owned(), Link::url);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = moto::s3_client(&sdk);
         let inbound = moto::create_queues(&sqs, &resources.inbound).await?;
         let reply = moto::create_queues(&sqs, &resources.reply).await?;
         let bucket = format!("{STACK_NAME}-bucket");
@@ -463,8 +443,8 @@ impl Stack {
             }
             None => {
                 progress("starting the local model server (llama.cpp with SmolLM2-135M)");
-                let model =
-                    crate::llm::smollm2_path().map_err(|e| StackError::Model(e.to_string()))?;
+                let model = remedios_emulators::model_server::smollm2_path()
+                    .map_err(|e| StackError::Model(e.to_string()))?;
                 let server = LlmServer::start_logged(
                     &model,
                     ports.model,
@@ -497,8 +477,8 @@ impl Stack {
                 ModelHost::External => None,
             },
             bucket,
-            inbound: Queue::from(&inbound),
-            reply: Queue::from(&reply),
+            inbound: inbound.clone(),
+            reply: reply.clone(),
             app_secret,
             verify_token,
             phone_number_id: options
@@ -545,7 +525,7 @@ impl Stack {
             },
         ]);
 
-        let stack = Stack {
+        let stack = LocalStack {
             info,
             moto,
             aws_link,
@@ -591,7 +571,7 @@ impl Stack {
     /// The running processes of `function` (its binary name) under `cargo lambda watch`.
     pub fn function_pids(&self, function: &str) -> Vec<u32> {
         let runtime_api = format!("{}/", self.info.functions_url);
-        crate::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+        remedios_emulators::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
             .into_iter()
             .filter(|pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -773,8 +753,10 @@ impl Stack {
     async fn stop_functions(&mut self) {
         self.functions.stop(Duration::from_secs(5)).await;
         let runtime_api = format!("{}/", self.info.functions_url);
-        for pid in crate::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api) {
-            crate::child::kill(pid);
+        for pid in
+            remedios_emulators::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+        {
+            remedios_emulators::child::kill(pid);
         }
     }
 
@@ -846,17 +828,19 @@ impl Processes {
         let groups = self
             .groups
             .iter()
-            .filter(|g| crate::child::group_alive(**g))
+            .filter(|g| remedios_emulators::child::group_alive(**g))
             .map(|g| format!("process group {g}"));
         let ports = self
             .ports
             .iter()
             .filter(|p| std::net::TcpStream::connect(("127.0.0.1", **p)).is_ok())
             .map(|p| format!("a process listening on port {p}"));
-        let functions =
-            crate::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &self.runtime_api)
-                .into_iter()
-                .map(|pid| format!("function process {pid}"));
+        let functions = remedios_emulators::child::processes_with_env(
+            "AWS_LAMBDA_RUNTIME_API",
+            &self.runtime_api,
+        )
+        .into_iter()
+        .map(|pid| format!("function process {pid}"));
         groups.chain(ports).chain(functions).collect()
     }
 }
@@ -886,7 +870,7 @@ async fn probe_sqs_function(
 fn function_env(
     options: &Options,
     info: &StackInfo,
-    resources: &infra::LocalResources,
+    resources: &remedios_template::LocalResources,
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut set = |k: &str, v: &str| {

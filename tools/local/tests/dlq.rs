@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use remedios_local::dlq::{self, ReplayOptions, Target};
-use remedios_local::moto::{self, Moto, QueuePair, QueueSpec};
+use remedios_testkit::moto::{self, Moto, QueuePair, QueueSpec};
 
 struct Setup {
     _moto: Moto,

@@ -24,11 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use remedios_local::graph_emulator::{Endpoint, ErrorSpec, Fault, Recorded, SentText};
-use remedios_local::meta::{self, User};
 use remedios_local::pump::{Batch, Outcome};
-use remedios_local::stack::{Options, Stack};
-use remedios_local::standin::{SLOW_MARK, STAND_IN_MODEL, answer_to};
+use remedios_local::stack::{LocalStack, Options};
+use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, Recorded, SentText};
+use remedios_testkit::meta::{self, User};
+use remedios_testkit::stand_in::{SLOW_MARK, STAND_IN_MODEL, answer_to};
 
 /// Users sending at the same time (each sends its own messages one after another, as
 /// Meta delivers one user's messages in order).
@@ -49,7 +49,7 @@ struct StandIn {
 
 impl StandIn {
     async fn start() -> Self {
-        let port = remedios_local::process::free_port().expect("a free port");
+        let port = remedios_testkit::ports::free_port().expect("a free port");
         let mut stand_in = StandIn {
             port,
             child: None,
@@ -255,7 +255,7 @@ fn unix_ms(t: std::time::SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn watch_pump(stack: &Stack) -> (Arc<Mutex<PumpLog>>, tokio::task::JoinHandle<()>) {
+fn watch_pump(stack: &LocalStack) -> (Arc<Mutex<PumpLog>>, tokio::task::JoinHandle<()>) {
     let log = Arc::new(Mutex::new(PumpLog::default()));
     let mut events = stack.pump_events();
     let task_log = log.clone();
@@ -309,8 +309,8 @@ fn record(log: &Mutex<PumpLog>, batch: Batch) {
     }
 }
 
-async fn sqs(stack: &Stack) -> aws_sdk_sqs::Client {
-    let sdk = remedios_local::moto::sdk_config_for(&stack.info().moto_url).await;
+async fn sqs(stack: &LocalStack) -> aws_sdk_sqs::Client {
+    let sdk = remedios_testkit::moto::sdk_config_for(&stack.info().moto_url).await;
     aws_sdk_sqs::Client::new(&sdk)
 }
 
@@ -343,7 +343,7 @@ async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
 }
 
 /// Waits until every planned message has a reply; the time it took.
-async fn wait_for_replies(stack: &Stack, plan: &[Vec<Planned>], limit: Duration) -> Duration {
+async fn wait_for_replies(stack: &LocalStack, plan: &[Vec<Planned>], limit: Duration) -> Duration {
     let graph = stack.graph_emulator().expect("the Graph API emulator");
     let expected: HashSet<&str> = plan.iter().flatten().map(|p| p.id.as_str()).collect();
     let started = Instant::now();
@@ -378,7 +378,7 @@ async fn wait_for_replies(stack: &Stack, plan: &[Vec<Planned>], limit: Duration)
 }
 
 /// Waits until both queues are empty (nothing visible, nothing in flight).
-async fn wait_for_empty_queues(stack: &Stack, limit: Duration) {
+async fn wait_for_empty_queues(stack: &LocalStack, limit: Duration) {
     let sqs = sqs(stack).await;
     let info = stack.info();
     let started = Instant::now();
@@ -511,7 +511,7 @@ fn assert_clean(v: &Verdict) {
     assert_eq!(v.answered, v.sent);
 }
 
-async fn assert_no_dead_letters(stack: &Stack) {
+async fn assert_no_dead_letters(stack: &LocalStack) {
     let sqs = sqs(stack).await;
     for dlq in [&stack.info().inbound.dlq_url, &stack.info().reply.dlq_url] {
         assert_eq!(depth(&sqs, dlq).await, 0, "messages in {dlq}");
@@ -560,7 +560,7 @@ fn report(name: &str, answers: &Answers, burst: Duration, drain: Duration, v: &V
     );
 }
 
-async fn start_stack(log_dir: &Path, model: &StandIn, aws_link: bool) -> Stack {
+async fn start_stack(log_dir: &Path, model: &StandIn, aws_link: bool) -> LocalStack {
     let mut options = Options::isolated(log_dir).expect("free ports");
     options.aws_link = aws_link;
     options.visibility_timeout = Some(VISIBILITY);
@@ -572,7 +572,7 @@ async fn start_stack(log_dir: &Path, model: &StandIn, aws_link: bool) -> Stack {
     ] {
         options.vars.insert(k.to_owned(), v);
     }
-    Stack::up(options, |step| eprintln!("stack: {step}"))
+    LocalStack::up(options, |step| eprintln!("stack: {step}"))
         .await
         .unwrap_or_else(|e| panic!("the local stack did not start: {e}"))
 }
@@ -580,7 +580,12 @@ async fn start_stack(log_dir: &Path, model: &StandIn, aws_link: bool) -> Stack {
 /// Replays `count` old notifications (answered long ago) to the webhook: each is
 /// accepted, goes through both functions again (the emulator, like SQS after its
 /// 5-minute deduplication window, takes it as new), and is not answered again.
-async fn replay_old(stack: &Stack, plan: &[Vec<Planned>], pump: &Mutex<PumpLog>, count: usize) {
+async fn replay_old(
+    stack: &LocalStack,
+    plan: &[Vec<Planned>],
+    pump: &Mutex<PumpLog>,
+    count: usize,
+) {
     let graph = stack.graph_emulator().expect("the Graph API emulator");
     let before = graph.sent_texts().len();
     let records_before = pump.lock().expect("pump log").records.clone();
@@ -700,11 +705,11 @@ struct Injected {
 /// Kills the processes of the transcriber and the responder (SIGKILL), then starts the
 /// functions again as Lambda would for their next invocations (`cargo lambda watch`
 /// restarts them all at once); how many processes were killed, per function.
-async fn kill_functions(stack: &mut Stack) -> (usize, usize) {
+async fn kill_functions(stack: &mut LocalStack) -> (usize, usize) {
     let transcriber = stack.function_pids("transcriber");
     let responder = stack.function_pids("responder");
     for pid in transcriber.iter().chain(&responder) {
-        remedios_local::child::kill(*pid);
+        remedios_testkit::child::kill(*pid);
     }
     stack
         .restart_functions()
@@ -723,7 +728,7 @@ async fn kill_functions(stack: &mut Stack) -> (usize, usize) {
 /// reply and before the reply record is written would send that reply again on
 /// redelivery (WhatsApp takes no idempotency key): that window is one S3 write long,
 /// and this test does not pretend it away by killing at random.
-async fn inject_faults(stack: &mut Stack, model: &mut StandIn) -> Injected {
+async fn inject_faults(stack: &mut LocalStack, model: &mut StandIn) -> Injected {
     let started = Instant::now();
     let at = |s: u64| async move {
         let when = Duration::from_secs(s);

@@ -13,8 +13,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use remedios_local::moto::{self, Moto, QueuePair, QueueSpec};
 use remedios_local::pump::{HttpInvoker, Pump, PumpHandle, Settings, Source};
+use remedios_testkit::moto::{self, Moto, QueuePair, QueueSpec};
 
 /// One record as the function saw it.
 #[derive(Debug, Clone)]

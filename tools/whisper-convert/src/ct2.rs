@@ -378,7 +378,7 @@ pub(crate) mod testing {
             shape: shape.to_vec(),
             dtype: 4,
             data: (0..n)
-                .flat_map(|k| crate::half::f32_to_f16((k % 1024) as f32).to_le_bytes())
+                .flat_map(|k| crate::precision::f32_to_f16((k % 1024) as f32).to_le_bytes())
                 .collect(),
         }
     }

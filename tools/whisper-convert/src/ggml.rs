@@ -19,7 +19,7 @@
 use std::io::{self, Read, Write};
 
 use crate::ct2::DType;
-use crate::half::{bf16_to_f32, f16_to_f32, f32_to_f16};
+use crate::precision::{bf16_to_f32, f16_to_f32, f32_to_f16};
 
 /// The file magic, `"ggml"` as a big-endian integer.
 pub const MAGIC: u32 = 0x6767_6d6c;

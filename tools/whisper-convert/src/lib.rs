@@ -30,9 +30,9 @@
 pub mod ct2;
 mod error;
 pub mod ggml;
-pub mod half;
 pub mod mel;
 pub mod plan;
+pub mod precision;
 pub mod source;
 pub mod vocab;
 
@@ -283,7 +283,7 @@ pub fn convert_files_with(
 mod tests {
     use super::*;
     use crate::ct2::testing::{fake_whisper, model_bytes};
-    use crate::half::f16_to_f32;
+    use crate::precision::f16_to_f32;
 
     /// A parsed GGML file.
     struct Ggml {

@@ -9,7 +9,7 @@ mod common;
 use std::time::Instant;
 
 use common::{base_dirs, speak, tiny_en_dirs};
-use transcriber::speech::word_error_rate;
+use remedios_testkit::wer::word_error_rate;
 use whisper_convert::{ModelFiles, Options, Weights, convert_files, convert_files_with};
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 

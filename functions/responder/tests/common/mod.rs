@@ -6,17 +6,16 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use remedios_local::graph_emulator::GraphEmulator;
-use remedios_local::llm::{Gpt4AllGate, LlmServer};
-use remedios_local::moto::{self, Moto};
-use remedios_shared::config::AwsSettings;
 use remedios_shared::envelope::{Content, InboundMessage, Prepared, ReplyJob};
 use remedios_shared::graph::{GraphClient, GraphSettings};
 use remedios_shared::secrets::Secret;
 use remedios_shared::store::Store;
 use remedios_shared::user::{Sender, UserTag};
+use remedios_testkit::graph::GraphEmulator;
+use remedios_testkit::model_server::{Gpt4AllGate, LlmServer};
+use remedios_testkit::moto::{self, Moto};
+use responder::gpt4all::Gpt4AllClient;
 use responder::history::Conversation;
-use responder::model::ModelClient;
 use responder::{Behaviour, ModelSettings, Responder};
 use url::Url;
 
@@ -27,7 +26,7 @@ pub const PHONE: &str = "15551234567";
 pub const BSUID: &str = "US.13491208655302741918";
 
 /// Everything a responder test talks to.
-pub struct Bench {
+pub struct TestBed {
     pub moto: Moto,
     pub graph: GraphEmulator,
     pub llm: LlmServer,
@@ -35,18 +34,13 @@ pub struct Bench {
     pub store: Store,
 }
 
-impl Bench {
+impl TestBed {
     pub async fn start() -> Self {
         let (moto, llm) = tokio::join!(Moto::start(), LlmServer::start());
         let moto = moto.expect("moto_server must start (run scripts/bootstrap.sh)");
         let llm = llm.expect("the llama.cpp model server must start (run scripts/bootstrap.sh)");
         let sdk = moto.sdk_config().await;
-        let s3 = remedios_shared::aws::s3(
-            &sdk,
-            &AwsSettings {
-                s3_force_path_style: true,
-            },
-        );
+        let s3 = moto::s3_client(&sdk);
         moto::create_bucket(&s3, BUCKET)
             .await
             .expect("bucket on moto");
@@ -56,7 +50,7 @@ impl Bench {
         let gate = Gpt4AllGate::start(&llm.base_url())
             .await
             .expect("GPT4All gate");
-        Bench {
+        TestBed {
             moto,
             graph,
             llm,
@@ -88,7 +82,7 @@ impl Bench {
             timeout: Duration::from_secs(10),
         })
         .expect("Graph API client");
-        let model = ModelClient::new(model, None).expect("model client");
+        let model = Gpt4AllClient::new(model, None).expect("model client");
         Responder::new(self.store.clone(), graph, model, behaviour)
     }
 

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use aws_sdk_sqs::types::QueueAttributeName;
 use base64::Engine;
 use lambda_http::{Body, Request, Response};
-use remedios_local::meta;
-use remedios_local::moto::{self, Moto, QueuePair, QueueSpec};
 use remedios_shared::config::Env;
 use remedios_shared::envelope::{self, InboundMessage};
 use remedios_shared::keys;
 use remedios_shared::signature;
+use remedios_testkit::meta;
+use remedios_testkit::moto::{self, Moto, QueuePair, QueueSpec};
 use serde_json::{Value, json};
 use webhook::{Config, Webhook};
 
@@ -25,7 +25,7 @@ pub const BUCKET: &str = "remedios-test";
 pub const QUEUE: &str = "remedios-inbound";
 
 /// moto, the queue and bucket on it, and a webhook connected to them.
-pub struct Stack {
+pub struct TestBed {
     pub moto: Moto,
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
@@ -33,7 +33,7 @@ pub struct Stack {
     pub webhook: Webhook,
 }
 
-impl Stack {
+impl TestBed {
     /// A stack with the default configuration.
     pub async fn start() -> Self {
         Self::start_with(&[]).await
@@ -46,14 +46,10 @@ impl Stack {
         });
         let sdk = moto.sdk_config().await;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(true)
-                .build(),
-        );
+        let s3 = moto::s3_client(&sdk);
         let queue = create_resources(&sqs, &s3).await;
         let webhook = connect(&moto, &queue.url, extra).await;
-        Stack {
+        TestBed {
             moto,
             sqs,
             s3,

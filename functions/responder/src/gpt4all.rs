@@ -100,7 +100,7 @@ pub struct Completion {
 
 /// Why the model gave no answer.
 #[derive(Debug, Error)]
-pub enum ModelError {
+pub enum Gpt4AllError {
     #[error(
         "the GPT4All host at {url} is unreachable ({message}): check that GPT4All runs with its API server enabled and that GPT4ALL_URL reaches it"
     )]
@@ -121,19 +121,21 @@ pub enum ModelError {
     Empty,
 }
 
-impl ModelError {
+impl Gpt4AllError {
     /// The host is down, overloaded or slow: the job should wait and be tried again.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            ModelError::Unreachable { .. } | ModelError::Timeout { .. } | ModelError::Server { .. }
+            Gpt4AllError::Unreachable { .. }
+                | Gpt4AllError::Timeout { .. }
+                | Gpt4AllError::Server { .. }
         )
     }
 }
 
 /// The client. Build it once per container.
 #[derive(Debug)]
-pub struct ModelClient {
+pub struct Gpt4AllClient {
     http: reqwest::Client,
     settings: ModelSettings,
     completions: Url,
@@ -141,22 +143,22 @@ pub struct ModelClient {
     model: OnceCell<String>,
 }
 
-impl ModelClient {
-    pub fn new(settings: ModelSettings, api_key: Option<Secret>) -> Result<Self, ModelError> {
+impl Gpt4AllClient {
+    pub fn new(settings: ModelSettings, api_key: Option<Secret>) -> Result<Self, Gpt4AllError> {
         let base = settings.base_url.as_str().trim_end_matches('/').to_owned();
         let completions = Url::parse(&format!("{base}/chat/completions"))
-            .map_err(|e| ModelError::BadResponse(format!("bad GPT4ALL_URL: {e}")))?;
+            .map_err(|e| Gpt4AllError::BadResponse(format!("bad GPT4ALL_URL: {e}")))?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("remedios/", env!("CARGO_PKG_VERSION")))
             .timeout(settings.timeout)
             .connect_timeout(Duration::from_secs(5).min(settings.timeout))
             .build()
-            .map_err(|e| ModelError::BadResponse(e.to_string()))?;
+            .map_err(|e| Gpt4AllError::BadResponse(e.to_string()))?;
         let model = OnceCell::new();
         if let Some(name) = &settings.model {
             let _ = model.set(name.clone());
         }
-        Ok(ModelClient {
+        Ok(Gpt4AllClient {
             http,
             settings,
             completions,
@@ -170,14 +172,14 @@ impl ModelClient {
     }
 
     /// The model name: the configured one, or the host's first listed model.
-    pub async fn model(&self) -> Result<&str, ModelError> {
+    pub async fn model(&self) -> Result<&str, Gpt4AllError> {
         self.model
             .get_or_try_init(|| self.first_listed_model())
             .await
             .map(String::as_str)
     }
 
-    async fn first_listed_model(&self) -> Result<String, ModelError> {
+    async fn first_listed_model(&self) -> Result<String, Gpt4AllError> {
         #[derive(Deserialize)]
         struct Models {
             data: Vec<Listed>,
@@ -203,9 +205,9 @@ impl ModelClient {
         let models: Models = response
             .json()
             .await
-            .map_err(|e| ModelError::BadResponse(format!("GET {url}: {e}")))?;
+            .map_err(|e| Gpt4AllError::BadResponse(format!("GET {url}: {e}")))?;
         models.data.into_iter().next().map(|m| m.id).ok_or_else(|| {
-            ModelError::BadResponse(format!(
+            Gpt4AllError::BadResponse(format!(
                 "GET {url} lists no model: load one in GPT4All or set GPT4ALL_MODEL"
             ))
         })
@@ -218,17 +220,17 @@ impl ModelClient {
         }
     }
 
-    fn transport(&self, e: reqwest::Error) -> ModelError {
+    fn transport(&self, e: reqwest::Error) -> Gpt4AllError {
         let url = self.settings.base_url.to_string();
         if e.is_timeout() {
-            ModelError::Timeout {
+            Gpt4AllError::Timeout {
                 url,
                 after: self.settings.timeout,
             }
         } else if e.is_decode() || e.is_body() {
-            ModelError::BadResponse(e.to_string())
+            Gpt4AllError::BadResponse(e.to_string())
         } else {
-            ModelError::Unreachable {
+            Gpt4AllError::Unreachable {
                 url,
                 message: error_chain(&e),
             }
@@ -236,7 +238,7 @@ impl ModelClient {
     }
 
     /// Asks for the next assistant message of `messages`.
-    pub async fn complete(&self, messages: &[ChatMessage]) -> Result<Completion, ModelError> {
+    pub async fn complete(&self, messages: &[ChatMessage]) -> Result<Completion, Gpt4AllError> {
         let model = self.model().await?.to_owned();
         let request = ChatRequest {
             model: &model,
@@ -249,7 +251,7 @@ impl ModelClient {
         loop {
             match self.attempt(&request).await {
                 Ok(c) => return Ok(c),
-                Err(e @ (ModelError::Unreachable { .. } | ModelError::Server { .. }))
+                Err(e @ (Gpt4AllError::Unreachable { .. } | Gpt4AllError::Server { .. }))
                     if attempt < self.settings.retries =>
                 {
                     let wait = self.settings.backoff * 2u32.pow(attempt);
@@ -262,7 +264,7 @@ impl ModelClient {
         }
     }
 
-    async fn attempt(&self, request: &ChatRequest<'_>) -> Result<Completion, ModelError> {
+    async fn attempt(&self, request: &ChatRequest<'_>) -> Result<Completion, Gpt4AllError> {
         let started = Instant::now();
         let response = self
             .authorised(self.http.post(self.completions.clone()))
@@ -279,7 +281,7 @@ impl ModelClient {
             ));
         }
         let answer: ChatResponse = serde_json::from_slice(&body).map_err(|e| {
-            ModelError::BadResponse(format!(
+            Gpt4AllError::BadResponse(format!(
                 "not a chat completion ({e}): {}",
                 excerpt(&String::from_utf8_lossy(&body))
             ))
@@ -288,10 +290,10 @@ impl ModelClient {
             .choices
             .into_iter()
             .next()
-            .ok_or_else(|| ModelError::BadResponse("the answer has no choices".into()))?;
+            .ok_or_else(|| Gpt4AllError::BadResponse("the answer has no choices".into()))?;
         let text = choice.message.content.unwrap_or_default().trim().to_owned();
         if text.is_empty() {
-            return Err(ModelError::Empty);
+            return Err(Gpt4AllError::Empty);
         }
         let elapsed = started.elapsed();
         debug!(
@@ -310,7 +312,7 @@ impl ModelClient {
 }
 
 /// An error status, with the host's own message when it sent an OpenAI-style error.
-fn status_error(status: u16, body: &str) -> ModelError {
+fn status_error(status: u16, body: &str) -> Gpt4AllError {
     #[derive(Deserialize)]
     struct ErrorBody {
         error: ErrorDetail,
@@ -328,9 +330,9 @@ fn status_error(status: u16, body: &str) -> ModelError {
         Err(_) => excerpt(body),
     };
     if status >= 500 {
-        ModelError::Server { status, message }
+        Gpt4AllError::Server { status, message }
     } else {
-        ModelError::Refused { status, message }
+        Gpt4AllError::Refused { status, message }
     }
 }
 
@@ -399,7 +401,7 @@ mod tests {
             r#"{"error":{"message":"Unrecognized request argument supplied: stream","type":"invalid_request_error"}}"#,
         );
         assert!(
-            matches!(&e, ModelError::Refused { status: 400, message } if message.contains("stream"))
+            matches!(&e, Gpt4AllError::Refused { status: 400, message } if message.contains("stream"))
         );
         assert!(!e.is_unavailable());
         let e = status_error(503, "<html>busy</html>");

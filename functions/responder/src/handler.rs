@@ -1,0 +1,495 @@
+//! The responder's Lambda handler: [`Responder`], a reply job from the queue to WhatsApp.
+
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use remedios_shared::batch;
+use remedios_shared::clock::now_ms;
+use remedios_shared::envelope::{self, InboundMessage, ReplyJob};
+use remedios_shared::graph::{ErrorClass, GraphClient, GraphError, Recipient};
+use remedios_shared::secrets::{self, SecretError, SecretSource};
+use remedios_shared::store::{Store, StoreError};
+use remedios_shared::user::UserTag;
+use thiserror::Error;
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Behaviour, Config};
+use crate::decision::{self as plan, Command, Plan};
+use crate::gpt4all::{ChatMessage, Gpt4AllClient, Gpt4AllError, Role};
+use crate::history::{Bounds, History, HistoryError, Snapshot};
+use crate::ledger::{Exchange, Held, Ledger, ReplyKind, ReplyRecord};
+use crate::recipient::recipient_of;
+use crate::split::{WHATSAPP_TEXT_LIMIT, split_message};
+
+/// Attempts of one Graph API send within an invocation before leaving it to the queue.
+const SEND_ATTEMPTS: u32 = 3;
+/// How long a sent part's record is retried through storage errors.
+const RECORD_PATIENCE: Duration = Duration::from_secs(10);
+/// The first backoff between them (doubling), unless Meta says `Retry-After`.
+const SEND_BACKOFF: Duration = Duration::from_millis(400);
+/// The longest wait within an invocation for one send.
+const SEND_MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// Why the responder could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("could not build the Graph API client: {0}")]
+    Graph(#[from] GraphError),
+    #[error("could not build the GPT4All client: {0}")]
+    Model(#[from] Gpt4AllError),
+}
+
+/// Why a job is left on the queue to be tried again.
+#[derive(Debug, Error)]
+pub enum RetryLater {
+    #[error("the GPT4All host gave no answer: {0}")]
+    Model(#[from] Gpt4AllError),
+    #[error(
+        "the GPT4All host gave no answer on the last attempt; the user got an apology and the job goes to the dead-letter queue"
+    )]
+    Apologised,
+    #[error("the Graph API refused for now ({class:?}): {error}")]
+    Graph {
+        class: ErrorClass,
+        error: GraphError,
+    },
+    #[error(
+        "the WhatsApp access token is invalid or expired: {0}; replace it (WHATSAPP_ACCESS_TOKEN or its SSM parameter) and redrive the dead-letter queue"
+    )]
+    Auth(GraphError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("another invocation is answering this message right now")]
+    Contended,
+    #[error(transparent)]
+    Envelope(#[from] envelope::EnvelopeError),
+    #[error("the SQS record has no body")]
+    NoBody,
+}
+
+/// What became of a job that needs no retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to answer.
+    Ignored { why: &'static str },
+    /// Answered earlier (a redelivery).
+    AlreadyAnswered,
+    /// Replied; how many text messages went out in this attempt.
+    Replied { kind: ReplyKind, parts: usize },
+    /// The Graph API refused for good (131047 and other permanent errors).
+    Dropped { code: Option<i64> },
+}
+
+/// The responder, with its clients. Build it once per container.
+#[derive(Debug)]
+pub struct Responder {
+    graph: GraphClient,
+    model: Gpt4AllClient,
+    history: History,
+    ledger: Ledger,
+    behaviour: Behaviour,
+}
+
+impl Responder {
+    /// Resolves the secrets (from SSM when configured so) and wires the clients.
+    pub async fn connect(config: &Config, sdk: &SdkConfig) -> Result<Self, StartError> {
+        let mut sources: Vec<&SecretSource> = vec![&config.access_token];
+        sources.extend(config.model_api_key.as_ref());
+        let mut resolved = secrets::load(sdk, &sources).await?.into_iter();
+        let token = resolved
+            .next()
+            .ok_or_else(|| SecretError::NotFound("WHATSAPP_ACCESS_TOKEN".into()))?;
+        let api_key = resolved.next();
+        let store = Store::new(remedios_shared::aws::s3(sdk, &config.aws), &config.bucket);
+        let graph = GraphClient::new(config.graph.clone().with_token(token))?;
+        let model = Gpt4AllClient::new(config.model.clone(), api_key)?;
+        Ok(Self::new(store, graph, model, config.behaviour.clone()))
+    }
+
+    /// A responder over ready clients.
+    pub fn new(
+        store: Store,
+        graph: GraphClient,
+        model: Gpt4AllClient,
+        behaviour: Behaviour,
+    ) -> Self {
+        let bounds = Bounds {
+            max_turns: behaviour.history_max_turns,
+            max_chars: behaviour.history_max_chars,
+        };
+        Responder {
+            graph,
+            model,
+            history: History::new(store.clone(), bounds),
+            ledger: Ledger::new(store),
+            behaviour,
+        }
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Handles a batch; the failed records are retried by SQS.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        batch::in_order(&event.records, batch::group_of, |record| async move {
+            self.handle_record(record).await.map_err(|e| {
+                log_retry(record.message_id.as_deref().unwrap_or_default(), &e);
+            })
+        })
+        .await
+    }
+
+    async fn handle_record(&self, record: &SqsMessage) -> Result<Outcome, RetryLater> {
+        let body = record.body.as_deref().ok_or(RetryLater::NoBody)?;
+        let job: ReplyJob = envelope::decode(body)?;
+        self.process(&job, batch::receive_count(record)).await
+    }
+
+    /// Answers one job. `receive_count` is how many times SQS delivered it (1 at first).
+    pub async fn process(&self, job: &ReplyJob, receive_count: u32) -> Result<Outcome, RetryLater> {
+        let started = Instant::now();
+        let message = &job.message;
+        let user = message.user_key().tag();
+        let plan = plan::plan(job, self.behaviour.echo_transcript);
+        if let Plan::Ignore { why } = plan {
+            debug!(user = %user, kind = message.content.kind(), why, "nothing to answer");
+            return Ok(Outcome::Ignored { why });
+        }
+        // A question needs the conversation: read it while looking for an earlier reply.
+        let (existing, snapshot) = if matches!(plan, Plan::Ask { .. }) {
+            let (existing, snapshot) = tokio::join!(
+                self.ledger.get(&user, &message.id),
+                self.history.snapshot(&user)
+            );
+            (existing?, Some(snapshot?))
+        } else {
+            (self.ledger.get(&user, &message.id).await?, None)
+        };
+        let mut snapshot_for_history = None;
+        let held = match existing {
+            Some(held) if held.record.kind != ReplyKind::Apology || !held.record.finished() => {
+                if held.record.finished() {
+                    self.remember(&user, message, &held.record, None).await?;
+                    info!(user = %user, message_id = %message.id, "already answered; not answering again");
+                    return Ok(Outcome::AlreadyAnswered);
+                }
+                info!(user = %user, message_id = %message.id, sent = held.record.sent.len(), parts = held.record.parts.len(), "resuming an earlier reply");
+                held
+            }
+            previous => {
+                let (record, snapshot) = self
+                    .compose(job, &user, &plan, receive_count, snapshot)
+                    .await?;
+                snapshot_for_history = snapshot;
+                let apologised_before = previous
+                    .as_ref()
+                    .is_some_and(|p| p.record.kind == ReplyKind::Apology);
+                if record.kind == ReplyKind::Apology && apologised_before {
+                    // One apology per message is enough.
+                    return Err(RetryLater::Apologised);
+                }
+                match self.ledger.claim(&user, record, previous.as_ref()).await? {
+                    Some(held) => held,
+                    None => return Err(RetryLater::Contended),
+                }
+            }
+        };
+        let outcome = self
+            .deliver(message, &user, held, snapshot_for_history)
+            .await?;
+        info!(
+            user = %user,
+            kind = message.content.kind(),
+            outcome = ?outcome,
+            receive_count,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reply job done"
+        );
+        if let Outcome::Replied {
+            kind: ReplyKind::Apology,
+            ..
+        } = outcome
+        {
+            // The job goes on to the dead-letter queue, kept for the operator.
+            return Err(RetryLater::Apologised);
+        }
+        Ok(outcome)
+    }
+
+    /// Works out the reply of a job that has none yet; for a question, also gives back the
+    /// conversation it was asked in, so saving the exchange needs no second read.
+    async fn compose(
+        &self,
+        job: &ReplyJob,
+        user: &UserTag,
+        plan: &Plan,
+        receive_count: u32,
+        snapshot: Option<Snapshot>,
+    ) -> Result<(ReplyRecord, Option<Snapshot>), RetryLater> {
+        let message = &job.message;
+        let now = now_ms();
+        self.mark_read(message, user, matches!(plan, Plan::Ask { .. }))
+            .await;
+        let fixed = |kind, text: &str| {
+            ReplyRecord::new(
+                &message.id,
+                kind,
+                split_message(text, WHATSAPP_TEXT_LIMIT),
+                None,
+                now,
+            )
+        };
+        match plan {
+            Plan::Ignore { .. } => Ok((fixed(ReplyKind::Fixed, ""), None)),
+            Plan::Fixed { text } => Ok((fixed(ReplyKind::Fixed, text), None)),
+            Plan::Command(command) => {
+                if *command == Command::Reset {
+                    self.history.clear(user).await?;
+                    info!(user = %user, "conversation forgotten at the user's request");
+                }
+                Ok((fixed(ReplyKind::Fixed, command.answer()), None))
+            }
+            Plan::Ask { question, preface } => {
+                let snapshot = match snapshot {
+                    Some(snapshot) => snapshot,
+                    None => self.history.snapshot(user).await?,
+                };
+                let conversation = &snapshot.conversation;
+                let mut messages = Vec::with_capacity(conversation.turns.len() + 2);
+                messages.push(ChatMessage::new(
+                    Role::System,
+                    &self.behaviour.system_prompt,
+                ));
+                messages.extend(conversation.messages());
+                messages.push(ChatMessage::new(Role::User, question));
+                match self.model.complete(&messages).await {
+                    Ok(completion) => {
+                        info!(
+                            user = %user,
+                            history_turns = conversation.turns.len(),
+                            model_ms = completion.elapsed.as_millis() as u64,
+                            completion_tokens = completion.usage.map(|u| u.completion_tokens),
+                            truncated = completion.truncated,
+                            "the model answered"
+                        );
+                        let reply = plan::with_preface(preface.as_deref(), &completion.text);
+                        let record = ReplyRecord::new(
+                            &message.id,
+                            ReplyKind::Answer,
+                            split_message(&reply, WHATSAPP_TEXT_LIMIT),
+                            Some(Exchange {
+                                question: question.clone(),
+                                answer: completion.text,
+                            }),
+                            now,
+                        );
+                        Ok((record, Some(snapshot)))
+                    }
+                    Err(Gpt4AllError::Empty) => {
+                        warn!(user = %user, "the model answered nothing; sending a fixed answer");
+                        let reply = plan::with_preface(preface.as_deref(), plan::NO_ANSWER);
+                        Ok((fixed(ReplyKind::Fixed, &reply), None))
+                    }
+                    Err(e) if receive_count >= self.behaviour.max_receive_count => {
+                        error!(user = %user, error = %e, receive_count, "no answer from the GPT4All host on the last attempt; apologising to the user");
+                        Ok((fixed(ReplyKind::Apology, plan::APOLOGY), None))
+                    }
+                    Err(e) => Err(RetryLater::Model(e)),
+                }
+            }
+        }
+    }
+
+    /// Sends what the record has not sent yet, recording each part, then remembers the
+    /// exchange.
+    async fn deliver(
+        &self,
+        message: &InboundMessage,
+        user: &UserTag,
+        mut held: Held,
+        snapshot: Option<Snapshot>,
+    ) -> Result<Outcome, RetryLater> {
+        let recipient = self.recipient(message);
+        let mut sent_now = 0;
+        let mut snapshot = snapshot;
+        let mut remembered = false;
+        loop {
+            let Some((index, part)) = held.record.pending().next().map(|(i, p)| (i, p.to_owned()))
+            else {
+                break;
+            };
+            match self.send(message, &recipient, &part).await {
+                Ok(id) => {
+                    sent_now += 1;
+                    let mut record = held.record.clone();
+                    record.sent.push(id);
+                    record.updated_at_ms = now_ms();
+                    let updated = if record.complete() {
+                        // The reply was accepted in full: record that and save the
+                        // exchange at the same time (the history holds each message id
+                        // once, so a redelivery cannot store it twice).
+                        let (updated, saved) = tokio::join!(
+                            self.record_sent(user, &held, record.clone()),
+                            self.remember(user, message, &record, snapshot.take())
+                        );
+                        saved?;
+                        remembered = true;
+                        updated?
+                    } else {
+                        self.record_sent(user, &held, record).await?
+                    };
+                    held = updated.ok_or(RetryLater::Contended)?;
+                    debug!(user = %user, part = index + 1, of = held.record.parts.len(), "reply part sent");
+                }
+                Err(error) => match error.class() {
+                    class @ (ErrorClass::RateLimited | ErrorClass::Transient) => {
+                        return Err(RetryLater::Graph { class, error });
+                    }
+                    ErrorClass::Auth => return Err(RetryLater::Auth(error)),
+                    class @ (ErrorClass::Reengagement | ErrorClass::Permanent) => {
+                        warn!(user = %user, code = error.code(), class = ?class, error = %error, part = index + 1, "the Graph API refused the reply for good; dropping it");
+                        let mut record = held.record.clone();
+                        record.dropped = Some(error.to_string());
+                        record.updated_at_ms = now_ms();
+                        // Best effort: a redelivery would be refused the same way.
+                        if let Err(e) = self.ledger.update(user, &held, record).await {
+                            warn!(error = %e, "could not record the dropped reply");
+                        }
+                        return Ok(Outcome::Dropped { code: error.code() });
+                    }
+                },
+            }
+        }
+        if !remembered {
+            self.remember(user, message, &held.record, snapshot).await?;
+        }
+        Ok(Outcome::Replied {
+            kind: held.record.kind,
+            parts: sent_now,
+        })
+    }
+
+    /// Records that a part went out. WhatsApp takes no idempotency key, so a part sent
+    /// but not recorded would be sent again by a redelivery: a failing write is retried
+    /// with backoff for up to [`RECORD_PATIENCE`] (a short S3 outage) before giving up.
+    /// `None` when the record changed meanwhile (another invocation holds it, or an
+    /// earlier attempt's write landed although its answer was lost).
+    async fn record_sent(
+        &self,
+        user: &UserTag,
+        held: &Held,
+        record: ReplyRecord,
+    ) -> Result<Option<Held>, RetryLater> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match self.ledger.update(user, held, record.clone()).await {
+                Ok(updated) => return Ok(updated),
+                Err(e) if started.elapsed() + wait < RECORD_PATIENCE => {
+                    warn!(user = %user, error = %e, wait_ms = wait.as_millis() as u64, "a sent part is not recorded yet; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    error!(user = %user, error = %e, "a sent part could not be recorded; a redelivery may send it again");
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Saves a completed answer's exchange to the history (once), starting from the
+    /// conversation the question was asked in when there is one.
+    async fn remember(
+        &self,
+        user: &UserTag,
+        message: &InboundMessage,
+        record: &ReplyRecord,
+        snapshot: Option<Snapshot>,
+    ) -> Result<(), RetryLater> {
+        if let (true, Some(exchange)) = (record.complete(), &record.remember) {
+            self.history
+                .append_to(
+                    snapshot,
+                    user,
+                    &message.id,
+                    &exchange.question,
+                    &exchange.answer,
+                    now_ms(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One part, with a few quick retries on rate limits and server errors.
+    async fn send(
+        &self,
+        message: &InboundMessage,
+        recipient: &Recipient,
+        text: &str,
+    ) -> Result<String, GraphError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .graph
+                .send_text(&message.phone_number_id, recipient, text, Some(&message.id))
+                .await
+            {
+                Ok(sent) => return Ok(sent.id),
+                Err(e) if e.is_retryable() && attempt + 1 < SEND_ATTEMPTS => {
+                    let wait = e
+                        .retry_after()
+                        .unwrap_or(SEND_BACKOFF * 2u32.pow(attempt))
+                        .min(SEND_MAX_WAIT);
+                    warn!(code = e.code(), class = ?e.class(), wait_ms = wait.as_millis() as u64, "Graph API send refused for now; trying again");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Marks the message read, with the typing indicator while the model thinks; a
+    /// failure is only logged.
+    async fn mark_read(&self, message: &InboundMessage, user: &UserTag, typing: bool) {
+        if let Err(e) = self
+            .graph
+            .mark_read(&message.phone_number_id, &message.id, typing)
+            .await
+        {
+            warn!(user = %user, code = e.code(), error = %e, "could not mark the message as read");
+        }
+    }
+
+    /// Where the reply goes: the phone number when Meta gave one, else the BSUID.
+    pub fn recipient(&self, message: &InboundMessage) -> Recipient {
+        recipient_of(message, self.behaviour.normalize_test_recipients)
+    }
+}
+
+fn log_retry(sqs_message_id: &str, e: &RetryLater) {
+    match e {
+        RetryLater::Auth(_) => {
+            error!(sqs_message_id, error = %e, "cannot reply: the WhatsApp access token is invalid")
+        }
+        RetryLater::Envelope(_) | RetryLater::NoBody => {
+            error!(sqs_message_id, error = %e, "unreadable reply job; it will end in the dead-letter queue")
+        }
+        RetryLater::Apologised => {
+            error!(sqs_message_id, error = %e, "reply job failed for good; it goes to the dead-letter queue")
+        }
+        _ => warn!(sqs_message_id, error = %e, "reply job will be retried"),
+    }
+}

@@ -1,0 +1,379 @@
+//! The loaded model: [`Engine::load`] once per container, [`Engine::transcribe`] per note.
+
+use std::ffi::c_int;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
+
+use super::error::whisper_error;
+use super::language::language_code;
+use super::model_file::check_model_file;
+use super::{
+    Language, MAX_AUDIO_DURATION, MAX_THREADS, MIN_SAMPLES, RATE, SILENCE_PEAK, Segment,
+    SpeechError, SpeechSettings, Transcript, Tuning, chunks,
+};
+
+/// A loaded whisper model, ready to transcribe.
+///
+/// `Send + Sync`: the model (whisper.cpp's context) is read-only after loading, and each
+/// [`Engine::transcribe`] call creates its own decoding state (buffers and caches, a few
+/// ms to set up), so concurrent calls neither share mutable state nor wait on a lock.
+pub struct Engine {
+    ctx: WhisperContext,
+    model: String,
+    multilingual: bool,
+    /// The language forced for every message (`Some("en")` for English-only models).
+    forced: Option<String>,
+    threads: usize,
+    load_time: Duration,
+    tuning: Tuning,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("model", &self.model)
+            .field("multilingual", &self.multilingual)
+            .field("forced", &self.forced)
+            .field("threads", &self.threads)
+            .field("load_time", &self.load_time)
+            .field("tuning", &self.tuning)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Loads the model of `settings` with the default [`Tuning`].
+    ///
+    /// Fails with a clear error if the file is missing or not a GGML whisper model, if the
+    /// thread count is out of range, or if the forced language is unknown or not supported by
+    /// the model (a non-English language on a `.en` model).
+    pub fn load(settings: &SpeechSettings) -> Result<Self, SpeechError> {
+        Self::load_tuned(settings, Tuning::default())
+    }
+
+    /// Loads the model of `settings` with explicit decoding knobs (benchmarks, experiments).
+    pub fn load_tuned(settings: &SpeechSettings, tuning: Tuning) -> Result<Self, SpeechError> {
+        let started = Instant::now();
+        if !(1..=MAX_THREADS).contains(&settings.threads) {
+            return Err(SpeechError::InvalidThreads {
+                threads: settings.threads,
+            });
+        }
+        // Normalise (and validate) a forced language before the expensive load.
+        let forced = match &settings.language {
+            Language::Auto => None,
+            Language::Fixed(code) => Some(language_code(code)?),
+        };
+        let path = settings.model_path.as_path();
+        check_model_file(path)?;
+        let model = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "whisper".to_owned());
+
+        whisper_rs::install_logging_hooks();
+        let mut params = WhisperContextParameters::default();
+        params.use_gpu(false).flash_attn(tuning.flash_attention);
+        let ctx =
+            WhisperContext::new_with_params(path, params).map_err(|e| SpeechError::ModelLoad {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let multilingual = ctx.is_multilingual();
+        let forced = match forced {
+            Some(code) if !multilingual && code != "en" => {
+                return Err(SpeechError::LanguageNotSupported {
+                    model,
+                    language: code.to_owned(),
+                });
+            }
+            Some(code) => Some(code.to_owned()),
+            None if !multilingual => Some("en".to_owned()),
+            None => None,
+        };
+        let load_time = started.elapsed();
+        tracing::info!(
+            model,
+            kind = ctx
+                .model_type_readable_str_lossy()
+                .unwrap_or_default()
+                .as_ref(),
+            multilingual,
+            language = forced.as_deref().unwrap_or("auto"),
+            threads = settings.threads,
+            load_ms = load_time.as_millis() as u64,
+            "whisper model loaded"
+        );
+        Ok(Self {
+            ctx,
+            model,
+            multilingual,
+            forced,
+            threads: settings.threads,
+            load_time,
+            tuning,
+        })
+    }
+
+    /// The model name (the model file's stem, e.g. `ggml-base`).
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Whether the model knows languages other than English (and can detect them).
+    pub fn is_multilingual(&self) -> bool {
+        self.multilingual
+    }
+
+    /// The language every message is transcribed in, or `None` if it is detected.
+    pub fn forced_language(&self) -> Option<&str> {
+        self.forced.as_deref()
+    }
+
+    /// How long [`Engine::load`] took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// The decoding knobs in use.
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
+    }
+
+    /// Transcribes 16 kHz mono samples (as [`crate::audio::decode`] gives them).
+    ///
+    /// Synchronous and CPU bound: call it from `spawn_blocking`. Empty, very short (< 100 ms)
+    /// or silent audio gives an empty transcript, not an error. Audio longer than
+    /// [`MAX_AUDIO_DURATION`] or with non-finite samples is refused.
+    pub fn transcribe(&self, samples: &[f32]) -> Result<Transcript, SpeechError> {
+        let started = Instant::now();
+        let audio_duration_ms = ms(samples.len());
+        if audio_duration_ms > MAX_AUDIO_DURATION.as_millis() as u64 {
+            return Err(SpeechError::TooLong {
+                duration_ms: audio_duration_ms,
+            });
+        }
+        if let Some(index) = samples.iter().position(|s| !s.is_finite()) {
+            return Err(SpeechError::InvalidSamples { index });
+        }
+        let mut transcript = Transcript {
+            text: String::new(),
+            language: self.forced.clone(),
+            segments: Vec::new(),
+            model: self.model.clone(),
+            audio_duration_ms,
+            processing_ms: 0,
+        };
+        let peak = samples.iter().fold(0.0f32, |peak, s| peak.max(s.abs()));
+        if samples.len() < MIN_SAMPLES || peak < SILENCE_PEAK {
+            tracing::debug!(audio_duration_ms, peak, "no speech to transcribe");
+            transcript.processing_ms = started.elapsed().as_millis() as u64;
+            return Ok(transcript);
+        }
+
+        let chunks = self.chunks(samples);
+        let mut state = self
+            .ctx
+            .create_state()
+            .map_err(whisper_error("creating a decoding state"))?;
+        let mut language = self.forced.clone();
+        let mut detect_ms = 0;
+        let mut previous_end = 0;
+        let mut spoken_before = false;
+        for chunk in &chunks {
+            let audio = &samples[chunk.clone()];
+            let chunk_peak = audio.iter().fold(0.0f32, |peak, s| peak.max(s.abs()));
+            if audio.len() < MIN_SAMPLES || chunk_peak < SILENCE_PEAK {
+                continue;
+            }
+            let window = self.tuning.window_for(audio.len());
+            let code = match &language {
+                Some(code) => code.clone(),
+                None => {
+                    let detect_started = Instant::now();
+                    let code = self.detect_language(&mut state, audio, window)?;
+                    detect_ms = detect_started.elapsed().as_millis() as u64;
+                    language = Some(code.clone());
+                    code
+                }
+            };
+            let mut params = self.full_params(&code, window);
+            // Later chunks continue the text of the earlier ones, as whisper.cpp's own
+            // windows do.
+            params.set_no_context(!(spoken_before && self.tuning.condition_on_previous_text));
+            state
+                .full(params, audio)
+                .map_err(whisper_error("transcribing"))?;
+            let offset_ms = ms(chunk.start);
+            let end_ms = ms(chunk.end).min(audio_duration_ms);
+            let before = transcript.segments.len();
+            collect_segments(
+                &state,
+                offset_ms,
+                end_ms,
+                &mut previous_end,
+                &mut transcript.segments,
+            )?;
+            spoken_before |= transcript.segments.len() > before;
+        }
+
+        transcript.text = join_segments(&transcript.segments);
+        transcript.language = language;
+        transcript.processing_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(
+            model = self.model,
+            language = transcript.language.as_deref(),
+            audio_ms = audio_duration_ms,
+            chunks = chunks.len(),
+            detect_ms,
+            processing_ms = transcript.processing_ms,
+            segments = transcript.segments.len(),
+            words = transcript.text.split_whitespace().count(),
+            "transcribed"
+        );
+        Ok(transcript)
+    }
+
+    /// The pieces `samples` is transcribed in: one, or chunks cut at pauses for audio too
+    /// long for one shrunk window (see [`Tuning::split_long`]).
+    fn chunks(&self, samples: &[f32]) -> Vec<std::ops::Range<usize>> {
+        let tuning = &self.tuning;
+        let fits_one_window = tuning.window_for(samples.len()) > 0;
+        if !(tuning.split_long && tuning.shrink_window) || fits_one_window {
+            return std::iter::once(0..samples.len()).collect();
+        }
+        let max_len = (tuning.max_chunk_ms as usize).saturating_mul(RATE) / 1000;
+        chunks::plan(samples, max_len)
+    }
+
+    /// Detects the spoken language with the encoder window `window` (0: 30 s).
+    fn detect_language(
+        &self,
+        state: &mut WhisperState,
+        samples: &[f32],
+        window: usize,
+    ) -> Result<String, SpeechError> {
+        if window > 0 && self.tuning.fast_detection {
+            // whisper.cpp detects the language with the encoder window of the state's last
+            // `full` call (30 s for a fresh state). A `full` call limited to 100 ms of audio
+            // computes the spectrogram and sets the window, then stops before encoding
+            // anything (the main loop needs more than 100 ms to run).
+            let mut prime = self.full_params("en", window);
+            prime.set_duration_ms(100);
+            state
+                .full(prime, samples)
+                .map_err(whisper_error("preparing language detection"))?;
+        } else {
+            state
+                .pcm_to_mel(samples, self.threads)
+                .map_err(whisper_error("computing the spectrogram"))?;
+        }
+        let (id, probabilities) = state
+            .lang_detect(0, self.threads)
+            .map_err(whisper_error("detecting the language"))?;
+        let code = whisper_rs::get_lang_str(id).ok_or_else(|| SpeechError::Whisper {
+            stage: "detecting the language",
+            reason: format!("unknown language id {id}"),
+        })?;
+        let probability = usize::try_from(id)
+            .ok()
+            .and_then(|i| probabilities.get(i).copied())
+            .unwrap_or_default();
+        tracing::debug!(language = code, probability, window, "language detected");
+        Ok(code.to_owned())
+    }
+
+    fn full_params<'a>(&self, language: &'a str, window: usize) -> FullParams<'a, 'static> {
+        let tuning = &self.tuning;
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        // Both are bounded (MAX_THREADS, FULL_WINDOW), far below c_int::MAX.
+        params.set_n_threads(self.threads as c_int);
+        params.set_audio_ctx(window as c_int);
+        params.set_language(Some(language));
+        params.set_translate(false);
+        params.set_print_special(false);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_timestamps(false);
+        params.set_no_context(true);
+        if !tuning.condition_on_previous_text {
+            params.set_n_max_text_ctx(0);
+        }
+        params.set_single_segment(tuning.single_segment_short && window > 0);
+        params.set_suppress_blank(true);
+        params.set_suppress_nst(tuning.suppress_non_speech);
+        params.set_temperature(0.0);
+        params.set_temperature_inc(tuning.temperature_inc);
+        params
+    }
+}
+
+/// Milliseconds of audio in `samples` samples.
+pub(super) fn ms(samples: usize) -> u64 {
+    (samples as u64).saturating_mul(1000) / RATE as u64
+}
+
+/// Appends the state's segments to `segments`: times in ms shifted by `offset_ms` (where
+/// the transcribed audio starts), clamped to `end_ms` (where it ends) and made monotonic
+/// from `previous_end` on, annotations such as `[BLANK_AUDIO]` or `(music)` dropped.
+pub(super) fn collect_segments(
+    state: &WhisperState,
+    offset_ms: u64,
+    end_ms: u64,
+    previous_end: &mut u64,
+    segments: &mut Vec<Segment>,
+) -> Result<(), SpeechError> {
+    for segment in state.as_iter() {
+        let text = segment
+            .to_str_lossy()
+            .map_err(whisper_error("reading the transcript"))?;
+        let text = text.trim();
+        if text.is_empty() || is_annotation(text) {
+            continue;
+        }
+        // whisper.cpp's times are in centiseconds.
+        let to_ms = |cs: i64| {
+            u64::try_from(cs)
+                .unwrap_or(0)
+                .saturating_mul(10)
+                .saturating_add(offset_ms)
+        };
+        let start_ms = to_ms(segment.start_timestamp())
+            .max(*previous_end)
+            .min(end_ms);
+        let segment_end_ms = to_ms(segment.end_timestamp()).clamp(start_ms, end_ms);
+        *previous_end = segment_end_ms;
+        segments.push(Segment {
+            start_ms,
+            end_ms: segment_end_ms,
+            text: text.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether a segment is only a non-speech annotation whisper sometimes writes, such as
+/// `[BLANK_AUDIO]`, `[Music]`, `(silence)`, `*sigh*` or `♪`.
+pub(super) fn is_annotation(text: &str) -> bool {
+    let enclosed = |open: char, close: char| {
+        text.len() >= 2 && text.starts_with(open) && text.ends_with(close)
+    };
+    enclosed('[', ']')
+        || enclosed('(', ')')
+        || enclosed('*', '*')
+        || text.chars().all(|c| !c.is_alphanumeric())
+}
+
+pub(super) fn join_segments(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim()
+        .to_owned()
+}

@@ -1,0 +1,99 @@
+//! Decoding knobs: the shrunk encoder window, chunking, sampling.
+
+use super::{FULL_WINDOW, MS_PER_POSITION, RATE};
+
+/// Decoding knobs. [`Tuning::default`] is what Remedios uses; [`Tuning::whisper_defaults`]
+/// is whisper.cpp's own behaviour, kept for benchmarks and comparisons.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tuning {
+    /// Shrink the encoder window (whisper.cpp's `audio_ctx`) to the clip plus
+    /// [`Tuning::window_margin_ms`] for clips shorter than 30 s.
+    pub shrink_window: bool,
+    /// Audio time added after the clip when the window is shrunk. Whisper was trained on
+    /// speech followed by padding; too little margin loses the last words.
+    pub window_margin_ms: u32,
+    /// The smallest shrunk window, in ms (very short windows confuse the model).
+    pub min_window_ms: u32,
+    /// Run language detection on the shrunk window too (otherwise it always encodes 30 s).
+    pub fast_detection: bool,
+    /// Suppress non-speech tokens (music notes, brackets, speaker tags…).
+    pub suppress_non_speech: bool,
+    /// Temperature increment of whisper's fallback when a decode looks like a loop or is
+    /// unlikely; 0 disables the fallback (greedy at temperature 0 only).
+    pub temperature_inc: f32,
+    /// Condition each chunk (or whisper.cpp's 30 s window) on the text of the ones before
+    /// it (long notes only). Off by default: the previous text is decoded again as a prompt
+    /// for every chunk, which made 40 s and 68 s notes 12-19% slower with no better words
+    /// (chunks are cut at pauses), and it is what sets off whisper's repetition loops.
+    pub condition_on_previous_text: bool,
+    /// One segment for a clip that fits in one window (no inner timestamps needed).
+    pub single_segment_short: bool,
+    /// whisper.cpp's flash attention (applied when the model is loaded).
+    pub flash_attention: bool,
+    /// Cut audio too long for one shrunk window (over 30 s less the margin) into chunks of
+    /// at most [`Tuning::max_chunk_ms`] at pauses and transcribe each with a window shrunk
+    /// to it (needs `shrink_window`), instead of letting whisper.cpp run full 30 s windows
+    /// over it. Shorter audio stays in one piece.
+    pub split_long: bool,
+    /// The longest chunk when `split_long` is on, in ms. Long audio is cut into the fewest
+    /// chunks of at most this length, of about equal length. 15 s measured fastest on 40 s
+    /// and 68 s notes, with the same words as longer chunks (10 s lost some words).
+    pub max_chunk_ms: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            shrink_window: true,
+            window_margin_ms: 2_000,
+            min_window_ms: 4_000,
+            fast_detection: true,
+            suppress_non_speech: true,
+            temperature_inc: 0.2,
+            condition_on_previous_text: false,
+            single_segment_short: false,
+            flash_attention: false,
+            split_long: true,
+            max_chunk_ms: 15_000,
+        }
+    }
+}
+
+impl Tuning {
+    /// whisper.cpp's defaults: a 30 s encoder window, detection on it, temperature fallback
+    /// in steps of 0.2, no suppression of non-speech tokens.
+    pub fn whisper_defaults() -> Self {
+        Self {
+            shrink_window: false,
+            window_margin_ms: 0,
+            min_window_ms: 0,
+            fast_detection: false,
+            suppress_non_speech: false,
+            temperature_inc: 0.2,
+            condition_on_previous_text: true,
+            single_segment_short: false,
+            flash_attention: false,
+            split_long: false,
+            max_chunk_ms: 30_000,
+        }
+    }
+
+    /// The encoder window (`audio_ctx`, in 20 ms positions) for a clip of `samples`, or 0
+    /// for whisper's full 30 s window.
+    pub fn window_for(&self, samples: usize) -> usize {
+        if !self.shrink_window {
+            return 0;
+        }
+        let clip_ms = (samples as u64).saturating_mul(1000) / RATE as u64;
+        let wanted_ms = clip_ms
+            .saturating_add(u64::from(self.window_margin_ms))
+            .max(u64::from(self.min_window_ms));
+        // Whole positions, rounded up to a multiple of 16 to keep the matrix shapes friendly.
+        let positions = wanted_ms.div_ceil(MS_PER_POSITION).div_ceil(16) * 16;
+        if positions >= FULL_WINDOW as u64 {
+            0
+        } else {
+            positions as usize
+        }
+    }
+}

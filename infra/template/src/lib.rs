@@ -1,0 +1,114 @@
+//! The SAM template, `infra/template.yaml`, read so the local stack creates the same
+//! queues, dead-letter queues and bucket as a deployed stack, and so the tests can check
+//! the template's invariants (`tests/tests/infra_template.rs`).
+//!
+//! [`Template`] is the document as written, CloudFormation tags (`!Ref`, `!Sub`, ...)
+//! kept. A [`Deployment`] is a template with parameter values: it evaluates the intrinsic
+//! functions the template uses (`Ref`, `Sub`, `GetAtt`, `FindInMap`, `If`, the
+//! condition functions, `Join`, `Select`) and reads resources into typed values
+//! ([`QueueResource`], [`BucketSettings`], [`Function`], [`Role`]). What only AWS knows stays
+//! symbolic: a reference to a resource evaluates to `${LogicalId}` and an attribute to
+//! `${LogicalId.Attribute}`, e.g. `${Bucket.Arn}/media/*`.
+//!
+//! ```no_run
+//! let local = remedios_template::local_resources("remedios")?;
+//! assert_eq!(local.inbound.queue_name(), "remedios-inbound.fifo");
+//! # Ok::<(), remedios_template::TemplateError>(())
+//! ```
+//!
+//! The crate is laid out as the reading goes:
+//! - [`document`]: the template as written ([`Template`], its parameters and resources);
+//! - [`eval`]: a [`Deployment`], the template with parameter values, and the intrinsic
+//!   functions it evaluates;
+//! - [`resources`]: the typed resources read from a deployment, and
+//!   [`QueueDefinition`] / [`QueueSpec`], the queues as the emulators create them;
+//! - [`error`]: what can go wrong, said with where.
+
+mod properties;
+
+pub mod document;
+pub mod error;
+pub mod eval;
+pub mod resources;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use document::{Globals, Output, Parameter, Resource, Template};
+pub use error::TemplateError;
+pub use eval::{Deployment, DeploymentSettings};
+pub use resources::*;
+
+/// Logical id of the queue the webhook fills and the transcriber drains.
+pub const INBOUND_QUEUE: &str = "InboundQueue";
+/// Logical id of the queue the transcriber fills and the responder drains.
+pub const REPLY_QUEUE: &str = "ReplyQueue";
+/// Logical id of the bucket.
+pub const BUCKET: &str = "Bucket";
+/// Logical ids of the three functions.
+pub const WEBHOOK_FUNCTION: &str = "WebhookFunction";
+pub const TRANSCRIBER_FUNCTION: &str = "TranscriberFunction";
+pub const RESPONDER_FUNCTION: &str = "ResponderFunction";
+
+/// `infra/template.yaml`: beside this crate, or under `REMEDIOS_HOME` when that is set
+/// (a checkout other than the one this crate was built from).
+pub fn template_path() -> PathBuf {
+    match std::env::var_os("REMEDIOS_HOME") {
+        Some(home) => PathBuf::from(home).join("infra").join("template.yaml"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("template.yaml"),
+    }
+}
+
+/// What the local stack creates and runs, as the template declares it with its
+/// default parameters, named after `stack_name` as CloudFormation would name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResources {
+    pub inbound: QueueDefinition,
+    pub reply: QueueDefinition,
+    pub bucket: BucketSettings,
+    /// The transcriber's event source on the inbound queue.
+    pub transcriber: Consumer,
+    /// The responder's event source on the reply queue.
+    pub responder: Consumer,
+}
+
+/// A function draining a queue: its SQS event source and its timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    /// Logical id of the function.
+    pub function: String,
+    /// Records per invocation (SQS event sources default to 10).
+    pub batch_size: u32,
+    pub timeout: Duration,
+    pub maximum_concurrency: Option<u32>,
+    pub report_batch_item_failures: bool,
+}
+
+/// Reads the workspace's template and returns the queues and bucket settings of a
+/// stack called `stack_name` with default parameters.
+///
+/// Parameters without a default (the phone number id, the GPT4All URL: they shape no
+/// queue and no bucket) get placeholder values.
+pub fn local_resources(stack_name: &str) -> Result<LocalResources, TemplateError> {
+    let template = Template::load(&template_path())?;
+    let mut settings = DeploymentSettings::new(stack_name);
+    for (name, parameter) in &template.parameters {
+        if parameter.default.is_none() {
+            let placeholder = if parameter.is_number() { "0" } else { "local" };
+            settings = settings.with(name, placeholder);
+        }
+    }
+    let deployment = template.deployment(settings)?;
+    Ok(LocalResources {
+        inbound: deployment.queue_definition(INBOUND_QUEUE)?,
+        reply: deployment.queue_definition(REPLY_QUEUE)?,
+        bucket: deployment.bucket(BUCKET)?,
+        transcriber: deployment.consumer_of(INBOUND_QUEUE)?,
+        responder: deployment.consumer_of(REPLY_QUEUE)?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

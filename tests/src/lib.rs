@@ -1,4 +1,0 @@
-//! End-to-end tests that cross the Remedios functions
-
-pub mod fuzz;
-pub mod voice;
