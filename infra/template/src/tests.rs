@@ -17,33 +17,33 @@ Conditions:
   Both: !And [!Condition HasOptional, !Equals [!Ref Name, app]]
 Mappings:
   Timeouts:
-"60": { Visibility: 360 }
-"120": { Visibility: 720 }
+    "60": { Visibility: 360 }
+    "120": { Visibility: 720 }
 Resources:
   Dlq:
-Type: AWS::SQS::Queue
-Properties:
-  QueueName: !Sub "${AWS::StackName}-${Name}-dlq.fifo"
-  FifoQueue: true
-  MessageRetentionPeriod: 1209600
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${AWS::StackName}-${Name}-dlq.fifo"
+      FifoQueue: true
+      MessageRetentionPeriod: 1209600
   Main:
-Type: AWS::SQS::Queue
-Properties:
-  QueueName: !Sub "${AWS::StackName}-${Name}.fifo"
-  FifoQueue: true
-  VisibilityTimeout: !FindInMap [Timeouts, !Ref Timeout, Visibility]
-  RedrivePolicy:
-    deadLetterTargetArn: !GetAtt Dlq.Arn
-    maxReceiveCount: !Ref Count
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${AWS::StackName}-${Name}.fifo"
+      FifoQueue: true
+      VisibilityTimeout: !FindInMap [Timeouts, !Ref Timeout, Visibility]
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt Dlq.Arn
+        maxReceiveCount: !Ref Count
   Other:
-Type: AWS::SQS::Queue
-Properties:
-  KmsMasterKeyId: !If [HasOptional, !Ref Optional, !Ref AWS::NoValue]
-  Tags:
-    - !If [Both, { Key: both, Value: "yes" }, !Ref AWS::NoValue]
-    - { Key: literal, Value: !Sub "${!NotASub}-${Main.Arn}" }
-    - { Key: long, Value: { "Fn::Join": ["/", [a, { Ref: Name }]] } }
-    - { Key: required, Value: !Ref Required }
+    Type: AWS::SQS::Queue
+    Properties:
+      KmsMasterKeyId: !If [HasOptional, !Ref Optional, !Ref AWS::NoValue]
+      Tags:
+        - !If [Both, { Key: both, Value: "yes" }, !Ref AWS::NoValue]
+        - { Key: literal, Value: !Sub "${!NotASub}-${Main.Arn}" }
+        - { Key: long, Value: { "Fn::Join": ["/", [a, { Ref: Name }]] } }
+        - { Key: required, Value: !Ref Required }
 "#;
 
 fn stack(template: &Template) -> Deployment<'_> {
