@@ -330,6 +330,8 @@ fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
                 add("s3:GetObject", format!("${{Bucket.Arn}}/{prefix}/*"));
                 add("s3:PutObject", format!("${{Bucket.Arn}}/{prefix}/*"));
             }
+            // `/reset` (History::clear); the enforced tests call it as this role.
+            add("s3:DeleteObject", "${Bucket.Arn}/conversations/*".into());
             add("s3:ListBucket", "${Bucket.Arn}".into());
         }
         other => panic!("no expectations for {other}"),
@@ -795,6 +797,134 @@ fn every_dead_letter_queue_has_an_alarm_on_its_depth() {
             "InboundDeadLetterQueue".into(),
             "ReplyDeadLetterQueue".into()
         ])
+    );
+}
+
+#[test]
+fn cloudwatch_may_publish_to_the_alarm_topic() {
+    let template = template();
+    let stack = stack(&template, &[("AlarmEmail", "ops@example.com")]);
+    let topic = stack
+        .eval(&template.resources["AlarmTopic"].properties)
+        .unwrap()
+        .unwrap();
+    let key = topic["KmsMasterKeyId"].as_str().unwrap_or_default();
+    assert!(
+        !key.starts_with("alias/aws/"),
+        "CloudWatch cannot use the AWS-managed key {key}: its alarms would never be delivered"
+    );
+    let key_id = key
+        .strip_prefix("${")
+        .and_then(|k| k.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("the topic key is one of the template's keys: {key}"));
+    let policy = stack
+        .eval(&template.resources[key_id].properties["KeyPolicy"])
+        .unwrap()
+        .unwrap();
+    let statements = policy["Statement"].as_sequence().unwrap();
+    let cloudwatch = statements
+        .iter()
+        .find(|s| s["Principal"]["Service"].as_str() == Some("cloudwatch.amazonaws.com"))
+        .expect("the key policy names CloudWatch");
+    assert_eq!(cloudwatch["Effect"].as_str(), Some("Allow"));
+    let actions: Vec<&str> = cloudwatch["Action"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(actions.contains(&"kms:Decrypt"), "{actions:?}");
+    assert!(
+        actions.iter().any(|a| a.starts_with("kms:GenerateDataKey")),
+        "{actions:?}"
+    );
+}
+
+/// A valid environment for `function_id`, as the template wires it with default
+/// parameters, what only AWS knows replaced by plausible values.
+fn base_environment(stack: &Deployment<'_>, function_id: &str) -> BTreeMap<String, String> {
+    function(stack, function_id)
+        .environment
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if v.contains("${") {
+                match k.as_str() {
+                    k if k.ends_with("_URL") => {
+                        "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo".to_owned()
+                    }
+                    _ => "remedios-placeholder".to_owned(),
+                }
+            } else {
+                v
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+/// Whether `function_id`'s own configuration code accepts `env`.
+fn config_accepts(function_id: &str, env: &BTreeMap<String, String>) -> Result<(), String> {
+    let env = remedios_shared::config::Env(
+        env.clone()
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+    );
+    match function_id {
+        WEBHOOK_FUNCTION => webhook::Config::from_env(&env).map(drop),
+        TRANSCRIBER_FUNCTION => transcriber::Config::from_env(&env).map(drop),
+        RESPONDER_FUNCTION => responder::Config::from_env(&env).map(drop),
+        other => panic!("no configuration for {other}"),
+    }
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn every_number_parameter_a_function_reads_has_exactly_the_range_its_code_accepts() {
+    let template = template();
+    let stack = stack(&template, &[]);
+    let mut checked = Vec::new();
+    for id in FUNCTIONS {
+        let base = base_environment(&stack, id);
+        config_accepts(id, &base).unwrap_or_else(|e| panic!("{id}: the base environment: {e}"));
+        let raw = &template.resources[id].properties["Environment"]["Variables"];
+        let Some(raw) = raw.as_mapping() else {
+            continue;
+        };
+        for (var, value) in raw {
+            let (Some(var), Some(name)) = (var.as_str(), template.referenced_parameter(value))
+            else {
+                continue;
+            };
+            let parameter = &template.parameters[name];
+            if !parameter.is_number() {
+                continue;
+            }
+            let (Some(min), Some(max)) = (parameter.min_value, parameter.max_value) else {
+                panic!("{name} ({id}'s {var}) has no MinValue and MaxValue");
+            };
+            let with = |v: f64| {
+                let mut env = base.clone();
+                env.insert(var.to_owned(), format!("{}", v as i64));
+                config_accepts(id, &env)
+            };
+            for v in [min, max] {
+                if let Err(e) = with(v) {
+                    panic!("{id}: {var}={v} is allowed by {name} but the code refuses it: {e}");
+                }
+            }
+            for v in [min - 1.0, max + 1.0] {
+                assert!(
+                    with(v).is_err(),
+                    "{id}: {var}={v} is outside {name} ({min} to {max}) but the code takes it: \
+                     the template and the code disagree on the range"
+                );
+            }
+            checked.push(format!("{id}.{var}"));
+        }
+    }
+    assert!(
+        checked.iter().any(|c| c.ends_with("AUDIO_MAX_SECONDS")),
+        "the check reached the parameters: {checked:?}"
     );
 }
 

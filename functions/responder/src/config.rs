@@ -175,8 +175,8 @@ impl Config {
             max_receive_count: env.number_in(
                 "REPLY_MAX_RECEIVE_COUNT",
                 DEFAULT_MAX_RECEIVE_COUNT,
-                1,
-                1000,
+                2,
+                20,
             )?,
             normalize_test_recipients: env.flag("NORMALIZE_TEST_RECIPIENTS", false)?,
         };

@@ -80,7 +80,7 @@ impl Config {
         let audio_seconds = env.number_in(
             "AUDIO_MAX_SECONDS",
             DEFAULT_AUDIO_MAX_SECONDS,
-            1,
+            10,
             MAX_AUDIO_DURATION.as_secs(),
         )?;
         Ok(Config {
