@@ -1,6 +1,7 @@
 //! The local AWS emulator: `moto_server` from the project venv, on a free loopback
 //! port, with SQS FIFO queues and the S3 bucket created as the template declares.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use remedios_template::BucketSettings;
 /// The queues moto creates are described by the template's types.
 pub use remedios_template::{QueueDefinition, QueueSpec};
 
+use crate::iam::{self, AccessKey, Principal};
 use crate::paths;
 use crate::ports::free_port;
 
@@ -41,6 +43,9 @@ pub struct Moto {
     child: Child,
     endpoint: String,
     port: u16,
+    /// With IAM enforced ([`Moto::start_enforcing`]): the principals and their keys.
+    principals: Vec<Principal>,
+    keys: BTreeMap<String, AccessKey>,
 }
 
 impl Moto {
@@ -49,13 +54,79 @@ impl Moto {
         Self::start_on(free_port().map_err(MotoError::Spawn)?).await
     }
 
+    /// Starts moto with IAM enforced as AWS does ([`crate::iam`]): an admin user for the
+    /// setup ([`Moto::sdk_config`]) and one user per `principals`
+    /// ([`Moto::sdk_config_as`]); every other request is refused.
+    pub async fn start_enforcing(principals: Vec<Principal>) -> Result<Self, MotoError> {
+        Self::start_enforcing_on(free_port().map_err(MotoError::Spawn)?, principals).await
+    }
+
+    /// [`Moto::start_enforcing`] on `port`.
+    pub async fn start_enforcing_on(
+        port: u16,
+        principals: Vec<Principal>,
+    ) -> Result<Self, MotoError> {
+        let mut all = vec![Principal::admin()];
+        all.extend(principals);
+        // Exactly the requests that create the principals go unauthenticated.
+        let mut moto = Self::spawn(port, Some(3 * all.len())).await?;
+        let client = reqwest::Client::new();
+        for principal in &all {
+            let mut key = None;
+            for form in iam::creation_requests(principal) {
+                let answer = client
+                    .post(&moto.endpoint)
+                    .header(
+                        "Authorization",
+                        "AWS4-HMAC-SHA256 Credential=setup/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+                    )
+                    .header("Content-Type", "application/x-www-form-urlencoded")
+                    .body(
+                        url::form_urlencoded::Serializer::new(String::new())
+                            .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+                            .append_pair("Version", "2010-05-08")
+                            .finish(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| MotoError::Setup(format!("IAM setup of {}: {e}", principal.name)))?;
+                let status = answer.status();
+                let text = answer.text().await.unwrap_or_default();
+                if !status.is_success() {
+                    return Err(MotoError::Setup(format!(
+                        "IAM setup of {} answered {status}: {text}",
+                        principal.name
+                    )));
+                }
+                key = iam::access_key_of(&text).or(key);
+            }
+            let key = key.ok_or_else(|| {
+                MotoError::Setup(format!(
+                    "no access key for {} in moto's answer",
+                    principal.name
+                ))
+            })?;
+            moto.keys.insert(principal.name.clone(), key);
+        }
+        moto.principals = all.into_iter().skip(1).collect();
+        Ok(moto)
+    }
+
     /// Starts moto on `port` (the local stack uses a fixed one).
     pub async fn start_on(port: u16) -> Result<Self, MotoError> {
+        Self::spawn(port, None).await
+    }
+
+    async fn spawn(port: u16, no_auth_actions: Option<usize>) -> Result<Self, MotoError> {
         let exe = paths::venv_bin("moto_server");
         if !exe.exists() {
             return Err(MotoError::Missing(exe));
         }
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if let Some(count) = no_auth_actions {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", count.to_string());
+        }
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -67,6 +138,8 @@ impl Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
             port,
+            principals: Vec::new(),
+            keys: BTreeMap::new(),
         };
         moto.wait_ready(Duration::from_secs(30)).await?;
         Ok(moto)
@@ -97,9 +170,33 @@ impl Moto {
         self.port
     }
 
-    /// An SDK configuration that talks to this emulator.
+    /// An SDK configuration that talks to this emulator: as the admin when IAM is
+    /// enforced, else with dummy credentials.
     pub async fn sdk_config(&self) -> SdkConfig {
-        sdk_config_for(&self.endpoint).await
+        match self.keys.get(iam::ADMIN) {
+            Some(key) => sdk_config_with(&self.endpoint, key).await,
+            None => sdk_config_for(&self.endpoint).await,
+        }
+    }
+
+    /// An SDK configuration signed as `principal` (one of [`Moto::start_enforcing`]'s).
+    /// On a moto without IAM ([`Moto::start`]) every principal is the same dummy one.
+    pub async fn sdk_config_as(&self, principal: &str) -> Result<SdkConfig, MotoError> {
+        if self.keys.is_empty() {
+            return Ok(sdk_config_for(&self.endpoint).await);
+        }
+        let key = self.access_key(principal)?;
+        Ok(sdk_config_with(&self.endpoint, key).await)
+    }
+
+    /// The access key of `principal`, for a process that reads it from its environment.
+    pub fn access_key(&self, principal: &str) -> Result<&AccessKey, MotoError> {
+        self.keys.get(principal).ok_or_else(|| {
+            MotoError::Setup(format!(
+                "no principal {principal} on this moto (IAM enforced: {})",
+                !self.keys.is_empty()
+            ))
+        })
     }
 
     /// Stops the emulator (as in an outage); `restart` brings it back, empty.
@@ -107,10 +204,16 @@ impl Moto {
         let _ = self.child.kill().await;
     }
 
-    /// Starts moto again on the same port (its state starts empty).
+    /// Starts moto again on the same port (its state starts empty). With IAM enforced
+    /// the principals come back with new keys, so clients built before the restart are
+    /// refused: an outage test that keeps its clients runs on a moto without IAM.
     pub async fn restart(&mut self) -> Result<(), MotoError> {
         self.stop().await;
-        let fresh = Moto::start_on(self.port).await?;
+        let fresh = if self.keys.is_empty() {
+            Moto::start_on(self.port).await?
+        } else {
+            Moto::start_enforcing_on(self.port, self.principals.clone()).await?
+        };
         *self = fresh;
         Ok(())
     }
@@ -129,14 +232,23 @@ pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
 
 /// An SDK configuration for an emulator at `endpoint`, with dummy credentials.
 pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    let dummy = AccessKey {
+        id: "test".into(),
+        secret: "test".into(),
+    };
+    sdk_config_with(endpoint, &dummy).await
+}
+
+/// An SDK configuration for an emulator at `endpoint`, signed with `key`.
+pub async fn sdk_config_with(endpoint: &str, key: &AccessKey) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
+        .region(Region::new(iam::REGION))
         .credentials_provider(Credentials::new(
-            "test",
-            "test",
+            key.id.clone(),
+            key.secret.clone(),
             None,
             None,
-            "remedios-local",
+            "remedios-emulators",
         ))
         .endpoint_url(endpoint)
         .load()

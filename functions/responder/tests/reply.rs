@@ -420,7 +420,7 @@ async fn a_failed_message_holds_back_the_users_later_messages_in_the_batch() {
 /// A history on the bench's bucket with bounds no test here reaches.
 fn roomy_history(bench: &TestBed) -> History {
     History::new(
-        bench.store.clone(),
+        bench.responder_store.clone(),
         Bounds {
             max_turns: 100,
             max_chars: 100_000,

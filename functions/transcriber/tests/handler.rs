@@ -469,7 +469,27 @@ async fn the_model_is_fetched_from_s3_at_cold_start_and_reused() {
     use transcriber::config::ModelSource;
     use transcriber::{Config, Transcriber};
 
-    let moto = remedios_testkit::moto::Moto::start()
+    // The role with the model in the bucket: the template grants its key, and only it.
+    let principal = remedios_testkit::iam::function_principal_with(
+        remedios_template::TRANSCRIBER_FUNCTION,
+        &[("WhisperModelS3Key", "models/ggml-tiny.en.bin")],
+        &[
+            (
+                "InboundQueue.Arn",
+                remedios_testkit::iam::queue_arn("remedios-inbound.fifo"),
+            ),
+            (
+                "ReplyQueue.Arn",
+                remedios_testkit::iam::queue_arn("reply.fifo"),
+            ),
+            (
+                "Bucket.Arn",
+                remedios_testkit::iam::bucket_arn(common::BUCKET),
+            ),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let moto = remedios_testkit::moto::Moto::start_enforcing(vec![principal])
         .await
         .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
     let sdk = moto.sdk_config().await;
@@ -506,7 +526,11 @@ async fn the_model_is_fetched_from_s3_at_cold_start_and_reused() {
         key: "models/ggml-tiny.en.bin".into(),
         dir: tmp.path().to_owned(),
     };
-    let transcriber = Transcriber::connect(&config, &sdk).await.unwrap();
+    let function_sdk = moto
+        .sdk_config_as("transcriber")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let transcriber = Transcriber::connect(&config, &function_sdk).await.unwrap();
     assert_eq!(transcriber.engine().model(), "ggml-tiny.en");
     let copy = tmp.path().join("ggml-tiny.en.bin");
     assert_eq!(std::fs::metadata(&copy).unwrap().len(), model.len() as u64);
@@ -518,7 +542,7 @@ async fn the_model_is_fetched_from_s3_at_cold_start_and_reused() {
 
     // A second cold start in the same environment reuses the copy.
     let before = std::fs::metadata(&copy).unwrap().modified().unwrap();
-    let again = Transcriber::connect(&config, &sdk).await.unwrap();
+    let again = Transcriber::connect(&config, &function_sdk).await.unwrap();
     assert_eq!(again.engine().model(), "ggml-tiny.en");
     assert_eq!(
         std::fs::metadata(&copy).unwrap().modified().unwrap(),
@@ -530,6 +554,8 @@ async fn the_model_is_fetched_from_s3_at_cold_start_and_reused() {
         key: "models/ggml-missing.bin".into(),
         dir: tmp.path().to_owned(),
     };
-    let err = Transcriber::connect(&config, &sdk).await.unwrap_err();
+    let err = Transcriber::connect(&config, &function_sdk)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("WHISPER_MODEL_S3_KEY"), "{err}");
 }

@@ -845,7 +845,7 @@ async fn text_with_characters_sqs_refuses_travels_escaped_and_decodes_back() {
 
 #[tokio::test]
 async fn when_sqs_is_down_the_webhook_answers_500_and_the_retry_enqueues() {
-    let mut stack = TestBed::start().await;
+    let mut stack = TestBed::start_without_iam().await;
     let user = phone_user(6);
     let body = meta::notification(vec![meta::change(
         &[&user],
@@ -882,25 +882,24 @@ async fn when_sqs_is_down_the_webhook_answers_500_and_the_retry_enqueues() {
 #[tokio::test]
 async fn a_missing_queue_answers_500_until_it_exists() {
     let stack = TestBed::start().await;
-    let missing = format!(
-        "{}/123456789012/remedios-not-yet.fifo",
-        stack.moto.endpoint()
-    );
+    // The webhook's own queue, not there yet (its role names no other queue).
+    stack
+        .sqs
+        .delete_queue()
+        .queue_url(&stack.queue.url)
+        .send()
+        .await
+        .expect("delete the inbound queue");
+    let missing = stack.queue.url.clone();
     let webhook = connect(&stack.moto, &missing, &[]).await;
     let user = phone_user(8);
     let body = meta::single(&user, meta::text(&user, &wamid("LATE"), TS, "anyone?"));
     let request = || post(body.as_bytes(), Some(&sign(body.as_bytes())));
     assert_eq!(status(&webhook.handle(request()).await), 500);
 
-    let created = remedios_testkit::moto::create_queue_pair(
-        &stack.sqs,
-        &remedios_testkit::moto::QueueSpec {
-            name: "remedios-not-yet".into(),
-            ..queue_spec()
-        },
-    )
-    .await
-    .unwrap();
+    let created = remedios_testkit::moto::create_queue_pair(&stack.sqs, &queue_spec())
+        .await
+        .unwrap();
     assert_eq!(created.url, missing);
     assert_eq!(status(&webhook.handle(request()).await), 200);
     let received = drain(&stack.sqs, &created.url).await;

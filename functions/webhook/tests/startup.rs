@@ -5,6 +5,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use remedios_template::WEBHOOK_FUNCTION;
+use remedios_testkit::iam;
 use remedios_testkit::moto::Moto;
 use serde_json::Value;
 
@@ -147,17 +151,22 @@ fn the_line_is_readable_text_when_asked_for() {
 
 #[tokio::test]
 async fn a_missing_ssm_parameter_is_named() {
-    let moto = Moto::start()
+    let moto = Moto::start_enforcing(vec![common::principal()])
         .await
         .unwrap_or_else(|e| panic!("cannot start moto: {e} (run scripts/bootstrap.sh)"));
     let endpoint = moto.endpoint().to_owned();
+    // The binary signs as the webhook's role, as in Lambda.
+    let key = moto
+        .access_key(&iam::principal_name(WEBHOOK_FUNCTION))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .clone();
     let run = tokio::task::spawn_blocking(move || {
         let mut vars: Vec<(&str, &str)> = without("WHATSAPP_APP_SECRET").into_iter().collect();
         vars.extend([
             ("WHATSAPP_APP_SECRET_PARAM", "/remedios/missing-app-secret"),
             ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ACCESS_KEY_ID", key.id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", key.secret.as_str()),
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
         ]);
         run(&vars)

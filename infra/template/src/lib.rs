@@ -93,14 +93,7 @@ pub struct Consumer {
 /// queue and no bucket) get placeholder values.
 pub fn local_resources(stack_name: &str) -> Result<LocalResources, TemplateError> {
     let template = Template::load(&template_path())?;
-    let mut settings = DeploymentSettings::new(stack_name);
-    for (name, parameter) in &template.parameters {
-        if parameter.default.is_none() {
-            let placeholder = if parameter.is_number() { "0" } else { "local" };
-            settings = settings.with(name, placeholder);
-        }
-    }
-    let deployment = template.deployment(settings)?;
+    let deployment = template.deployment(local_settings(&template, stack_name))?;
     Ok(LocalResources {
         inbound: deployment.queue_definition(INBOUND_QUEUE)?,
         reply: deployment.queue_definition(REPLY_QUEUE)?,
@@ -108,6 +101,35 @@ pub fn local_resources(stack_name: &str) -> Result<LocalResources, TemplateError
         transcriber: deployment.consumer_of(INBOUND_QUEUE)?,
         responder: deployment.consumer_of(REPLY_QUEUE)?,
     })
+}
+
+/// The role of the template's function `function` (a logical id such as
+/// [`RESPONDER_FUNCTION`]) in a stack with default parameters but `parameters`: what a
+/// function runs with locally and in the tests.
+pub fn local_role(function: &str, parameters: &[(&str, &str)]) -> Result<Role, TemplateError> {
+    let template = Template::load(&template_path())?;
+    let mut settings = local_settings(&template, "remedios-local");
+    for (name, value) in parameters {
+        settings = settings.with(name, value);
+    }
+    let deployment = template.deployment(settings)?;
+    let role = deployment
+        .function(function)?
+        .role
+        .ok_or_else(|| error::invalid(function, "has no Role"))?;
+    deployment.role(&role)
+}
+
+/// Default parameters, with placeholders for those that have none.
+fn local_settings(template: &Template, stack_name: &str) -> DeploymentSettings {
+    let mut settings = DeploymentSettings::new(stack_name);
+    for (name, parameter) in &template.parameters {
+        if parameter.default.is_none() {
+            let placeholder = if parameter.is_number() { "0" } else { "local" };
+            settings = settings.with(name, placeholder);
+        }
+    }
+    settings
 }
 
 #[cfg(test)]

@@ -11,7 +11,9 @@ use remedios_shared::graph::{GraphClient, GraphSettings};
 use remedios_shared::secrets::Secret;
 use remedios_shared::store::Store;
 use remedios_shared::user::{Sender, UserTag};
+use remedios_template::RESPONDER_FUNCTION;
 use remedios_testkit::graph::GraphEmulator;
+use remedios_testkit::iam::{self, Principal};
 use remedios_testkit::model_server::{Gpt4AllGate, LlmServer};
 use remedios_testkit::moto::{self, Moto};
 use responder::gpt4all::Gpt4AllClient;
@@ -25,18 +27,34 @@ pub const PHONE_NUMBER_ID: &str = "106540352242922";
 pub const PHONE: &str = "15551234567";
 pub const BSUID: &str = "US.13491208655302741918";
 
+/// The responder's principal: its role in the template, over this test bed's bucket.
+pub fn principal() -> Principal {
+    iam::function_principal(
+        RESPONDER_FUNCTION,
+        &[
+            ("ReplyQueue.Arn", iam::queue_arn("remedios-reply.fifo")),
+            ("Bucket.Arn", iam::bucket_arn(BUCKET)),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Everything a responder test talks to.
 pub struct TestBed {
     pub moto: Moto,
     pub graph: GraphEmulator,
     pub llm: LlmServer,
     pub gate: Gpt4AllGate,
+    /// The bucket as the tests see it (admin).
     pub store: Store,
+    /// The bucket as the responder sees it: signed as its role.
+    pub responder_store: Store,
 }
 
 impl TestBed {
     pub async fn start() -> Self {
-        let (moto, llm) = tokio::join!(Moto::start(), LlmServer::start());
+        let (moto, llm) =
+            tokio::join!(Moto::start_enforcing(vec![principal()]), LlmServer::start());
         let moto = moto.expect("moto_server must start (run scripts/bootstrap.sh)");
         let llm = llm.expect("the llama.cpp model server must start (run scripts/bootstrap.sh)");
         let sdk = moto.sdk_config().await;
@@ -50,7 +68,12 @@ impl TestBed {
         let gate = Gpt4AllGate::start(&llm.base_url())
             .await
             .expect("GPT4All gate");
+        let responder_sdk = moto
+            .sdk_config_as(&iam::principal_name(RESPONDER_FUNCTION))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         TestBed {
+            responder_store: Store::new(moto::s3_client(&responder_sdk), BUCKET),
             moto,
             graph,
             llm,
@@ -83,7 +106,7 @@ impl TestBed {
         })
         .expect("Graph API client");
         let model = Gpt4AllClient::new(model, None).expect("model client");
-        Responder::new(self.store.clone(), graph, model, behaviour)
+        Responder::new(self.responder_store.clone(), graph, model, behaviour)
     }
 
     /// The stored conversation of `user` (empty when there is none).

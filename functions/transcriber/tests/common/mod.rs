@@ -11,7 +11,9 @@ use remedios_shared::envelope::{Content, ENVELOPE_VERSION, InboundMessage, Media
 use remedios_shared::queue;
 use remedios_shared::store::Store;
 use remedios_shared::user::Sender;
+use remedios_template::TRANSCRIBER_FUNCTION;
 use remedios_testkit::graph::GraphEmulator;
+use remedios_testkit::iam::{self, Principal};
 use remedios_testkit::moto::{self, Moto, QueuePair, QueueSpec};
 use remedios_testkit::paths;
 use transcriber::{Config, Transcriber};
@@ -27,6 +29,20 @@ pub const PHONE_NUMBER_ID: &str = "106540352242922";
 /// that says how to get it.
 pub fn model_path(file: &str) -> PathBuf {
     paths::whisper_model(file).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The transcriber's principal: its role in the template, over this test bed's queues
+/// and bucket.
+pub fn principal() -> Principal {
+    iam::function_principal(
+        TRANSCRIBER_FUNCTION,
+        &[
+            ("InboundQueue.Arn", iam::queue_arn("remedios-inbound.fifo")),
+            ("ReplyQueue.Arn", iam::queue_arn("remedios-reply.fifo")),
+            ("Bucket.Arn", iam::bucket_arn(BUCKET)),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The running components and the transcriber wired to them.
@@ -53,7 +69,7 @@ impl TestBed {
     /// Starts moto and the emulator and builds the transcriber with `model` (a file name in
     /// the model cache) and extra configuration `vars`.
     pub async fn start(model: &str, vars: &[(&str, &str)]) -> Self {
-        let moto = Moto::start()
+        let moto = Moto::start_enforcing(vec![principal()])
             .await
             .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
         let sdk = moto.sdk_config().await;
@@ -92,7 +108,12 @@ impl TestBed {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
         let config = Config::from_env(&Env(env)).unwrap_or_else(|e| panic!("{e}"));
-        let transcriber = Transcriber::connect(&config, &sdk)
+        // The function signs as its own role, as in Lambda; the setup above as the admin.
+        let function_sdk = moto
+            .sdk_config_as(&iam::principal_name(TRANSCRIBER_FUNCTION))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let transcriber = Transcriber::connect(&config, &function_sdk)
             .await
             .unwrap_or_else(|e| panic!("transcriber cold start failed: {e}"));
         TestBed {

@@ -14,6 +14,8 @@ use remedios_shared::config::Env;
 use remedios_shared::envelope::{self, InboundMessage};
 use remedios_shared::keys;
 use remedios_shared::signature;
+use remedios_template::WEBHOOK_FUNCTION;
+use remedios_testkit::iam::{self, Principal};
 use remedios_testkit::meta;
 use remedios_testkit::moto::{self, Moto, QueuePair, QueueSpec};
 use serde_json::{Value, json};
@@ -41,7 +43,17 @@ impl TestBed {
 
     /// A stack whose webhook configuration has `extra` variables on top of the usual.
     pub async fn start_with(extra: &[(&str, &str)]) -> Self {
-        let moto = Moto::start().await.unwrap_or_else(|e| {
+        Self::start_on(Moto::start_enforcing(vec![principal()]).await, extra).await
+    }
+
+    /// A stack on a moto without IAM: for the outage test, whose clients must outlive a
+    /// restart of moto (which forgets its IAM users; AWS keeps them through an outage).
+    pub async fn start_without_iam() -> Self {
+        Self::start_on(Moto::start().await, &[]).await
+    }
+
+    async fn start_on(moto: Result<Moto, moto::MotoError>, extra: &[(&str, &str)]) -> Self {
+        let moto = moto.unwrap_or_else(|e| {
             panic!("cannot start moto for the webhook tests: {e} (run scripts/bootstrap.sh)")
         });
         let sdk = moto.sdk_config().await;
@@ -129,6 +141,18 @@ pub async fn create_resources(sqs: &aws_sdk_sqs::Client, s3: &aws_sdk_s3::Client
     queue
 }
 
+/// The webhook's principal: its role in the template, over this test bed's queue and bucket.
+pub fn principal() -> Principal {
+    iam::function_principal(
+        WEBHOOK_FUNCTION,
+        &[
+            ("InboundQueue.Arn", iam::queue_arn(&format!("{QUEUE}.fifo"))),
+            ("Bucket.Arn", iam::bucket_arn(BUCKET)),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 pub fn queue_spec() -> QueueSpec {
     QueueSpec {
         name: QUEUE.to_owned(),
@@ -161,13 +185,21 @@ pub fn environment(
     vars
 }
 
-/// A webhook built the way `main` builds it: configuration, then `Webhook::connect`.
+/// A webhook built the way `main` builds it: configuration, then `Webhook::connect`,
+/// signed as the webhook's role (IAM enforced).
 pub async fn connect(moto: &Moto, queue_url: &str, extra: &[(&str, &str)]) -> Webhook {
     let config = Config::from_env(&Env(environment(moto, queue_url, extra)))
         .expect("the test configuration is valid");
-    Webhook::connect(&config, &moto.sdk_config().await)
+    Webhook::connect(&config, &function_sdk(moto).await)
         .await
         .expect("connect the webhook")
+}
+
+/// The SDK configuration the webhook runs with: its own principal's keys.
+pub async fn function_sdk(moto: &Moto) -> aws_config::SdkConfig {
+    moto.sdk_config_as(&iam::principal_name(WEBHOOK_FUNCTION))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// What a queue message carried.
