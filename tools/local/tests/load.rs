@@ -797,8 +797,12 @@ async fn faults_during_a_burst_lose_nothing_and_send_nothing_twice() {
     let mut model = StandIn::start().await;
     let mut stack = start_stack(logs.path(), &model, true).await;
     let (pump, _watch) = watch_pump(&stack);
-    // A user whose messages come late in the burst, after the timed faults.
-    let slow = (150, 5);
+    // A user whose messages come after the timed faults (the first 18 s), early enough
+    // that the slow question reaches the model well within the wait below on a slow
+    // machine too: about 400 messages into the burst (1 minute at 7 messages a second,
+    // 3 to 4 minutes at the 2 a second moto allows on a fresh 2-core machine; user 150
+    // came after 12 minutes there, past the 10-minute wait).
+    let slow = (40, 5);
     let plan = plan(&stack.info().app_secret, 200, 10, Some(slow));
     let delivered = plan
         .iter()
