@@ -37,6 +37,9 @@ pub enum MotoError {
     Setup(String),
 }
 
+/// `moto_server` with the clock of its SQS model made fast (same values).
+const MOTO_SERVER: &str = include_str!("moto_server.py");
+
 /// A running `moto_server`; killed when dropped.
 #[derive(Debug)]
 pub struct Moto {
@@ -122,7 +125,9 @@ impl Moto {
         if !exe.exists() {
             return Err(MotoError::Missing(exe));
         }
-        let mut command = Command::new(&exe);
+        // moto's own server, with a faster clock for its SQS model (see the script).
+        let mut command = Command::new(paths::venv_bin("python"));
+        command.args(["-c", MOTO_SERVER]);
         if let Some(count) = no_auth_actions {
             command.env("INITIAL_NO_AUTH_ACTION_COUNT", count.to_string());
         }
