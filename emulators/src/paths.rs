@@ -2,15 +2,7 @@
 
 use std::path::PathBuf;
 
-/// The workspace root: `REMEDIOS_HOME` when set, else the directory this crate was
-/// built from (the parent of `emulators/`).
-pub fn workspace_root() -> PathBuf {
-    if let Some(home) = std::env::var_os("REMEDIOS_HOME") {
-        return PathBuf::from(home);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
-}
+pub use remedios_template::workspace_root;
 
 /// The project venv: `REMEDIOS_VENV`, else `<workspace>/.venv`.
 pub fn venv() -> PathBuf {

@@ -50,15 +50,39 @@ pub const WEBHOOK_FUNCTION: &str = "WebhookFunction";
 pub const TRANSCRIBER_FUNCTION: &str = "TranscriberFunction";
 pub const RESPONDER_FUNCTION: &str = "ResponderFunction";
 
-/// `infra/template.yaml`: beside this crate, or under `REMEDIOS_HOME` when that is set
-/// (a checkout other than the one this crate was built from).
+/// `infra/template.yaml` of [`workspace_root`].
 pub fn template_path() -> PathBuf {
-    match std::env::var_os("REMEDIOS_HOME") {
-        Some(home) => PathBuf::from(home).join("infra").join("template.yaml"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("template.yaml"),
+    workspace_root().join("infra").join("template.yaml")
+}
+
+/// The checkout: `REMEDIOS_HOME` when set; else the nearest directory holding
+/// `infra/template.yaml` at or above the package cargo runs (`CARGO_MANIFEST_DIR` at run
+/// time, set by `cargo test` and `cargo run`), the current directory, or the directory
+/// this crate was built from, in that order.
+///
+/// The path baked in at build time is only the last resort: cargo reuses a workspace
+/// member's build from another checkout of the same commit, so it may name a directory
+/// that no longer exists.
+pub fn workspace_root() -> PathBuf {
+    if let Some(home) = std::env::var_os("REMEDIOS_HOME") {
+        return PathBuf::from(home);
     }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..");
+    let starts = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        std::env::current_dir().ok(),
+        Some(built_from.clone()),
+    ];
+    starts
+        .into_iter()
+        .flatten()
+        .find_map(|start| {
+            start
+                .ancestors()
+                .find(|dir| dir.join("infra").join("template.yaml").is_file())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or(built_from)
 }
 
 /// What the local stack creates and runs, as the template declares it with its

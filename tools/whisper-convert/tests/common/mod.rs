@@ -6,12 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Where `scripts/models.sh` installs the model packages.
-const SITE_PACKAGES: &str = ".venv/lib/python3.11/site-packages";
-
-/// The workspace root.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// Where `scripts/models.sh` installs the model packages: the venv's site-packages.
+fn site_packages() -> PathBuf {
+    remedios_testkit::paths::venv().join("lib/python3.11/site-packages")
 }
 
 /// The directories of a CTranslate2 model: from `var` (a path list, `:`
@@ -20,10 +17,7 @@ pub fn workspace_root() -> PathBuf {
 pub fn model_dirs(var: &str, defaults: &[&str]) -> Vec<PathBuf> {
     let dirs: Vec<PathBuf> = match std::env::var_os(var) {
         Some(value) => std::env::split_paths(&value).collect(),
-        None => defaults
-            .iter()
-            .map(|d| workspace_root().join(SITE_PACKAGES).join(d))
-            .collect(),
+        None => defaults.iter().map(|d| site_packages().join(d)).collect(),
     };
     for dir in &dirs {
         assert!(
