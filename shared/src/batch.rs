@@ -6,11 +6,50 @@
 //! (one user) has failed, the later records of that group in the batch are not
 //! processed but reported failed too, so they are retried after it, in order. Records of
 //! other groups go on.
+//!
+//! # The failure policy
+//!
+//! Every stage sorts what goes wrong with a message into one of three:
+//!
+//! - **What the user sent decides it** (audio we cannot decode or that is too long to
+//!   transcribe in time, media that is gone or too big, a question the model host refuses
+//!   for good, such as a prompt over its context or a model it does not have): answered
+//!   at once with a fixed, kind text, and logged. Never retried: it would fail the same.
+//! - **Transient** (S3, SQS, the Graph API's rate limits and 5xx, the model host down,
+//!   overloaded or slower than the invocation has time for): the record is reported
+//!   failed and comes back after [`backoff`] (10 s, 30 s, 90 s, 270 s), not after the
+//!   queue's visibility timeout ([`retry_soon`]); the user's later messages wait behind
+//!   it, in order.
+//! - **The last delivery** (`ApproximateReceiveCount` at the queue's `maxReceiveCount`,
+//!   [`DEFAULT_MAX_RECEIVE_COUNT`] by default): the transcriber forwards the message
+//!   with what went wrong instead of failing again, and the responder sends one apology,
+//!   so nobody waits for an answer that will not come. The job then goes on to the
+//!   dead-letter queue for the operator (the responder's), or is done (the transcriber's).
+//!
+//! Each function reads its invocation's deadline and keeps a margin for what must
+//! happen after the slow part (storing and forwarding, or the apology): whisper stops
+//! before a chunk that would not finish in time, and the model client's attempts share
+//! what is left. Only a function that dies (out of memory, killed) leaves its message to
+//! the visibility timeout. With the template's defaults a message that fails on every
+//! delivery reaches its last one about 7 minutes after the first (plus the time the
+//! attempts themselves take); the worst, every attempt using its whole timeout, is
+//! 5 × 300 s + 400 s ≈ 32 minutes in the transcriber and 5 × 120 s + 400 s ≈
+//! 17 minutes in the responder.
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
+
+use crate::queue::Queue;
+
+/// The queues' `maxReceiveCount` unless configured (the template's `MaxReceiveCount`):
+/// SQS delivers a message at most this many times, then moves it to the dead-letter
+/// queue.
+pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
+/// The receive counts the functions accept for it (the template parameter's range).
+pub const MAX_RECEIVE_COUNT_RANGE: std::ops::RangeInclusive<u32> = 2..=20;
 
 /// The SQS attribute holding a FIFO message's group id.
 pub const GROUP_ATTRIBUTE: &str = "MessageGroupId";
@@ -67,6 +106,43 @@ where
     response
 }
 
+/// How long a failed record waits before its next delivery, by how many times it has been
+/// delivered: 10 s after the first, then three times longer each time, at most 5 minutes.
+pub fn backoff(receive_count: u32) -> Duration {
+    let factor = 3u64.saturating_pow(receive_count.saturating_sub(1).min(10));
+    Duration::from_secs(10u64.saturating_mul(factor).min(300))
+}
+
+/// Brings the records `response` reports failed back after their [`backoff`] instead of
+/// the queue's visibility timeout. A change SQS refuses is only logged: that record then
+/// comes back after the visibility timeout, as it would without this.
+pub async fn retry_soon(source: &Queue, records: &[SqsMessage], response: &SqsBatchResponse) {
+    for failure in &response.batch_item_failures {
+        let Some(record) = records
+            .iter()
+            .find(|r| r.message_id.as_deref() == Some(failure.item_identifier.as_str()))
+        else {
+            continue;
+        };
+        let Some(handle) = record.receipt_handle.as_deref() else {
+            continue;
+        };
+        let after = backoff(receive_count(record));
+        match source.retry_in(handle, after).await {
+            Ok(()) => tracing::debug!(
+                sqs_message_id = failure.item_identifier,
+                after_s = after.as_secs(),
+                "the failed record comes back soon"
+            ),
+            Err(e) => tracing::warn!(
+                sqs_message_id = failure.item_identifier,
+                error = %e,
+                "could not bring the failed record back sooner; it returns after the visibility timeout"
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +191,16 @@ mod tests {
         .await;
         assert_eq!(failed(&response), ["a1", "a2", "n1"]);
         assert_eq!(handled, ["a1", "b1", "b2", "n1", "n2"]);
+    }
+
+    #[test]
+    fn the_backoff_grows_threefold_to_five_minutes() {
+        let waits: Vec<u64> = (1..=6).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [10, 30, 90, 270, 300, 300]);
+        assert_eq!(backoff(0).as_secs(), 10);
+        assert_eq!(backoff(u32::MAX).as_secs(), 300);
+        let before_the_fifth: u64 = waits[..4].iter().sum();
+        assert_eq!(before_the_fifth, 400, "the documented 400 s to the last delivery");
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub enum QueueError {
     Send(String),
     #[error("SQS refused {count} of the messages after {ENTRY_ATTEMPTS} attempts: {first_reason}")]
     Refused { count: usize, first_reason: String },
+    #[error("SQS ChangeMessageVisibility failed: {0}")]
+    Visibility(String),
 }
 
 /// A FIFO queue we send to.
@@ -115,6 +117,22 @@ impl Queue {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Makes a received message visible again `after` from now (its next delivery),
+    /// instead of when its visibility timeout ends.
+    pub async fn retry_in(&self, receipt_handle: &str, after: Duration) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(i32::try_from(after.as_secs()).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| {
+                QueueError::Visibility(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+            })?;
+        Ok(())
     }
 
     /// Sends every message, in order, in batches. Succeeds only when SQS accepted all

@@ -31,26 +31,34 @@ pub struct Sender {
 impl Sender {
     /// The sender of `message`, completed from the notification's `contacts` entry
     /// for the same user. `None` when neither a phone number nor a BSUID is known.
+    ///
+    /// The message's own `from` and `from_user_id` come first. A contact completes them
+    /// only when it names the same user: one that matches an id, or the notification's
+    /// only contact when none of its ids contradicts the message's. A message is never
+    /// filed under an id it does not carry and that belongs to someone else.
     pub fn from_webhook(message: &webhook::Message, contacts: &[webhook::Contact]) -> Option<Self> {
+        let given = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        let agrees =
+            |ours: &Option<String>, theirs: &Option<String>| match (given(ours), given(theirs)) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            };
         let contact = contacts
             .iter()
             .find(|c| {
-                (message.from.is_some() && c.wa_id == message.from)
-                    || (message.from_user_id.is_some() && c.user_id == message.from_user_id)
+                (given(&message.from).is_some() && c.wa_id == message.from)
+                    || (given(&message.from_user_id).is_some() && c.user_id == message.from_user_id)
             })
             .or(match contacts {
                 [only] => Some(only),
                 _ => None,
+            })
+            .filter(|c| {
+                agrees(&message.from, &c.wa_id) && agrees(&message.from_user_id, &c.user_id)
             });
-        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
-        let wa_id = message
-            .from
-            .clone()
-            .or_else(|| contact.and_then(|c| non_empty(&c.wa_id)));
-        let user_id = message
-            .from_user_id
-            .clone()
-            .or_else(|| contact.and_then(|c| non_empty(&c.user_id)));
+        let wa_id = given(&message.from).or_else(|| contact.and_then(|c| given(&c.wa_id)));
+        let user_id =
+            given(&message.from_user_id).or_else(|| contact.and_then(|c| given(&c.user_id)));
         if wa_id.is_none() && user_id.is_none() {
             return None;
         }
@@ -58,8 +66,8 @@ impl Sender {
         Some(Sender {
             wa_id,
             user_id,
-            username: profile.and_then(|p| non_empty(&p.username)),
-            profile_name: profile.and_then(|p| non_empty(&p.name)),
+            username: profile.and_then(|p| given(&p.username)),
+            profile_name: profile.and_then(|p| given(&p.name)),
         })
     }
 
@@ -166,6 +174,41 @@ mod tests {
         assert_ne!(a, UserTag::of("15551234568"));
         assert_eq!(a.as_str().len(), 20);
         assert!(!a.as_str().contains("4567"));
+    }
+
+    fn message(from: Option<&str>, from_user_id: Option<&str>) -> webhook::Message {
+        serde_json::from_value(serde_json::json!({
+            "id": "wamid.1", "timestamp": "1", "type": "text", "text": {"body": "hi"},
+            "from": from, "from_user_id": from_user_id,
+        }))
+        .expect("a message")
+    }
+
+    fn contact(wa_id: Option<&str>, user_id: Option<&str>, name: &str) -> webhook::Contact {
+        serde_json::from_value(serde_json::json!({
+            "wa_id": wa_id, "user_id": user_id, "profile": {"name": name},
+        }))
+        .expect("a contact")
+    }
+
+    #[test]
+    fn the_only_contact_completes_the_sender_only_when_it_is_the_same_user() {
+        let same = contact(Some("15551234567"), Some("US.1"), "Ana");
+        let sender = Sender::from_webhook(&message(Some("15551234567"), None), &[same]).unwrap();
+        assert_eq!(sender.user_id.as_deref(), Some("US.1"));
+        assert_eq!(sender.profile_name.as_deref(), Some("Ana"));
+
+        // Another user's contact: their BSUID and name are not this message's.
+        let other = contact(Some("15550000000"), Some("US.2"), "Bob");
+        let sender = Sender::from_webhook(&message(Some("15551234567"), None), &[other]).unwrap();
+        assert_eq!(sender.key().as_str(), "15551234567");
+        assert_eq!(sender.user_id, None);
+        assert_eq!(sender.profile_name, None);
+
+        let other = contact(None, Some("US.2"), "Bob");
+        let sender = Sender::from_webhook(&message(None, Some("US.1")), &[other]).unwrap();
+        assert_eq!(sender.key().as_str(), "US.1");
+        assert_eq!(sender.profile_name, None);
     }
 
     #[test]

@@ -245,18 +245,23 @@ fn visibility_timeouts_are_at_least_six_times_the_consumer_timeout_for_every_all
 }
 
 #[test]
-fn the_responder_gives_up_on_the_delivery_sqs_dead_letters() {
+fn both_consumers_give_up_on_the_delivery_sqs_dead_letters() {
     let template = template();
     for count in ["5", "2", "13"] {
         let stack = stack(&template, &[("MaxReceiveCount", count)]);
-        let responder = function(&stack, RESPONDER_FUNCTION);
-        let redrive = stack.queue(REPLY_QUEUE).unwrap().redrive.unwrap();
-        assert_eq!(
-            responder.environment.get("REPLY_MAX_RECEIVE_COUNT"),
-            Some(&redrive.max_receive_count.to_string()),
-            "with MaxReceiveCount={count}"
-        );
-        assert_eq!(redrive.max_receive_count.to_string(), count);
+        for (name, queue, var) in [
+            (RESPONDER_FUNCTION, REPLY_QUEUE, "REPLY_MAX_RECEIVE_COUNT"),
+            (TRANSCRIBER_FUNCTION, INBOUND_QUEUE, "INBOUND_MAX_RECEIVE_COUNT"),
+        ] {
+            let consumer = function(&stack, name);
+            let redrive = stack.queue(queue).unwrap().redrive.unwrap();
+            assert_eq!(
+                consumer.environment.get(var),
+                Some(&redrive.max_receive_count.to_string()),
+                "{name} with MaxReceiveCount={count}"
+            );
+            assert_eq!(redrive.max_receive_count.to_string(), count);
+        }
     }
 }
 
@@ -418,6 +423,7 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "ALLOWED_SENDERS",
         ],
         TRANSCRIBER_FUNCTION => vec![
+            "INBOUND_QUEUE_URL",
             "REPLY_QUEUE_URL",
             "WHATSAPP_ACCESS_TOKEN_PARAM",
             "GRAPH_API_VERSION",
@@ -430,8 +436,10 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             },
             "WHISPER_LANGUAGE",
             "WHISPER_THREADS",
+            "INBOUND_MAX_RECEIVE_COUNT",
         ],
         RESPONDER_FUNCTION => vec![
+            "REPLY_QUEUE_URL",
             "WHATSAPP_ACCESS_TOKEN_PARAM",
             "GRAPH_API_VERSION",
             "GPT4ALL_URL",
@@ -589,6 +597,7 @@ fn every_variable_the_functions_read_is_set_and_secrets_are_parameter_names() {
         "SYSTEM_PROMPT",
         "ECHO_TRANSCRIPT",
         "REPLY_MAX_RECEIVE_COUNT",
+        "INBOUND_MAX_RECEIVE_COUNT",
         "ALLOWED_SENDERS",
         "LOG_FORMAT",
         "RUST_LOG",

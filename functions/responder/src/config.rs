@@ -16,11 +16,13 @@
 //! | `HISTORY_MAX_TURNS`, `HISTORY_MAX_CHARS` | 12, 6000 | how much of the conversation is kept and sent |
 //! | `SYSTEM_PROMPT` | [`DEFAULT_SYSTEM_PROMPT`] | the system message |
 //! | `ECHO_TRANSCRIPT` | true | start the answer to a voice note with what was heard |
+//! | `REPLY_QUEUE_URL` | unset | the queue this function consumes: failed records come back after a short backoff instead of its visibility timeout |
 //! | `REPLY_MAX_RECEIVE_COUNT` | 5 | the reply queue's `maxReceiveCount`: the last attempt apologises |
 //! | `NORMALIZE_TEST_RECIPIENTS` | false | drop the mobile digit of `521…`/`549…` numbers (Meta's test-mode allowed list) |
 
 use std::time::Duration;
 
+use remedios_shared::batch::MAX_RECEIVE_COUNT_RANGE;
 use remedios_shared::config::{AwsSettings, ConfigError, Env, Vars};
 use remedios_shared::graph::GraphEndpoint;
 use remedios_shared::secrets::SecretSource;
@@ -35,7 +37,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_RETRIES: u32 = 2;
 pub const DEFAULT_HISTORY_MAX_TURNS: usize = 12;
 pub const DEFAULT_HISTORY_MAX_CHARS: usize = 6000;
-pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
+pub use remedios_shared::batch::DEFAULT_MAX_RECEIVE_COUNT;
 
 /// The system prompt unless `SYSTEM_PROMPT` says otherwise.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are Remedios, a warm and concise assistant \
@@ -104,6 +106,8 @@ impl Default for Behaviour {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bucket: String,
+    /// The queue this function consumes, for bringing failed records back soon.
+    pub reply_queue_url: Option<String>,
     pub access_token: SecretSource,
     pub graph: GraphEndpoint,
     pub model: ModelSettings,
@@ -175,13 +179,14 @@ impl Config {
             max_receive_count: env.number_in(
                 "REPLY_MAX_RECEIVE_COUNT",
                 DEFAULT_MAX_RECEIVE_COUNT,
-                2,
-                20,
+                *MAX_RECEIVE_COUNT_RANGE.start(),
+                *MAX_RECEIVE_COUNT_RANGE.end(),
             )?,
             normalize_test_recipients: env.flag("NORMALIZE_TEST_RECIPIENTS", false)?,
         };
         Ok(Config {
             bucket: env.required("BUCKET_NAME", "the S3 bucket of Remedios")?,
+            reply_queue_url: env.optional("REPLY_QUEUE_URL"),
             access_token: env.secret(
                 "WHATSAPP_ACCESS_TOKEN",
                 "the WhatsApp Cloud API access token (a system-user token)",

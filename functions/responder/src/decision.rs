@@ -59,6 +59,8 @@ pub const RESET_DONE: &str =
     "Done: I've forgotten our conversation. What would you like to talk about?";
 pub const APOLOGY: &str = "Sorry, I can't answer right now: my thinking machine is not \
 reachable. Please send your message again in a little while.";
+pub const CANNOT_ANSWER: &str = "Sorry, I couldn't answer that message: my thinking \
+machine could not take it. Could you say it in other words, or more briefly?";
 pub const NO_ANSWER: &str = "Sorry, I have no answer to that. Could you say it in other words?";
 pub const AUDIO_UNSUPPORTED: &str = "Sorry, I couldn't listen to that audio. Could you \
 record it again as a voice note, or write it?";
@@ -66,6 +68,29 @@ pub const SILENT_AUDIO: &str =
     "I couldn't hear any words in that voice note. Could you record it again, or write it?";
 pub const UNSUPPORTED: &str = "Sorry, I can't read that kind of message yet. I understand \
 text and voice notes.";
+
+/// The longest question sent to the model, in characters: about 750 tokens, so a
+/// question, a full history (`HISTORY_MAX_CHARS`, 6,000 by default) and the answer fit
+/// a 4,096-token context. A longer text (a 15-minute voice note is about 12,000
+/// characters) is cut at a word with [`CUT_NOTE`], rather than refused by the host.
+pub const QUESTION_MAX_CHARS: usize = 3000;
+/// Told to the model after a question cut to [`QUESTION_MAX_CHARS`].
+pub const CUT_NOTE: &str =
+    "\n\n(The message goes on, but only its beginning fits here: answer what it says so far.)";
+
+/// `question` as the model gets it: whole, or cut at a word to [`QUESTION_MAX_CHARS`]
+/// with [`CUT_NOTE`].
+pub fn bounded(question: &str) -> String {
+    let Some((cut, _)) = question.char_indices().nth(QUESTION_MAX_CHARS) else {
+        return question.to_owned();
+    };
+    let head = &question[..cut];
+    let head = match head.rfind(char::is_whitespace) {
+        Some(space) if space > cut / 2 => &head[..space],
+        _ => head,
+    };
+    format!("{}{CUT_NOTE}", head.trim_end())
+}
 
 /// What to do with `job`.
 pub fn plan(job: &ReplyJob, echo_transcript: bool) -> Plan {
@@ -85,7 +110,7 @@ pub fn plan(job: &ReplyJob, echo_transcript: bool) -> Plan {
             }
             let preface = echo_transcript.then(|| format!("🎤 “{text}”"));
             Plan::Ask {
-                question: text.to_owned(),
+                question: bounded(text),
                 preface,
             }
         }
@@ -126,7 +151,7 @@ fn ask_or_command(text: &str, preface: Option<String>) -> Plan {
         };
     }
     Plan::Ask {
-        question: text.to_owned(),
+        question: bounded(text),
         preface,
     }
 }
@@ -151,7 +176,8 @@ fn media_plan(content: &Content, prepared: &Prepared) -> Plan {
     match content.caption().map(str::trim).filter(|c| !c.is_empty()) {
         Some(caption) => Plan::Ask {
             question: format!(
-                "{caption}\n\n(I sent a {what} with this message; you cannot see it.)"
+                "{}\n\n(I sent a {what} with this message; you cannot see it.)",
+                bounded(caption)
             ),
             preface: Some(format!(
                 "(I can't see {what}s yet, so I'm answering your caption.)"
@@ -353,4 +379,22 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn a_question_over_the_bound_is_cut_at_a_word_with_a_note() {
+        let short = "what time is it";
+        assert_eq!(bounded(short), short);
+        let long = "palabra ".repeat(1000);
+        let cut = bounded(&long);
+        assert!(cut.ends_with(CUT_NOTE));
+        let head = cut.strip_suffix(CUT_NOTE).unwrap();
+        assert!(head.chars().count() <= QUESTION_MAX_CHARS);
+        assert!(head.ends_with("palabra"), "cut at a word");
+        let unbroken = "ñ".repeat(QUESTION_MAX_CHARS + 10);
+        assert_eq!(
+            bounded(&unbroken).chars().count(),
+            QUESTION_MAX_CHARS + CUT_NOTE.chars().count()
+        );
+    }
+
 }

@@ -8,7 +8,9 @@
 //!
 //! One attempt is bounded by the configured timeout; connection errors and 5xx answers are
 //! retried a bounded number of times with doubling backoff. A timeout is not retried (the
-//! Lambda's own time would run out first): the queue retries the job later instead.
+//! Lambda's own time would run out first): the queue retries the job later instead. All
+//! attempts together stay within the budget the caller gives (what is left of the
+//! invocation, less the time its last attempt needs to apologise).
 
 use std::time::{Duration, Instant};
 
@@ -109,6 +111,10 @@ pub enum Gpt4AllError {
         "the GPT4All host at {url} did not answer within {after:?}: it may be busy or the model too slow; raise GPT4ALL_TIMEOUT_SECONDS or lower GPT4ALL_MAX_TOKENS"
     )]
     Timeout { url: String, after: Duration },
+    #[error(
+        "the GPT4All host did not answer within the {after:?} this invocation had left for it: raise ResponderTimeout (or GPT4ALL_TIMEOUT_SECONDS below it) or lower GPT4ALL_MAX_TOKENS"
+    )]
+    OutOfTime { after: Duration },
     #[error("the GPT4All host answered HTTP {status}: {message}")]
     Server { status: u16, message: String },
     #[error(
@@ -128,10 +134,22 @@ impl Gpt4AllError {
             self,
             Gpt4AllError::Unreachable { .. }
                 | Gpt4AllError::Timeout { .. }
+                | Gpt4AllError::OutOfTime { .. }
                 | Gpt4AllError::Server { .. }
-        )
+        ) || matches!(self, Gpt4AllError::Refused { status, .. } if matches!(status, 408 | 429))
+    }
+
+    /// The host refused this request and would refuse it again: a prompt over the
+    /// model's context, a model name it does not know, a body it cannot take (4xx but
+    /// 401/403, which an operator fixes with the key, and 408/429, which are load).
+    /// Retrying only makes the user wait; the failure policy answers at once.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Gpt4AllError::Refused { status, .. } if !matches!(status, 401 | 403 | 408 | 429))
     }
 }
+
+/// The least time worth giving an attempt: below it the host cannot answer anyway.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// The client. Build it once per container.
 #[derive(Debug)]
@@ -194,7 +212,7 @@ impl Gpt4AllClient {
             .authorised(self.http.get(&url))
             .send()
             .await
-            .map_err(|e| self.transport(e))?;
+            .map_err(|e| self.transport(e, self.settings.timeout))?;
         let status = response.status();
         if !status.is_success() {
             return Err(status_error(
@@ -220,9 +238,12 @@ impl Gpt4AllClient {
         }
     }
 
-    fn transport(&self, e: reqwest::Error) -> Gpt4AllError {
+    /// A transport error of a request that had `timeout` to answer.
+    fn transport(&self, e: reqwest::Error, timeout: Duration) -> Gpt4AllError {
         let url = self.settings.base_url.to_string();
-        if e.is_timeout() {
+        if e.is_timeout() && timeout < self.settings.timeout {
+            Gpt4AllError::OutOfTime { after: timeout }
+        } else if e.is_timeout() {
             Gpt4AllError::Timeout {
                 url,
                 after: self.settings.timeout,
@@ -237,8 +258,18 @@ impl Gpt4AllClient {
         }
     }
 
-    /// Asks for the next assistant message of `messages`.
-    pub async fn complete(&self, messages: &[ChatMessage]) -> Result<Completion, Gpt4AllError> {
+    /// Asks for the next assistant message of `messages`, within `budget` for all
+    /// attempts together (each also within the configured timeout).
+    pub async fn complete(
+        &self,
+        messages: &[ChatMessage],
+        budget: Duration,
+    ) -> Result<Completion, Gpt4AllError> {
+        let started = Instant::now();
+        let left = || budget.saturating_sub(started.elapsed());
+        if left() < MIN_ATTEMPT {
+            return Err(Gpt4AllError::OutOfTime { after: left() });
+        }
         let model = self.model().await?.to_owned();
         let request = ChatRequest {
             model: &model,
@@ -249,10 +280,12 @@ impl Gpt4AllClient {
         };
         let mut attempt = 0;
         loop {
-            match self.attempt(&request).await {
+            let timeout = self.settings.timeout.min(left());
+            match self.attempt(&request, timeout).await {
                 Ok(c) => return Ok(c),
                 Err(e @ (Gpt4AllError::Unreachable { .. } | Gpt4AllError::Server { .. }))
-                    if attempt < self.settings.retries =>
+                    if attempt < self.settings.retries
+                        && left() > self.settings.backoff * 2u32.pow(attempt) + MIN_ATTEMPT =>
                 {
                     let wait = self.settings.backoff * 2u32.pow(attempt);
                     warn!(error = %e, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, "GPT4All request failed; trying again");
@@ -264,16 +297,24 @@ impl Gpt4AllClient {
         }
     }
 
-    async fn attempt(&self, request: &ChatRequest<'_>) -> Result<Completion, Gpt4AllError> {
+    async fn attempt(
+        &self,
+        request: &ChatRequest<'_>,
+        timeout: Duration,
+    ) -> Result<Completion, Gpt4AllError> {
         let started = Instant::now();
         let response = self
             .authorised(self.http.post(self.completions.clone()))
+            .timeout(timeout)
             .json(request)
             .send()
             .await
-            .map_err(|e| self.transport(e))?;
+            .map_err(|e| self.transport(e, timeout))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.transport(e))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport(e, timeout))?;
         if !status.is_success() {
             return Err(status_error(
                 status.as_u16(),
@@ -404,7 +445,13 @@ mod tests {
             matches!(&e, Gpt4AllError::Refused { status: 400, message } if message.contains("stream"))
         );
         assert!(!e.is_unavailable());
+        assert!(e.is_permanent(), "a bad request is refused again");
+        for status in [401, 403, 408, 429] {
+            assert!(!status_error(status, "").is_permanent(), "{status}");
+        }
+        assert!(status_error(429, "").is_unavailable());
         let e = status_error(503, "<html>busy</html>");
+        assert!(!e.is_permanent());
         assert!(e.is_unavailable());
         assert!(e.to_string().contains("busy"));
         assert!(excerpt(&"x".repeat(500)).chars().count() == 301);

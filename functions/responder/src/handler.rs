@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use remedios_shared::batch;
-use remedios_shared::clock::now_ms;
+use remedios_shared::clock::{Deadline, now_ms};
 use remedios_shared::envelope::{self, InboundMessage, ReplyJob};
 use remedios_shared::graph::{ErrorClass, GraphClient, GraphError, Recipient};
+use remedios_shared::queue::Queue;
 use remedios_shared::secrets::{self, SecretError, SecretSource};
 use remedios_shared::store::{Store, StoreError};
 use remedios_shared::user::UserTag;
@@ -30,6 +31,9 @@ const RECORD_PATIENCE: Duration = Duration::from_secs(10);
 const SEND_BACKOFF: Duration = Duration::from_millis(400);
 /// The longest wait within an invocation for one send.
 const SEND_MAX_WAIT: Duration = Duration::from_secs(5);
+/// What an invocation keeps, after asking the model, to send and record a fixed text
+/// (the last attempt's apology): the model gets what is left of the deadline minus this.
+pub const REPLY_MARGIN: Duration = Duration::from_secs(20);
 
 /// Why the responder could not start.
 #[derive(Debug, Error)]
@@ -88,6 +92,8 @@ pub enum Outcome {
 /// The responder, with its clients. Build it once per container.
 #[derive(Debug)]
 pub struct Responder {
+    /// The reply queue, when known: failed records come back after their backoff.
+    source: Option<Queue>,
     graph: GraphClient,
     model: Gpt4AllClient,
     history: History,
@@ -108,7 +114,17 @@ impl Responder {
         let store = Store::new(remedios_shared::aws::s3(sdk, &config.aws), &config.bucket);
         let graph = GraphClient::new(config.graph.clone().with_token(token))?;
         let model = Gpt4AllClient::new(config.model.clone(), api_key)?;
-        Ok(Self::new(store, graph, model, config.behaviour.clone()))
+        let responder = Self::new(store, graph, model, config.behaviour.clone());
+        Ok(match &config.reply_queue_url {
+            Some(url) => responder.with_source(Queue::new(remedios_shared::aws::sqs(sdk), url)),
+            None => responder,
+        })
+    }
+
+    /// Brings failed records of `source` (the reply queue) back after their backoff.
+    pub fn with_source(mut self, source: Queue) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// A responder over ready clients.
@@ -123,6 +139,7 @@ impl Responder {
             max_chars: behaviour.history_max_chars,
         };
         Responder {
+            source: None,
             graph,
             model,
             history: History::new(store.clone(), bounds),
@@ -139,24 +156,50 @@ impl Responder {
         &self.ledger
     }
 
-    /// Handles a batch; the failed records are retried by SQS.
+    /// Handles a batch without a deadline (tests, a run by hand); see [`Self::handle_by`].
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        batch::in_order(&event.records, batch::group_of, |record| async move {
-            self.handle_record(record).await.map_err(|e| {
+        self.handle_by(event, Deadline::NONE).await
+    }
+
+    /// Handles a batch within the invocation's deadline; the failed records are retried
+    /// by SQS.
+    pub async fn handle_by(&self, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
+        let response = batch::in_order(&event.records, batch::group_of, |record| async move {
+            self.handle_record(record, deadline).await.map_err(|e| {
                 log_retry(record.message_id.as_deref().unwrap_or_default(), &e);
             })
         })
-        .await
+        .await;
+        if let Some(source) = &self.source {
+            batch::retry_soon(source, &event.records, &response).await;
+        }
+        response
     }
 
-    async fn handle_record(&self, record: &SqsMessage) -> Result<Outcome, RetryLater> {
+    async fn handle_record(
+        &self,
+        record: &SqsMessage,
+        deadline: Deadline,
+    ) -> Result<Outcome, RetryLater> {
         let body = record.body.as_deref().ok_or(RetryLater::NoBody)?;
         let job: ReplyJob = envelope::decode(body)?;
-        self.process(&job, batch::receive_count(record)).await
+        self.process_by(&job, batch::receive_count(record), deadline)
+            .await
     }
 
-    /// Answers one job. `receive_count` is how many times SQS delivered it (1 at first).
+    /// Answers one job without a deadline; see [`Self::process_by`].
     pub async fn process(&self, job: &ReplyJob, receive_count: u32) -> Result<Outcome, RetryLater> {
+        self.process_by(job, receive_count, Deadline::NONE).await
+    }
+
+    /// Answers one job. `receive_count` is how many times SQS delivered it (1 at first);
+    /// the model gets what is left before `deadline`, less [`REPLY_MARGIN`].
+    pub async fn process_by(
+        &self,
+        job: &ReplyJob,
+        receive_count: u32,
+        deadline: Deadline,
+    ) -> Result<Outcome, RetryLater> {
         let started = Instant::now();
         let message = &job.message;
         let user = message.user_key().tag();
@@ -179,7 +222,10 @@ impl Responder {
         let held = match existing {
             Some(held) if held.record.kind != ReplyKind::Apology || !held.record.finished() => {
                 if held.record.finished() {
-                    self.remember(&user, message, &held.record, None).await?;
+                    if !held.record.remembered {
+                        self.remember(&user, message, &held.record, None).await?;
+                        self.mark_remembered(&user, &held).await;
+                    }
                     info!(user = %user, message_id = %message.id, "already answered; not answering again");
                     return Ok(Outcome::AlreadyAnswered);
                 }
@@ -188,7 +234,7 @@ impl Responder {
             }
             previous => {
                 let (record, snapshot) = self
-                    .compose(job, &user, &plan, receive_count, snapshot)
+                    .compose(job, &user, &plan, (receive_count, deadline), snapshot)
                     .await?;
                 snapshot_for_history = snapshot;
                 let apologised_before = previous
@@ -233,7 +279,7 @@ impl Responder {
         job: &ReplyJob,
         user: &UserTag,
         plan: &Plan,
-        receive_count: u32,
+        (receive_count, deadline): (u32, Deadline),
         snapshot: Option<Snapshot>,
     ) -> Result<(ReplyRecord, Option<Snapshot>), RetryLater> {
         let message = &job.message;
@@ -272,7 +318,8 @@ impl Responder {
                 ));
                 messages.extend(conversation.messages());
                 messages.push(ChatMessage::new(Role::User, question));
-                match self.model.complete(&messages).await {
+                let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
+                match self.model.complete(&messages, budget).await {
                     Ok(completion) => {
                         info!(
                             user = %user,
@@ -298,6 +345,11 @@ impl Responder {
                     Err(Gpt4AllError::Empty) => {
                         warn!(user = %user, "the model answered nothing; sending a fixed answer");
                         let reply = plan::with_preface(preface.as_deref(), plan::NO_ANSWER);
+                        Ok((fixed(ReplyKind::Fixed, &reply), None))
+                    }
+                    Err(e) if e.is_permanent() => {
+                        error!(user = %user, error = %e, receive_count, "the GPT4All host refused this question and would again; telling the user at once");
+                        let reply = plan::with_preface(preface.as_deref(), plan::CANNOT_ANSWER);
                         Ok((fixed(ReplyKind::Fixed, &reply), None))
                     }
                     Err(e) if receive_count >= self.behaviour.max_receive_count => {
@@ -344,7 +396,12 @@ impl Responder {
                         );
                         saved?;
                         remembered = true;
-                        updated?
+                        let updated = updated?;
+                        match &updated {
+                            Some(held) => self.mark_remembered(user, held).await,
+                            None => None,
+                        }
+                        .or(updated)
                     } else {
                         self.record_sent(user, &held, record).await?
                     };
@@ -370,8 +427,9 @@ impl Responder {
                 },
             }
         }
-        if !remembered {
+        if !remembered && held.record.complete() && !held.record.remembered {
             self.remember(user, message, &held.record, snapshot).await?;
+            self.mark_remembered(user, &held).await;
         }
         Ok(Outcome::Replied {
             kind: held.record.kind,
@@ -404,6 +462,26 @@ impl Responder {
                     error!(user = %user, error = %e, "a sent part could not be recorded; a redelivery may send it again");
                     return Err(e.into());
                 }
+            }
+        }
+    }
+
+    /// Marks a finished record as remembered, so no redelivery writes its exchange into
+    /// the history again; the record as updated, `None` when that failed (logged: a
+    /// redelivery then remembers once more, which the history's message ids absorb
+    /// unless the conversation was reset or trimmed meanwhile).
+    async fn mark_remembered(&self, user: &UserTag, held: &Held) -> Option<Held> {
+        if held.record.remember.is_none() || held.record.remembered {
+            return None;
+        }
+        let mut record = held.record.clone();
+        record.remembered = true;
+        record.updated_at_ms = now_ms();
+        match self.ledger.update(user, held, record).await {
+            Ok(updated) => updated,
+            Err(e) => {
+                warn!(user = %user, error = %e, "could not mark the reply as remembered");
+                None
             }
         }
     }

@@ -14,10 +14,11 @@
 //! 2. Send the parts in order; after each accepted part, **record** its WhatsApp id in
 //!    the record (`If-Match` its ETag).
 //! 3. With every part sent, save the exchange to the history (itself idempotent by
-//!    message id).
+//!    message id), then mark the record `remembered`.
 //!
 //! A redelivered job reads the record first: all parts sent means it only completes
-//! step 3 (a no-op when done); some parts sent means it resumes with the parts not yet
+//! step 3 when the record is not marked yet (so a late duplicate, days later or after a
+//! `/reset`, never writes the exchange into the history again); some parts sent means it resumes with the parts not yet
 //! sent, with the same text, without asking the model again (after a rate limit, for
 //! example). The one remaining window is a crash between Meta accepting a part and our
 //! write of its id, a single S3 request: then that part is sent again. We prefer that
@@ -70,6 +71,9 @@ pub struct ReplyRecord {
     /// Why the rest will not be sent (a permanent Graph API error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<String>,
+    /// The exchange is in the history: a redelivery must not write it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remembered: bool,
     /// Unix milliseconds of the last change.
     pub updated_at_ms: i64,
 }
@@ -90,6 +94,7 @@ impl ReplyRecord {
             sent: Vec::new(),
             remember,
             dropped: None,
+            remembered: false,
             updated_at_ms: now_ms,
         }
     }

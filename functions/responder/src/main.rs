@@ -4,6 +4,7 @@ use std::convert::Infallible;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use remedios_shared::clock::Deadline;
 use remedios_shared::config::Env;
 use remedios_shared::telemetry;
 use responder::{Config, Responder};
@@ -18,7 +19,8 @@ async fn main() -> Result<(), Error> {
         .unwrap_or_else(|e| telemetry::fatal(&e));
     let responder = &responder;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Infallible>(responder.handle(event.payload).await)
+        let deadline = Deadline::at_unix_ms(event.context.deadline);
+        Ok::<_, Infallible>(responder.handle_by(event.payload, deadline).await)
     }))
     .await
 }

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `BUCKET_NAME` | required | the S3 bucket of Remedios |
 //! | `REPLY_QUEUE_URL` | required | the responder's SQS FIFO queue |
+//! | `INBOUND_QUEUE_URL` | unset | the queue this function consumes: failed records come back after a short backoff instead of its visibility timeout |
 //! | `WHATSAPP_ACCESS_TOKEN` or `WHATSAPP_ACCESS_TOKEN_PARAM` | required | the Graph API token, or the name of its SSM SecureString |
 //! | `GRAPH_API_BASE_URL`, `GRAPH_API_VERSION`, `GRAPH_MEDIA_HOSTS` | Meta's | see [`GraphEndpoint`] |
 //! | `MEDIA_MAX_BYTES` | 16 MiB | media larger than this are refused before download |
@@ -12,10 +13,12 @@
 //! | `WHISPER_MODEL_S3_KEY` | unset | when set, the model is fetched from the bucket into `/tmp` at cold start instead |
 //! | `WHISPER_LANGUAGE` | `auto` | a whisper language code to force, or `auto` to detect (detection costs one more encoder pass per note) |
 //! | `WHISPER_THREADS` | the CPUs the container has | whisper.cpp threads |
+//! | `INBOUND_MAX_RECEIVE_COUNT` | 5 | the inbound queue's `maxReceiveCount`: the last attempt forwards the message with what went wrong, so the user is told |
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use remedios_shared::batch::{DEFAULT_MAX_RECEIVE_COUNT, MAX_RECEIVE_COUNT_RANGE};
 use remedios_shared::config::{AwsSettings, ConfigError, Env, Vars};
 use remedios_shared::graph::GraphEndpoint;
 use remedios_shared::secrets::SecretSource;
@@ -46,6 +49,8 @@ pub enum ModelSource {
 pub struct Config {
     pub bucket: String,
     pub reply_queue_url: String,
+    /// The queue this function consumes, for bringing failed records back soon.
+    pub inbound_queue_url: Option<String>,
     pub access_token: SecretSource,
     pub graph: GraphEndpoint,
     pub media_max_bytes: u64,
@@ -53,6 +58,7 @@ pub struct Config {
     pub model: ModelSource,
     pub language: Language,
     pub threads: usize,
+    pub max_receive_count: u32,
     pub aws: AwsSettings,
 }
 
@@ -85,6 +91,7 @@ impl Config {
         )?;
         Ok(Config {
             bucket: env.required("BUCKET_NAME", "the S3 bucket of Remedios")?,
+            inbound_queue_url: env.optional("INBOUND_QUEUE_URL"),
             reply_queue_url: env.required(
                 "REPLY_QUEUE_URL",
                 "the URL of the responder's SQS FIFO queue",
@@ -104,6 +111,12 @@ impl Config {
             model,
             language,
             threads: env.number_in("WHISPER_THREADS", cores, 1, MAX_THREADS)?,
+            max_receive_count: env.number_in(
+                "INBOUND_MAX_RECEIVE_COUNT",
+                DEFAULT_MAX_RECEIVE_COUNT,
+                *MAX_RECEIVE_COUNT_RANGE.start(),
+                *MAX_RECEIVE_COUNT_RANGE.end(),
+            )?,
             aws: AwsSettings::from_env(env)?,
         })
     }

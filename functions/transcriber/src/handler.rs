@@ -18,6 +18,14 @@
 //! token (which an operator must replace; the messages wait in the queue, then the
 //! dead-letter queue), and a malformed envelope (to the dead-letter queue).
 //!
+//! On a record's last delivery (`ApproximateReceiveCount` at `INBOUND_MAX_RECEIVE_COUNT`,
+//! the queue's `maxReceiveCount`) a failure is not reported: the message is forwarded
+//! with what went wrong ([`Prepared::AudioUnsupported`] for audio,
+//! [`Prepared::MediaUnavailable`] for other media, as it is for text), so the responder
+//! tells the user instead of the message dead-lettering unanswered. Transcription keeps
+//! [`FORWARD_MARGIN`] of the invocation's time for that: audio that cannot be transcribed
+//! in time is answered as unusable at once (a retry would run out the same way).
+//!
 //! Order: records of one user form a FIFO group. Once a record of a group fails, the later
 //! records of that group in the batch are not processed and are reported failed too, so
 //! they are retried after it, in order.
@@ -27,6 +35,7 @@
 //! queue deduplicates the reply job.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -34,6 +43,7 @@ use bytes::Bytes;
 use remedios_shared::envelope::{
     self, Content, EnvelopeError, InboundMessage, MediaRef, Prepared, ReplyJob,
 };
+use remedios_shared::clock::Deadline;
 use remedios_shared::graph::{ErrorClass, GraphClient, GraphError, MediaInfo};
 use remedios_shared::queue::{self, Outgoing, Queue, QueueError};
 use remedios_shared::secrets::{self, SecretError};
@@ -108,19 +118,27 @@ impl RecordError {
     }
 }
 
-/// Size and duration bounds for untrusted media.
+/// What transcription leaves of the invocation's time for storing the transcript and
+/// forwarding the reply job.
+pub const FORWARD_MARGIN: Duration = Duration::from_secs(10);
+
+/// Size and duration bounds for untrusted media, and how often a message is tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Media larger than this are refused before download.
     pub media_max_bytes: u64,
     /// Bounds of the audio decoder.
     pub decode: DecodeLimits,
+    /// The inbound queue's `maxReceiveCount`: the delivery that forwards whatever happens.
+    pub max_receive_count: u32,
 }
 
 /// The transcriber, built once per container.
 #[derive(Debug, Clone)]
 pub struct Transcriber {
     store: Store,
+    /// The inbound queue, when known: failed records come back after their backoff.
+    source: Option<Queue>,
     replies: Queue,
     graph: GraphClient,
     engine: Arc<Engine>,
@@ -154,11 +172,18 @@ impl Transcriber {
     ) -> Self {
         Transcriber {
             store,
+            source: None,
             replies,
             graph,
             engine,
             limits,
         }
+    }
+
+    /// Brings failed records of `source` (the inbound queue) back after their backoff.
+    pub fn with_source(mut self, source: Queue) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// Cold start: resolves the access token, fetches the model if it is in S3, loads it.
@@ -175,16 +200,22 @@ impl Transcriber {
         let engine = tokio::task::spawn_blocking(move || Engine::load(&settings))
             .await
             .map_err(|e| StartError::Join(e.to_string()))??;
-        Ok(Transcriber::new(
+        let sqs = aws::sqs(sdk);
+        let transcriber = Transcriber::new(
             Store::new(s3, &config.bucket),
-            Queue::new(aws::sqs(sdk), &config.reply_queue_url),
+            Queue::new(sqs.clone(), &config.reply_queue_url),
             graph,
             Arc::new(engine),
             Limits {
                 media_max_bytes: config.media_max_bytes,
                 decode: config.decode_limits(),
+                max_receive_count: config.max_receive_count,
             },
-        ))
+        );
+        Ok(match &config.inbound_queue_url {
+            Some(url) => transcriber.with_source(Queue::new(sqs, url)),
+            None => transcriber,
+        })
     }
 
     /// The loaded model.
@@ -192,36 +223,74 @@ impl Transcriber {
         &self.engine
     }
 
-    /// Handles one SQS batch; the response names the records SQS must deliver again.
+    /// Handles one SQS batch without a deadline; see [`Self::handle_by`].
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        batch::in_order(&event.records, group, |record| async move {
+        self.handle_by(event, Deadline::NONE).await
+    }
+
+    /// Handles one SQS batch within the invocation's deadline; the response names the
+    /// records SQS must deliver again.
+    pub async fn handle_by(&self, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
+        let response = batch::in_order(&event.records, group, |record| async move {
             let sqs_id = record.message_id.as_deref().unwrap_or_default();
-            let result = match parse(record) {
-                Ok(message) => self.process(&message).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(prepared) => {
-                    tracing::info!(sqs_id, outcome = outcome(&prepared), "forwarded");
-                    Ok(())
-                }
+            let receive_count = batch::receive_count(record);
+            let message = match parse(record) {
+                Ok(message) => message,
                 Err(error) => {
                     tracing::error!(sqs_id, kind = error.kind(), error = %error, "record failed");
+                    return Err(());
+                }
+            };
+            let error = match self.process_by(&message, deadline).await {
+                Ok(prepared) => {
+                    tracing::info!(sqs_id, outcome = outcome(&prepared), "forwarded");
+                    return Ok(());
+                }
+                Err(error) => error,
+            };
+            if receive_count < self.limits.max_receive_count {
+                tracing::error!(sqs_id, kind = error.kind(), receive_count, error = %error, "record failed");
+                return Err(());
+            }
+            match self.give_up(&message, &error).await {
+                Ok(prepared) => {
+                    tracing::error!(sqs_id, kind = error.kind(), receive_count, error = %error, outcome = outcome(&prepared), "record failed on its last delivery; forwarded so the user is told");
+                    Ok(())
+                }
+                Err(forward) => {
+                    tracing::error!(sqs_id, kind = error.kind(), receive_count, error = %error, forward_error = %forward, "record failed on its last delivery and could not be forwarded; it goes to the dead-letter queue");
                     Err(())
                 }
             }
         })
-        .await
+        .await;
+        if let Some(source) = &self.source {
+            batch::retry_soon(source, &event.records, &response).await;
+        }
+        response
     }
 
-    /// Handles one inbound message: stores it, prepares it and forwards the reply job.
+    /// Prepares and forwards one message without a deadline; see [`Self::process_by`].
     pub async fn process(&self, message: &InboundMessage) -> Result<Prepared, RecordError> {
+        self.process_by(message, Deadline::NONE).await
+    }
+
+    /// Stores, prepares and forwards one message; transcription stops in time to keep
+    /// [`FORWARD_MARGIN`] before `deadline`.
+    pub async fn process_by(
+        &self,
+        message: &InboundMessage,
+        deadline: Deadline,
+    ) -> Result<Prepared, RecordError> {
         let tag = message.user_key().tag();
         self.store
             .put_json(&keys::message_record(&tag, &message.id), message)
             .await?;
         let prepared = match &message.content {
-            Content::Audio { media, .. } => self.audio(message, &tag, media).await?,
+            Content::Audio { media, .. } => {
+                self.audio(message, &tag, media, deadline.keeping(FORWARD_MARGIN))
+                    .await?
+            }
             content => match content.media() {
                 Some(media) => match self.fetch_media(message, &tag, media, false).await? {
                     Fetched::Stored(stored) => Prepared::MediaStored {
@@ -233,8 +302,35 @@ impl Transcriber {
                 None => Prepared::Nothing,
             },
         };
+        self.forward(message, &tag, prepared).await
+    }
+
+    /// The last delivery failed: forward the message with what went wrong, so the
+    /// responder tells the user (text is forwarded as it is, to be answered).
+    async fn give_up(
+        &self,
+        message: &InboundMessage,
+        error: &RecordError,
+    ) -> Result<Prepared, RecordError> {
+        let reason = format!("failed on its last delivery ({}): {error}", error.kind());
+        let prepared = match &message.content {
+            Content::Audio { .. } => Prepared::AudioUnsupported { reason },
+            content if content.media().is_some() => Prepared::MediaUnavailable { reason },
+            _ => Prepared::Nothing,
+        };
+        self.forward(message, &message.user_key().tag(), prepared)
+            .await
+    }
+
+    /// Sends the reply job of `message` to the reply queue.
+    async fn forward(
+        &self,
+        message: &InboundMessage,
+        tag: &UserTag,
+        prepared: Prepared,
+    ) -> Result<Prepared, RecordError> {
         let job = ReplyJob::new(message.clone(), prepared);
-        let outgoing = Outgoing::new(&job, &tag, queue::dedup_id(&message.id, None))?;
+        let outgoing = Outgoing::new(&job, tag, queue::dedup_id(&message.id, None))?;
         self.replies.send_all(&[outgoing]).await?;
         Ok(job.prepared)
     }
@@ -244,6 +340,7 @@ impl Transcriber {
         message: &InboundMessage,
         tag: &UserTag,
         media: &MediaRef,
+        until: Deadline,
     ) -> Result<Prepared, RecordError> {
         let transcript_key = keys::transcript(tag, &message.id);
         if let Some((transcript, _)) = self.store.get_json::<Transcript>(&transcript_key).await? {
@@ -260,7 +357,7 @@ impl Transcriber {
         let limits = self.limits.decode.clone();
         // Decoding and whisper are CPU bound: off the async runtime.
         let outcome = tokio::task::spawn_blocking(move || {
-            decode_and_transcribe(&engine, &bytes, &mime, &limits)
+            decode_and_transcribe(&engine, &bytes, &mime, &limits, until)
         })
         .await
         .map_err(|e| RecordError::Crashed(e.to_string()))??;
@@ -400,6 +497,7 @@ fn decode_and_transcribe(
     bytes: &[u8],
     mime: &str,
     limits: &DecodeLimits,
+    until: Deadline,
 ) -> Result<Heard, RecordError> {
     let decoded = match audio::decode(bytes, Some(mime), limits) {
         Ok(decoded) => decoded,
@@ -408,9 +506,13 @@ fn decode_and_transcribe(
         }
         Err(e) => return Ok(Heard::Unusable(e.to_string())),
     };
-    match engine.transcribe(&decoded.samples) {
+    match engine.transcribe_by(&decoded.samples, until) {
         Ok(transcript) => Ok(Heard::Transcript(transcript)),
-        Err(e @ (SpeechError::TooLong { .. } | SpeechError::InvalidSamples { .. })) => {
+        Err(
+            e @ (SpeechError::TooLong { .. }
+            | SpeechError::InvalidSamples { .. }
+            | SpeechError::OutOfTime { .. }),
+        ) => {
             Ok(Heard::Unusable(e.to_string()))
         }
         Err(e) => Err(RecordError::Speech(e)),

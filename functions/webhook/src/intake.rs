@@ -7,7 +7,7 @@ use remedios_shared::envelope::InboundMessage;
 use remedios_shared::queue::{self, Outgoing};
 use remedios_shared::signature::{self, SignatureError};
 use remedios_shared::user::{Sender, redact};
-use remedios_shared::whatsapp::webhook::{ChangeValue, Notification, Status};
+use remedios_shared::whatsapp::webhook::{ChangeValue, Lenient, Notification, Status};
 use tracing::{debug, info, warn};
 
 /// The `object` of WhatsApp notifications.
@@ -125,6 +125,18 @@ fn plan_change(value: &ChangeValue, now_ms: i64, allow: &AllowList, plan: &mut P
         return;
     };
     for message in &value.messages {
+        let message = match message {
+            Lenient::Valid(message) => message,
+            Lenient::Invalid { id, error } => {
+                // The others go on; this one is kept with the body in quarantine.
+                let id = id.as_deref().unwrap_or("(no id)");
+                warn!(message_id = %id, "dropping a message whose fields do not have the types Meta documents");
+                debug!(message_id = %id, error = %error, "why the message does not parse");
+                plan.quarantine =
+                    Some(format!("message {id} does not parse as a WhatsApp message"));
+                continue;
+            }
+        };
         if message.id.is_empty() {
             plan.quarantine = Some("a message without an id".into());
             continue;

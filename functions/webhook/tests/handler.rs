@@ -816,6 +816,63 @@ async fn a_message_naming_no_sender_is_quarantined_and_the_others_enqueued() {
     assert_eq!(stack.object(&keys[0]).await, body.into_bytes());
 }
 
+#[tokio::test]
+async fn one_message_with_a_wrongly_typed_field_is_dropped_and_the_others_of_the_post_enqueued() {
+    let stack = TestBed::start().await;
+    let ana = phone_user(6);
+    let rui = phone_user(7);
+    let mut body: Value = serde_json::from_str(&meta::notification(vec![meta::change(
+        &[&ana, &rui],
+        vec![
+            meta::text(&ana, &wamid("LEN1"), TS, "first"),
+            meta::text(&rui, &wamid("LEN2"), TS + 1, "broken"),
+            meta::text(&ana, &wamid("LEN3"), TS + 2, "third"),
+        ],
+        vec![],
+    )]))
+    .unwrap();
+    // A number where Meta documents a string.
+    body["entry"][0]["changes"][0]["value"]["messages"][1]["text"]["body"] = json!(42);
+    let body = body.to_string();
+
+    assert_eq!(status(&stack.post_signed(&body).await), 200);
+
+    let received = stack.drain().await;
+    let ids: Vec<&str> = received.iter().map(|r| r.envelope.id.as_str()).collect();
+    assert_eq!(ids, [wamid("LEN1"), wamid("LEN3")]);
+    let keys = stack.quarantined().await;
+    assert_eq!(keys.len(), 1, "the body is kept for the broken message");
+    assert_eq!(stack.object(&keys[0]).await, body.into_bytes());
+}
+
+#[tokio::test]
+async fn a_message_is_never_filed_under_another_users_contact() {
+    let stack = TestBed::start().await;
+    let ana = phone_user(8);
+    let eva = User {
+        wa_id: Some("15550008888".into()),
+        user_id: Some("BR.888".into()),
+        name: "Eva".into(),
+        username: None,
+    };
+    // Ana's message, with Eva as the notification's only contact.
+    let body = meta::notification(vec![meta::change(
+        &[&eva],
+        vec![meta::text(&ana, &wamid("WHO1"), TS, "mine")],
+        vec![],
+    )]);
+    assert_eq!(status(&stack.post_signed(&body).await), 200);
+    let received = stack.drain().await;
+    assert_eq!(received.len(), 1);
+    let sender = &received[0].envelope.sender;
+    assert_eq!(sender.wa_id, ana.wa_id);
+    assert_eq!(sender.user_id, None, "not Eva's BSUID");
+    assert_eq!(
+        received[0].group_id,
+        UserTag::of(ana.wa_id.as_deref().unwrap()).as_str()
+    );
+}
+
 // ---------------------------------------------------------------- hostile text
 
 #[tokio::test]

@@ -6,7 +6,8 @@
 //! payload object is missing) becomes [`MessageContent::Unsupported`] instead of
 //! failing the whole notification, so the responder can still answer politely.
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The body of a webhook POST.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -43,13 +44,57 @@ pub struct ChangeValue {
     pub metadata: Option<Metadata>,
     #[serde(default)]
     pub contacts: Vec<Contact>,
+    /// Each message parsed on its own: one that does not parse does not take the
+    /// others of the notification with it.
     #[serde(default)]
-    pub messages: Vec<Message>,
+    pub messages: Vec<Lenient<Message>>,
     #[serde(default)]
     pub statuses: Vec<Status>,
     /// Errors about the notification itself (not tied to one message).
     #[serde(default)]
     pub errors: Vec<ApiError>,
+}
+
+/// One element of a list, parsed apart from the others: a message whose fields do not
+/// have the types Meta documents (a number where a string belongs) is kept as
+/// [`Lenient::Invalid`], with its id when it has one, and the rest of the list is read
+/// as usual.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lenient<T> {
+    Valid(T),
+    Invalid {
+        /// The element's `id`, when it has a string one.
+        id: Option<String>,
+        /// What serde found wrong (may quote a value: not for logs at info level).
+        error: String,
+    },
+}
+
+impl<T> Lenient<T> {
+    /// The element when it parsed.
+    pub fn valid(&self) -> Option<&T> {
+        match self {
+            Lenient::Valid(t) => Some(t),
+            Lenient::Invalid { .. } => None,
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let id = value
+            .get("id")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        Ok(match T::deserialize(value) {
+            Ok(t) => Lenient::Valid(t),
+            Err(e) => Lenient::Invalid {
+                id,
+                error: e.to_string(),
+            },
+        })
+    }
 }
 
 /// Our business number that the change concerns.

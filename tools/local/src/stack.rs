@@ -895,6 +895,10 @@ fn function_env(
         &resources.reply.spec.max_receive_count.to_string(),
     );
     set(
+        "INBOUND_MAX_RECEIVE_COUNT",
+        &resources.inbound.spec.max_receive_count.to_string(),
+    );
+    set(
         "WHISPER_MODEL_PATH",
         &default_whisper_model().display().to_string(),
     );

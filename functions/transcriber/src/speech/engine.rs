@@ -8,6 +8,8 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
+use remedios_shared::clock::Deadline;
+
 use super::error::whisper_error;
 use super::language::language_code;
 use super::model_file::check_model_file;
@@ -150,6 +152,12 @@ impl Engine {
     /// or silent audio gives an empty transcript, not an error. Audio longer than
     /// [`MAX_AUDIO_DURATION`] or with non-finite samples is refused.
     pub fn transcribe(&self, samples: &[f32]) -> Result<Transcript, SpeechError> {
+        self.transcribe_by(samples, Deadline::NONE)
+    }
+
+    /// [`Self::transcribe`], stopping with [`SpeechError::OutOfTime`] before a chunk that
+    /// would not finish by `until` (judged by the slowest chunk so far).
+    pub fn transcribe_by(&self, samples: &[f32], until: Deadline) -> Result<Transcript, SpeechError> {
         let started = Instant::now();
         let audio_duration_ms = ms(samples.len());
         if audio_duration_ms > MAX_AUDIO_DURATION.as_millis() as u64 {
@@ -184,12 +192,20 @@ impl Engine {
         let mut detect_ms = 0;
         let mut previous_end = 0;
         let mut spoken_before = false;
+        let mut slowest = Duration::ZERO;
         for chunk in &chunks {
             let audio = &samples[chunk.clone()];
             let chunk_peak = audio.iter().fold(0.0f32, |peak, s| peak.max(s.abs()));
             if audio.len() < MIN_SAMPLES || chunk_peak < SILENCE_PEAK {
                 continue;
             }
+            if until.remaining().is_some_and(|left| left <= slowest) {
+                return Err(SpeechError::OutOfTime {
+                    done_ms: ms(chunk.start),
+                    duration_ms: audio_duration_ms,
+                });
+            }
+            let chunk_started = Instant::now();
             let window = self.tuning.window_for(audio.len());
             let code = match &language {
                 Some(code) => code.clone(),
@@ -219,6 +235,7 @@ impl Engine {
                 &mut transcript.segments,
             )?;
             spoken_before |= transcript.segments.len() > before;
+            slowest = slowest.max(chunk_started.elapsed());
         }
 
         transcript.text = join_segments(&transcript.segments);

@@ -85,6 +85,16 @@ pub enum SpeechError {
         /// Duration of the audio.
         duration_ms: u64,
     },
+    /// The invocation's time would run out before the next chunk is transcribed.
+    #[error(
+        "the audio could not be transcribed in the time this invocation had ({done_ms} of {duration_ms} ms of audio done): raise TranscriberTimeout, use a smaller model, or lower AUDIO_MAX_SECONDS"
+    )]
+    OutOfTime {
+        /// Audio transcribed before stopping.
+        done_ms: u64,
+        /// Duration of the audio.
+        duration_ms: u64,
+    },
     /// A sample is NaN or infinite (a decoder bug, never valid audio).
     #[error("the audio has an invalid (non-finite) sample at index {index}")]
     InvalidSamples {

@@ -1,0 +1,162 @@
+//! The failure policy, class by class, as the user meets it: the answer or one apology,
+//! never silence and never two, and the user's later messages answered after it. Against
+//! moto (S3, the responder's own role), the Graph API emulator and the SmolLM2 model
+//! server behind the GPT4All rules gate.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use remedios_shared::clock::Deadline;
+use remedios_shared::user::UserKey;
+use remedios_testkit::model_server::GateRecord;
+use responder::Behaviour;
+use responder::decision::{APOLOGY, CANNOT_ANSWER, CUT_NOTE, QUESTION_MAX_CHARS};
+use responder::handler::REPLY_MARGIN;
+use tokio::net::TcpListener;
+
+/// A question no 2,048-token context holds even cut to [`QUESTION_MAX_CHARS`]: each of
+/// these characters is one token or more.
+fn over_any_context() -> String {
+    "漢字仮名交じり文".repeat(3000)
+}
+
+#[tokio::test]
+async fn a_question_the_host_refuses_for_good_is_answered_at_once_and_the_next_one_normally() {
+    let bench = TestBed::start().await;
+    let responder = bench.responder();
+    let refused = text_job("wamid.CTX1", &over_any_context());
+    let next = text_job("wamid.CTX2", "Hello! Who are you?");
+
+    let response = responder.handle(event(&[(&refused, 1), (&next, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let records = bench.gate.records();
+    let GateRecord::Forwarded { request, status, .. } = &records[0] else {
+        panic!("the question reached the model: {records:?}");
+    };
+    assert_eq!(*status, 400, "llama.cpp refuses a prompt over its context");
+    let sent_question = &request.messages.last().expect("a user turn").content;
+    assert!(sent_question.ends_with(CUT_NOTE), "cut before it was sent");
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 2, "one answer each: {sent:?}");
+    assert_eq!(sent[0].body, CANNOT_ANSWER);
+    assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.CTX1"));
+    assert_eq!(sent[1].reply_to.as_deref(), Some("wamid.CTX2"));
+    assert_ne!(sent[1].body, CANNOT_ANSWER);
+    assert_ne!(sent[1].body, APOLOGY);
+    // Nothing to remember of the refused one; the next one is remembered.
+    let user = UserKey::new(PHONE).tag();
+    let turns = bench.conversation(&user).await.turns;
+    assert_eq!(turns.len(), 2, "{turns:?}");
+    assert_eq!(turns[0].text, "Hello! Who are you?");
+
+    // Delivered again (a late duplicate): nothing more is sent.
+    let again = responder.handle(event(&[(&refused, 2)])).await;
+    assert!(failed(&again).is_empty());
+    assert_eq!(bench.graph.sent_texts().len(), 2);
+}
+
+#[tokio::test]
+async fn a_long_question_is_cut_with_a_note_and_answered() {
+    let bench = TestBed::start().await;
+    let responder = bench.responder();
+    let long = "Tell me about the weather in spring. ".repeat(600);
+    let job = text_job("wamid.LONG1", &long);
+
+    let response = responder.handle(event(&[(&job, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let forwarded = bench.gate.forwarded();
+    assert_eq!(forwarded.len(), 1);
+    let question = &forwarded[0].messages.last().expect("a user turn").content;
+    assert!(question.ends_with(CUT_NOTE));
+    assert!(question.chars().count() <= QUESTION_MAX_CHARS + CUT_NOTE.chars().count());
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 1);
+    assert_ne!(sent[0].body, CANNOT_ANSWER);
+    assert_ne!(sent[0].body, APOLOGY);
+}
+
+/// A host that takes connections and never answers (a hung proxy in front of GPT4All).
+async fn hung_host() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let addr = listener.local_addr().expect("an address");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (format!("http://{addr}/v1"), task)
+}
+
+#[tokio::test]
+async fn a_host_slower_than_the_invocation_still_leaves_the_last_attempt_time_to_apologise() {
+    let bench = TestBed::start().await;
+    let (hung, _task) = hung_host().await;
+    let mut model = bench.model_settings();
+    model.base_url = url(&hung);
+    model.model = Some("smollm2".into());
+    // Longer than the invocation has: the deadline, not this, must end the wait.
+    model.timeout = Duration::from_secs(120);
+    let responder = bench.responder_with(model, Behaviour::default());
+    let job = text_job("wamid.SLOW1", "Are you there?");
+    let later = text_job("wamid.SLOW2", "Hello again");
+    let invocation = REPLY_MARGIN + Duration::from_secs(3);
+
+    // Attempts before the last: each gives up in time and the job comes back.
+    for attempt in 1..=4 {
+        let started = Instant::now();
+        let response = responder
+            .handle_by(event(&[(&job, attempt), (&later, 1)]), Deadline::after(invocation))
+            .await;
+        assert!(started.elapsed() < invocation, "attempt {attempt} took {:?}", started.elapsed());
+        assert_eq!(failed(&response).len(), 2, "the later message waits behind it");
+    }
+    assert!(bench.graph.sent_texts().is_empty());
+
+    // The last attempt: one apology, within the invocation.
+    let started = Instant::now();
+    let last = responder
+        .handle_by(event(&[(&job, 5)]), Deadline::after(invocation))
+        .await;
+    assert!(started.elapsed() < invocation, "took {:?}", started.elapsed());
+    assert_eq!(failed(&last).len(), 1, "kept in the dead-letter queue for the operator");
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body, APOLOGY);
+    assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.SLOW1"));
+
+    // The user's next message is answered once the host is back.
+    let up = bench.responder();
+    let response = up.handle(event(&[(&later, 2)])).await;
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].reply_to.as_deref(), Some("wamid.SLOW2"));
+}
+
+#[tokio::test]
+async fn a_late_duplicate_after_a_reset_brings_nothing_back() {
+    let bench = TestBed::start().await;
+    let responder = bench.responder();
+    let user = UserKey::new(PHONE).tag();
+    let question = text_job("wamid.LATE1", "My name is Ana.");
+    let reset = text_job("wamid.LATE2", "/reset");
+    assert!(failed(&responder.handle(event(&[(&question, 1), (&reset, 1)])).await).is_empty());
+    assert!(bench.conversation(&user).await.turns.is_empty(), "forgotten");
+    assert_eq!(bench.graph.sent_texts().len(), 2);
+
+    // Meta delivers the first message again days later (long past SQS's five minutes).
+    let response = responder.handle(event(&[(&question, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert_eq!(bench.graph.sent_texts().len(), 2, "no second answer");
+    assert!(
+        bench.conversation(&user).await.turns.is_empty(),
+        "the forgotten exchange stays forgotten"
+    );
+    assert_eq!(bench.gate.forwarded().len(), 1, "the model is not asked again");
+}
