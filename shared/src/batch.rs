@@ -200,7 +200,10 @@ mod tests {
         assert_eq!(backoff(0).as_secs(), 10);
         assert_eq!(backoff(u32::MAX).as_secs(), 300);
         let before_the_fifth: u64 = waits[..4].iter().sum();
-        assert_eq!(before_the_fifth, 400, "the documented 400 s to the last delivery");
+        assert_eq!(
+            before_the_fifth, 400,
+            "the documented 400 s to the last delivery"
+        );
     }
 
     #[test]

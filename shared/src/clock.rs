@@ -25,9 +25,7 @@ impl Deadline {
         let left = i64::try_from(deadline_ms)
             .unwrap_or(i64::MAX)
             .saturating_sub(now_ms());
-        Self::after(Duration::from_millis(
-            u64::try_from(left).unwrap_or(0),
-        ))
+        Self::after(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
     }
 
     /// A deadline `left` from now.
@@ -38,11 +36,10 @@ impl Deadline {
     /// The same deadline brought forward by `margin`, for work that must leave time for
     /// what follows it.
     pub fn keeping(&self, margin: Duration) -> Self {
-        Deadline(self.0.map(|at| {
-            at.checked_sub(margin)
-                .unwrap_or_else(Instant::now)
-                .min(at)
-        }))
+        Deadline(
+            self.0
+                .map(|at| at.checked_sub(margin).unwrap_or_else(Instant::now).min(at)),
+        )
     }
 
     /// The time left, `None` without a deadline.
@@ -52,11 +49,7 @@ impl Deadline {
     }
 
     /// At most `want`, and no more than what is left once `margin` is kept.
-    pub fn budget(
-        &self,
-        want: Duration,
-        margin: Duration,
-    ) -> Duration {
+    pub fn budget(&self, want: Duration, margin: Duration) -> Duration {
         match self.remaining() {
             Some(left) => want.min(left.saturating_sub(margin)),
             None => want,

@@ -251,7 +251,11 @@ fn both_consumers_give_up_on_the_delivery_sqs_dead_letters() {
         let stack = stack(&template, &[("MaxReceiveCount", count)]);
         for (name, queue, var) in [
             (RESPONDER_FUNCTION, REPLY_QUEUE, "REPLY_MAX_RECEIVE_COUNT"),
-            (TRANSCRIBER_FUNCTION, INBOUND_QUEUE, "INBOUND_MAX_RECEIVE_COUNT"),
+            (
+                TRANSCRIBER_FUNCTION,
+                INBOUND_QUEUE,
+                "INBOUND_MAX_RECEIVE_COUNT",
+            ),
         ] {
             let consumer = function(&stack, name);
             let redrive = stack.queue(queue).unwrap().redrive.unwrap();

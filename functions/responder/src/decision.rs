@@ -396,5 +396,4 @@ mod tests {
             QUESTION_MAX_CHARS + CUT_NOTE.chars().count()
         );
     }
-
 }

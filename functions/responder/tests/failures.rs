@@ -33,7 +33,10 @@ async fn a_question_the_host_refuses_for_good_is_answered_at_once_and_the_next_o
 
     assert!(failed(&response).is_empty(), "{response:?}");
     let records = bench.gate.records();
-    let GateRecord::Forwarded { request, status, .. } = &records[0] else {
+    let GateRecord::Forwarded {
+        request, status, ..
+    } = &records[0]
+    else {
         panic!("the question reached the model: {records:?}");
     };
     assert_eq!(*status, 400, "llama.cpp refuses a prompt over its context");
@@ -110,10 +113,21 @@ async fn a_host_slower_than_the_invocation_still_leaves_the_last_attempt_time_to
     for attempt in 1..=4 {
         let started = Instant::now();
         let response = responder
-            .handle_by(event(&[(&job, attempt), (&later, 1)]), Deadline::after(invocation))
+            .handle_by(
+                event(&[(&job, attempt), (&later, 1)]),
+                Deadline::after(invocation),
+            )
             .await;
-        assert!(started.elapsed() < invocation, "attempt {attempt} took {:?}", started.elapsed());
-        assert_eq!(failed(&response).len(), 2, "the later message waits behind it");
+        assert!(
+            started.elapsed() < invocation,
+            "attempt {attempt} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            failed(&response).len(),
+            2,
+            "the later message waits behind it"
+        );
     }
     assert!(bench.graph.sent_texts().is_empty());
 
@@ -122,8 +136,16 @@ async fn a_host_slower_than_the_invocation_still_leaves_the_last_attempt_time_to
     let last = responder
         .handle_by(event(&[(&job, 5)]), Deadline::after(invocation))
         .await;
-    assert!(started.elapsed() < invocation, "took {:?}", started.elapsed());
-    assert_eq!(failed(&last).len(), 1, "kept in the dead-letter queue for the operator");
+    assert!(
+        started.elapsed() < invocation,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        failed(&last).len(),
+        1,
+        "kept in the dead-letter queue for the operator"
+    );
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].body, APOLOGY);
@@ -145,8 +167,18 @@ async fn a_late_duplicate_after_a_reset_brings_nothing_back() {
     let user = UserKey::new(PHONE).tag();
     let question = text_job("wamid.LATE1", "My name is Ana.");
     let reset = text_job("wamid.LATE2", "/reset");
-    assert!(failed(&responder.handle(event(&[(&question, 1), (&reset, 1)])).await).is_empty());
-    assert!(bench.conversation(&user).await.turns.is_empty(), "forgotten");
+    assert!(
+        failed(
+            &responder
+                .handle(event(&[(&question, 1), (&reset, 1)]))
+                .await
+        )
+        .is_empty()
+    );
+    assert!(
+        bench.conversation(&user).await.turns.is_empty(),
+        "forgotten"
+    );
     assert_eq!(bench.graph.sent_texts().len(), 2);
 
     // Meta delivers the first message again days later (long past SQS's five minutes).
@@ -158,5 +190,9 @@ async fn a_late_duplicate_after_a_reset_brings_nothing_back() {
         bench.conversation(&user).await.turns.is_empty(),
         "the forgotten exchange stays forgotten"
     );
-    assert_eq!(bench.gate.forwarded().len(), 1, "the model is not asked again");
+    assert_eq!(
+        bench.gate.forwarded().len(),
+        1,
+        "the model is not asked again"
+    );
 }

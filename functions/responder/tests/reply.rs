@@ -157,13 +157,15 @@ async fn the_second_message_carries_the_first_exchange_and_reset_forgets_it() {
 #[tokio::test]
 async fn a_long_reply_goes_out_in_ordered_parts_under_whatsapps_limit() {
     let bench = TestBed::start().await;
-    // About 1000 prompt tokens: SmolLM2 on llama.cpp's CPU backend evaluates them in
-    // seconds on an idle machine, but a busy CI machine can take a minute.
+    // The question is cut to QUESTION_MAX_CHARS (about 700 prompt tokens): SmolLM2 on
+    // llama.cpp's CPU backend evaluates them in seconds on an idle machine, but a busy CI
+    // machine can take a minute.
     let mut model = bench.model_settings();
     model.timeout = std::time::Duration::from_secs(300);
     let responder = bench.responder_with(model, Behaviour::default());
-    // A long voice note: the reply quotes what was heard, then answers, and is split.
-    let heard = "I would like to tell you about my garden. ".repeat(95);
+    // A long voice note: the reply quotes what was heard (over WhatsApp's 4,096
+    // characters on its own), then answers, and is split.
+    let heard = "I would like to tell you about my garden. ".repeat(98);
     let job = ReplyJob::new(
         from_phone(
             "wamid.LONG1",

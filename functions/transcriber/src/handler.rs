@@ -40,10 +40,10 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
+use remedios_shared::clock::Deadline;
 use remedios_shared::envelope::{
     self, Content, EnvelopeError, InboundMessage, MediaRef, Prepared, ReplyJob,
 };
-use remedios_shared::clock::Deadline;
 use remedios_shared::graph::{ErrorClass, GraphClient, GraphError, MediaInfo};
 use remedios_shared::queue::{self, Outgoing, Queue, QueueError};
 use remedios_shared::secrets::{self, SecretError};
@@ -512,9 +512,7 @@ fn decode_and_transcribe(
             e @ (SpeechError::TooLong { .. }
             | SpeechError::InvalidSamples { .. }
             | SpeechError::OutOfTime { .. }),
-        ) => {
-            Ok(Heard::Unusable(e.to_string()))
-        }
+        ) => Ok(Heard::Unusable(e.to_string())),
         Err(e) => Err(RecordError::Speech(e)),
     }
 }

@@ -51,7 +51,11 @@ async fn a_voice_note_failing_on_every_delivery_is_forwarded_as_unusable_on_the_
                 delivered("sqs-2", &later, delivery),
             ]))
             .await;
-        assert_eq!(failed_ids(&response), ["sqs-1", "sqs-2"], "delivery {delivery}");
+        assert_eq!(
+            failed_ids(&response),
+            ["sqs-1", "sqs-2"],
+            "delivery {delivery}"
+        );
         assert!(stack.replies().await.is_empty());
     }
     deliveries += 1;
@@ -69,7 +73,10 @@ async fn a_voice_note_failing_on_every_delivery_is_forwarded_as_unusable_on_the_
     let ids: Vec<&str> = replies.iter().map(|r| r.job.message.id.as_str()).collect();
     assert_eq!(ids, ["wamid.EVERY1", "wamid.EVERY2"], "in order, once each");
     let Prepared::AudioUnsupported { reason } = &replies[0].job.prepared else {
-        panic!("the note is forwarded as unusable: {:?}", replies[0].job.prepared);
+        panic!(
+            "the note is forwarded as unusable: {:?}",
+            replies[0].job.prepared
+        );
     };
     assert!(reason.contains("last delivery"), "{reason}");
     assert_eq!(replies[1].job.prepared, Prepared::Nothing);
@@ -79,8 +86,8 @@ async fn a_voice_note_failing_on_every_delivery_is_forwarded_as_unusable_on_the_
 async fn a_note_that_cannot_be_transcribed_in_time_is_forwarded_as_unusable_at_once() {
     let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
     let fx = Fixtures::new();
-    // About 90 s of speech: three or more chunks.
-    let long = audio::read(&fx.voice_note("long.ogg", "en", &audio::long_text(90)));
+    // About 50 s of speech: two chunks or more.
+    let long = audio::read(&fx.voice_note("long.ogg", "en", &audio::long_text(50)));
     let voice_id = stack.graph.add_media(long, OPUS);
     let note = message("15551239002", "wamid.TIME1", audio(&voice_id, OPUS));
     let later = message("15551239002", "wamid.TIME2", text("and one more thing"));

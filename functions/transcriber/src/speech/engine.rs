@@ -157,7 +157,11 @@ impl Engine {
 
     /// [`Self::transcribe`], stopping with [`SpeechError::OutOfTime`] before a chunk that
     /// would not finish by `until` (judged by the slowest chunk so far).
-    pub fn transcribe_by(&self, samples: &[f32], until: Deadline) -> Result<Transcript, SpeechError> {
+    pub fn transcribe_by(
+        &self,
+        samples: &[f32],
+        until: Deadline,
+    ) -> Result<Transcript, SpeechError> {
         let started = Instant::now();
         let audio_duration_ms = ms(samples.len());
         if audio_duration_ms > MAX_AUDIO_DURATION.as_millis() as u64 {

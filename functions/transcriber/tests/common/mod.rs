@@ -2,6 +2,8 @@
 //! emulator and a real whisper model, wired through the function's own configuration and
 //! cold start ([`Config::from_env`], [`Transcriber::connect`]).
 
+#![allow(dead_code)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
