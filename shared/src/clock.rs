@@ -21,11 +21,18 @@ impl Deadline {
     pub const NONE: Deadline = Deadline(None);
 
     /// Lambda's deadline for the invocation (`Context::deadline`, Unix milliseconds).
+    ///
+    /// A deadline that has already passed when the invocation starts is no deadline:
+    /// Lambda never hands out such an invocation, and emulators do (`cargo lambda
+    /// watch` sends the constant 600000, the first ten minutes of 1970).
     pub fn at_unix_ms(deadline_ms: u64) -> Self {
         let left = i64::try_from(deadline_ms)
             .unwrap_or(i64::MAX)
             .saturating_sub(now_ms());
-        Self::after(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
+        match u64::try_from(left) {
+            Ok(left) if left > 0 => Self::after(Duration::from_millis(left)),
+            _ => Deadline::NONE,
+        }
     }
 
     /// A deadline `left` from now.
@@ -75,9 +82,9 @@ mod tests {
         let lambda = Deadline::at_unix_ms(u64::try_from(now_ms()).unwrap() + 90_000);
         assert!(lambda.remaining().unwrap() > Duration::from_secs(85));
         assert_eq!(
-            Deadline::at_unix_ms(1).remaining(),
-            Some(Duration::ZERO),
-            "a deadline in the past leaves nothing"
+            Deadline::at_unix_ms(600_000),
+            Deadline::NONE,
+            "a deadline already past is an emulator's placeholder"
         );
     }
 }
