@@ -251,11 +251,13 @@ pub fn classify(status: u16, code: i64) -> ErrorClass {
     }
 }
 
-/// The client. Cheap to clone; build it once per container.
+/// The client. Cheap to clone (clones share the token); build it once per container.
 #[derive(Debug, Clone)]
 pub struct GraphClient {
     http: reqwest::Client,
     settings: GraphSettings,
+    /// The access token in use: [`GraphSettings::token`] until [`Self::replace_token`].
+    token: std::sync::Arc<std::sync::RwLock<Secret>>,
 }
 
 impl GraphClient {
@@ -280,12 +282,37 @@ impl GraphClient {
             .redirect(policy)
             .build()
             .map_err(|e| GraphError::Transport(e.to_string()))?;
-        Ok(GraphClient { http, settings })
+        let token = std::sync::Arc::new(std::sync::RwLock::new(settings.token.clone()));
+        Ok(GraphClient {
+            http,
+            settings,
+            token,
+        })
     }
 
-    /// The settings this client was built with.
+    /// The settings this client was built with (with the token it was given first).
     pub fn settings(&self) -> &GraphSettings {
         &self.settings
+    }
+
+    /// Uses `token` from now on (an operator replaced an expired one); whether it differs
+    /// from the one in use.
+    pub fn replace_token(&self, token: Secret) -> bool {
+        let mut current = self
+            .token
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = current.expose() != token.expose();
+        *current = token;
+        changed
+    }
+
+    fn bearer(&self) -> String {
+        self.token
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .expose()
+            .to_owned()
     }
 
     fn endpoint(&self, path: &str) -> Result<Url, GraphError> {
@@ -307,7 +334,7 @@ impl GraphClient {
         let response = self
             .http
             .get(url)
-            .bearer_auth(self.settings.token.expose())
+            .bearer_auth(self.bearer())
             .send()
             .await
             .map_err(transport)?;
@@ -334,7 +361,7 @@ impl GraphClient {
         let response = self
             .http
             .get(url)
-            .bearer_auth(self.settings.token.expose())
+            .bearer_auth(self.bearer())
             .send()
             .await
             .map_err(transport)?;
@@ -454,7 +481,7 @@ impl GraphClient {
         let response = self
             .http
             .post(url)
-            .bearer_auth(self.settings.token.expose())
+            .bearer_auth(self.bearer())
             .json(body)
             .send()
             .await

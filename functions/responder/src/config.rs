@@ -18,6 +18,7 @@
 //! | `ECHO_TRANSCRIPT` | true | start the answer to a voice note with what was heard |
 //! | `REPLY_QUEUE_URL` | unset | the queue this function consumes: failed records come back after a short backoff instead of its visibility timeout |
 //! | `REPLY_MAX_RECEIVE_COUNT` | 5 | the reply queue's `maxReceiveCount`: the last attempt apologises |
+//! | `TEXT_<NAME>_<LANG>` | Remedios's own | replaces one fixed text in one language (`TEXT_RESET_DONE_ES`); see [`crate::texts`] |
 //! | `NORMALIZE_TEST_RECIPIENTS` | false | drop the mobile digit of `521…`/`549…` numbers (Meta's test-mode allowed list) |
 
 use std::time::Duration;
@@ -27,6 +28,8 @@ use remedios_shared::config::{AwsSettings, ConfigError, Env, Vars};
 use remedios_shared::graph::GraphEndpoint;
 use remedios_shared::secrets::SecretSource;
 use url::Url;
+
+use crate::texts::Texts;
 
 /// The GPT4All API server's address when it runs on the same machine.
 pub const DEFAULT_GPT4ALL_URL: &str = "http://localhost:4891/v1";
@@ -87,6 +90,8 @@ pub struct Behaviour {
     pub echo_transcript: bool,
     pub max_receive_count: u32,
     pub normalize_test_recipients: bool,
+    /// The fixed texts, with the deployer's overrides.
+    pub texts: Texts,
 }
 
 impl Default for Behaviour {
@@ -98,6 +103,7 @@ impl Default for Behaviour {
             echo_transcript: true,
             max_receive_count: DEFAULT_MAX_RECEIVE_COUNT,
             normalize_test_recipients: false,
+            texts: Texts::default(),
         }
     }
 }
@@ -183,6 +189,7 @@ impl Config {
                 *MAX_RECEIVE_COUNT_RANGE.end(),
             )?,
             normalize_test_recipients: env.flag("NORMALIZE_TEST_RECIPIENTS", false)?,
+            texts: Texts::from_env(env)?,
         };
         Ok(Config {
             bucket: env.required("BUCKET_NAME", "the S3 bucket of Remedios")?,

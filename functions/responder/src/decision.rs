@@ -1,7 +1,10 @@
-//! What to do with a reply job: answer with the model, answer with a fixed text, run a
-//! command, or say nothing. Pure functions over the job, so every case is unit-tested.
+//! What to do with a reply job: answer with the model, answer with a fixed text (in the
+//! user's language), run a command, or say nothing. Pure functions over the job, so every
+//! case is unit-tested.
 
 use remedios_shared::envelope::{Content, Prepared, ReplyJob};
+
+use crate::texts::{Fixed, Lang, Texts};
 
 /// What the responder does for one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,32 +45,13 @@ impl Command {
     }
 
     /// The fixed answer.
-    pub fn answer(self) -> &'static str {
+    pub fn answer(self) -> Fixed {
         match self {
-            Command::Reset => RESET_DONE,
-            Command::Help => HELP,
+            Command::Reset => Fixed::ResetDone,
+            Command::Help => Fixed::Help,
         }
     }
 }
-
-pub const HELP: &str = "Hi, I'm Remedios, an assistant you can chat with here.\n\n\
-• Write to me, or send a voice note: I'll answer either.\n\
-• I remember our recent messages; send /reset to make me forget them.\n\
-• I can't see images, videos or documents, open files or make calls.\n\n\
-Send /help to see this again.";
-pub const RESET_DONE: &str =
-    "Done: I've forgotten our conversation. What would you like to talk about?";
-pub const APOLOGY: &str = "Sorry, I can't answer right now: my thinking machine is not \
-reachable. Please send your message again in a little while.";
-pub const CANNOT_ANSWER: &str = "Sorry, I couldn't answer that message: my thinking \
-machine could not take it. Could you say it in other words, or more briefly?";
-pub const NO_ANSWER: &str = "Sorry, I have no answer to that. Could you say it in other words?";
-pub const AUDIO_UNSUPPORTED: &str = "Sorry, I couldn't listen to that audio. Could you \
-record it again as a voice note, or write it?";
-pub const SILENT_AUDIO: &str =
-    "I couldn't hear any words in that voice note. Could you record it again, or write it?";
-pub const UNSUPPORTED: &str = "Sorry, I can't read that kind of message yet. I understand \
-text and voice notes.";
 
 /// The longest question sent to the model, in characters: about 750 tokens, so a
 /// question, a full history (`HISTORY_MAX_CHARS`, 6,000 by default) and the answer fit
@@ -92,21 +76,38 @@ pub fn bounded(question: &str) -> String {
     format!("{}{CUT_NOTE}", head.trim_end())
 }
 
-/// What to do with `job`.
-pub fn plan(job: &ReplyJob, echo_transcript: bool) -> Plan {
+/// The language a job's fixed texts are written in, from the job alone: the language
+/// whisper heard in a voice note, else that of its text when long enough to tell.
+pub fn language_of(job: &ReplyJob) -> Option<Lang> {
+    if let Prepared::Transcribed {
+        language: Some(code),
+        ..
+    } = &job.prepared
+    {
+        return Lang::from_code(code);
+    }
+    match &job.message.content {
+        Content::Text { body } => Lang::of_text(body),
+        content => content.caption().and_then(Lang::of_text),
+    }
+}
+
+/// What to do with `job`; fixed texts come from `texts` in `lang`.
+pub fn plan(job: &ReplyJob, echo_transcript: bool, texts: &Texts, lang: Lang) -> Plan {
+    let fixed = |text: Fixed| Plan::Fixed {
+        text: texts.get(text, lang).to_owned(),
+    };
     let content = &job.message.content;
     match (content, &job.prepared) {
         (Content::Reaction { .. }, _) => Plan::Ignore { why: "reaction" },
         (Content::System { .. }, _) => Plan::Ignore {
             why: "system notice",
         },
-        (Content::Text { body }, _) => ask_or_command(body, None),
+        (Content::Text { body }, _) => ask_or_command(body, None, texts, lang),
         (Content::Audio { .. }, Prepared::Transcribed { text, .. }) => {
             let text = text.trim();
             if text.is_empty() {
-                return Plan::Fixed {
-                    text: SILENT_AUDIO.to_owned(),
-                };
+                return fixed(Fixed::SilentAudio);
             }
             let preface = echo_transcript.then(|| format!("🎤 “{text}”"));
             Plan::Ask {
@@ -114,40 +115,31 @@ pub fn plan(job: &ReplyJob, echo_transcript: bool) -> Plan {
                 preface,
             }
         }
-        (Content::Audio { .. }, _) => Plan::Fixed {
-            text: AUDIO_UNSUPPORTED.to_owned(),
-        },
-        (Content::Interactive { title, .. }, _) => ask_or_command(title, None),
-        (Content::Button { text, .. }, _) => ask_or_command(text, None),
-        (media, prepared) if media.media().is_some() => media_plan(media, prepared),
+        (Content::Audio { .. }, _) => fixed(Fixed::AudioUnsupported),
+        (Content::Interactive { title, .. }, _) => ask_or_command(title, None, texts, lang),
+        (Content::Button { text, .. }, _) => ask_or_command(text, None, texts, lang),
+        (media, prepared) if media.media().is_some() => media_plan(media, prepared, texts, lang),
         (Content::Location { name, address, .. }, _) => {
-            let place = name.as_deref().or(address.as_deref());
-            Plan::Fixed {
-                text: match place {
-                    Some(place) => format!(
-                        "Thanks for sharing the location of {place}. I can't look at maps yet: tell me in words what you'd like to know about it."
-                    ),
-                    None => "Thanks for sharing a location. I can't look at maps yet: tell me in words what you'd like to know about it.".to_owned(),
+            match name.as_deref().or(address.as_deref()) {
+                Some(place) => Plan::Fixed {
+                    text: texts.render(Fixed::LocationNamed, lang, "", place),
                 },
+                None => fixed(Fixed::Location),
             }
         }
-        (Content::Contacts { .. }, _) => Plan::Fixed {
-            text: "Thanks for the contact card. I can't do anything with contacts yet: I understand text and voice notes.".to_owned(),
-        },
-        _ => Plan::Fixed {
-            text: UNSUPPORTED.to_owned(),
-        },
+        (Content::Contacts { .. }, _) => fixed(Fixed::Contacts),
+        _ => fixed(Fixed::Unsupported),
     }
 }
 
-fn ask_or_command(text: &str, preface: Option<String>) -> Plan {
+fn ask_or_command(text: &str, preface: Option<String>, texts: &Texts, lang: Lang) -> Plan {
     if let Some(command) = Command::parse(text) {
         return Plan::Command(command);
     }
     let text = text.trim();
     if text.is_empty() {
         return Plan::Fixed {
-            text: UNSUPPORTED.to_owned(),
+            text: texts.get(Fixed::Unsupported, lang).to_owned(),
         };
     }
     Plan::Ask {
@@ -158,7 +150,7 @@ fn ask_or_command(text: &str, preface: Option<String>) -> Plan {
 
 /// An image, video, document or sticker: the caption is answered, with a note that we
 /// cannot see the file.
-fn media_plan(content: &Content, prepared: &Prepared) -> Plan {
+fn media_plan(content: &Content, prepared: &Prepared, texts: &Texts, lang: Lang) -> Plan {
     let what = match content {
         Content::Image { .. } => "image",
         Content::Video { .. } => "video",
@@ -168,9 +160,7 @@ fn media_plan(content: &Content, prepared: &Prepared) -> Plan {
     };
     if let Prepared::MediaUnavailable { .. } = prepared {
         return Plan::Fixed {
-            text: format!(
-                "Sorry, I couldn't open that {what}. I understand text and voice notes best."
-            ),
+            text: texts.render(Fixed::MediaUnavailable, lang, what, ""),
         };
     }
     match content.caption().map(str::trim).filter(|c| !c.is_empty()) {
@@ -179,17 +169,13 @@ fn media_plan(content: &Content, prepared: &Prepared) -> Plan {
                 "{}\n\n(I sent a {what} with this message; you cannot see it.)",
                 bounded(caption)
             ),
-            preface: Some(format!(
-                "(I can't see {what}s yet, so I'm answering your caption.)"
-            )),
+            preface: Some(texts.render(Fixed::CaptionPreface, lang, what, "")),
         },
         None if what == "sticker" => Plan::Ignore {
             why: "sticker without text",
         },
         None => Plan::Fixed {
-            text: format!(
-                "Thanks for the {what}! I can't see {what}s yet. Tell me in words what you'd like to know, or send a voice note."
-            ),
+            text: texts.render(Fixed::MediaNoCaption, lang, what, ""),
         },
     }
 }
@@ -245,18 +231,24 @@ mod tests {
     fn texts_are_asked_and_commands_recognised() {
         let text = |b: &str| job(Content::Text { body: b.into() }, Prepared::Nothing);
         assert_eq!(
-            plan(&text(" hola "), true),
+            plan(&text(" hola "), true, &Texts::default(), Lang::En),
             Plan::Ask {
                 question: "hola".into(),
                 preface: None
             }
         );
         assert_eq!(
-            plan(&text("/RESET please"), true),
+            plan(&text("/RESET please"), true, &Texts::default(), Lang::En),
             Plan::Command(Command::Reset)
         );
-        assert_eq!(plan(&text("/help"), true), Plan::Command(Command::Help));
-        assert!(matches!(plan(&text("/unknown"), true), Plan::Ask { .. }));
+        assert_eq!(
+            plan(&text("/help"), true, &Texts::default(), Lang::En),
+            Plan::Command(Command::Help)
+        );
+        assert!(matches!(
+            plan(&text("/unknown"), true, &Texts::default(), Lang::En),
+            Plan::Ask { .. }
+        ));
     }
 
     #[test]
@@ -276,20 +268,20 @@ mod tests {
             )
         };
         assert_eq!(
-            plan(&voice("what time is it"), true),
+            plan(&voice("what time is it"), true, &Texts::default(), Lang::En),
             Plan::Ask {
                 question: "what time is it".into(),
                 preface: Some("🎤 “what time is it”".into())
             }
         );
         assert!(matches!(
-            plan(&voice("hi"), false),
+            plan(&voice("hi"), false, &Texts::default(), Lang::En),
             Plan::Ask { preface: None, .. }
         ));
         assert_eq!(
-            plan(&voice("  "), true),
+            plan(&voice("  "), true, &Texts::default(), Lang::En),
             Plan::Fixed {
-                text: SILENT_AUDIO.into()
+                text: Fixed::SilentAudio.default_text(Lang::En).into()
             }
         );
         let amr = job(
@@ -302,9 +294,9 @@ mod tests {
             },
         );
         assert_eq!(
-            plan(&amr, true),
+            plan(&amr, true, &Texts::default(), Lang::En),
             Plan::Fixed {
-                text: AUDIO_UNSUPPORTED.into()
+                text: Fixed::AudioUnsupported.default_text(Lang::En).into()
             }
         );
     }
@@ -323,7 +315,7 @@ mod tests {
             stored.clone(),
         );
         assert!(
-            matches!(plan(&captioned, true), Plan::Ask { question, preface: Some(p) } if question.starts_with("is this a cat?") && p.contains("images"))
+            matches!(plan(&captioned, true, &Texts::default(), Lang::En), Plan::Ask { question, preface: Some(p) } if question.starts_with("is this a cat?") && p.contains("images"))
         );
         let bare = job(
             Content::Document {
@@ -333,7 +325,9 @@ mod tests {
             },
             stored,
         );
-        assert!(matches!(plan(&bare, true), Plan::Fixed { text } if text.contains("documents")));
+        assert!(
+            matches!(plan(&bare, true, &Texts::default(), Lang::En), Plan::Fixed { text } if text.contains("documents"))
+        );
         let gone = job(
             Content::Video {
                 media: media(),
@@ -343,7 +337,9 @@ mod tests {
                 reason: "too big".into(),
             },
         );
-        assert!(matches!(plan(&gone, true), Plan::Fixed { text } if text.contains("video")));
+        assert!(
+            matches!(plan(&gone, true, &Texts::default(), Lang::En), Plan::Fixed { text } if text.contains("video"))
+        );
     }
 
     #[test]
@@ -355,7 +351,10 @@ mod tests {
             },
             Prepared::Nothing,
         );
-        assert!(matches!(plan(&reaction, true), Plan::Ignore { .. }));
+        assert!(matches!(
+            plan(&reaction, true, &Texts::default(), Lang::En),
+            Plan::Ignore { .. }
+        ));
         let system = job(
             Content::System {
                 kind: Some("user_changed_number".into()),
@@ -363,7 +362,10 @@ mod tests {
             },
             Prepared::Nothing,
         );
-        assert!(matches!(plan(&system, true), Plan::Ignore { .. }));
+        assert!(matches!(
+            plan(&system, true, &Texts::default(), Lang::En),
+            Plan::Ignore { .. }
+        ));
         let poll = job(
             Content::Unsupported {
                 original_type: "unsupported".into(),
@@ -373,11 +375,58 @@ mod tests {
             Prepared::Nothing,
         );
         assert_eq!(
-            plan(&poll, true),
+            plan(&poll, true, &Texts::default(), Lang::En),
             Plan::Fixed {
-                text: UNSUPPORTED.into()
+                text: Fixed::Unsupported.default_text(Lang::En).into()
             }
         );
+    }
+
+    #[test]
+    fn fixed_texts_follow_the_users_language() {
+        let voice = job(
+            Content::Audio {
+                media: media(),
+                voice: true,
+            },
+            Prepared::AudioUnsupported {
+                reason: "amr".into(),
+            },
+        );
+        let texts = Texts::default();
+        assert_eq!(
+            plan(&voice, true, &texts, Lang::Es),
+            Plan::Fixed {
+                text: Fixed::AudioUnsupported.default_text(Lang::Es).into()
+            }
+        );
+        let heard = job(
+            Content::Audio {
+                media: media(),
+                voice: true,
+            },
+            Prepared::Transcribed {
+                text: "hola".into(),
+                language: Some("es".into()),
+                transcript_key: "k".into(),
+                duration_ms: 900,
+            },
+        );
+        assert_eq!(language_of(&heard), Some(Lang::Es));
+        let typed = job(
+            Content::Text {
+                body: "Quisiera saber si la tienda abre el domingo por la tarde".into(),
+            },
+            Prepared::Nothing,
+        );
+        assert_eq!(language_of(&typed), Some(Lang::Es));
+        let command = job(
+            Content::Text {
+                body: "/reset".into(),
+            },
+            Prepared::Nothing,
+        );
+        assert_eq!(language_of(&command), None, "decided from the conversation");
     }
 
     #[test]

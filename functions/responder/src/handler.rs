@@ -18,10 +18,11 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Behaviour, Config};
 use crate::decision::{self as plan, Command, Plan};
 use crate::gpt4all::{ChatMessage, Gpt4AllClient, Gpt4AllError, Role};
-use crate::history::{Bounds, History, HistoryError, Snapshot};
+use crate::history::{Bounds, Conversation, History, HistoryError, Snapshot, Speaker};
 use crate::ledger::{Exchange, Held, Ledger, ReplyKind, ReplyRecord};
 use crate::recipient::recipient_of;
 use crate::split::{WHATSAPP_TEXT_LIMIT, split_message};
+use crate::texts::{Fixed, Lang};
 
 /// Attempts of one Graph API send within an invocation before leaving it to the queue.
 const SEND_ATTEMPTS: u32 = 3;
@@ -94,6 +95,9 @@ pub enum Outcome {
 pub struct Responder {
     /// The reply queue, when known: failed records come back after their backoff.
     source: Option<Queue>,
+    /// Where the access token is read again when the Graph API says it expired (an SSM
+    /// parameter an operator may have replaced since the cold start).
+    token_source: Option<(SdkConfig, SecretSource)>,
     graph: GraphClient,
     model: Gpt4AllClient,
     history: History,
@@ -114,11 +118,48 @@ impl Responder {
         let store = Store::new(remedios_shared::aws::s3(sdk, &config.aws), &config.bucket);
         let graph = GraphClient::new(config.graph.clone().with_token(token))?;
         let model = Gpt4AllClient::new(config.model.clone(), api_key)?;
-        let responder = Self::new(store, graph, model, config.behaviour.clone());
+        let mut responder = Self::new(store, graph, model, config.behaviour.clone());
+        if matches!(config.access_token, SecretSource::SsmParameter(_)) {
+            responder = responder.with_token_source(sdk.clone(), config.access_token.clone());
+        }
         Ok(match &config.reply_queue_url {
             Some(url) => responder.with_source(Queue::new(remedios_shared::aws::sqs(sdk), url)),
             None => responder,
         })
+    }
+
+    /// Reads the access token again from `source` when the Graph API refuses the one in
+    /// use as expired or invalid (once per send), so a replaced token works at once in
+    /// warm containers too.
+    pub fn with_token_source(mut self, sdk: SdkConfig, source: SecretSource) -> Self {
+        self.token_source = Some((sdk, source));
+        self
+    }
+
+    /// Reads the access token again; whether a different one is now in use.
+    async fn reread_token(&self) -> bool {
+        let Some((sdk, source)) = &self.token_source else {
+            return false;
+        };
+        match secrets::load_each(sdk, [source]).await {
+            Ok([token]) => {
+                let changed = self.graph.replace_token(token);
+                if changed {
+                    warn!(
+                        "the Graph API refused the access token; using the one now in its SSM parameter"
+                    );
+                } else {
+                    error!(
+                        "the Graph API refused the access token, and its SSM parameter still holds the same one: replace it"
+                    );
+                }
+                changed
+            }
+            Err(e) => {
+                error!(error = %e, "the Graph API refused the access token, and it could not be read again");
+                false
+            }
+        }
     }
 
     /// Brings failed records of `source` (the reply queue) back after their backoff.
@@ -140,6 +181,7 @@ impl Responder {
         };
         Responder {
             source: None,
+            token_source: None,
             graph,
             model,
             history: History::new(store.clone(), bounds),
@@ -203,13 +245,17 @@ impl Responder {
         let started = Instant::now();
         let message = &job.message;
         let user = message.user_key().tag();
-        let plan = plan::plan(job, self.behaviour.echo_transcript);
+        let echo = self.behaviour.echo_transcript;
+        let texts = &self.behaviour.texts;
+        let own_language = plan::language_of(job);
+        let plan = plan::plan(job, echo, texts, own_language.unwrap_or_default());
         if let Plan::Ignore { why } = plan {
             debug!(user = %user, kind = message.content.kind(), why, "nothing to answer");
             return Ok(Outcome::Ignored { why });
         }
-        // A question needs the conversation: read it while looking for an earlier reply.
-        let (existing, snapshot) = if matches!(plan, Plan::Ask { .. }) {
+        // A question needs the conversation, and so does a fixed text whose language the
+        // message does not tell: read it while looking for an earlier reply.
+        let (existing, snapshot) = if matches!(plan, Plan::Ask { .. }) || own_language.is_none() {
             let (existing, snapshot) = tokio::join!(
                 self.ledger.get(&user, &message.id),
                 self.history.snapshot(&user)
@@ -217,6 +263,18 @@ impl Responder {
             (existing?, Some(snapshot?))
         } else {
             (self.ledger.get(&user, &message.id).await?, None)
+        };
+        let language = own_language
+            .or_else(|| {
+                snapshot
+                    .as_ref()
+                    .and_then(|s| conversation_language(&s.conversation))
+            })
+            .unwrap_or_default();
+        let plan = if own_language == Some(language) {
+            plan
+        } else {
+            plan::plan(job, echo, texts, language)
         };
         let mut snapshot_for_history = None;
         let held = match existing {
@@ -234,7 +292,13 @@ impl Responder {
             }
             previous => {
                 let (record, snapshot) = self
-                    .compose(job, &user, &plan, (receive_count, deadline), snapshot)
+                    .compose(
+                        job,
+                        &user,
+                        &plan,
+                        (receive_count, deadline, language),
+                        snapshot,
+                    )
                     .await?;
                 snapshot_for_history = snapshot;
                 let apologised_before = previous
@@ -279,7 +343,7 @@ impl Responder {
         job: &ReplyJob,
         user: &UserTag,
         plan: &Plan,
-        (receive_count, deadline): (u32, Deadline),
+        (receive_count, deadline, language): (u32, Deadline, Lang),
         snapshot: Option<Snapshot>,
     ) -> Result<(ReplyRecord, Option<Snapshot>), RetryLater> {
         let message = &job.message;
@@ -303,7 +367,8 @@ impl Responder {
                     self.history.clear(user).await?;
                     info!(user = %user, "conversation forgotten at the user's request");
                 }
-                Ok((fixed(ReplyKind::Fixed, command.answer()), None))
+                let answer = self.behaviour.texts.get(command.answer(), language);
+                Ok((fixed(ReplyKind::Fixed, answer), None))
             }
             Plan::Ask { question, preface } => {
                 let snapshot = match snapshot {
@@ -344,17 +409,24 @@ impl Responder {
                     }
                     Err(Gpt4AllError::Empty) => {
                         warn!(user = %user, "the model answered nothing; sending a fixed answer");
-                        let reply = plan::with_preface(preface.as_deref(), plan::NO_ANSWER);
+                        let reply = plan::with_preface(
+                            preface.as_deref(),
+                            self.behaviour.texts.get(Fixed::NoAnswer, language),
+                        );
                         Ok((fixed(ReplyKind::Fixed, &reply), None))
                     }
                     Err(e) if e.is_permanent() => {
                         error!(user = %user, error = %e, receive_count, "the GPT4All host refused this question and would again; telling the user at once");
-                        let reply = plan::with_preface(preface.as_deref(), plan::CANNOT_ANSWER);
+                        let reply = plan::with_preface(
+                            preface.as_deref(),
+                            self.behaviour.texts.get(Fixed::CannotAnswer, language),
+                        );
                         Ok((fixed(ReplyKind::Fixed, &reply), None))
                     }
                     Err(e) if receive_count >= self.behaviour.max_receive_count => {
                         error!(user = %user, error = %e, receive_count, "no answer from the GPT4All host on the last attempt; apologising to the user");
-                        Ok((fixed(ReplyKind::Apology, plan::APOLOGY), None))
+                        let apology = self.behaviour.texts.get(Fixed::Apology, language);
+                        Ok((fixed(ReplyKind::Apology, apology), None))
                     }
                     Err(e) => Err(RetryLater::Model(e)),
                 }
@@ -518,6 +590,7 @@ impl Responder {
         text: &str,
     ) -> Result<String, GraphError> {
         let mut attempt = 0;
+        let mut reread = false;
         loop {
             match self
                 .graph
@@ -525,6 +598,12 @@ impl Responder {
                 .await
             {
                 Ok(sent) => return Ok(sent.id),
+                Err(e) if e.class() == ErrorClass::Auth && !reread => {
+                    reread = true;
+                    if !self.reread_token().await {
+                        return Err(e);
+                    }
+                }
                 Err(e) if e.is_retryable() && attempt + 1 < SEND_ATTEMPTS => {
                     let wait = e
                         .retry_after()
@@ -555,6 +634,19 @@ impl Responder {
     pub fn recipient(&self, message: &InboundMessage) -> Recipient {
         recipient_of(message, self.behaviour.normalize_test_recipients)
     }
+}
+
+/// The language of the user's recent messages, when they tell it.
+fn conversation_language(conversation: &Conversation) -> Option<Lang> {
+    let said: Vec<&str> = conversation
+        .turns
+        .iter()
+        .rev()
+        .filter(|t| t.speaker == Speaker::User)
+        .take(4)
+        .map(|t| t.text.as_str())
+        .collect();
+    Lang::of_text(&said.join("\n"))
 }
 
 fn log_retry(sqs_message_id: &str, e: &RetryLater) {

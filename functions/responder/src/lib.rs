@@ -42,6 +42,7 @@ pub mod history;
 pub mod ledger;
 pub mod recipient;
 pub mod split;
+pub mod texts;
 
 pub use config::{Behaviour, Config, ModelSettings};
 pub use handler::{Outcome, Responder, RetryLater, StartError};

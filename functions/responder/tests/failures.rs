@@ -12,8 +12,9 @@ use remedios_shared::clock::Deadline;
 use remedios_shared::user::UserKey;
 use remedios_testkit::model_server::GateRecord;
 use responder::Behaviour;
-use responder::decision::{APOLOGY, CANNOT_ANSWER, CUT_NOTE, QUESTION_MAX_CHARS};
+use responder::decision::{CUT_NOTE, QUESTION_MAX_CHARS};
 use responder::handler::REPLY_MARGIN;
+use responder::texts::{Fixed, Lang};
 use tokio::net::TcpListener;
 
 /// A question no 2,048-token context holds even cut to [`QUESTION_MAX_CHARS`]: each of
@@ -44,11 +45,11 @@ async fn a_question_the_host_refuses_for_good_is_answered_at_once_and_the_next_o
     assert!(sent_question.ends_with(CUT_NOTE), "cut before it was sent");
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 2, "one answer each: {sent:?}");
-    assert_eq!(sent[0].body, CANNOT_ANSWER);
+    assert_eq!(sent[0].body, Fixed::CannotAnswer.default_text(Lang::En));
     assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.CTX1"));
     assert_eq!(sent[1].reply_to.as_deref(), Some("wamid.CTX2"));
-    assert_ne!(sent[1].body, CANNOT_ANSWER);
-    assert_ne!(sent[1].body, APOLOGY);
+    assert_ne!(sent[1].body, Fixed::CannotAnswer.default_text(Lang::En));
+    assert_ne!(sent[1].body, Fixed::Apology.default_text(Lang::En));
     // Nothing to remember of the refused one; the next one is remembered.
     let user = UserKey::new(PHONE).tag();
     let turns = bench.conversation(&user).await.turns;
@@ -78,8 +79,8 @@ async fn a_long_question_is_cut_with_a_note_and_answered() {
     assert!(question.chars().count() <= QUESTION_MAX_CHARS + CUT_NOTE.chars().count());
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 1);
-    assert_ne!(sent[0].body, CANNOT_ANSWER);
-    assert_ne!(sent[0].body, APOLOGY);
+    assert_ne!(sent[0].body, Fixed::CannotAnswer.default_text(Lang::En));
+    assert_ne!(sent[0].body, Fixed::Apology.default_text(Lang::En));
 }
 
 /// A host that takes connections and never answers (a hung proxy in front of GPT4All).
@@ -148,7 +149,7 @@ async fn a_host_slower_than_the_invocation_still_leaves_the_last_attempt_time_to
     );
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].body, APOLOGY);
+    assert_eq!(sent[0].body, Fixed::Apology.default_text(Lang::En));
     assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.SLOW1"));
 
     // The user's next message is answered once the host is back.
@@ -195,4 +196,81 @@ async fn a_late_duplicate_after_a_reset_brings_nothing_back() {
         1,
         "the model is not asked again"
     );
+}
+
+/// The SSM parameter the template names for the access token.
+const TOKEN_PARAMETER: &str = "/remedios/whatsapp-access-token";
+
+async fn put_token(bench: &TestBed, value: &str) {
+    let ssm = aws_sdk_ssm::Client::new(&bench.moto.sdk_config().await);
+    ssm.put_parameter()
+        .name(TOKEN_PARAMETER)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put the token parameter");
+}
+
+#[tokio::test]
+async fn a_token_replaced_in_ssm_is_read_again_on_the_first_refusal() {
+    let bench = TestBed::start().await;
+    let model =
+        responder::gpt4all::Gpt4AllClient::new(bench.model_settings(), None).expect("model client");
+    // A warm container still holds the expired token; the operator has put the new one
+    // in the parameter.
+    put_token(&bench, TOKEN).await;
+    let responder = responder::Responder::new(
+        bench.responder_store.clone(),
+        bench.graph_client("expired-token"),
+        model,
+        Behaviour::default(),
+    )
+    .with_token_source(
+        bench.responder_sdk().await,
+        remedios_shared::secrets::SecretSource::SsmParameter(TOKEN_PARAMETER.into()),
+    );
+    let job = text_job("wamid.TOK1", "Hello!");
+
+    let response = responder.handle(event(&[(&job, 1)])).await;
+
+    assert!(
+        failed(&response).is_empty(),
+        "answered in one delivery: {response:?}"
+    );
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.TOK1"));
+    let later = text_job("wamid.TOK2", "Still there?");
+    assert!(failed(&responder.handle(event(&[(&later, 1)])).await).is_empty());
+    assert_eq!(
+        bench.graph.sent_texts().len(),
+        2,
+        "the new token stays in use"
+    );
+}
+
+#[tokio::test]
+async fn a_token_not_replaced_fails_the_job_without_looping() {
+    let bench = TestBed::start().await;
+    put_token(&bench, "expired-token").await;
+    let model =
+        responder::gpt4all::Gpt4AllClient::new(bench.model_settings(), None).expect("model client");
+    let responder = responder::Responder::new(
+        bench.responder_store.clone(),
+        bench.graph_client("expired-token"),
+        model,
+        Behaviour::default(),
+    )
+    .with_token_source(
+        bench.responder_sdk().await,
+        remedios_shared::secrets::SecretSource::SsmParameter(TOKEN_PARAMETER.into()),
+    );
+    let job = text_job("wamid.TOK3", "Hello?");
+
+    let response = responder.handle(event(&[(&job, 1)])).await;
+
+    assert_eq!(failed(&response).len(), 1, "left for the operator");
+    assert!(bench.graph.sent_texts().is_empty());
 }

@@ -9,10 +9,10 @@ use remedios_shared::user::UserKey;
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, Recorded};
 use remedios_testkit::model_server::GateRecord;
 use remedios_testkit::ports::free_port;
-use responder::decision::{APOLOGY, RESET_DONE};
 use responder::history::{Bounds, History, Speaker};
 use responder::ledger::ReplyKind;
 use responder::split::WHATSAPP_TEXT_LIMIT;
+use responder::texts::{Fixed, Lang};
 use responder::{Behaviour, Outcome};
 
 fn phone_user() -> remedios_shared::user::UserTag {
@@ -140,7 +140,7 @@ async fn the_second_message_carries_the_first_exchange_and_reset_forgets_it() {
     assert!(bench.conversation(&phone_user()).await.turns.is_empty());
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 3);
-    assert_eq!(sent[2].body, RESET_DONE);
+    assert_eq!(sent[2].body, Fixed::ResetDone.default_text(Lang::En));
     assert_eq!(bench.gate.forwarded().len(), 2, "commands need no model");
 
     let after = text_job("wamid.H4", "Hello again.");
@@ -152,6 +152,55 @@ async fn the_second_message_carries_the_first_exchange_and_reset_forgets_it() {
         .map(|m| m.role.as_str())
         .collect();
     assert_eq!(roles, ["system", "user"], "the history starts again");
+}
+
+#[tokio::test]
+async fn a_spanish_speaking_user_gets_the_fixed_texts_in_spanish() {
+    let bench = TestBed::start().await;
+    let responder = bench.responder();
+    let question = text_job(
+        "wamid.ES1",
+        "Hola, me llamo Ana y quisiera saber a qué hora abre la farmacia mañana.",
+    );
+    let reset = text_job("wamid.ES2", "/reset");
+    let help = text_job("wamid.ES3", "/help");
+
+    let response = responder
+        .handle(event(&[(&question, 1), (&reset, 1), (&help, 1)]))
+        .await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[1].body, Fixed::ResetDone.default_text(Lang::Es));
+    // After the reset nothing tells the language: English, as for a new user.
+    assert_eq!(sent[2].body, Fixed::Help.default_text(Lang::En));
+
+    // A voice note whisper heard as Spanish gets its note in Spanish.
+    let silent = ReplyJob::new(
+        from_phone(
+            "wamid.ES4",
+            Content::Audio {
+                media: MediaRef {
+                    id: "1".into(),
+                    mime_type: Some("audio/ogg; codecs=opus".into()),
+                    sha256: None,
+                },
+                voice: true,
+            },
+        ),
+        Prepared::Transcribed {
+            text: " ".into(),
+            language: Some("es".into()),
+            transcript_key: "transcripts/x/wamid.ES4.json".into(),
+            duration_ms: 2_000,
+        },
+    );
+    assert!(failed(&responder.handle(event(&[(&silent, 1)])).await).is_empty());
+    assert_eq!(
+        bench.graph.sent_texts()[3].body,
+        Fixed::SilentAudio.default_text(Lang::Es)
+    );
 }
 
 #[tokio::test]
@@ -254,7 +303,7 @@ async fn the_host_down_fails_the_job_and_the_last_attempt_apologises_once() {
     );
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].body, APOLOGY);
+    assert_eq!(sent[0].body, Fixed::Apology.default_text(Lang::En));
     assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.DOWN1"));
     assert!(bench.conversation(&phone_user()).await.turns.is_empty());
 
@@ -269,7 +318,7 @@ async fn the_host_down_fails_the_job_and_the_last_attempt_apologises_once() {
     assert!(failed(&redriven).is_empty(), "{redriven:?}");
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 2);
-    assert_ne!(sent[1].body, APOLOGY);
+    assert_ne!(sent[1].body, Fixed::Apology.default_text(Lang::En));
 }
 
 #[tokio::test]

@@ -97,16 +97,33 @@ impl TestBed {
     }
 
     pub fn responder_with(&self, model: ModelSettings, behaviour: Behaviour) -> Responder {
-        let graph = GraphClient::new(GraphSettings {
+        let model = Gpt4AllClient::new(model, None).expect("model client");
+        Responder::new(
+            self.responder_store.clone(),
+            self.graph_client(TOKEN),
+            model,
+            behaviour,
+        )
+    }
+
+    /// A Graph API client of the emulator, signing with `token`.
+    pub fn graph_client(&self, token: &str) -> GraphClient {
+        GraphClient::new(GraphSettings {
             base_url: url(&self.graph.base_url()),
             version: "v24.0".into(),
-            token: Secret::new(TOKEN),
+            token: Secret::new(token),
             media_hosts: vec!["127.0.0.1".into()],
             timeout: Duration::from_secs(10),
         })
-        .expect("Graph API client");
-        let model = Gpt4AllClient::new(model, None).expect("model client");
-        Responder::new(self.responder_store.clone(), graph, model, behaviour)
+        .expect("Graph API client")
+    }
+
+    /// The SDK configuration the responder signs with (its role).
+    pub async fn responder_sdk(&self) -> aws_config::SdkConfig {
+        self.moto
+            .sdk_config_as(&iam::principal_name(RESPONDER_FUNCTION))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The stored conversation of `user` (empty when there is none).

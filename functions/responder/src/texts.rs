@@ -1,0 +1,365 @@
+//! The texts Remedios sends without the model (command answers, apologies, notes about
+//! what it cannot handle), in the user's language: English and Spanish, each of them
+//! replaceable by the deployer (`TEXT_<NAME>_<LANG>`, for example `TEXT_RESET_DONE_ES`).
+//!
+//! The language is the user's own: the one whisper detected in a voice note, else the
+//! language of the message's text when it is long enough to tell ([`whatlang`]), else
+//! that of the user's earlier messages in the conversation, else English.
+
+use std::collections::HashMap;
+
+use remedios_shared::config::{ConfigError, Env, Vars};
+
+/// A language Remedios has fixed texts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Lang {
+    #[default]
+    En,
+    Es,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::Es];
+
+    /// A language code as whisper or a deployer writes it (`es`, `es-MX`, `EN`); `None`
+    /// for a language without texts.
+    pub fn from_code(code: &str) -> Option<Lang> {
+        let primary = code.split(['-', '_']).next()?.to_ascii_lowercase();
+        match primary.as_str() {
+            "en" | "eng" => Some(Lang::En),
+            "es" | "spa" => Some(Lang::Es),
+            _ => None,
+        }
+    }
+
+    /// The language of `text` when it can be told reliably (a sentence, not a word):
+    /// English or Spanish, and `None` for a text plainly in another language.
+    pub fn of_text(text: &str) -> Option<Lang> {
+        if let Some(info) = whatlang::detect(text)
+            && info.is_reliable()
+            && !matches!(info.lang(), whatlang::Lang::Eng | whatlang::Lang::Spa)
+        {
+            return None;
+        }
+        let ours =
+            whatlang::Detector::with_allowlist(vec![whatlang::Lang::Eng, whatlang::Lang::Spa]);
+        let info = ours.detect(text)?;
+        if !info.is_reliable() {
+            return None;
+        }
+        match info.lang() {
+            whatlang::Lang::Spa => Some(Lang::Es),
+            _ => Some(Lang::En),
+        }
+    }
+
+    /// `EN`, `ES`: the suffix of the override variables.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Lang::En => "EN",
+            Lang::Es => "ES",
+        }
+    }
+}
+
+/// One fixed text. `{what}` in a text is the kind of file (image, video…), `{place}` the
+/// name of a shared location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fixed {
+    Help,
+    ResetDone,
+    /// The model host was unavailable on the last attempt.
+    Apology,
+    /// The model host refused the question for good.
+    CannotAnswer,
+    /// The model answered nothing.
+    NoAnswer,
+    AudioUnsupported,
+    SilentAudio,
+    Unsupported,
+    MediaUnavailable,
+    MediaNoCaption,
+    /// Put before the answer to a caption.
+    CaptionPreface,
+    Location,
+    LocationNamed,
+    Contacts,
+}
+
+impl Fixed {
+    pub const ALL: [Fixed; 14] = [
+        Fixed::Help,
+        Fixed::ResetDone,
+        Fixed::Apology,
+        Fixed::CannotAnswer,
+        Fixed::NoAnswer,
+        Fixed::AudioUnsupported,
+        Fixed::SilentAudio,
+        Fixed::Unsupported,
+        Fixed::MediaUnavailable,
+        Fixed::MediaNoCaption,
+        Fixed::CaptionPreface,
+        Fixed::Location,
+        Fixed::LocationNamed,
+        Fixed::Contacts,
+    ];
+
+    /// The name in the override variables (`TEXT_<NAME>_<LANG>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Fixed::Help => "HELP",
+            Fixed::ResetDone => "RESET_DONE",
+            Fixed::Apology => "APOLOGY",
+            Fixed::CannotAnswer => "CANNOT_ANSWER",
+            Fixed::NoAnswer => "NO_ANSWER",
+            Fixed::AudioUnsupported => "AUDIO_UNSUPPORTED",
+            Fixed::SilentAudio => "SILENT_AUDIO",
+            Fixed::Unsupported => "UNSUPPORTED",
+            Fixed::MediaUnavailable => "MEDIA_UNAVAILABLE",
+            Fixed::MediaNoCaption => "MEDIA_NO_CAPTION",
+            Fixed::CaptionPreface => "CAPTION_PREFACE",
+            Fixed::Location => "LOCATION",
+            Fixed::LocationNamed => "LOCATION_NAMED",
+            Fixed::Contacts => "CONTACTS",
+        }
+    }
+
+    /// The text Remedios ships with.
+    pub fn default_text(self, lang: Lang) -> &'static str {
+        match lang {
+            Lang::En => en(self),
+            Lang::Es => es(self),
+        }
+    }
+}
+
+fn en(text: Fixed) -> &'static str {
+    match text {
+        Fixed::Help => {
+            "Hi, I'm Remedios, an assistant you can chat with here.\n\n\
+• Write to me, or send a voice note: I'll answer either.\n\
+• I remember our recent messages; send /reset to make me forget them.\n\
+• I can't see images, videos or documents, open files or make calls.\n\n\
+Send /help to see this again."
+        }
+        Fixed::ResetDone => {
+            "Done: I've forgotten our conversation. What would you like to talk about?"
+        }
+        Fixed::Apology => {
+            "Sorry, I can't answer right now: my thinking machine is not reachable. \
+Please send your message again in a little while."
+        }
+        Fixed::CannotAnswer => {
+            "Sorry, I couldn't answer that message: my thinking machine could not take it. \
+Could you say it in other words, or more briefly?"
+        }
+        Fixed::NoAnswer => "Sorry, I have no answer to that. Could you say it in other words?",
+        Fixed::AudioUnsupported => {
+            "Sorry, I couldn't listen to that audio. Could you record it again as a voice \
+note, or write it?"
+        }
+        Fixed::SilentAudio => {
+            "I couldn't hear any words in that voice note. Could you record it again, or write it?"
+        }
+        Fixed::Unsupported => {
+            "Sorry, I can't read that kind of message yet. I understand text and voice notes."
+        }
+        Fixed::MediaUnavailable => {
+            "Sorry, I couldn't open that {what}. I understand text and voice notes best."
+        }
+        Fixed::MediaNoCaption => {
+            "Thanks for the {what}! I can't see {what}s yet. Tell me in words what you'd like \
+to know, or send a voice note."
+        }
+        Fixed::CaptionPreface => "(I can't see {what}s yet, so I'm answering your caption.)",
+        Fixed::Location => {
+            "Thanks for sharing a location. I can't look at maps yet: tell me in words what \
+you'd like to know about it."
+        }
+        Fixed::LocationNamed => {
+            "Thanks for sharing the location of {place}. I can't look at maps yet: tell me in \
+words what you'd like to know about it."
+        }
+        Fixed::Contacts => {
+            "Thanks for the contact card. I can't do anything with contacts yet: I understand \
+text and voice notes."
+        }
+    }
+}
+
+fn es(text: Fixed) -> &'static str {
+    match text {
+        Fixed::Help => {
+            "Hola, soy Remedios, un asistente con el que puedes hablar aquí.\n\n\
+• Escríbeme o mándame una nota de voz: respondo a las dos.\n\
+• Recuerdo nuestros mensajes recientes; envía /reset para que los olvide.\n\
+• No puedo ver imágenes, vídeos ni documentos, abrir archivos ni hacer llamadas.\n\n\
+Envía /help para ver esto otra vez."
+        }
+        Fixed::ResetDone => "Hecho: he olvidado nuestra conversación. ¿De qué quieres hablar?",
+        Fixed::Apology => {
+            "Lo siento, ahora no puedo responder: no logro comunicarme con mi máquina de \
+pensar. Vuelve a enviar tu mensaje dentro de un rato, por favor."
+        }
+        Fixed::CannotAnswer => {
+            "Lo siento, no pude responder a ese mensaje: mi máquina de pensar no pudo con él. \
+¿Puedes decirlo con otras palabras, o más brevemente?"
+        }
+        Fixed::NoAnswer => {
+            "Lo siento, no tengo respuesta para eso. ¿Puedes decirlo con otras palabras?"
+        }
+        Fixed::AudioUnsupported => {
+            "Lo siento, no pude escuchar ese audio. ¿Puedes grabarlo otra vez como nota de \
+voz, o escribirlo?"
+        }
+        Fixed::SilentAudio => {
+            "No oí ninguna palabra en esa nota de voz. ¿Puedes grabarla otra vez, o escribirla?"
+        }
+        Fixed::Unsupported => {
+            "Lo siento, todavía no puedo leer ese tipo de mensaje. Entiendo texto y notas de voz."
+        }
+        Fixed::MediaUnavailable => {
+            "Lo siento, no pude abrir ese {what}. Entiendo mejor el texto y las notas de voz."
+        }
+        Fixed::MediaNoCaption => {
+            "¡Gracias por el {what}! Todavía no puedo verlos. Cuéntame con palabras lo que \
+quieres saber, o mándame una nota de voz."
+        }
+        Fixed::CaptionPreface => "(Todavía no puedo ver el {what}, así que respondo a tu texto.)",
+        Fixed::Location => {
+            "Gracias por compartir una ubicación. Todavía no puedo mirar mapas: cuéntame con \
+palabras lo que quieres saber de ella."
+        }
+        Fixed::LocationNamed => {
+            "Gracias por compartir la ubicación de {place}. Todavía no puedo mirar mapas: \
+cuéntame con palabras lo que quieres saber de ella."
+        }
+        Fixed::Contacts => {
+            "Gracias por la tarjeta de contacto. Todavía no puedo hacer nada con contactos: \
+entiendo texto y notas de voz."
+        }
+    }
+}
+
+/// A kind of file, as the texts name it.
+pub fn file_word(what: &str, lang: Lang) -> &'static str {
+    match (lang, what) {
+        (Lang::En, "image") => "image",
+        (Lang::En, "video") => "video",
+        (Lang::En, "document") => "document",
+        (Lang::En, "sticker") => "sticker",
+        (Lang::En, _) => "file",
+        (Lang::Es, "image") => "archivo de imagen",
+        (Lang::Es, "video") => "vídeo",
+        (Lang::Es, "document") => "documento",
+        (Lang::Es, "sticker") => "sticker",
+        (Lang::Es, _) => "archivo",
+    }
+}
+
+/// The fixed texts of a deployment: Remedios's own, with the deployer's overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Texts {
+    overrides: HashMap<(Fixed, Lang), String>,
+}
+
+impl Texts {
+    /// Reads every `TEXT_<NAME>_<LANG>` that is set (an empty one keeps Remedios's own).
+    pub fn from_env<V: Vars>(env: &Env<V>) -> Result<Self, ConfigError> {
+        let mut overrides = HashMap::new();
+        for text in Fixed::ALL {
+            for lang in Lang::ALL {
+                let var = format!("TEXT_{}_{}", text.name(), lang.suffix());
+                if let Some(value) = env.optional(&var).filter(|v| !v.trim().is_empty()) {
+                    overrides.insert((text, lang), value);
+                }
+            }
+        }
+        Ok(Texts { overrides })
+    }
+
+    /// `text` in `lang`.
+    pub fn get(&self, text: Fixed, lang: Lang) -> &str {
+        self.overrides
+            .get(&(text, lang))
+            .map(String::as_str)
+            .unwrap_or_else(|| text.default_text(lang))
+    }
+
+    /// `text` in `lang` with its `{what}` and `{place}` filled in.
+    pub fn render(&self, text: Fixed, lang: Lang, what: &str, place: &str) -> String {
+        self.get(text, lang)
+            .replace("{what}", file_word(what, lang))
+            .replace("{place}", place)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_text_exists_in_every_language_and_differs_between_them() {
+        for text in Fixed::ALL {
+            let en = text.default_text(Lang::En);
+            let es = text.default_text(Lang::Es);
+            assert!(!en.trim().is_empty() && !es.trim().is_empty(), "{text:?}");
+            assert_ne!(en, es, "{text:?}");
+            assert_eq!(
+                en.contains("{what}"),
+                es.contains("{what}"),
+                "{text:?} fills the same blanks"
+            );
+            assert_eq!(en.contains("{place}"), es.contains("{place}"), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn languages_come_from_codes_and_from_text_long_enough_to_tell() {
+        assert_eq!(Lang::from_code("es"), Some(Lang::Es));
+        assert_eq!(Lang::from_code("es-MX"), Some(Lang::Es));
+        assert_eq!(Lang::from_code("EN"), Some(Lang::En));
+        assert_eq!(Lang::from_code("de"), None);
+        assert_eq!(
+            Lang::of_text("¿Puedes decirme a qué hora abre la farmacia mañana por la mañana?"),
+            Some(Lang::Es)
+        );
+        assert_eq!(
+            Lang::of_text("Could you tell me what time the pharmacy opens tomorrow morning?"),
+            Some(Lang::En)
+        );
+        assert_eq!(Lang::of_text("/reset"), None);
+        assert_eq!(
+            Lang::of_text("Je voudrais savoir à quelle heure ouvre la pharmacie demain matin."),
+            None,
+            "plainly French: no Spanish or English text pretends to fit"
+        );
+    }
+
+    #[test]
+    fn a_deployer_replaces_one_text_in_one_language() {
+        let env = Env(HashMap::from([(
+            "TEXT_RESET_DONE_ES".to_owned(),
+            "Listo, empezamos de cero.".to_owned(),
+        )]));
+        let texts = Texts::from_env(&env).expect("texts");
+        assert_eq!(
+            texts.get(Fixed::ResetDone, Lang::Es),
+            "Listo, empezamos de cero."
+        );
+        assert_eq!(
+            texts.get(Fixed::ResetDone, Lang::En),
+            Fixed::ResetDone.default_text(Lang::En)
+        );
+        let empty = Env(HashMap::from([("TEXT_HELP_EN".to_owned(), " ".to_owned())]));
+        let texts_kept = Texts::from_env(&empty).expect("texts");
+        assert_eq!(
+            texts_kept.get(Fixed::Help, Lang::En),
+            Fixed::Help.default_text(Lang::En)
+        );
+        assert_eq!(
+            texts.render(Fixed::MediaUnavailable, Lang::Es, "video", ""),
+            "Lo siento, no pude abrir ese vídeo. Entiendo mejor el texto y las notas de voz."
+        );
+    }
+}
