@@ -57,6 +57,36 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
         text.replies
     );
     eprintln!("text: {}", text.stages.summary());
+
+    // The secrets reached the functions as in AWS: SSM parameter names, never values.
+    let mut checked = 0;
+    for function in ["webhook", "transcriber", "responder"] {
+        for pid in stack.function_pids(function) {
+            let environ =
+                std::fs::read(format!("/proc/{pid}/environ")).expect("the function's environment");
+            let vars: Vec<String> = environ
+                .split(|b| *b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            for secret in [
+                "WHATSAPP_APP_SECRET",
+                "WHATSAPP_VERIFY_TOKEN",
+                "WHATSAPP_ACCESS_TOKEN",
+            ] {
+                assert!(
+                    vars.iter()
+                        .any(|v| v.starts_with(&format!("{secret}_PARAM=/"))),
+                    "{function} reads {secret} from SSM"
+                );
+                assert!(
+                    !vars.iter().any(|v| v.starts_with(&format!("{secret}="))),
+                    "{function} was given {secret} itself"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the functions that answered are running");
     let record = object(
         &s3,
         &info.bucket,

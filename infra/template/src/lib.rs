@@ -31,6 +31,7 @@ pub mod error;
 pub mod eval;
 pub mod resources;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -96,6 +97,11 @@ pub struct LocalResources {
     pub transcriber: Consumer,
     /// The responder's event source on the reply queue.
     pub responder: Consumer,
+    /// Where the functions read their secrets, as the template wires them: each
+    /// variable with an SSM parameter (`WHATSAPP_ACCESS_TOKEN` for
+    /// `WHATSAPP_ACCESS_TOKEN_PARAM`) and the parameter's name. A `_PARAM` variable left
+    /// empty (an optional secret not configured) is not listed.
+    pub secret_parameters: BTreeMap<String, String>,
 }
 
 /// A function draining a queue: its SQS event source and its timeout.
@@ -118,7 +124,18 @@ pub struct Consumer {
 pub fn local_resources(stack_name: &str) -> Result<LocalResources, TemplateError> {
     let template = Template::load(&template_path())?;
     let deployment = template.deployment(local_settings(&template, stack_name))?;
+    let mut secret_parameters = BTreeMap::new();
+    for function in [WEBHOOK_FUNCTION, TRANSCRIBER_FUNCTION, RESPONDER_FUNCTION] {
+        for (var, value) in deployment.function(function)?.environment {
+            if let Some(secret) = var.strip_suffix("_PARAM")
+                && !value.is_empty()
+            {
+                secret_parameters.insert(secret.to_owned(), value);
+            }
+        }
+    }
     Ok(LocalResources {
+        secret_parameters,
         inbound: deployment.queue_definition(INBOUND_QUEUE)?,
         reply: deployment.queue_definition(REPLY_QUEUE)?,
         bucket: deployment.bucket(BUCKET)?,

@@ -488,6 +488,27 @@ impl LocalStack {
             log_dir: options.log_dir.clone(),
         };
 
+        // Secrets travel as in AWS: SecureString parameters the functions read through
+        // their `_PARAM` variables, named as the template names them.
+        let secrets = secret_values(&options, &info);
+        let ssm = aws_sdk_ssm::Client::new(&sdk);
+        for (var, parameter) in &resources.secret_parameters {
+            if let Some(value) = secrets.get(var.as_str()) {
+                ssm.put_parameter()
+                    .name(parameter)
+                    .value(*value)
+                    .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                    .overwrite(true)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        StackError::Template(format!(
+                            "could not store {var} in SSM as {parameter}: {}",
+                            aws_sdk_ssm::error::DisplayErrorContext(&e)
+                        ))
+                    })?;
+            }
+        }
         let env = function_env(&options, &info, &resources);
         progress(&format!(
             "building the functions (log: {})",
@@ -884,8 +905,6 @@ fn function_env(
     set("BUCKET_NAME", &info.bucket);
     set("INBOUND_QUEUE_URL", &info.inbound.url);
     set("REPLY_QUEUE_URL", &info.reply.url);
-    set("WHATSAPP_APP_SECRET", &info.app_secret);
-    set("WHATSAPP_VERIFY_TOKEN", &info.verify_token);
     set("GPT4ALL_URL", &info.model_url);
     if let Some(name) = &info.model_name {
         set("GPT4ALL_MODEL", name);
@@ -905,18 +924,55 @@ fn function_env(
     set("LOG_FORMAT", "text");
     set("RUST_LOG", "info");
     if let Some(url) = &info.graph_emulator_url {
-        set("WHATSAPP_ACCESS_TOKEN", EMULATOR_TOKEN);
         set("GRAPH_API_BASE_URL", url);
         set("GRAPH_MEDIA_HOSTS", "127.0.0.1");
     }
+    let secrets = secret_values(options, info);
+    for (var, parameter) in &resources.secret_parameters {
+        if secrets.contains_key(var.as_str()) {
+            set(&format!("{var}_PARAM"), parameter);
+        }
+    }
     for (k, v) in &options.vars {
-        if k == "GPT4ALL_URL" || (k == "WHATSAPP_ACCESS_TOKEN" && info.graph_emulator_url.is_some())
-        {
+        // The secrets with a parameter went to SSM above; the model URL is the stack's.
+        let in_ssm =
+            secrets.contains_key(k.as_str()) && resources.secret_parameters.contains_key(k);
+        if k == "GPT4ALL_URL" || in_ssm {
             continue;
         }
         env.insert(k.clone(), v.clone());
     }
     env
+}
+
+/// The variables holding secrets: the functions get them from SSM, never from the
+/// shell `remedios up` runs in.
+const SECRET_VARS: [&str; 4] = [
+    "WHATSAPP_APP_SECRET",
+    "WHATSAPP_VERIFY_TOKEN",
+    "WHATSAPP_ACCESS_TOKEN",
+    "GPT4ALL_API_KEY",
+];
+
+/// The stack's secrets by variable: the app secret and verify token it signs with, the
+/// access token (the emulator's, or the user's for real WhatsApp), the model host's key
+/// when one is set.
+fn secret_values<'a>(options: &'a Options, info: &'a StackInfo) -> BTreeMap<&'static str, &'a str> {
+    let mut secrets = BTreeMap::from([
+        ("WHATSAPP_APP_SECRET", info.app_secret.as_str()),
+        ("WHATSAPP_VERIFY_TOKEN", info.verify_token.as_str()),
+    ]);
+    let token = match info.graph_emulator_url {
+        Some(_) => Some(EMULATOR_TOKEN),
+        None => options.var("WHATSAPP_ACCESS_TOKEN"),
+    };
+    if let Some(token) = token {
+        secrets.insert("WHATSAPP_ACCESS_TOKEN", token);
+    }
+    if let Some(key) = options.var("GPT4ALL_API_KEY") {
+        secrets.insert("GPT4ALL_API_KEY", key);
+    }
+    secrets
 }
 
 /// The cargo target directory: `CARGO_TARGET_DIR`, else the one `scripts/test.sh` uses
@@ -989,6 +1045,10 @@ fn spawn_functions(
     }
     if options.release {
         command.arg("--release");
+    }
+    // A secret in the user's shell must not reach the functions beside its parameter.
+    for var in SECRET_VARS {
+        command.env_remove(var);
     }
     command.envs(env).env("CARGO_TARGET_DIR", target_dir());
     GroupChild::spawn(
