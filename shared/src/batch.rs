@@ -24,7 +24,8 @@
 //!   [`DEFAULT_MAX_RECEIVE_COUNT`] by default): the transcriber forwards the message
 //!   with what went wrong instead of failing again, and the responder sends one apology,
 //!   so nobody waits for an answer that will not come. The job then goes on to the
-//!   dead-letter queue for the operator (the responder's), or is done (the transcriber's).
+//!   dead-letter queue at once for the operator (the responder's), or is done (the
+//!   transcriber's).
 //!
 //! Each function reads its invocation's deadline and keeps a margin for what must
 //! happen after the slow part (storing and forwarding, or the apology): whisper stops
@@ -114,9 +115,16 @@ pub fn backoff(receive_count: u32) -> Duration {
 }
 
 /// Brings the records `response` reports failed back after their [`backoff`] instead of
-/// the queue's visibility timeout. A change SQS refuses is only logged: that record then
-/// comes back after the visibility timeout, as it would without this.
-pub async fn retry_soon(source: &Queue, records: &[SqsMessage], response: &SqsBatchResponse) {
+/// the queue's visibility timeout; a record on its last delivery (`max_receive_count`)
+/// at once, so SQS moves it to the dead-letter queue and the user's later messages go on.
+/// A change SQS refuses is only logged: that record then comes back after the visibility
+/// timeout, as it would without this.
+pub async fn retry_soon(
+    source: &Queue,
+    records: &[SqsMessage],
+    response: &SqsBatchResponse,
+    max_receive_count: u32,
+) {
     for failure in &response.batch_item_failures {
         let Some(record) = records
             .iter()
@@ -127,7 +135,12 @@ pub async fn retry_soon(source: &Queue, records: &[SqsMessage], response: &SqsBa
         let Some(handle) = record.receipt_handle.as_deref() else {
             continue;
         };
-        let after = backoff(receive_count(record));
+        let count = receive_count(record);
+        let after = if count >= max_receive_count {
+            Duration::ZERO
+        } else {
+            backoff(count)
+        };
         match source.retry_in(handle, after).await {
             Ok(()) => tracing::debug!(
                 sqs_message_id = failure.item_identifier,

@@ -213,7 +213,13 @@ impl Responder {
         })
         .await;
         if let Some(source) = &self.source {
-            batch::retry_soon(source, &event.records, &response).await;
+            batch::retry_soon(
+                source,
+                &event.records,
+                &response,
+                self.behaviour.max_receive_count,
+            )
+            .await;
         }
         response
     }

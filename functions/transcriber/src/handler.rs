@@ -265,7 +265,13 @@ impl Transcriber {
         })
         .await;
         if let Some(source) = &self.source {
-            batch::retry_soon(source, &event.records, &response).await;
+            batch::retry_soon(
+                source,
+                &event.records,
+                &response,
+                self.limits.max_receive_count,
+            )
+            .await;
         }
         response
     }

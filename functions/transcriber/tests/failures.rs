@@ -10,10 +10,15 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use common::{TestBed, audio, event, failed_ids, message, record, text};
+use remedios_local::pump::sqs_event;
 use remedios_shared::clock::Deadline;
 use remedios_shared::envelope::{InboundMessage, Prepared};
+use remedios_shared::queue::{self, Outgoing, Queue};
+use remedios_template::TRANSCRIBER_FUNCTION;
 use remedios_testkit::audio::{self, Fixtures};
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault};
+use remedios_testkit::iam;
+use remedios_testkit::moto::{self, QueueSpec};
 use transcriber::handler::FORWARD_MARGIN;
 
 const OPUS: &str = "audio/ogg; codecs=opus";
@@ -130,4 +135,101 @@ async fn a_note_that_cannot_be_transcribed_in_time_is_forwarded_as_unusable_at_o
         "{:?}",
         replies[0].job.prepared
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_record_comes_back_after_its_backoff_not_the_visibility_timeout() {
+    let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
+    let visibility = Duration::from_secs(120);
+    let inbound = moto::create_queue_pair(
+        &stack.sqs,
+        &QueueSpec {
+            name: "remedios-inbound".into(),
+            visibility_timeout: visibility,
+            max_receive_count: 5,
+        },
+    )
+    .await
+    .expect("the inbound queue");
+    // The transcriber consumes it signed as its own role, as under Lambda.
+    let function_sqs = aws_sdk_sqs::Client::new(
+        &stack
+            .moto
+            .sdk_config_as(&iam::principal_name(TRANSCRIBER_FUNCTION))
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
+    let transcriber = stack
+        .transcriber
+        .clone()
+        .with_source(Queue::new(function_sqs, &inbound.url));
+    stack.graph.inject(Fault::during(
+        Endpoint::MediaLookup,
+        Duration::from_secs(3600),
+        ErrorSpec::server_error(),
+    ));
+    let note = message("15551239004", "wamid.BACK1", audio("no-such-media", OPUS));
+    let outgoing = Outgoing::new(
+        &note,
+        &note.user_key().tag(),
+        queue::dedup_id(&note.id, None),
+    )
+    .expect("a queue message");
+    Queue::new(stack.sqs.clone(), &inbound.url)
+        .send_all(&[outgoing])
+        .await
+        .expect("enqueued");
+
+    let first = receive(&stack.sqs, &inbound.url, Duration::from_secs(5)).await;
+    assert_eq!(first.len(), 1);
+    let response = transcriber
+        .handle(sqs_event(&first, &inbound.arn, "us-east-1"))
+        .await;
+    assert_eq!(
+        failed_ids(&response).len(),
+        1,
+        "Meta's media service is down"
+    );
+    let failed_at = Instant::now();
+
+    let again = receive(&stack.sqs, &inbound.url, Duration::from_secs(60)).await;
+    let waited = failed_at.elapsed();
+    assert_eq!(again.len(), 1, "delivered again");
+    assert!(
+        waited >= Duration::from_secs(8) && waited < Duration::from_secs(30),
+        "back after {waited:?}: the 10 s backoff, not the {visibility:?} visibility timeout"
+    );
+    let count = again[0]
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+        })
+        .cloned();
+    assert_eq!(count.as_deref(), Some("2"));
+}
+
+/// Received messages of `url` (with their system attributes, as Lambda gets them), waiting
+/// up to `limit` for the first.
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    limit: Duration,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive");
+        let messages = out.messages.unwrap_or_default();
+        if !messages.is_empty() {
+            return messages;
+        }
+    }
+    Vec::new()
 }

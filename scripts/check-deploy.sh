@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Proves the deploy artefacts: `sam build` from a clean clone of HEAD (as infra/build.sh
+# runs it), then for each function's `bootstrap` the architecture the template declares,
+# the GLIBC versions it needs (all must exist on provided.al2023, GLIBC 2.34) and its size;
+# and for each whisper model in .cache/models whether Lambda takes it as a direct zip
+# upload (50 MB zipped), as a layer (250 MB unzipped, with the function), or only from S3.
+#
+#   scripts/check-deploy.sh              # with CARGO_TARGET_DIR as exported (or unset)
+#   scripts/check-deploy.sh --both       # once with CARGO_TARGET_DIR exported, once unset
+#
+# Too slow for CI on 2 cores (about 16 minutes per build from scratch): run it before a
+# release and keep its figures. Needs what scripts/bootstrap.sh installs (sam,
+# cargo-lambda, zig in the venv) and readelf (binutils).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${REMEDIOS_VENV:-$ROOT/.venv}"
+GLIBC_AL2023="2.34"
+ZIP_LIMIT=$((50 * 1000 * 1000))
+UNZIPPED_LIMIT=$((250 * 1000 * 1000))
+
+for tool in readelf git; do
+    command -v "$tool" >/dev/null || { echo "check-deploy: $tool is missing (apt-get install binutils git)" >&2; exit 1; }
+done
+[ -x "$VENV/bin/sam" ] || { echo "check-deploy: sam missing in $VENV: run scripts/bootstrap.sh" >&2; exit 1; }
+
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1000000 }'; }
+
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+
+# One `sam build` in a fresh clone; $1 says whether CARGO_TARGET_DIR is exported.
+build_and_check() {
+    local mode="$1" clone
+    clone="$(mktemp -d)"
+    git clone --quiet "$ROOT" "$clone/remedios"
+    local started=$SECONDS
+    (
+        cd "$clone/remedios"
+        export REMEDIOS_VENV="$VENV"
+        if [ "$mode" = "unset" ]; then
+            unset CARGO_TARGET_DIR
+        else
+            export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$clone/target}"
+        fi
+        infra/build.sh > "$clone/sam-build.log" 2>&1
+    ) || { fail "sam build ($mode CARGO_TARGET_DIR) failed: see $clone/sam-build.log"; return; }
+    echo "sam build with CARGO_TARGET_DIR $mode: $((SECONDS - started)) s"
+
+    local build="$clone/remedios/infra/.aws-sam/build"
+    for function in WebhookFunction TranscriberFunction ResponderFunction; do
+        local bootstrap="$build/$function/bootstrap"
+        if [ ! -f "$bootstrap" ]; then
+            fail "$function: no bootstrap in $build/$function"
+            continue
+        fi
+        local declared machine needed size
+        declared="$(awk -v fn="  $function:" '
+            $0 == fn { inside = 1; next }
+            inside && /^  [A-Za-z]/ { inside = 0 }
+            inside && /Architectures:/ { gsub(/[][ ]/, "", $2); print $2; exit }' \
+            "$clone/remedios/infra/template.yaml")"
+        machine="$(readelf -h "$bootstrap" | awk -F: '/Machine/ { gsub(/^ +/, "", $2); print $2 }')"
+        case "$declared:$machine" in
+            arm64:AArch64 | x86_64:*X86-64*) ;;
+            *) fail "$function: the template declares ${declared:-nothing}, the binary is $machine" ;;
+        esac
+        needed="$(readelf -V "$bootstrap" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)"
+        if [ -n "$needed" ] && [ "$(printf '%s\n%s\n' "$needed" "$GLIBC_AL2023" | sort -V | tail -1)" != "$GLIBC_AL2023" ]; then
+            fail "$function: needs GLIBC $needed, al2023 has $GLIBC_AL2023"
+        fi
+        size="$(stat -c %s "$bootstrap")"
+        printf '%-20s %-8s GLIBC <= %-5s %6s MB\n' "$function" "$declared" "${needed:-none}" \
+            "$(mb "$size")"
+    done
+    rm -rf "$clone"
+}
+
+case "${1:-}" in
+    --both)
+        build_and_check exported
+        build_and_check unset
+        ;;
+    "")
+        if [ -n "${CARGO_TARGET_DIR:-}" ]; then build_and_check exported; else build_and_check unset; fi
+        ;;
+    *)
+        echo "usage: scripts/check-deploy.sh [--both]" >&2
+        exit 2
+        ;;
+esac
+
+# The model artefacts against Lambda's limits (the transcriber's own code counts toward
+# the layer limit: about 25 MB).
+shopt -s nullglob
+for model in "$ROOT"/.cache/models/ggml-*.bin; do
+    size="$(stat -c %s "$model")"
+    zipped="$("$VENV/bin/python" - "$model" <<'EOF'
+import io, sys, zipfile
+buffer = io.BytesIO()
+with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+    z.write(sys.argv[1], "models/" + sys.argv[1].rsplit("/", 1)[-1])
+print(buffer.tell())
+EOF
+)"
+    if [ "$zipped" -le "$ZIP_LIMIT" ]; then
+        route="direct zip upload, layer or S3"
+    elif [ $((size + 25 * 1000 * 1000)) -le "$UNZIPPED_LIMIT" ]; then
+        route="layer published from S3, or S3 (WhisperModelS3Key)"
+    else
+        route="S3 only (WhisperModelS3Key): over the 250 MB layer limit"
+    fi
+    printf '%-28s %7s MB, zipped %7s MB: %s\n' "$(basename "$model")" \
+        "$(mb "$size")" "$(mb "$zipped")" "$route"
+done
+
+if [ "$failures" -gt 0 ]; then
+    echo "check-deploy: $failures problem(s)" >&2
+    exit 1
+fi
+echo "check-deploy: the artefacts fit Lambda"
