@@ -213,15 +213,12 @@ async fn put_token(bench: &TestBed, value: &str) {
         .expect("put the token parameter");
 }
 
-#[tokio::test]
-async fn a_token_replaced_in_ssm_is_read_again_on_the_first_refusal() {
-    let bench = TestBed::start().await;
+/// A warm container's responder still holding the expired token, reading it again from
+/// the SSM parameter.
+async fn warm_with_expired_token(bench: &TestBed) -> responder::Responder {
     let model =
         responder::gpt4all::Gpt4AllClient::new(bench.model_settings(), None).expect("model client");
-    // A warm container still holds the expired token; the operator has put the new one
-    // in the parameter.
-    put_token(&bench, TOKEN).await;
-    let responder = responder::Responder::new(
+    responder::Responder::new(
         bench.responder_store.clone(),
         bench.graph_client("expired-token"),
         model,
@@ -230,7 +227,16 @@ async fn a_token_replaced_in_ssm_is_read_again_on_the_first_refusal() {
     .with_token_source(
         bench.responder_sdk().await,
         remedios_shared::secrets::SecretSource::SsmParameter(TOKEN_PARAMETER.into()),
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_token_replaced_in_ssm_is_read_again_on_the_first_refusal() {
+    let bench = TestBed::start().await;
+    // A warm container still holds the expired token; the operator has put the new one
+    // in the parameter.
+    put_token(&bench, TOKEN).await;
+    let responder = warm_with_expired_token(&bench).await;
     let job = text_job("wamid.TOK1", "Hello!");
 
     let response = responder.handle(event(&[(&job, 1)])).await;
@@ -255,18 +261,7 @@ async fn a_token_replaced_in_ssm_is_read_again_on_the_first_refusal() {
 async fn a_token_not_replaced_fails_the_job_without_looping() {
     let bench = TestBed::start().await;
     put_token(&bench, "expired-token").await;
-    let model =
-        responder::gpt4all::Gpt4AllClient::new(bench.model_settings(), None).expect("model client");
-    let responder = responder::Responder::new(
-        bench.responder_store.clone(),
-        bench.graph_client("expired-token"),
-        model,
-        Behaviour::default(),
-    )
-    .with_token_source(
-        bench.responder_sdk().await,
-        remedios_shared::secrets::SecretSource::SsmParameter(TOKEN_PARAMETER.into()),
-    );
+    let responder = warm_with_expired_token(&bench).await;
     let job = text_job("wamid.TOK3", "Hello?");
 
     let response = responder.handle(event(&[(&job, 1)])).await;
