@@ -39,7 +39,7 @@ pub struct Principal {
 }
 
 /// An access key of a [`Principal`].
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AccessKey {
     pub id: String,
     pub secret: String,

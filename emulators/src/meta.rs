@@ -6,6 +6,16 @@ use serde_json::{Value, json};
 
 pub use remedios_shared::signature::sign;
 
+/// The user-tag key (`USER_TAG_KEY`) of the tests' deployment.
+pub const USER_TAG_KEY: &str = "test-user-tag-key-0123456789abcdef";
+
+/// The tag the tests' deployment files `user_key` (a phone number or BSUID) under.
+pub fn user_tag(user_key: &str) -> remedios_shared::user::UserTag {
+    let key = remedios_shared::user::TagKey::new(USER_TAG_KEY)
+        .unwrap_or_else(|e| panic!("the tests' user tag key: {e}"));
+    remedios_shared::user::UserKey::new(user_key).tag(&key)
+}
+
 /// Our test business number.
 pub const PHONE_NUMBER_ID: &str = "106540352242922";
 /// Its display number.

@@ -6,16 +6,21 @@
 //!   the media could not be used).
 //!
 //! Both carry `v` ([`ENVELOPE_VERSION`]); a consumer refuses a version newer than it
-//! knows with an error that says to deploy the functions together.
+//! knows with an error that says to deploy the functions together, and one older than
+//! [`OLDEST_ENVELOPE_VERSION`] with an error that says what changed.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::user::{Sender, UserKey};
+use crate::user::{Sender, TagKey, UserKey, UserTag};
 use crate::whatsapp::webhook::{self, ApiError, MessageContent, Referral};
 
-/// The envelope version this build writes and reads.
-pub const ENVELOPE_VERSION: u32 = 1;
+/// The envelope version this build writes and reads. Version 2 carries the keyed user
+/// tag ([`InboundMessage::user`]).
+pub const ENVELOPE_VERSION: u32 = 2;
+/// The oldest version this build reads: a version 1 message names no user tag, and only
+/// the webhook holds the secret to make one.
+pub const OLDEST_ENVELOPE_VERSION: u32 = 2;
 
 /// An inbound WhatsApp message, as the webhook enqueues it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +31,10 @@ pub struct InboundMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_phone_number: Option<String>,
     pub sender: Sender,
+    /// The sender's pseudonymous tag ([`TagKey::tag`] of [`InboundMessage::user_key`]):
+    /// made once, by the webhook, which alone holds the deployment's secret; everything
+    /// after files the message under it (S3 keys, FIFO group, logs).
+    pub user: UserTag,
     /// The WhatsApp message id (`wamid.…`).
     pub id: String,
     /// Unix seconds when the user sent it (Meta's timestamp).
@@ -44,13 +53,14 @@ pub struct InboundMessage {
 }
 
 impl InboundMessage {
-    /// Builds the envelope of one webhook message. `None` when the message names no
-    /// sender at all (neither phone number nor business-scoped id): it cannot be
-    /// answered or keyed, and the caller treats the body as malformed.
+    /// Builds the envelope of one webhook message, its user tagged with `tags`. `None`
+    /// when the message names no sender at all (neither phone number nor business-scoped
+    /// id): it cannot be answered or keyed, and the caller treats the body as malformed.
     pub fn from_webhook(
         message: &webhook::Message,
         metadata: &webhook::Metadata,
         contacts: &[webhook::Contact],
+        tags: &TagKey,
         received_at_ms: i64,
     ) -> Option<Self> {
         let sender = Sender::from_webhook(message, contacts)?;
@@ -58,6 +68,7 @@ impl InboundMessage {
             v: ENVELOPE_VERSION,
             phone_number_id: metadata.phone_number_id.clone(),
             display_phone_number: metadata.display_phone_number.clone(),
+            user: sender.key().tag(tags),
             sender,
             id: message.id.clone(),
             timestamp: message.timestamp,
@@ -381,6 +392,10 @@ pub enum EnvelopeError {
         "queue message has envelope version {found}, newer than this function understands ({ENVELOPE_VERSION}); deploy all functions from the same release"
     )]
     UnknownVersion { found: u32 },
+    #[error(
+        "queue message has envelope version {found}, from a release before keyed user tags (version {OLDEST_ENVELOPE_VERSION}): it names no user tag and cannot be filed; it was queued before the upgrade"
+    )]
+    Outdated { found: u32 },
 }
 
 /// Versioned envelopes.
@@ -405,9 +420,14 @@ pub fn decode<T>(body: &str) -> Result<T, EnvelopeError>
 where
     T: serde::de::DeserializeOwned + Versioned,
 {
-    let value: T = serde_json::from_str(body)?;
-    match value.version() {
+    #[derive(Deserialize)]
+    struct Version {
+        v: u32,
+    }
+    // The version first: an envelope of another version need not have this one's fields.
+    match serde_json::from_str::<Version>(body)?.v {
         v if v > ENVELOPE_VERSION || v == 0 => Err(EnvelopeError::UnknownVersion { found: v }),
-        _ => Ok(value),
+        v if v < OLDEST_ENVELOPE_VERSION => Err(EnvelopeError::Outdated { found: v }),
+        _ => Ok(serde_json::from_str(body)?),
     }
 }

@@ -104,6 +104,12 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::user::{TagKey, UserKey};
+
+    fn tag(user: &str) -> UserTag {
+        let key = TagKey::new("keys-test-key-keys-test-key-keys").expect("a tag key");
+        UserKey::new(user).tag(&key)
+    }
 
     #[test]
     fn dates_are_utc_calendar_dates() {
@@ -115,7 +121,7 @@ mod tests {
 
     #[test]
     fn message_ids_become_single_injective_key_segments() {
-        let user = UserTag::of("15551234567");
+        let user = tag("15551234567");
         let a = message_record(&user, "wamid.HBg+a/b==");
         let b = message_record(&user, "wamid.HBg/a+b==");
         assert_ne!(a, b);
@@ -125,7 +131,7 @@ mod tests {
 
     #[test]
     fn every_key_lives_under_its_prefix() {
-        let user = UserTag::of("US.1");
+        let user = tag("US.1");
         assert!(media(&user, "m", "ogg").starts_with(MEDIA));
         assert!(transcript(&user, "m").starts_with(TRANSCRIPTS));
         assert!(conversation(&user).starts_with(CONVERSATIONS));

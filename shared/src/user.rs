@@ -5,11 +5,17 @@
 //! Meta gave; [`UserKey`] picks the stable one (the BSUID when present: it survives a
 //! change of phone number) and [`UserTag`] turns it into a pseudonymous token for S3
 //! keys, SQS group ids and logs, so no phone number appears in any of them.
+//!
+//! A tag is keyed with a per-deployment secret ([`TagKey`], from SSM like the other
+//! secrets): HMAC-SHA256 of the user key, cut to 80 bits. Without the secret, a tag
+//! cannot be recomputed from a guessed number, so holding the logs or the bucket listing
+//! does not reveal who wrote; with it, the same user always gets the same tag.
 
 use std::fmt;
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::whatsapp::webhook;
 
@@ -96,9 +102,9 @@ impl UserKey {
         &self.0
     }
 
-    /// The pseudonymous tag of this user.
-    pub fn tag(&self) -> UserTag {
-        UserTag::of(&self.0)
+    /// The pseudonymous tag of this user under the deployment's `key`.
+    pub fn tag(&self, key: &TagKey) -> UserTag {
+        key.tag(self)
     }
 }
 
@@ -124,21 +130,54 @@ pub fn redact(id: &str) -> String {
     format!("…{tail}")
 }
 
-/// A user's pseudonymous tag: 20 hex digits of SHA-256 over their key. It names the
-/// user in S3 keys, SQS message group ids and logs.
+/// The deployment's secret for user tags (`USER_TAG_KEY`). `Debug` hides it.
+#[derive(Clone)]
+pub struct TagKey(Hmac<Sha256>);
+
+/// Why a tag key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "USER_TAG_KEY has {0} characters; it needs at least {min} random ones (for example `openssl rand -hex 32`)",
+    min = TagKey::MIN_CHARS
+)]
+pub struct TagKeyError(pub usize);
+
+impl TagKey {
+    /// The shortest secret accepted: 32 characters (128 bits as hex).
+    pub const MIN_CHARS: usize = 32;
+
+    pub fn new(secret: &str) -> Result<Self, TagKeyError> {
+        let chars = secret.trim().chars().count();
+        if chars < Self::MIN_CHARS {
+            return Err(TagKeyError(chars));
+        }
+        // HMAC takes a key of any length.
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.trim().as_bytes())
+            .map_err(|_| TagKeyError(chars))?;
+        Ok(TagKey(mac))
+    }
+
+    /// The tag of `user` (a BSUID or a phone number, exactly as Meta sends it).
+    pub fn tag(&self, user: &UserKey) -> UserTag {
+        let mut mac = self.0.clone();
+        mac.update(b"remedios-user:");
+        mac.update(user.as_str().as_bytes());
+        UserTag(hex::encode(&mac.finalize().into_bytes()[..10]))
+    }
+}
+
+impl fmt::Debug for TagKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TagKey(***)")
+    }
+}
+
+/// A user's pseudonymous tag: 20 hex digits of a keyed hash of their key
+/// ([`TagKey::tag`]). It names the user in S3 keys, SQS message group ids and logs.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UserTag(String);
 
 impl UserTag {
-    /// The tag of a user key (a BSUID or a phone number, exactly as Meta sends it).
-    pub fn of(key: &str) -> Self {
-        let digest = Sha256::new()
-            .chain_update(b"remedios-user:")
-            .chain_update(key.as_bytes())
-            .finalize();
-        UserTag(hex::encode(&digest[..10]))
-    }
-
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -167,13 +206,63 @@ mod tests {
         assert_eq!(redact("123"), "…");
     }
 
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    fn key(secret: &str) -> TagKey {
+        TagKey::new(secret).expect("a long enough key")
+    }
+
     #[test]
     fn tags_are_stable_distinct_and_carry_no_digits_of_the_number() {
-        let a = UserTag::of("15551234567");
-        assert_eq!(a, UserTag::of("15551234567"));
-        assert_ne!(a, UserTag::of("15551234568"));
+        let a = UserKey::new("15551234567").tag(&key(KEY));
+        assert_eq!(a, UserKey::new("15551234567").tag(&key(KEY)));
+        assert_ne!(a, UserKey::new("15551234568").tag(&key(KEY)));
         assert_eq!(a.as_str().len(), 20);
         assert!(!a.as_str().contains("4567"));
+        assert_eq!(format!("{:?}", key(KEY)), "TagKey(***)");
+    }
+
+    #[test]
+    fn a_short_key_is_refused_with_how_to_make_one() {
+        let e = TagKey::new("short").unwrap_err();
+        assert_eq!(e, TagKeyError(5));
+        assert!(e.to_string().contains("openssl rand -hex 32"), "{e}");
+        assert!(TagKey::new(&" ".repeat(40)).is_err());
+    }
+
+    /// An attacker holding a tag (from a log line or a bucket listing) tries every
+    /// plausible number, as one would against an unkeyed hash: without the deployment's
+    /// secret no candidate gives the tag, neither hashed as before (SHA-256, no key) nor
+    /// under a guessed key; with the secret the number is found at once.
+    #[test]
+    fn a_tag_cannot_be_recomputed_without_the_secret() {
+        use sha2::Digest;
+        let number = "15550004242";
+        let tag = UserKey::new(number).tag(&key(KEY));
+        let candidates = (15_550_000_000u64..15_550_010_000).map(|n| n.to_string());
+        let unkeyed = |c: &str| {
+            let digest = Sha256::new()
+                .chain_update(b"remedios-user:")
+                .chain_update(c.as_bytes())
+                .finalize();
+            hex::encode(&digest[..10])
+        };
+        let guessed = key("remedios-remedios-remedios-remedios");
+        let mut tried = 0;
+        for candidate in candidates.clone() {
+            tried += 1;
+            assert_ne!(
+                unkeyed(&candidate),
+                tag.as_str(),
+                "unkeyed hash of {candidate}"
+            );
+            assert_ne!(UserKey::new(candidate.clone()).tag(&guessed), tag);
+        }
+        assert_eq!(tried, 10_000);
+        let found: Vec<String> = candidates
+            .filter(|c| UserKey::new(c.clone()).tag(&key(KEY)) == tag)
+            .collect();
+        assert_eq!(found, [number]);
     }
 
     fn message(from: Option<&str>, from_user_id: Option<&str>) -> webhook::Message {

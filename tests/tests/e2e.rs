@@ -40,7 +40,7 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
     let mut chat = Chat::connect(info.clone(), user)
         .await
         .expect("the chat connects to the stack");
-    let s3 = local_stack::s3(&info.moto_url).await;
+    let s3 = local_stack::s3(&info).await;
     let tag = chat.tag().clone();
 
     let text = chat
@@ -58,7 +58,8 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
     );
     eprintln!("text: {}", text.stages.summary());
 
-    // The secrets reached the functions as in AWS: SSM parameter names, never values.
+    // The secrets reached the functions as in AWS: SSM parameter names, never values;
+    // and each function has only its own role's permissions.
     let mut checked = 0;
     for function in ["webhook", "transcriber", "responder"] {
         for pid in stack.function_pids(function) {
@@ -83,6 +84,16 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
                     "{function} was given {secret} itself"
                 );
             }
+            // Each runs as its own principal (its role's statements), never with keys
+            // every function shares.
+            assert!(
+                vars.iter().any(|v| *v == format!("AWS_PROFILE={function}")),
+                "{function} runs as its own principal"
+            );
+            assert!(
+                !vars.iter().any(|v| v.starts_with("AWS_ACCESS_KEY_ID=")),
+                "{function} was given keys in its environment"
+            );
             checked += 1;
         }
     }

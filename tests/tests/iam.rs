@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use remedios_shared::keys;
 use remedios_shared::store::Store;
-use remedios_shared::user::{Sender, UserTag};
+use remedios_shared::user::UserTag;
 use remedios_template::RESPONDER_FUNCTION;
 use remedios_testkit::iam::{self, Principal};
 use remedios_testkit::moto::{self, Moto};
@@ -28,14 +28,7 @@ fn arns() -> BTreeMap<String, String> {
 }
 
 fn user() -> UserTag {
-    Sender {
-        wa_id: Some("15550009999".into()),
-        user_id: None,
-        username: None,
-        profile_name: None,
-    }
-    .key()
-    .tag()
+    remedios_testkit::meta::user_tag("15550009999")
 }
 
 async fn history_as(moto: &Moto, principal: &str) -> History {

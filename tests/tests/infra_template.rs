@@ -309,6 +309,7 @@ fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
         WEBHOOK_FUNCTION => {
             add("ssm:GetParameters", ssm("/remedios/whatsapp-verify-token"));
             add("ssm:GetParameters", ssm("/remedios/whatsapp-app-secret"));
+            add("ssm:GetParameters", ssm("/remedios/user-tag-key"));
             add("sqs:SendMessage", "${InboundQueue.Arn}".into());
             add("s3:PutObject", "${Bucket.Arn}/quarantine/*".into());
         }
@@ -424,6 +425,7 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "INBOUND_QUEUE_URL",
             "WHATSAPP_VERIFY_TOKEN_PARAM",
             "WHATSAPP_APP_SECRET_PARAM",
+            "USER_TAG_KEY_PARAM",
             "ALLOWED_SENDERS",
         ],
         TRANSCRIBER_FUNCTION => vec![
@@ -615,9 +617,16 @@ fn no_secret_is_a_template_parameter() {
     let template = template();
     for (name, parameter) in &template.parameters {
         let secret_like = name.ends_with("Token")
-            || ["Secret", "Password", "ApiKey", "AccessToken", "VerifyToken"]
-                .iter()
-                .any(|w| name.contains(w));
+            || [
+                "Secret",
+                "Password",
+                "ApiKey",
+                "AccessToken",
+                "VerifyToken",
+                "TagKey",
+            ]
+            .iter()
+            .any(|w| name.contains(w));
         if secret_like {
             assert!(
                 name.ends_with("ParameterName") || name.ends_with("Arn"),

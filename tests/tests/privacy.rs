@@ -80,7 +80,7 @@ async fn the_logs_of_a_full_run_hold_no_message_text_transcript_secret_or_phone_
         .await
         .unwrap_or_else(|e| panic!("no reply to the text message: {e}"));
     let voice = local_stack::send_voice(&mut chat, voice_note(dir.path(), "note", SPOKEN)).await;
-    let s3 = local_stack::s3(&info.moto_url).await;
+    let s3 = local_stack::s3(&info).await;
     let transcript = object(
         &s3,
         &info.bucket,

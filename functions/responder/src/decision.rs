@@ -198,7 +198,7 @@ mod tests {
     fn job(content: Content, prepared: Prepared) -> ReplyJob {
         ReplyJob::new(
             InboundMessage {
-                v: 1,
+                v: remedios_shared::envelope::ENVELOPE_VERSION,
                 phone_number_id: "p".into(),
                 display_phone_number: None,
                 sender: Sender {
@@ -207,6 +207,8 @@ mod tests {
                     username: None,
                     profile_name: None,
                 },
+                user: serde_json::from_value(serde_json::json!("00000000000000000000"))
+                    .expect("a tag"),
                 id: "wamid.1".into(),
                 timestamp: 0,
                 received_at_ms: 0,

@@ -250,7 +250,7 @@ impl Responder {
     ) -> Result<Outcome, RetryLater> {
         let started = Instant::now();
         let message = &job.message;
-        let user = message.user_key().tag();
+        let user = message.user.clone();
         let echo = self.behaviour.echo_transcript;
         let texts = &self.behaviour.texts;
         let own_language = plan::language_of(job);

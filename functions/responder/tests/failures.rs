@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use remedios_shared::clock::Deadline;
-use remedios_shared::user::UserKey;
 use remedios_testkit::model_server::GateRecord;
 use responder::Behaviour;
 use responder::decision::{CUT_NOTE, QUESTION_MAX_CHARS};
@@ -51,7 +50,7 @@ async fn a_question_the_host_refuses_for_good_is_answered_at_once_and_the_next_o
     assert_ne!(sent[1].body, Fixed::CannotAnswer.default_text(Lang::En));
     assert_ne!(sent[1].body, Fixed::Apology.default_text(Lang::En));
     // Nothing to remember of the refused one; the next one is remembered.
-    let user = UserKey::new(PHONE).tag();
+    let user = remedios_testkit::meta::user_tag(PHONE);
     let turns = bench.conversation(&user).await.turns;
     assert_eq!(turns.len(), 2, "{turns:?}");
     assert_eq!(turns[0].text, "Hello! Who are you?");
@@ -165,7 +164,7 @@ async fn a_host_slower_than_the_invocation_still_leaves_the_last_attempt_time_to
 async fn a_late_duplicate_after_a_reset_brings_nothing_back() {
     let bench = TestBed::start().await;
     let responder = bench.responder();
-    let user = UserKey::new(PHONE).tag();
+    let user = remedios_testkit::meta::user_tag(PHONE);
     let question = text_job("wamid.LATE1", "My name is Ana.");
     let reset = text_job("wamid.LATE2", "/reset");
     assert!(

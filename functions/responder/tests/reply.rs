@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use remedios_shared::envelope::{Content, MediaRef, Prepared, ReplyJob};
-use remedios_shared::user::UserKey;
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, Recorded};
 use remedios_testkit::model_server::GateRecord;
 use remedios_testkit::ports::free_port;
@@ -16,7 +15,7 @@ use responder::texts::{Fixed, Lang};
 use responder::{Behaviour, Outcome};
 
 fn phone_user() -> remedios_shared::user::UserTag {
-    UserKey::new(PHONE).tag()
+    remedios_testkit::meta::user_tag(PHONE)
 }
 
 #[tokio::test]

@@ -288,17 +288,17 @@ impl Transcriber {
         message: &InboundMessage,
         deadline: Deadline,
     ) -> Result<Prepared, RecordError> {
-        let tag = message.user_key().tag();
+        let tag = &message.user;
         self.store
-            .put_json(&keys::message_record(&tag, &message.id), message)
+            .put_json(&keys::message_record(tag, &message.id), message)
             .await?;
         let prepared = match &message.content {
             Content::Audio { media, .. } => {
-                self.audio(message, &tag, media, deadline.keeping(FORWARD_MARGIN))
+                self.audio(message, tag, media, deadline.keeping(FORWARD_MARGIN))
                     .await?
             }
             content => match content.media() {
-                Some(media) => match self.fetch_media(message, &tag, media, false).await? {
+                Some(media) => match self.fetch_media(message, tag, media, false).await? {
                     Fetched::Stored(stored) => Prepared::MediaStored {
                         key: stored.key,
                         mime_type: stored.mime_type,
@@ -308,7 +308,7 @@ impl Transcriber {
                 None => Prepared::Nothing,
             },
         };
-        self.forward(message, &tag, prepared).await
+        self.forward(message, tag, prepared).await
     }
 
     /// The last delivery failed: forward the message with what went wrong, so the
@@ -324,8 +324,7 @@ impl Transcriber {
             content if content.media().is_some() => Prepared::MediaUnavailable { reason },
             _ => Prepared::Nothing,
         };
-        self.forward(message, &message.user_key().tag(), prepared)
-            .await
+        self.forward(message, &message.user, prepared).await
     }
 
     /// Sends the reply job of `message` to the reply queue.
@@ -451,11 +450,7 @@ impl Transcriber {
 
 /// A record's FIFO group: its attribute, else the sender's tag (records made by hand).
 fn group(record: &SqsMessage) -> Option<String> {
-    batch::group_of(record).or_else(|| {
-        parse(record)
-            .ok()
-            .map(|m| m.user_key().tag().as_str().to_owned())
-    })
+    batch::group_of(record).or_else(|| parse(record).ok().map(|m| m.user.as_str().to_owned()))
 }
 
 /// Reads a record's envelope.
@@ -596,7 +591,8 @@ mod tests {
     #[test]
     fn only_retryable_and_auth_graph_errors_fail_the_record() {
         let message: InboundMessage = serde_json::from_value(serde_json::json!({
-            "v": 1, "phone_number_id": "1", "sender": {"wa_id": "15551234567"},
+            "v": 2, "phone_number_id": "1", "sender": {"wa_id": "15551234567"},
+            "user": "00000000000000000000",
             "id": "wamid.X", "timestamp": 0, "received_at_ms": 0,
             "content": {"type": "text", "body": "hi"}
         }))

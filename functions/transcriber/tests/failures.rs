@@ -169,12 +169,8 @@ async fn a_failed_record_comes_back_after_its_backoff_not_the_visibility_timeout
         ErrorSpec::server_error(),
     ));
     let note = message("15551239004", "wamid.BACK1", audio("no-such-media", OPUS));
-    let outgoing = Outgoing::new(
-        &note,
-        &note.user_key().tag(),
-        queue::dedup_id(&note.id, None),
-    )
-    .expect("a queue message");
+    let outgoing =
+        Outgoing::new(&note, &note.user, queue::dedup_id(&note.id, None)).expect("a queue message");
     Queue::new(stack.sqs.clone(), &inbound.url)
         .send_all(&[outgoing])
         .await

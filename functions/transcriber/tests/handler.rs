@@ -17,7 +17,7 @@ use transcriber::speech::Transcript;
 const OPUS: &str = "audio/ogg; codecs=opus";
 
 fn tag(message: &InboundMessage) -> remedios_shared::user::UserTag {
-    message.user_key().tag()
+    message.user.clone()
 }
 
 /// The reply job forwarded for `message_id` (exactly one).

@@ -8,8 +8,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use remedios_shared::signature;
+use remedios_shared::user::TagKey;
 use remedios_testkit::meta::{self, User};
-use webhook::intake::{self, AllowList};
+use webhook::intake::{self, AllowList, Intake};
 
 const SECRET: &[u8] = b"bench-app-secret";
 const NOW_MS: i64 = 1_767_225_600_000;
@@ -76,7 +77,10 @@ fn ten_messages() -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let allow = AllowList::default();
+    let allow = Intake {
+        allow: AllowList::default(),
+        tags: TagKey::new(meta::USER_TAG_KEY).expect("the tests' tag key"),
+    };
     let mut group = c.benchmark_group("post_path");
     for (name, body, expected) in [
         ("1_message", one_message(), 1),

@@ -15,6 +15,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub struct Config {
     pub verify_token: SecretSource,
     pub app_secret: SecretSource,
+    pub user_tag_key: SecretSource,
     pub inbound_queue_url: String,
     pub bucket: String,
     pub max_body_bytes: usize,
@@ -32,6 +33,10 @@ impl Config {
             app_secret: env.secret(
                 "WHATSAPP_APP_SECRET",
                 "the Meta app secret that signs webhook bodies",
+            )?,
+            user_tag_key: env.secret(
+                "USER_TAG_KEY",
+                "the deployment's secret that keys user tags (32 or more random characters: `openssl rand -hex 32`)",
             )?,
             inbound_queue_url: env
                 .required("INBOUND_QUEUE_URL", "the URL of the inbound SQS FIFO queue")?,
@@ -52,7 +57,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    const BASE: [(&str, &str); 4] = [
+    const BASE: [(&str, &str); 5] = [
+        ("USER_TAG_KEY_PARAM", "/remedios/user-tag-key"),
         ("WHATSAPP_VERIFY_TOKEN", "vt"),
         ("WHATSAPP_APP_SECRET_PARAM", "/remedios/app-secret"),
         (
@@ -90,6 +96,7 @@ mod tests {
         let vars = [
             ("WHATSAPP_VERIFY_TOKEN", "vt"),
             ("WHATSAPP_APP_SECRET", "s"),
+            ("USER_TAG_KEY", "k"),
             ("BUCKET_NAME", "b"),
         ];
         let err = Config::from_env(&Env(vars)).unwrap_err();

@@ -11,11 +11,12 @@ use remedios_shared::queue::Queue;
 use remedios_shared::secrets::{self, Secret, SecretError};
 use remedios_shared::signature;
 use remedios_shared::store::Store;
+use remedios_shared::user::{TagKey, TagKeyError};
 use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::intake::{self, AllowList, Plan};
+use crate::intake::{self, Intake, Plan};
 
 /// The webhook, with its secrets and clients. Build it once per container.
 #[derive(Debug, Clone)]
@@ -25,18 +26,35 @@ pub struct Webhook {
     queue: Queue,
     store: Store,
     max_body_bytes: usize,
-    allow: AllowList,
+    intake: Intake,
+}
+
+/// Why the webhook could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    TagKey(#[from] TagKeyError),
 }
 
 impl Webhook {
     /// Resolves the secrets (from SSM when configured so) and wires the clients.
-    pub async fn connect(config: &Config, sdk: &SdkConfig) -> Result<Self, SecretError> {
-        let [verify_token, app_secret] =
-            secrets::load_each(sdk, [&config.verify_token, &config.app_secret]).await?;
+    pub async fn connect(config: &Config, sdk: &SdkConfig) -> Result<Self, StartError> {
+        let [verify_token, app_secret, tag_key] = secrets::load_each(
+            sdk,
+            [
+                &config.verify_token,
+                &config.app_secret,
+                &config.user_tag_key,
+            ],
+        )
+        .await?;
         Ok(Self::new(
             config,
             verify_token,
             app_secret,
+            TagKey::new(tag_key.expose())?,
             Queue::new(remedios_shared::aws::sqs(sdk), &config.inbound_queue_url),
             Store::new(remedios_shared::aws::s3(sdk, &config.aws), &config.bucket),
         ))
@@ -47,6 +65,7 @@ impl Webhook {
         config: &Config,
         verify_token: Secret,
         app_secret: Secret,
+        tags: TagKey,
         queue: Queue,
         store: Store,
     ) -> Self {
@@ -56,7 +75,10 @@ impl Webhook {
             queue,
             store,
             max_body_bytes: config.max_body_bytes,
-            allow: config.allowed_senders.clone(),
+            intake: Intake {
+                allow: config.allowed_senders.clone(),
+                tags,
+            },
         }
     }
 
@@ -111,7 +133,7 @@ impl Webhook {
             header,
             body,
             now_ms(),
-            &self.allow,
+            &self.intake,
         ) {
             Ok(plan) => plan,
             Err(e) => {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use remedios_shared::envelope::InboundMessage;
 use remedios_shared::queue::{self, Outgoing};
 use remedios_shared::signature::{self, SignatureError};
-use remedios_shared::user::{Sender, redact};
+use remedios_shared::user::{Sender, TagKey, redact};
 use remedios_shared::whatsapp::webhook::{ChangeValue, Lenient, Notification, Status};
 use tracing::{debug, info, warn};
 
@@ -73,14 +73,22 @@ pub fn verify_and_plan(
     signature_header: Option<&[u8]>,
     body: &[u8],
     now_ms: i64,
-    allow: &AllowList,
+    intake: &Intake,
 ) -> Result<Plan, SignatureError> {
     signature::verify(app_secret, body, signature_header)?;
-    Ok(plan(body, now_ms, allow))
+    Ok(plan(body, now_ms, intake))
+}
+
+/// How messages are taken in: who may write, and the deployment's key their user tags
+/// are made with.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub allow: AllowList,
+    pub tags: TagKey,
 }
 
 /// Plans a signed body: parses it and builds the queue messages.
-pub fn plan(body: &[u8], now_ms: i64, allow: &AllowList) -> Plan {
+pub fn plan(body: &[u8], now_ms: i64, intake: &Intake) -> Plan {
     let notification: Notification = match serde_json::from_slice(body) {
         Ok(n) => n,
         Err(e) => {
@@ -100,12 +108,12 @@ pub fn plan(body: &[u8], now_ms: i64, allow: &AllowList) -> Plan {
             debug!(field = %change.field, "ignoring a change to another webhook field");
             continue;
         }
-        plan_change(&change.value, now_ms, allow, &mut plan);
+        plan_change(&change.value, now_ms, intake, &mut plan);
     }
     plan
 }
 
-fn plan_change(value: &ChangeValue, now_ms: i64, allow: &AllowList, plan: &mut Plan) {
+fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Plan) {
     for error in &value.errors {
         warn!(
             code = error.code,
@@ -142,7 +150,7 @@ fn plan_change(value: &ChangeValue, now_ms: i64, allow: &AllowList, plan: &mut P
             continue;
         }
         let Some(envelope) =
-            InboundMessage::from_webhook(message, metadata, &value.contacts, now_ms)
+            InboundMessage::from_webhook(message, metadata, &value.contacts, &intake.tags, now_ms)
         else {
             plan.quarantine = Some(format!(
                 "message {} names no sender (no from, no from_user_id)",
@@ -150,14 +158,14 @@ fn plan_change(value: &ChangeValue, now_ms: i64, allow: &AllowList, plan: &mut P
             ));
             continue;
         };
-        let user = envelope.user_key().tag();
-        if !allow.allows(&envelope.sender) {
+        let user = &envelope.user;
+        if !intake.allow.allows(&envelope.sender) {
             info!(user = %user, message_id = %message.id, "dropping a message from a sender outside ALLOWED_SENDERS");
             plan.refused_senders += 1;
             continue;
         }
         debug!(user = %user, message_id = %message.id, kind = envelope.content.kind(), "enqueueing a message");
-        match Outgoing::new(&envelope, &user, queue::dedup_id(&message.id, None)) {
+        match Outgoing::new(&envelope, user, queue::dedup_id(&message.id, None)) {
             Ok(outgoing) => plan.messages.push(outgoing),
             // Serialising our own types cannot fail in practice; keep the body if it does.
             Err(e) => {
@@ -193,6 +201,13 @@ fn log_status(status: &Status) {
 mod tests {
     use super::*;
 
+    fn open() -> Intake {
+        Intake {
+            allow: AllowList::default(),
+            tags: TagKey::new("intake-test-key-intake-test-key-0").expect("a tag key"),
+        }
+    }
+
     fn sender(wa: Option<&str>, user: Option<&str>) -> Sender {
         Sender {
             wa_id: wa.map(Into::into),
@@ -213,7 +228,7 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_json_is_quarantined() {
-        let plan = plan(b"{not json", 0, &AllowList::default());
+        let plan = plan(b"{not json", 0, &open());
         assert!(plan.messages.is_empty());
         assert!(
             plan.quarantine
@@ -225,8 +240,8 @@ mod tests {
     #[test]
     fn other_objects_and_fields_are_acknowledged_and_ignored() {
         let page = br#"{"object":"page","entry":[]}"#;
-        assert_eq!(plan(page, 0, &AllowList::default()), Plan::default());
+        assert_eq!(plan(page, 0, &open()), Plan::default());
         let other_field = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"account_update","value":{}}]}]}"#;
-        assert_eq!(plan(other_field, 0, &AllowList::default()), Plan::default());
+        assert_eq!(plan(other_field, 0, &open()), Plan::default());
     }
 }

@@ -9,8 +9,10 @@
 //!   redelivery harmless). Signed bodies we cannot parse are kept in S3 under
 //!   `quarantine/` and answered 200. Bodies over the size bound answer 413.
 //! - Each queue message has `MessageGroupId` = the sender's [`UserTag`] (a hash of
-//!   the business-scoped id, else the phone number: per-user order, and no phone
-//!   number in SQS metadata) and `MessageDeduplicationId` = the WhatsApp message id.
+//!   the business-scoped id, else the phone number, keyed with the deployment's
+//!   `USER_TAG_KEY`: per-user order, and no phone number in SQS metadata) and
+//!   `MessageDeduplicationId` = the WhatsApp message id. The tag travels in the
+//!   envelope; the webhook is the one function that holds the key.
 //! - Meta sends the signature's hex in lower case; the hex is decoded before the
 //!   constant-time MAC comparison, so either case of the right digest is accepted.
 //!

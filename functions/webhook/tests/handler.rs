@@ -9,7 +9,6 @@ use remedios_shared::clock::now_ms;
 use remedios_shared::envelope::{Content, MediaRef, ReplyContext};
 use remedios_shared::keys;
 use remedios_shared::queue;
-use remedios_shared::user::UserTag;
 use remedios_shared::whatsapp::webhook::{ApiError, ErrorData, Referral};
 use remedios_testkit::meta::{self, User};
 use serde_json::{Value, json};
@@ -467,7 +466,7 @@ async fn every_documented_message_type_is_enqueued_with_its_envelope() {
     }
     let received = stack.drain().await;
     assert_eq!(received.len(), cases.len());
-    let tag = UserTag::of("US.13491208655302741918");
+    let tag = meta::user_tag("US.13491208655302741918");
     for ((message, expected), got) in cases.iter().zip(&received) {
         let id = message["id"].as_str().unwrap();
         let e = &got.envelope;
@@ -612,7 +611,7 @@ async fn a_sender_known_only_by_business_scoped_id_is_enqueued_under_it() {
     assert_eq!(sender.profile_name.as_deref(), Some("Ana"));
     assert_eq!(
         received[0].group_id,
-        UserTag::of("US.13491208655302741918").as_str()
+        meta::user_tag("US.13491208655302741918").as_str()
     );
 }
 
@@ -641,13 +640,13 @@ async fn a_batch_from_several_users_becomes_one_queue_message_per_message() {
         };
         let id = wamid(&format!("B1N{i}"));
         first.push(meta::text(user, &id, TS + i, &format!("part {i}")));
-        expected.push((id, UserTag::of(key).to_string()));
+        expected.push((id, meta::user_tag(key).to_string()));
     }
     let mut second = Vec::new();
     for i in 0..6 {
         let id = wamid(&format!("B2N{i}"));
         second.push(meta::text(&ana, &id, TS + 10 + i, &format!("more {i}")));
-        expected.push((id, UserTag::of("15550000011").to_string()));
+        expected.push((id, meta::user_tag("15550000011").to_string()));
     }
     let mut body: Value = serde_json::from_str(&meta::notification(vec![meta::change(
         &[&ana, &rui, &eva],
@@ -667,13 +666,17 @@ async fn a_batch_from_several_users_becomes_one_queue_message_per_message() {
         .iter()
         .map(|r| {
             assert_eq!(r.dedup_id, r.envelope.id);
-            assert_eq!(r.group_id, r.envelope.user_key().tag().as_str());
+            assert_eq!(r.group_id, r.envelope.user.as_str());
+            assert_eq!(
+                r.envelope.user,
+                meta::user_tag(r.envelope.user_key().as_str())
+            );
             (r.envelope.id.clone(), r.group_id.clone())
         })
         .collect();
     // Within each user's group, the notification order is kept.
     for group in [&ana, &rui, &eva]
-        .map(|u| UserTag::of(u.user_id.as_deref().or(u.wa_id.as_deref()).unwrap()).to_string())
+        .map(|u| meta::user_tag(u.user_id.as_deref().or(u.wa_id.as_deref()).unwrap()).to_string())
     {
         let order = |v: &[(String, String)]| {
             v.iter()
@@ -869,7 +872,7 @@ async fn a_message_is_never_filed_under_another_users_contact() {
     assert_eq!(sender.user_id, None, "not Eva's BSUID");
     assert_eq!(
         received[0].group_id,
-        UserTag::of(ana.wa_id.as_deref().unwrap()).as_str()
+        meta::user_tag(ana.wa_id.as_deref().unwrap()).as_str()
     );
 }
 

@@ -72,9 +72,10 @@ fn json_error(line: &str) -> String {
     v["error"].as_str().expect("an error field").to_owned()
 }
 
-const COMPLETE: [(&str, &str); 4] = [
+const COMPLETE: [(&str, &str); 5] = [
     ("WHATSAPP_VERIFY_TOKEN", "vt"),
     ("WHATSAPP_APP_SECRET", "secret"),
+    ("USER_TAG_KEY", "startup-test-key-startup-test-key"),
     (
         "INBOUND_QUEUE_URL",
         "http://127.0.0.1:9/123456789012/q.fifo",
@@ -110,6 +111,18 @@ fn each_required_variable_is_named_when_it_alone_is_missing() {
             "{name}: {error}"
         );
     }
+}
+
+#[test]
+fn a_user_tag_key_too_short_to_be_secret_stops_the_cold_start() {
+    let mut vars = without("USER_TAG_KEY");
+    // As in Lambda, where the region is always set.
+    vars.extend([("USER_TAG_KEY", "secret"), ("AWS_REGION", "us-east-1")]);
+    let error = json_error(&one_fatal_line(&run(&vars)));
+    assert_eq!(
+        error,
+        "USER_TAG_KEY has 6 characters; it needs at least 32 random ones (for example `openssl rand -hex 32`)"
+    );
 }
 
 #[test]

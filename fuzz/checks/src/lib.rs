@@ -15,8 +15,9 @@ use std::time::Duration;
 use remedios_shared::envelope::{self, InboundMessage};
 use remedios_shared::queue::{self, Outgoing};
 use remedios_shared::signature::{self, SignatureError};
+use remedios_shared::user::TagKey;
 use transcriber::audio::{self, AudioError, DecodeLimits, DecodedAudio, TARGET_SAMPLE_RATE};
-use webhook::intake::{self, AllowList, Plan};
+use webhook::intake::{self, AllowList, Intake, Plan};
 
 /// The clock the fuzzed webhook runs at (Unix milliseconds).
 pub const NOW_MS: i64 = 1_750_000_000_000;
@@ -25,6 +26,22 @@ pub const APP_SECRET: &[u8] = b"fuzz-app-secret";
 /// The allow-list of the restricted run: a phone number and a business-scoped id that
 /// appear in the seeds (`fuzz/seeds/webhook_body`).
 pub const ALLOWED_SENDERS: &str = "+1 (555) 010-0001, US.1349";
+/// The key the fuzzed webhook tags users with.
+pub const USER_TAG_KEY: &str = "fuzz-user-tag-key-fuzz-user-tag-key";
+
+fn intake(allow: AllowList) -> Intake {
+    Intake {
+        allow,
+        tags: tags(),
+    }
+}
+
+fn tags() -> TagKey {
+    match TagKey::new(USER_TAG_KEY) {
+        Ok(key) => key,
+        Err(e) => panic!("{e}"),
+    }
+}
 
 /// Plans `body` as the webhook would after a good signature, and checks that:
 ///
@@ -36,7 +53,7 @@ pub const ALLOWED_SENDERS: &str = "+1 (555) 010-0001, US.1349";
 ///
 /// Returns the plan of the open (no allow-list) run.
 pub fn webhook_body(body: &[u8]) -> Plan {
-    let open = intake::plan(body, NOW_MS, &AllowList::default());
+    let open = intake::plan(body, NOW_MS, &intake(AllowList::default()));
     assert_eq!(
         open.refused_senders, 0,
         "an open allow-list refused someone"
@@ -45,7 +62,11 @@ pub fn webhook_body(body: &[u8]) -> Plan {
         check_outgoing(outgoing);
     }
 
-    let restricted = intake::plan(body, NOW_MS, &AllowList::parse(Some(ALLOWED_SENDERS)));
+    let restricted = intake::plan(
+        body,
+        NOW_MS,
+        &intake(AllowList::parse(Some(ALLOWED_SENDERS))),
+    );
     assert_eq!(
         open.messages.len(),
         restricted.messages.len() + restricted.refused_senders,
@@ -67,7 +88,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
         Some(header.as_bytes()),
         body,
         NOW_MS,
-        &AllowList::default(),
+        &intake(AllowList::default()),
     ) {
         Ok(signed) => assert_eq!(signed, open, "a signed body planned differently"),
         Err(e) => panic!("a body signed with the app secret was refused: {e}"),
@@ -79,7 +100,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
             Some(wrong.as_bytes()),
             body,
             NOW_MS,
-            &AllowList::default()
+            &intake(AllowList::default())
         ),
         Err(SignatureError::Mismatch)
     );
@@ -106,8 +127,13 @@ fn check_outgoing(outgoing: &Outgoing) {
     );
     assert_eq!(
         outgoing.group_id,
-        message.user_key().tag().as_str(),
+        message.user.as_str(),
         "the FIFO group is not the sender's tag"
+    );
+    assert_eq!(
+        message.user,
+        message.user_key().tag(&tags()),
+        "the tag is not the keyed tag of the sender"
     );
     assert_eq!(outgoing.dedup_id, queue::dedup_id(&message.id, None));
     assert!(

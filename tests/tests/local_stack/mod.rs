@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use remedios_local::chat::{Chat, Exchange, Outgoing};
-use remedios_local::stack::{LocalStack, Options};
+use remedios_local::stack::{LocalStack, Options, StackInfo};
 use remedios_testkit::paths;
 
 /// How long a test waits for each reply.
@@ -42,10 +42,10 @@ pub async fn shutdown(stack: LocalStack) {
     );
 }
 
-/// An S3 client for the stack's moto.
-pub async fn s3(moto_url: &str) -> aws_sdk_s3::Client {
-    let sdk = remedios_testkit::moto::sdk_config_for(moto_url).await;
-    remedios_testkit::moto::s3_client(&sdk)
+/// An S3 client for the stack's moto, as its admin (the functions' principals may not
+/// read what the test inspects).
+pub async fn s3(info: &StackInfo) -> aws_sdk_s3::Client {
+    remedios_testkit::moto::s3_client(&info.admin_sdk().await)
 }
 
 /// An object's bytes, `None` when it is missing.

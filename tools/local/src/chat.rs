@@ -11,13 +11,12 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use remedios_shared::keys;
-use remedios_shared::user::{UserKey, UserTag};
+use remedios_shared::user::{TagKey, UserKey, UserTag};
 use thiserror::Error;
 
 use crate::stack::StackInfo;
 use remedios_emulators::graph::{EmulatorClient, Recorded};
 use remedios_emulators::meta;
-use remedios_emulators::moto::sdk_config_for;
 
 /// What a user sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +149,7 @@ impl Chat {
                     .into(),
             ));
         };
-        let sdk = sdk_config_for(&info.moto_url).await;
+        let sdk = info.admin_sdk().await;
         let s3 = remedios_emulators::moto::s3_client(&sdk);
         let key = UserKey::new(
             user.user_id
@@ -158,8 +157,9 @@ impl Chat {
                 .or_else(|| user.wa_id.clone())
                 .unwrap_or_default(),
         );
+        let tags = TagKey::new(&info.user_tag_key).map_err(|e| ChatError::Stack(e.to_string()))?;
         Ok(Chat {
-            tag: key.tag(),
+            tag: key.tag(&tags),
             user,
             http: reqwest::Client::new(),
             emulator: EmulatorClient::new(&url),

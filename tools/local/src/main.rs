@@ -246,11 +246,11 @@ async fn dlq_replay(
         }
         (Some(name), None) => {
             let info = StackInfo::load()?;
+            let sdk = info.admin_sdk().await;
             let queue = match name {
                 QueueName::Inbound => info.inbound,
                 QueueName::Reply => info.reply,
             };
-            let sdk = remedios_emulators::moto::sdk_config_for(&info.moto_url).await;
             let target = Target {
                 queue_url: queue.url,
                 dlq_url: queue.dlq_url,

@@ -35,7 +35,7 @@ pub use remedios_emulators::moto::Received;
 pub const MAX_BATCH: i32 = 10;
 
 /// A queue and the function its messages trigger.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Source {
     /// The function name (the binary name under `cargo lambda watch`).
     pub function: String,
@@ -46,6 +46,9 @@ pub struct Source {
     /// How long one invocation may take: the function timeout. Keep it at or below the
     /// queue's visibility timeout, as AWS requires.
     pub timeout: Duration,
+    /// The client this queue is polled with: the function's own principal, as Lambda's
+    /// event source mapping polls with the function's role. `None`: the pump's client.
+    pub sqs: Option<aws_sdk_sqs::Client>,
 }
 
 /// How the pollers behave.
@@ -290,6 +293,10 @@ impl<I: Invoke> Pump<I> {
         }
     }
 
+    fn client<'a>(&'a self, source: &'a Source) -> &'a aws_sdk_sqs::Client {
+        source.sqs.as_ref().unwrap_or(&self.sqs)
+    }
+
     fn record(&self, source: &Source, update: impl FnOnce(&mut SourceHealth)) {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         update(health.entry(source.function.clone()).or_default());
@@ -299,7 +306,7 @@ impl<I: Invoke> Pump<I> {
     /// the deletion of what succeeded. `None` when the queue had nothing.
     pub async fn poll_once(&self, source: &Source) -> Result<Option<Batch>, PumpError> {
         let received = self
-            .sqs
+            .client(source)
             .receive_message()
             .queue_url(&source.queue_url)
             .max_number_of_messages(source.batch_size.clamp(1, MAX_BATCH))
@@ -399,7 +406,7 @@ impl<I: Invoke> Pump<I> {
             })
             .collect::<Vec<_>>();
         let out = self
-            .sqs
+            .client(source)
             .delete_message_batch()
             .queue_url(&source.queue_url)
             .set_entries(Some(entries))

@@ -6,6 +6,16 @@
 //!
 //! Every process is started in its own process group and stopped with it; dropping a
 //! [`LocalStack`] kills whatever is left.
+//!
+//! The emulator enforces IAM as AWS does: each function runs as its own principal, whose
+//! policy is exactly its role in `infra/template.yaml` ([`remedios_emulators::iam`]), so a
+//! call its role does not allow fails here with `AccessDenied` as it would in a deployed
+//! stack. The functions find their keys in a credentials file the stack writes, one
+//! profile per function, named in `AWS_PROFILE` by the workspace's
+//! `[workspace.metadata.lambda.bin.<function>.env]` (which `cargo lambda watch` applies to
+//! that function alone). The event pump polls each queue as the function it feeds, as
+//! Lambda's event source mapping does with the function's role; the setup, `remedios
+//! chat` and `remedios dlq` use a separate admin principal.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,6 +32,7 @@ use remedios_emulators::meta;
 
 use remedios_emulators::child::GroupChild;
 use remedios_emulators::graph::{EmulatorClient, GraphEmulator};
+use remedios_emulators::iam::{self, AccessKey, Principal};
 use remedios_emulators::link::Link;
 use remedios_emulators::model_server::LlmServer;
 use remedios_emulators::moto::{self, Moto, MotoError, QueuePair};
@@ -239,8 +250,14 @@ pub struct StackInfo {
     pub reply: QueuePair,
     pub app_secret: String,
     pub verify_token: String,
+    /// The key of this stack's user tags (`USER_TAG_KEY`: the configured one, else a
+    /// random one per `remedios up`).
+    pub user_tag_key: String,
     pub phone_number_id: String,
     pub log_dir: PathBuf,
+    /// The emulator's admin key: setup, `remedios chat` and `remedios dlq` use it; no
+    /// function is given it.
+    pub admin_key: AccessKey,
 }
 
 impl StackInfo {
@@ -259,6 +276,11 @@ impl StackInfo {
             )
         })?;
         serde_json::from_str(&raw).map_err(|e| format!("{} is unreadable: {e}", path.display()))
+    }
+
+    /// An SDK configuration for the emulator, signed as its admin.
+    pub async fn admin_sdk(&self) -> aws_config::SdkConfig {
+        moto::sdk_config_with(&self.moto_url, &self.admin_key).await
     }
 
     fn save(&self) -> std::io::Result<()> {
@@ -397,8 +419,12 @@ impl LocalStack {
             }
         }
 
-        progress("starting the AWS emulator (moto) with the template's queues and bucket");
-        let moto = Moto::start_on(ports.moto).await?;
+        progress(
+            "starting the AWS emulator (moto) with the template's queues and bucket, IAM enforced",
+        );
+        let bucket = format!("{STACK_NAME}-bucket");
+        let principals = function_principals(&resources, &bucket)?;
+        let moto = Moto::start_enforcing_on(ports.moto, principals).await?;
         let sdk = moto.sdk_config().await;
         let aws_link = if options.aws_link {
             let target = SocketAddr::from(([127, 0, 0, 1], moto.port()));
@@ -420,7 +446,6 @@ impl LocalStack {
         let s3 = moto::s3_client(&sdk);
         let inbound = moto::create_queues(&sqs, &resources.inbound).await?;
         let reply = moto::create_queues(&sqs, &resources.reply).await?;
-        let bucket = format!("{STACK_NAME}-bucket");
         moto::create_bucket(&s3, &bucket).await?;
 
         let graph = if options.real_whatsapp() {
@@ -481,11 +506,19 @@ impl LocalStack {
             reply: reply.clone(),
             app_secret,
             verify_token,
+            user_tag_key: match options.var("USER_TAG_KEY") {
+                Some(key) => key.to_owned(),
+                None => random_key().map_err(|source| StackError::Spawn {
+                    what: "a random user tag key from /dev/urandom".into(),
+                    source,
+                })?,
+            },
             phone_number_id: options
                 .var("WHATSAPP_PHONE_NUMBER_ID")
                 .unwrap_or(meta::PHONE_NUMBER_ID)
                 .to_owned(),
             log_dir: options.log_dir.clone(),
+            admin_key: moto.access_key(iam::ADMIN)?.clone(),
         };
 
         // Secrets travel as in AWS: SecureString parameters the functions read through
@@ -509,7 +542,9 @@ impl LocalStack {
                     })?;
             }
         }
-        let env = function_env(&options, &info, &resources);
+        let credentials = options.log_dir.join("aws-credentials");
+        write_credentials(&moto, &credentials)?;
+        let env = function_env(&options, &info, &resources, &credentials);
         progress(&format!(
             "building the functions (log: {})",
             options.log_dir.join("build.log").display()
@@ -522,10 +557,21 @@ impl LocalStack {
         let proxy =
             spawn_webhook_proxy(ports.webhook, &info.functions_url, options.webhook_limits).await?;
 
-        // The event pump reaches the queues the way the functions do.
-        let pump_sqs = aws_sdk_sqs::Client::new(&moto::sdk_config_for(&aws_url).await);
+        // The event pump reaches the queues the way the functions do, each queue polled
+        // as the function it feeds (Lambda's event source mapping uses the function's
+        // role).
+        let poller = |function: &str| {
+            let key = moto.access_key(function).cloned();
+            let aws_url = aws_url.clone();
+            async move {
+                let key = key?;
+                Ok::<_, MotoError>(aws_sdk_sqs::Client::new(
+                    &moto::sdk_config_with(&aws_url, &key).await,
+                ))
+            }
+        };
         let pump = Pump::new(
-            pump_sqs,
+            aws_sdk_sqs::Client::new(&moto::sdk_config_with(&aws_url, &info.admin_key).await),
             HttpInvoker::new(&info.functions_url),
             Settings::default(),
         );
@@ -536,6 +582,7 @@ impl LocalStack {
                 queue_arn: inbound.arn.clone(),
                 batch_size: resources.transcriber.batch_size as i32,
                 timeout: resources.transcriber.timeout,
+                sqs: Some(poller("transcriber").await?),
             },
             Source {
                 function: "responder".into(),
@@ -543,6 +590,7 @@ impl LocalStack {
                 queue_arn: reply.arn.clone(),
                 batch_size: resources.responder.batch_size as i32,
                 timeout: resources.responder.timeout,
+                sqs: Some(poller("responder").await?),
             },
         ]);
 
@@ -892,15 +940,24 @@ fn function_env(
     options: &Options,
     info: &StackInfo,
     resources: &remedios_template::LocalResources,
+    credentials: &Path,
 ) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     let mut set = |k: &str, v: &str| {
         env.insert(k.to_owned(), v.to_owned());
     };
     set("AWS_ENDPOINT_URL", &info.moto_url);
-    set("AWS_REGION", "us-east-1");
-    set("AWS_ACCESS_KEY_ID", "test");
-    set("AWS_SECRET_ACCESS_KEY", "test");
+    set("AWS_REGION", iam::REGION);
+    // Each function's own profile in this file: its `AWS_PROFILE` comes from the
+    // workspace's cargo-lambda metadata.
+    set(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        &credentials.display().to_string(),
+    );
+    set(
+        "AWS_CONFIG_FILE",
+        &config_file(credentials).display().to_string(),
+    );
     set("S3_FORCE_PATH_STYLE", "true");
     set("BUCKET_NAME", &info.bucket);
     set("INBOUND_QUEUE_URL", &info.inbound.url);
@@ -934,10 +991,11 @@ fn function_env(
         }
     }
     for (k, v) in &options.vars {
-        // The secrets with a parameter went to SSM above; the model URL is the stack's.
+        // The secrets with a parameter went to SSM above; the model URL is the stack's;
+        // the credentials are each function's own.
         let in_ssm =
             secrets.contains_key(k.as_str()) && resources.secret_parameters.contains_key(k);
-        if k == "GPT4ALL_URL" || in_ssm {
+        if k == "GPT4ALL_URL" || in_ssm || CREDENTIAL_VARS.contains(&k.as_str()) {
             continue;
         }
         env.insert(k.clone(), v.clone());
@@ -947,12 +1005,103 @@ fn function_env(
 
 /// The variables holding secrets: the functions get them from SSM, never from the
 /// shell `remedios up` runs in.
-const SECRET_VARS: [&str; 4] = [
+const SECRET_VARS: [&str; 5] = [
     "WHATSAPP_APP_SECRET",
+    "USER_TAG_KEY",
     "WHATSAPP_VERIFY_TOKEN",
     "WHATSAPP_ACCESS_TOKEN",
     "GPT4ALL_API_KEY",
 ];
+
+/// The variables that would give every function the same AWS identity: none reaches
+/// them, each has its own profile.
+const CREDENTIAL_VARS: [&str; 4] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+];
+
+/// 32 random bytes as hex.
+fn random_key() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The functions' principals on the emulator, each with exactly its role's statements
+/// in the template, over the stack's queues and bucket. The principal of
+/// `WebhookFunction` is `webhook`, its binary's name and its profile's.
+fn function_principals(
+    resources: &remedios_template::LocalResources,
+    bucket: &str,
+) -> Result<Vec<Principal>, StackError> {
+    let arns = [
+        (
+            "InboundQueue.Arn",
+            iam::queue_arn(&resources.inbound.queue_name()),
+        ),
+        (
+            "ReplyQueue.Arn",
+            iam::queue_arn(&resources.reply.queue_name()),
+        ),
+        ("Bucket.Arn", iam::bucket_arn(bucket)),
+    ];
+    [
+        remedios_template::WEBHOOK_FUNCTION,
+        remedios_template::TRANSCRIBER_FUNCTION,
+        remedios_template::RESPONDER_FUNCTION,
+    ]
+    .into_iter()
+    .map(|function| {
+        iam::function_principal(function, &arns).map_err(|e| StackError::Template(e.to_string()))
+    })
+    .collect()
+}
+
+/// Writes the functions' profiles: `credentials` with each one's key, and the config
+/// file beside it with their region (both readable by the owner only, like `~/.aws`).
+fn write_credentials(moto: &Moto, credentials: &Path) -> Result<(), StackError> {
+    let mut keys =
+        String::from("# Written by `remedios up`: each function's key on the emulator.\n");
+    let mut config = String::from("# Written by `remedios up`.\n");
+    for function in FUNCTIONS {
+        let key = moto.access_key(function)?;
+        keys.push_str(&format!(
+            "[{function}]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            key.id, key.secret
+        ));
+        config.push_str(&format!("[profile {function}]\nregion = {}\n", iam::REGION));
+    }
+    for (path, text) in [
+        (credentials.to_owned(), keys),
+        (config_file(credentials), config),
+    ] {
+        private_file(&path, &text).map_err(|source| StackError::Spawn {
+            what: format!("the credentials file {}", path.display()),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The AWS config file written beside `credentials`.
+fn config_file(credentials: &Path) -> PathBuf {
+    credentials.with_file_name("aws-config")
+}
+
+fn private_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
 
 /// The stack's secrets by variable: the app secret and verify token it signs with, the
 /// access token (the emulator's, or the user's for real WhatsApp), the model host's key
@@ -960,6 +1109,7 @@ const SECRET_VARS: [&str; 4] = [
 fn secret_values<'a>(options: &'a Options, info: &'a StackInfo) -> BTreeMap<&'static str, &'a str> {
     let mut secrets = BTreeMap::from([
         ("WHATSAPP_APP_SECRET", info.app_secret.as_str()),
+        ("USER_TAG_KEY", info.user_tag_key.as_str()),
         ("WHATSAPP_VERIFY_TOKEN", info.verify_token.as_str()),
     ]);
     let token = match info.graph_emulator_url {
@@ -1047,7 +1197,7 @@ fn spawn_functions(
         command.arg("--release");
     }
     // A secret in the user's shell must not reach the functions beside its parameter.
-    for var in SECRET_VARS {
+    for var in SECRET_VARS.iter().chain(&CREDENTIAL_VARS) {
         command.env_remove(var);
     }
     command.envs(env).env("CARGO_TARGET_DIR", target_dir());

@@ -310,8 +310,7 @@ fn record(log: &Mutex<PumpLog>, batch: Batch) {
 }
 
 async fn sqs(stack: &LocalStack) -> aws_sdk_sqs::Client {
-    let sdk = remedios_testkit::moto::sdk_config_for(&stack.info().moto_url).await;
-    aws_sdk_sqs::Client::new(&sdk)
+    aws_sdk_sqs::Client::new(&stack.info().admin_sdk().await)
 }
 
 /// Visible plus in-flight messages of a queue.

@@ -178,6 +178,7 @@ async fn harness_with(
         queue_arn: queue.arn.clone(),
         batch_size,
         timeout: Duration::from_secs(1),
+        sqs: None,
     }]);
     Harness {
         _moto: moto,

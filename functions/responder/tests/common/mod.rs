@@ -171,9 +171,10 @@ pub fn from_bsuid(id: &str, content: Content) -> InboundMessage {
 
 pub fn message(id: &str, sender: Sender, content: Content) -> InboundMessage {
     InboundMessage {
-        v: 1,
+        v: remedios_shared::envelope::ENVELOPE_VERSION,
         phone_number_id: PHONE_NUMBER_ID.into(),
         display_phone_number: Some("15550000000".into()),
+        user: remedios_testkit::meta::user_tag(sender.key().as_str()),
         sender,
         id: id.into(),
         timestamp: 1_767_225_600,
@@ -204,10 +205,9 @@ pub fn event(jobs: &[(&ReplyJob, u32)]) -> SqsEvent {
             let mut record = SqsMessage::default();
             record.message_id = Some(format!("sqs-{i}-{}", job.message.id));
             record.body = Some(remedios_shared::queue::body(job).expect("job body"));
-            record.attributes.insert(
-                "MessageGroupId".into(),
-                job.message.user_key().tag().to_string(),
-            );
+            record
+                .attributes
+                .insert("MessageGroupId".into(), job.message.user.to_string());
             record
                 .attributes
                 .insert("ApproximateReceiveCount".into(), receive_count.to_string());

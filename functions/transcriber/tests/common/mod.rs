@@ -16,6 +16,7 @@ use remedios_shared::user::Sender;
 use remedios_template::TRANSCRIBER_FUNCTION;
 use remedios_testkit::graph::GraphEmulator;
 use remedios_testkit::iam::{self, Principal};
+use remedios_testkit::meta;
 use remedios_testkit::moto::{self, Moto, QueuePair, QueueSpec};
 use remedios_testkit::paths;
 use transcriber::{Config, Transcriber};
@@ -166,6 +167,7 @@ pub fn message(wa_id: &str, id: &str, content: Content) -> InboundMessage {
             username: None,
             profile_name: Some("Test User".into()),
         },
+        user: meta::user_tag(wa_id),
         id: id.into(),
         timestamp: 1_764_000_000,
         received_at_ms: 1_764_000_000_123,
@@ -199,10 +201,9 @@ pub fn record(sqs_id: &str, message: &InboundMessage) -> SqsMessage {
     record.message_id = Some(sqs_id.into());
     record.receipt_handle = Some(format!("handle-{sqs_id}"));
     record.body = Some(queue::body(message).expect("serialisable envelope"));
-    record.attributes.insert(
-        "MessageGroupId".into(),
-        message.user_key().tag().as_str().to_owned(),
-    );
+    record
+        .attributes
+        .insert("MessageGroupId".into(), message.user.as_str().to_owned());
     record.attributes.insert(
         "MessageDeduplicationId".into(),
         queue::dedup_id(&message.id, None),

@@ -170,6 +170,7 @@ pub fn environment(
     let mut vars: HashMap<String, String> = [
         ("WHATSAPP_VERIFY_TOKEN", VERIFY_TOKEN),
         ("WHATSAPP_APP_SECRET", APP_SECRET),
+        ("USER_TAG_KEY", meta::USER_TAG_KEY),
         ("INBOUND_QUEUE_URL", queue_url),
         ("BUCKET_NAME", BUCKET),
         ("AWS_ENDPOINT_URL", moto.endpoint()),
