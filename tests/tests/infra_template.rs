@@ -1094,3 +1094,200 @@ async fn the_local_stack_creates_the_templates_queues_and_bucket_on_moto() {
     assert_eq!(media.expiration().and_then(|e| e.days()), Some(30));
     assert_eq!(lifecycle.rules().len(), local.bucket.lifecycle.len());
 }
+
+// ------------------------------------------------------------------ the README's table
+
+/// One row of the README's configuration table.
+#[derive(Debug)]
+struct ConfigRow {
+    /// The variables it names (`NAME` and `NAME_PARAM` for a secret).
+    names: Vec<String>,
+    /// Whether the row is a secret's (`NAME` / `_PARAM`).
+    secret: bool,
+    used_by: Vec<&'static str>,
+    /// The code's defaults, one per variable where the row gives a literal.
+    defaults: Vec<Option<String>>,
+    /// What the template sets, one per variable.
+    deployed: Vec<String>,
+}
+
+/// Backticked spans of a cell.
+fn literals(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn readme_rows() -> Vec<ConfigRow> {
+    let readme =
+        std::fs::read_to_string(paths::workspace_root().join("README.md")).expect("README.md");
+    let header = "| Variable | Used by | Default | Deployed | Meaning |";
+    let table = readme
+        .split_once(header)
+        .expect("the configuration table, with its Default and Deployed columns")
+        .1;
+    table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+            assert!(cells.len() >= 5, "a row of five cells: {line}");
+            let mut names = literals(cells[0]);
+            let secret = names.len() == 2 && names[1] == "_PARAM";
+            if secret {
+                names[1] = format!("{}_PARAM", names[0]);
+            }
+            let used_by = match cells[1] {
+                "all" => FUNCTIONS.to_vec(),
+                used => FUNCTIONS
+                    .into_iter()
+                    .filter(|f| used.contains(&infra_function_name(f)))
+                    .collect(),
+            };
+            assert!(!used_by.is_empty(), "no function uses {line}");
+            let split = |cell: &str| -> Vec<String> {
+                if names.len() == 2 && !secret {
+                    cell.split(" / ").map(str::to_owned).collect()
+                } else {
+                    vec![cell.to_owned()]
+                }
+            };
+            let defaults = split(cells[2])
+                .iter()
+                .map(|c| {
+                    let lits = literals(c);
+                    (c.starts_with('`') && lits.len() == 1).then(|| lits[0].clone())
+                })
+                .collect();
+            ConfigRow {
+                secret,
+                used_by,
+                defaults,
+                deployed: split(cells[3]),
+                names,
+            }
+        })
+        .collect()
+}
+
+/// `WebhookFunction` → `webhook`.
+fn infra_function_name(id: &str) -> String {
+    id.trim_end_matches("Function").to_lowercase()
+}
+
+/// What the README's Deployed column must say for `var` of `function_id`, read from the
+/// template with default parameters.
+fn deployed_cell(template: &Template, stack: &Deployment<'_>, id: &str, var: &String) -> String {
+    let raw = &template.resources[id].properties["Environment"]["Variables"];
+    let Some(value) = function(stack, id).environment.get(var.as_str()).cloned() else {
+        return "not set".into();
+    };
+    if let Some(name) = raw.get(var).and_then(|v| template.referenced_parameter(v))
+        && template.parameters[name].default.is_none()
+    {
+        return format!("required (`{name}`)");
+    }
+    if value.contains("${") {
+        "from the stack".into()
+    } else if value.is_empty() {
+        "empty".into()
+    } else {
+        format!("`{value}`")
+    }
+}
+
+/// The configuration `function_id` builds from `env`, as its `Debug` text.
+fn config_debug(function_id: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+    let env = remedios_shared::config::Env(
+        env.clone()
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>(),
+    );
+    match function_id {
+        WEBHOOK_FUNCTION => webhook::Config::from_env(&env).map(|c| format!("{c:?}")),
+        TRANSCRIBER_FUNCTION => transcriber::Config::from_env(&env).map(|c| format!("{c:?}")),
+        RESPONDER_FUNCTION => responder::Config::from_env(&env).map(|c| format!("{c:?}")),
+        other => panic!("no configuration for {other}"),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// The README's table is the one list of what the functions read: every variable the
+/// template sets is in it, its Deployed column is what the template sets with default
+/// parameters, and each literal Default is the code's own (setting the variable to it
+/// gives the configuration the function builds without it).
+#[test]
+fn the_readme_table_gives_the_code_default_and_the_deployed_value_of_every_variable() {
+    let template = template();
+    let stack = stack(&template, &[]);
+    let rows = readme_rows();
+    let mut listed: BTreeSet<(&str, String)> = BTreeSet::new();
+    let mut defaults_checked = 0;
+    for row in &rows {
+        for id in &row.used_by {
+            let base = base_environment(&stack, id);
+            // A secret's Deployed value is its parameter's name: the `_PARAM` variable.
+            let shown: Vec<&String> = if row.secret {
+                vec![&row.names[1]]
+            } else {
+                row.names.iter().collect()
+            };
+            for (i, var) in shown.iter().enumerate() {
+                let wanted = deployed_cell(&template, &stack, id, var);
+                assert_eq!(
+                    row.deployed.get(i).map(String::as_str),
+                    Some(wanted.as_str()),
+                    "README: the Deployed cell of {var} ({id}) must say what the template sets"
+                );
+            }
+            listed.extend(row.names.iter().map(|var| (*id, var.clone())));
+            for (var, default) in row.names.iter().zip(&row.defaults) {
+                let Some(default) = default else { continue };
+                if ["LOG_FORMAT", "RUST_LOG"].contains(&var.as_str()) {
+                    // Read by telemetry::init, not the configuration (its tests cover it).
+                    continue;
+                }
+                let mut unset = base.clone();
+                unset.remove(var.as_str());
+                if var == "WHISPER_MODEL_PATH" {
+                    // The path is read only when no S3 key is given.
+                    unset.remove("WHISPER_MODEL_S3_KEY");
+                }
+                let with = |value: String| {
+                    let mut env = unset.clone();
+                    env.insert(var.clone(), value);
+                    config_debug(id, &env)
+                };
+                let without =
+                    config_debug(id, &unset).unwrap_or_else(|e| panic!("{id} without {var}: {e}"));
+                assert_eq!(
+                    with(default.clone()),
+                    Ok(without.clone()),
+                    "README: the Default of {var} ({id}) is `{default}`, but the code's differs"
+                );
+                assert_ne!(
+                    with(format!("{default}9x")),
+                    Ok(without),
+                    "{id} does not read {var}: the check above proves nothing"
+                );
+                defaults_checked += 1;
+            }
+        }
+    }
+    for id in FUNCTIONS {
+        for var in function(&stack, id).environment.keys() {
+            assert!(
+                listed.contains(&(id, var.clone())),
+                "{id} gets {var} from the template, and the README's table does not list it for {}",
+                infra_function_name(id)
+            );
+        }
+    }
+    assert!(
+        defaults_checked >= 15,
+        "only {defaults_checked} literal defaults were checked"
+    );
+}
