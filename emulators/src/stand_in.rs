@@ -7,7 +7,9 @@
 //!
 //! A question containing [`SLOW_MARK`] is answered after [`SLOW_FOR`] instead, and
 //! `GET /_stand-in/slow` says how many such requests are in progress, so a test can
-//! act (kill the responder, say) while one is surely waiting for its answer.
+//! act (kill the responder, say) while one is surely waiting for its answer. A question
+//! containing [`OVERLONG_MARK`] is refused with 400 every time, as a host refuses a
+//! prompt over its context: a permanent failure.
 //!
 //! `remedios stand-in-model --port N` runs it as a process of its own, so a test can
 //! kill it and start it again.
@@ -33,6 +35,8 @@ pub const STAND_IN_MODEL: &str = "remedios-stand-in";
 /// Questions containing this are answered after [`SLOW_FOR`].
 pub const SLOW_MARK: &str = "[slow]";
 pub const SLOW_FOR: Duration = Duration::from_secs(3);
+/// Questions containing this are refused with 400, on every attempt.
+pub const OVERLONG_MARK: &str = "[overlong]";
 
 /// Slow requests in progress.
 type Slow = Arc<AtomicU64>;
@@ -76,6 +80,12 @@ async fn complete(State(slow): State<Slow>, body: Bytes) -> Response {
         .find(|m| m.role == "user")
         .map(|m| m.content.as_str())
         .unwrap_or_default();
+    if question.contains(OVERLONG_MARK) {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "the prompt is longer than the model's context window",
+        );
+    }
     if question.contains(SLOW_MARK) {
         slow.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(SLOW_FOR).await;
@@ -161,6 +171,19 @@ mod tests {
             .await
             .expect("refused request");
         assert_eq!(refused.status(), 400);
+
+        for _ in 0..2 {
+            let overlong = http
+                .post(format!("{base}/chat/completions"))
+                .json(&json!({
+                    "model": STAND_IN_MODEL,
+                    "messages": [{ "role": "user", "content": format!("hi {OVERLONG_MARK}") }],
+                }))
+                .send()
+                .await
+                .expect("overlong request");
+            assert_eq!(overlong.status(), 400, "refused on every attempt");
+        }
         server.abort();
     }
 }

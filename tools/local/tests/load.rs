@@ -14,7 +14,9 @@
 //! would drop it for 5 minutes while moto forgets the deduplication id on delete),
 //! answered exactly once, to its sender, quoting it, with the answer to its own text, and
 //! each user's answers went out in the order of their messages; nothing is left in a
-//! queue or a dead-letter queue. Figures (requests per second, webhook latency, drain time) are
+//! queue or a dead-letter queue. In the run with faults, a few messages in the middle of
+//! the burst are refused by the model on every attempt (a prompt over its context): each
+//! gets exactly one apology, and everything else is still answered once, in order. Figures (requests per second, webhook latency, drain time) are
 //! printed (`cargo nextest run -p remedios-local --test load --no-capture`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,7 +30,8 @@ use remedios_local::pump::{Batch, Outcome};
 use remedios_local::stack::{LocalStack, Options};
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, Recorded, SentText};
 use remedios_testkit::meta::{self, User};
-use remedios_testkit::stand_in::{SLOW_MARK, STAND_IN_MODEL, answer_to};
+use remedios_testkit::stand_in::{OVERLONG_MARK, SLOW_MARK, STAND_IN_MODEL, answer_to};
+use responder::texts::{Fixed, Lang};
 
 /// Users sending at the same time (each sends its own messages one after another, as
 /// Meta delivers one user's messages in order).
@@ -127,16 +130,22 @@ struct Planned {
     signature: String,
     /// Delivered twice, as Meta does at times.
     twice: bool,
+    /// The model refuses it on every attempt: the user gets one apology instead.
+    refused: bool,
+}
+
+/// What the stand-in does with a planned message's question, by (user, message).
+#[derive(Default)]
+struct Marks {
+    /// Answered slowly (the stand-in takes its time).
+    slow: Option<(usize, usize)>,
+    /// Refused with 400 on every attempt, as a prompt over the context.
+    refused: Vec<(usize, usize)>,
 }
 
 /// `users` users with `per_user` text messages each; one message in ten is delivered
-/// twice. `slow` names one message whose question makes the stand-in take its time.
-fn plan(
-    secret: &str,
-    users: usize,
-    per_user: usize,
-    slow: Option<(usize, usize)>,
-) -> Vec<Vec<Planned>> {
+/// twice. `marks` names the messages the stand-in answers slowly or refuses.
+fn plan(secret: &str, users: usize, per_user: usize, marks: &Marks) -> Vec<Vec<Planned>> {
     (0..users)
         .map(|u| {
             let wa_id = format!("1555{u:07}");
@@ -145,9 +154,14 @@ fn plan(
                 .map(|m| {
                     let id = format!("wamid.LOAD{u:04}x{m:03}");
                     let mut text = format!("user {u} message {m}");
-                    if slow == Some((u, m)) {
+                    if marks.slow == Some((u, m)) {
                         text.push(' ');
                         text.push_str(SLOW_MARK);
+                    }
+                    let refused = marks.refused.contains(&(u, m));
+                    if refused {
+                        text.push(' ');
+                        text.push_str(OVERLONG_MARK);
                     }
                     let body = meta::single(
                         &user,
@@ -162,6 +176,7 @@ fn plan(
                         body,
                         signature,
                         twice: (u * per_user + m) % 10 == u % 10,
+                        refused,
                     }
                 })
                 .collect()
@@ -411,6 +426,8 @@ struct Verdict {
     /// deduplication that matters. Must be none.
     enqueued_twice: Vec<String>,
     answered: usize,
+    /// Messages the model refused on every attempt, answered with one apology each.
+    apologised: usize,
     duplicated: usize,
     lost: Vec<String>,
     wrong: Vec<String>,
@@ -457,7 +474,19 @@ fn verdict(
             v.duplicated += texts.len() - 1;
             let first = texts[0];
             let to = first.to.as_deref().map(|t| t.trim_start_matches('+'));
-            if to != Some(p.wa_id.as_str()) || first.body != answer_to(&p.text) {
+            // A refused message gets the apology (in the user's language, as far as it
+            // can be told from "user 7 message 3"), anything else its own answer.
+            let expected = if p.refused {
+                Lang::ALL
+                    .iter()
+                    .map(|&lang| Fixed::CannotAnswer.default_text(lang).to_owned())
+                    .find(|apology| *apology == first.body)
+                    .unwrap_or_else(|| Fixed::CannotAnswer.default_text(Lang::En).to_owned())
+            } else {
+                answer_to(&p.text)
+            };
+            v.apologised += usize::from(p.refused && first.body == expected);
+            if to != Some(p.wa_id.as_str()) || first.body != expected {
                 v.wrong.push(format!(
                     "{}: to {:?}, body {:?}",
                     p.id, first.to, first.body
@@ -536,7 +565,7 @@ fn report(name: &str, answers: &Answers, burst: Duration, drain: Duration, v: &V
         "\n== {name}\n\
          messages sent {} (deliveries incl. duplicates {}), requests {} {:?}\n\
          webhook: {:.0} requests/s over {:.1} s; answer latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
-         enqueued {} (re-accepted by the emulator after deletion {}, in the queue twice {}), answered {}, duplicated {}, lost {}\n\
+         enqueued {} (re-accepted by the emulator after deletion {}, in the queue twice {}), answered {} (of them with an apology {}), duplicated {}, lost {}\n\
          drain after the burst {:.1} s; whole run {:.1} s ({:.1} messages/s end to end)\n",
         v.sent,
         v.delivered,
@@ -551,6 +580,7 @@ fn report(name: &str, answers: &Answers, burst: Duration, drain: Duration, v: &V
         v.requeued_after_delete,
         v.enqueued_twice.len(),
         v.answered,
+        v.apologised,
         v.duplicated,
         v.lost.len(),
         drain.as_secs_f64(),
@@ -647,7 +677,7 @@ async fn a_burst_of_2000_notifications_from_200_users_is_answered_once_each_in_o
     let model = StandIn::start().await;
     let stack = start_stack(logs.path(), &model, false).await;
     let (pump, _watch) = watch_pump(&stack);
-    let plan = plan(&stack.info().app_secret, 200, 10, None);
+    let plan = plan(&stack.info().app_secret, 200, 10, &Marks::default());
     let delivered = plan
         .iter()
         .flatten()
@@ -801,8 +831,14 @@ async fn faults_during_a_burst_lose_nothing_and_send_nothing_twice() {
     // machine too: about 400 messages into the burst (1 minute at 7 messages a second,
     // 3 to 4 minutes at the 2 a second moto allows on a fresh 2-core machine; user 150
     // came after 12 minutes there, past the 10-minute wait).
-    let slow = (40, 5);
-    let plan = plan(&stack.info().app_secret, 200, 10, Some(slow));
+    // Messages the model refuses on every attempt, in the middle of the burst and of
+    // their users' conversations: each gets one apology at once, and the user's later
+    // messages their answers, in order.
+    let marks = Marks {
+        slow: Some((40, 5)),
+        refused: vec![(60, 4), (90, 4), (120, 5), (150, 4), (180, 6)],
+    };
+    let plan = plan(&stack.info().app_secret, 200, 10, &marks);
     let delivered = plan
         .iter()
         .flatten()
@@ -872,8 +908,13 @@ async fn faults_during_a_burst_lose_nothing_and_send_nothing_twice() {
         failed_invocations.get("responder").copied().unwrap_or(0) >= 1,
         "the killed responder's invocation failed and its batch came back"
     );
-    // And nothing was lost or sent twice.
+    // And nothing was lost or sent twice; the refused messages got one apology each.
     assert_clean(&v);
+    assert_eq!(
+        v.apologised,
+        marks.refused.len(),
+        "one apology per refused message"
+    );
     assert_no_dead_letters(&stack).await;
     replay_old(&stack, &plan, &pump, 50).await;
     stack.shutdown().await;
