@@ -431,3 +431,27 @@ where
         _ => Ok(serde_json::from_str(body)?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: u32) -> String {
+        format!(
+            r#"{{"v":{v},"phone_number_id":"1","sender":{{"wa_id":"15551234567"}},"id":"wamid.1","timestamp":0,"received_at_ms":0,"content":{{"type":"text","body":"hi"}}}}"#
+        )
+    }
+
+    #[test]
+    fn an_envelope_from_before_keyed_tags_is_refused_by_its_version_not_its_fields() {
+        // Version 1 had no `user`: the error names the upgrade, not a missing field.
+        let e = decode::<InboundMessage>(&body(1)).unwrap_err();
+        assert!(matches!(e, EnvelopeError::Outdated { found: 1 }), "{e}");
+        assert!(e.to_string().contains("before keyed user tags"), "{e}");
+        let e = decode::<InboundMessage>(&body(ENVELOPE_VERSION + 1)).unwrap_err();
+        assert!(matches!(e, EnvelopeError::UnknownVersion { .. }), "{e}");
+        // This version without its tag is malformed.
+        let e = decode::<InboundMessage>(&body(ENVELOPE_VERSION)).unwrap_err();
+        assert!(e.to_string().contains("missing field `user`"), "{e}");
+    }
+}

@@ -433,11 +433,17 @@ async fn malformed_and_future_envelopes_fail_alone() {
     garbage
         .attributes
         .insert("MessageGroupId".into(), "some-other-group".into());
+    let version = format!("\"v\":{}", remedios_shared::envelope::ENVELOPE_VERSION);
     let mut future = record("sqs-future", &good);
-    future.body = Some(future.body.unwrap().replacen("\"v\":1", "\"v\":99", 1));
+    future.body = Some(future.body.unwrap().replacen(&version, "\"v\":99", 1));
     future
         .attributes
         .insert("MessageGroupId".into(), "a-third-group".into());
+    // Queued by a webhook from before keyed user tags: it names no tag.
+    let mut old = record("sqs-old", &good);
+    old.body = Some(old.body.unwrap().replacen(&version, "\"v\":1", 1));
+    old.attributes
+        .insert("MessageGroupId".into(), "a-fifth-group".into());
     let mut empty = record("sqs-empty", &good);
     empty.body = None;
     empty
@@ -449,13 +455,14 @@ async fn malformed_and_future_envelopes_fail_alone() {
         .handle(event(vec![
             garbage,
             future,
+            old,
             empty,
             record("sqs-good", &good),
         ]))
         .await;
     assert_eq!(
         failed_ids(&response),
-        vec!["sqs-garbage", "sqs-future", "sqs-empty"]
+        vec!["sqs-garbage", "sqs-future", "sqs-old", "sqs-empty"]
     );
     let replies = stack.replies().await;
     assert_eq!(replies.len(), 1);
