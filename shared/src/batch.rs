@@ -71,13 +71,25 @@ pub fn receive_count(record: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
-/// Runs `handle` on each record of `records` in order and reports the failures.
+/// Where a consumer's failed records come back from: its source queue, when it knows
+/// it, and the queue's `maxReceiveCount`.
+#[derive(Debug, Clone, Copy)]
+pub struct Redelivery<'q> {
+    /// The queue the batch came from; `None` leaves failed records to the visibility
+    /// timeout.
+    pub source: Option<&'q Queue>,
+    pub max_receive_count: u32,
+}
+
+/// Runs `handle` on each record of `records` in order, reports the failures, and brings
+/// them back after their [`backoff`] through `redelivery` ([`retry_soon`]).
 ///
 /// `group` names a record's FIFO group (usually [`group_of`]); `handle` returns whether
 /// the record is done (`Ok`) or must be delivered again (`Err`, logged by the handler,
 /// which knows why). A record whose group failed earlier in the batch is not handled.
 pub async fn in_order<'r, G, H, F, T, E>(
     records: &'r [SqsMessage],
+    redelivery: Redelivery<'_>,
     mut group: G,
     mut handle: H,
 ) -> SqsBatchResponse
@@ -103,6 +115,9 @@ where
             response.add_failure(sqs_message_id);
             failed_groups.extend(group);
         }
+    }
+    if let Some(source) = redelivery.source {
+        retry_soon(source, records, &response, redelivery.max_receive_count).await;
     }
     response
 }
@@ -160,6 +175,11 @@ pub async fn retry_soon(
 mod tests {
     use super::*;
 
+    const NO_SOURCE: Redelivery<'static> = Redelivery {
+        source: None,
+        max_receive_count: DEFAULT_MAX_RECEIVE_COUNT,
+    };
+
     fn record(id: &str, group: Option<&str>) -> SqsMessage {
         let mut record = SqsMessage::default();
         record.message_id = Some(id.to_owned());
@@ -190,7 +210,7 @@ mod tests {
             record("n2", None),
         ];
         let mut handled = Vec::new();
-        let response = in_order(&records, group_of, |r| {
+        let response = in_order(&records, NO_SOURCE, group_of, |r| {
             let id = r.message_id.clone().unwrap_or_default();
             handled.push(id.clone());
             async move {

@@ -206,22 +206,21 @@ impl Responder {
     /// Handles a batch within the invocation's deadline; the failed records are retried
     /// by SQS.
     pub async fn handle_by(&self, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
-        let response = batch::in_order(&event.records, batch::group_of, |record| async move {
-            self.handle_record(record, deadline).await.map_err(|e| {
-                log_retry(record.message_id.as_deref().unwrap_or_default(), &e);
-            })
-        })
-        .await;
-        if let Some(source) = &self.source {
-            batch::retry_soon(
-                source,
-                &event.records,
-                &response,
-                self.behaviour.max_receive_count,
-            )
-            .await;
-        }
-        response
+        let redelivery = batch::Redelivery {
+            source: self.source.as_ref(),
+            max_receive_count: self.behaviour.max_receive_count,
+        };
+        batch::in_order(
+            &event.records,
+            redelivery,
+            batch::group_of,
+            |record| async move {
+                self.handle_record(record, deadline).await.map_err(|e| {
+                    log_retry(record.message_id.as_deref().unwrap_or_default(), &e);
+                })
+            },
+        )
+        .await
     }
 
     async fn handle_record(

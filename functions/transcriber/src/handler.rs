@@ -231,7 +231,11 @@ impl Transcriber {
     /// Handles one SQS batch within the invocation's deadline; the response names the
     /// records SQS must deliver again.
     pub async fn handle_by(&self, event: SqsEvent, deadline: Deadline) -> SqsBatchResponse {
-        let response = batch::in_order(&event.records, group, |record| async move {
+        let redelivery = batch::Redelivery {
+            source: self.source.as_ref(),
+            max_receive_count: self.limits.max_receive_count,
+        };
+        batch::in_order(&event.records, redelivery, group, |record| async move {
             let sqs_id = record.message_id.as_deref().unwrap_or_default();
             let receive_count = batch::receive_count(record);
             let message = match parse(record) {
@@ -263,17 +267,7 @@ impl Transcriber {
                 }
             }
         })
-        .await;
-        if let Some(source) = &self.source {
-            batch::retry_soon(
-                source,
-                &event.records,
-                &response,
-                self.limits.max_receive_count,
-            )
-            .await;
-        }
-        response
+        .await
     }
 
     /// Prepares and forwards one message without a deadline; see [`Self::process_by`].
