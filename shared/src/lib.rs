@@ -20,6 +20,7 @@ pub mod config;
 pub mod envelope;
 pub mod graph;
 pub mod keys;
+pub mod metrics;
 pub mod queue;
 pub mod secrets;
 pub mod signature;

@@ -180,5 +180,60 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
         "the conversation holds both turns"
     );
 
+    // Each function wrote its metrics as CloudWatch EMF lines, consistent with what
+    // happened, and none names the user or what they said.
+    let log = std::fs::read_to_string(dir.path().join("logs").join("functions.log"))
+        .expect("the functions' log");
+    let metrics = remedios_shared::metrics::parse_lines(&log);
+    let of = |function: &str| -> Vec<&serde_json::Value> {
+        metrics
+            .iter()
+            .filter(|m| m["Function"] == function)
+            .collect()
+    };
+    let webhook: f64 = of("webhook")
+        .iter()
+        .map(|m| m["Messages"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert_eq!(webhook, 2.0, "the webhook counted the two messages");
+    let transcribed = of("transcriber");
+    assert_eq!(transcribed.len(), 1, "one transcription: {transcribed:?}");
+    let seconds = transcribed[0]["AudioSeconds"].as_f64().unwrap_or(0.0);
+    assert!((1.0..30.0).contains(&seconds), "audio seconds {seconds}");
+    assert!(transcribed[0]["RealTimeFactor"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(
+        transcribed[0]["Model"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("ggml-"))
+    );
+    let replies = of("responder");
+    let answered = |content: &str| {
+        replies
+            .iter()
+            .filter(|m| m["Reply"] == "answer" && m["Content"] == content)
+            .map(|m| m["EndToEndMs"].as_f64().unwrap_or(0.0))
+            .collect::<Vec<_>>()
+    };
+    for content in ["text", "voice"] {
+        let latencies = answered(content);
+        assert_eq!(latencies.len(), 1, "one {content} answer: {replies:?}");
+        assert!(latencies[0] > 0.0, "{content}: end to end {latencies:?}");
+    }
+    for m in &metrics {
+        let line = m.to_string();
+        assert!(
+            !line.contains("15550002222") && !line.contains(tag.as_str()) && !line.contains("sky"),
+            "a metric names the user or the message: {line}"
+        );
+        assert_eq!(m["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Remedios");
+    }
+    eprintln!(
+        "metrics: text {:?} ms and voice {:?} ms end to end, transcription {:.2} s of audio at {:.2}x real time",
+        answered("text"),
+        answered("voice"),
+        seconds,
+        transcribed[0]["RealTimeFactor"].as_f64().unwrap_or(0.0)
+    );
+
     local_stack::shutdown(stack).await;
 }

@@ -6,8 +6,9 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use remedios_shared::batch;
 use remedios_shared::clock::{Deadline, now_ms};
-use remedios_shared::envelope::{self, InboundMessage, ReplyJob};
+use remedios_shared::envelope::{self, Content, InboundMessage, ReplyJob};
 use remedios_shared::graph::{ErrorClass, GraphClient, GraphError, Recipient};
+use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::queue::Queue;
 use remedios_shared::secrets::{self, SecretError, SecretSource};
 use remedios_shared::store::{Store, StoreError};
@@ -330,6 +331,29 @@ impl Responder {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "reply job done"
         );
+        if let Outcome::Replied { kind, parts } = &outcome
+            && *parts > 0
+        {
+            let content = match &message.content {
+                Content::Text { .. } => "text",
+                Content::Audio { .. } => "voice",
+                c if c.media().is_some() => "media",
+                _ => "other",
+            };
+            // The figure users feel: from the webhook's receipt to WhatsApp taking the reply.
+            let end_to_end_ms = (now_ms() - message.received_at_ms).max(0) as f64;
+            Metrics::of("responder")
+                .dimension("Reply", kind.name())
+                .dimension("Content", content)
+                .value("EndToEndMs", Unit::Milliseconds, end_to_end_ms)
+                .value("Parts", Unit::Count, *parts as f64)
+                .value(
+                    "JobMs",
+                    Unit::Milliseconds,
+                    started.elapsed().as_millis() as f64,
+                )
+                .emit();
+        }
         if let Outcome::Replied {
             kind: ReplyKind::Apology,
             ..

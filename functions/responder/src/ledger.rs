@@ -47,6 +47,17 @@ pub enum ReplyKind {
     Apology,
 }
 
+impl ReplyKind {
+    /// Its name in metrics: `answer`, `fixed`, `apology`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplyKind::Answer => "answer",
+            ReplyKind::Fixed => "fixed",
+            ReplyKind::Apology => "apology",
+        }
+    }
+}
+
 /// The exchange to remember once the reply is out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exchange {

@@ -45,6 +45,7 @@ use remedios_shared::envelope::{
     self, Content, EnvelopeError, InboundMessage, MediaRef, Prepared, ReplyJob,
 };
 use remedios_shared::graph::{ErrorClass, GraphClient, GraphError, MediaInfo};
+use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::queue::{self, Outgoing, Queue, QueueError};
 use remedios_shared::secrets::{self, SecretError};
 use remedios_shared::store::{Store, StoreError};
@@ -377,6 +378,22 @@ impl Transcriber {
             words = transcript.text.split_whitespace().count(),
             "transcribed"
         );
+        let audio_ms = transcript.audio_duration_ms as f64;
+        let processing_ms = transcript.processing_ms as f64;
+        Metrics::of("transcriber")
+            .dimension("Model", transcript.model.clone())
+            .value("AudioSeconds", Unit::Seconds, audio_ms / 1000.0)
+            .value("TranscriptionMs", Unit::Milliseconds, processing_ms)
+            .value(
+                "RealTimeFactor",
+                Unit::None,
+                if audio_ms > 0.0 {
+                    processing_ms / audio_ms
+                } else {
+                    0.0
+                },
+            )
+            .emit();
         Ok(transcribed(transcript, transcript_key))
     }
 

@@ -7,6 +7,7 @@ use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use remedios_shared::clock::now_ms;
 use remedios_shared::keys;
+use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::queue::Queue;
 use remedios_shared::secrets::{self, Secret, SecretError};
 use remedios_shared::signature;
@@ -151,6 +152,17 @@ impl Webhook {
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "webhook notification accepted"
                 );
+                let count = |n: usize| n as f64;
+                Metrics::of("webhook")
+                    .value("Messages", Unit::Count, count(plan.messages.len()))
+                    .value("Statuses", Unit::Count, count(plan.statuses))
+                    .value("RefusedSenders", Unit::Count, count(plan.refused_senders))
+                    .value(
+                        "Quarantined",
+                        Unit::Count,
+                        count(usize::from(plan.quarantine.is_some())),
+                    )
+                    .emit();
                 respond(StatusCode::OK, "ok")
             }
             Err(e) => {

@@ -1,0 +1,143 @@
+//! Metrics as CloudWatch embedded metric format (EMF) lines in the logs the functions
+//! already write: CloudWatch Logs turns each line into metric data points, so measuring
+//! costs no API call and no extra permission.
+//!
+//! A [`Metrics`] is one line: a few dimensions (the function, and at most a couple of
+//! low-cardinality ones such as the outcome or the model) and its values. No user
+//! identity, message id or text ever goes in a metric: dimensions are names of things we
+//! chose, values are numbers.
+//!
+//! Written by hand rather than with a crate: the format is one JSON object per line
+//! (`_aws.CloudWatchMetrics` naming the namespace, the dimension set and each metric's
+//! unit, the values beside it), and the crates that write it do so behind the `metrics`
+//! facade with a global recorder and a flush, which a function handling one batch at a
+//! time does not need.
+
+use serde_json::{Map, Value, json};
+
+/// The CloudWatch namespace of every Remedios metric.
+pub const NAMESPACE: &str = "Remedios";
+
+/// The unit of a metric value, as CloudWatch names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+    Seconds,
+    /// A ratio (a real-time factor).
+    None,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::Seconds => "Seconds",
+            Unit::None => "None",
+        }
+    }
+}
+
+/// One EMF line: dimensions and values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    dimensions: Vec<(&'static str, String)>,
+    values: Vec<(&'static str, Unit, f64)>,
+}
+
+impl Metrics {
+    /// Metrics of `function` (`webhook`, `transcriber`, `responder`).
+    pub fn of(function: &str) -> Self {
+        Metrics {
+            dimensions: vec![("Function", function.to_owned())],
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds a dimension. Keep them few and their values a small fixed set.
+    pub fn dimension(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.dimensions.push((name, value.into()));
+        self
+    }
+
+    /// Adds a value.
+    pub fn value(mut self, name: &'static str, unit: Unit, value: f64) -> Self {
+        self.values.push((name, unit, value));
+        self
+    }
+
+    /// The line at `timestamp_ms` (Unix milliseconds).
+    pub fn line(&self, timestamp_ms: i64) -> String {
+        let mut object = Map::new();
+        object.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [self.dimensions.iter().map(|(n, _)| *n).collect::<Vec<_>>()],
+                    "Metrics": self.values.iter()
+                        .map(|(n, u, _)| json!({ "Name": n, "Unit": u.name() }))
+                        .collect::<Vec<_>>(),
+                }],
+            }),
+        );
+        for (name, value) in &self.dimensions {
+            object.insert((*name).to_owned(), Value::from(value.as_str()));
+        }
+        for (name, _, value) in &self.values {
+            // JSON has no NaN or infinity; CloudWatch would refuse the line.
+            let value = if value.is_finite() { *value } else { 0.0 };
+            object.insert((*name).to_owned(), json!(value));
+        }
+        Value::Object(object).to_string()
+    }
+
+    /// Writes the line to stdout, where Lambda sends it to CloudWatch Logs.
+    pub fn emit(&self) {
+        println!("{}", self.line(crate::clock::now_ms()));
+    }
+}
+
+/// The EMF lines in a log, parsed (for tests and the local summary).
+pub fn parse_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter(|l| l.contains("\"_aws\""))
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_embedded_metric_format_with_its_dimensions_and_values() {
+        let line = Metrics::of("transcriber")
+            .dimension("Model", "ggml-base.bin")
+            .value("AudioSeconds", Unit::Seconds, 4.5)
+            .value("RealTimeFactor", Unit::None, f64::NAN)
+            .line(1_764_000_000_000);
+        let parsed = parse_lines(&format!("some log line\n{line}\n"));
+        assert_eq!(parsed.len(), 1);
+        let v = &parsed[0];
+        let aws = &v["_aws"];
+        assert_eq!(aws["Timestamp"], 1_764_000_000_000i64);
+        let directive = &aws["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], NAMESPACE);
+        assert_eq!(directive["Dimensions"], json!([["Function", "Model"]]));
+        assert_eq!(
+            directive["Metrics"],
+            json!([
+                { "Name": "AudioSeconds", "Unit": "Seconds" },
+                { "Name": "RealTimeFactor", "Unit": "None" },
+            ])
+        );
+        assert_eq!(v["Function"], "transcriber");
+        assert_eq!(v["Model"], "ggml-base.bin");
+        assert_eq!(v["AudioSeconds"], 4.5);
+        assert_eq!(v["RealTimeFactor"], 0.0, "no NaN in JSON");
+    }
+}
