@@ -18,6 +18,35 @@ use serde_json::{Map, Value, json};
 /// The CloudWatch namespace of every Remedios metric.
 pub const NAMESPACE: &str = "Remedios";
 
+/// What each function writes: its dimension set (CloudWatch keeps a metric per exact set,
+/// so a dashboard must name all of them) and its metrics. The template's dashboard and
+/// alarms name only these, and the functions' lines follow them (both tested).
+pub const SCHEMA: [(&str, &[&str], &[&str]); 3] = [
+    (
+        "webhook",
+        &["Function"],
+        &["Messages", "Statuses", "RefusedSenders", "Quarantined"],
+    ),
+    (
+        "transcriber",
+        &["Function", "Model"],
+        &["AudioSeconds", "TranscriptionMs", "RealTimeFactor"],
+    ),
+    (
+        "responder",
+        &["Function", "Reply", "Content"],
+        &["EndToEndMs", "Parts", "JobMs"],
+    ),
+];
+
+/// The dimension set and metric names `function` writes, from [`SCHEMA`].
+pub fn schema_of(function: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    SCHEMA
+        .iter()
+        .find(|(f, _, _)| *f == function)
+        .map(|(_, dimensions, metrics)| (*dimensions, *metrics))
+}
+
 /// The unit of a metric value, as CloudWatch names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {

@@ -225,7 +225,22 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
             !line.contains("15550002222") && !line.contains(tag.as_str()) && !line.contains("sky"),
             "a metric names the user or the message: {line}"
         );
-        assert_eq!(m["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Remedios");
+        let directive = &m["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Remedios");
+        // As the schema the template's dashboard and alarms are checked against says.
+        let function = m["Function"].as_str().unwrap_or_default();
+        let (dimensions, names) = remedios_shared::metrics::schema_of(function)
+            .unwrap_or_else(|| panic!("a metric line of an unknown function: {line}"));
+        assert_eq!(
+            directive["Dimensions"],
+            serde_json::json!([dimensions]),
+            "{line}"
+        );
+        for metric in directive["Metrics"].as_array().into_iter().flatten() {
+            let name = metric["Name"].as_str().unwrap_or_default();
+            assert!(names.contains(&name), "{name} is not in the schema: {line}");
+            assert!(m[name].is_number(), "{line}");
+        }
     }
     eprintln!(
         "metrics: text {:?} ms and voice {:?} ms end to end, transcription {:.2} s of audio at {:.2}x real time",

@@ -794,11 +794,15 @@ fn every_dead_letter_queue_has_an_alarm_on_its_depth() {
     let stack = stack(&template, &[]);
     let alarmed: BTreeSet<String> = template
         .resources_of_type("AWS::CloudWatch::Alarm")
-        .map(|id| {
+        .filter_map(|id| {
             let alarm = stack
                 .eval(&template.resources[id].properties)
                 .unwrap()
                 .unwrap();
+            // The others watch the functions' own metrics (the next test).
+            (alarm["Namespace"].as_str() == Some("AWS/SQS")).then_some((id, alarm))
+        })
+        .map(|(id, alarm)| {
             assert_eq!(
                 alarm["MetricName"].as_str(),
                 Some("ApproximateNumberOfMessagesVisible"),
@@ -1290,4 +1294,175 @@ fn the_readme_table_gives_the_code_default_and_the_deployed_value_of_every_varia
         defaults_checked >= 15,
         "only {defaults_checked} literal defaults were checked"
     );
+}
+
+// ------------------------------------------------------------------ dashboard and alarms
+
+/// A metric a dashboard widget or an alarm names: namespace, name, dimensions.
+type NamedMetric = (String, String, BTreeMap<String, String>);
+
+/// The metrics of a dashboard widget's `metrics` rows, `"..."` rows expanded as
+/// CloudWatch does (the previous row, its last values replaced by the ones given).
+fn widget_metrics(rows: &serde_json::Value) -> Vec<NamedMetric> {
+    let mut out = Vec::new();
+    let mut previous: Vec<String> = Vec::new();
+    for row in rows.as_array().into_iter().flatten() {
+        let items: Vec<String> = row
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        if items.is_empty() {
+            continue; // An expression (SEARCH) row: checked on its own.
+        }
+        let full = if items[0] == "..." {
+            let given = &items[1..];
+            let mut full = previous.clone();
+            let keep = full.len().saturating_sub(given.len());
+            full.truncate(keep);
+            full.extend(given.iter().cloned());
+            full
+        } else {
+            items
+        };
+        previous = full.clone();
+        let dimensions = full[2..]
+            .chunks(2)
+            .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+            .collect();
+        out.push((full[0].clone(), full[1].clone(), dimensions));
+    }
+    out
+}
+
+/// A Remedios metric is one the code writes, with the code's exact dimension set and the
+/// function it names.
+fn assert_written_by_the_code(what: &str, (namespace, name, dimensions): &NamedMetric) {
+    if namespace != remedios_shared::metrics::NAMESPACE {
+        return;
+    }
+    let function = dimensions
+        .get("Function")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let (wanted, names) = remedios_shared::metrics::schema_of(function)
+        .unwrap_or_else(|| panic!("{what}: {name} names no function the code has: {dimensions:?}"));
+    assert!(
+        names.contains(&name.as_str()),
+        "{what}: {function} writes no {name}"
+    );
+    let keys: Vec<&str> = dimensions.keys().map(String::as_str).collect();
+    let mut wanted = wanted.to_vec();
+    wanted.sort_unstable();
+    assert_eq!(
+        keys, wanted,
+        "{what}: {name} is written with exactly these dimensions"
+    );
+}
+
+#[test]
+fn the_dashboard_and_the_alarms_name_only_metrics_the_code_writes() {
+    let template = template();
+    let stack = stack(&template, &[]);
+    let body = stack
+        .eval(&template.resources["Dashboard"].properties["DashboardBody"])
+        .expect("the dashboard body evaluates")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .expect("a dashboard body");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("the dashboard body is JSON");
+    let mut ours = 0;
+    for widget in body["widgets"].as_array().expect("widgets") {
+        let title = widget["properties"]["title"].as_str().unwrap_or("a widget");
+        let rows = &widget["properties"]["metrics"];
+        for metric in widget_metrics(rows) {
+            assert_written_by_the_code(title, &metric);
+            ours += usize::from(metric.0 == remedios_shared::metrics::NAMESPACE);
+        }
+        for row in rows.as_array().into_iter().flatten() {
+            if let Some(search) = row[0]["expression"].as_str() {
+                let name = search
+                    .split("MetricName=\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .expect("a SEARCH names its metric");
+                assert!(
+                    remedios_shared::metrics::SCHEMA
+                        .iter()
+                        .any(|(_, _, names)| names.contains(&name)),
+                    "{title}: the code writes no {name}"
+                );
+            }
+        }
+    }
+    assert!(ours >= 8, "the dashboard shows our own figures ({ours})");
+
+    let mut alarms = 0;
+    for (id, resource) in &template.resources {
+        if resource.kind != "AWS::CloudWatch::Alarm" {
+            continue;
+        }
+        let properties = stack
+            .eval(&resource.properties)
+            .expect("the alarm evaluates")
+            .expect("alarm properties");
+        let mut named: Vec<NamedMetric> = Vec::new();
+        let dims = |v: &serde_norway::Value| -> BTreeMap<String, String> {
+            v.as_sequence()
+                .into_iter()
+                .flatten()
+                .map(|d| {
+                    (
+                        d["Name"].as_str().unwrap_or_default().to_owned(),
+                        d["Value"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        if let Some(name) = properties["MetricName"].as_str() {
+            named.push((
+                properties["Namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                name.to_owned(),
+                dims(&properties["Dimensions"]),
+            ));
+        }
+        for m in properties["Metrics"].as_sequence().into_iter().flatten() {
+            let metric = &m["MetricStat"]["Metric"];
+            if let Some(name) = metric["MetricName"].as_str() {
+                named.push((
+                    metric["Namespace"].as_str().unwrap_or_default().to_owned(),
+                    name.to_owned(),
+                    dims(&metric["Dimensions"]),
+                ));
+            }
+        }
+        assert!(!named.is_empty(), "{id} names a metric");
+        for metric in &named {
+            assert_written_by_the_code(id, metric);
+        }
+        // Every alarm reaches the (publishable) alarm topic when an e-mail is set.
+        let topic = stack_with_email_actions(&template, id);
+        assert!(topic, "{id} notifies the alarm topic");
+        alarms += 1;
+    }
+    assert!(
+        alarms >= 4,
+        "dead letters, slow answers, apologies: {alarms} alarms"
+    );
+}
+
+/// Whether alarm `id` sends to the alarm topic in a stack with an alarm e-mail.
+fn stack_with_email_actions(template: &Template, id: &str) -> bool {
+    let stack = stack(template, &[("AlarmEmail", "ops@example.com")]);
+    let actions = stack
+        .eval(&template.resources[id].properties["AlarmActions"])
+        .expect("alarm actions evaluate")
+        .unwrap_or_default();
+    actions.as_sequence().is_some_and(|a| {
+        a.iter()
+            .any(|t| t.as_str().is_some_and(|t| t.contains("AlarmTopic")))
+    })
 }
