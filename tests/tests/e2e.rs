@@ -242,6 +242,18 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
             assert!(m[name].is_number(), "{line}");
         }
     }
+    // What `remedios stats` prints from the same lines.
+    let summary = remedios_local::stats::summarize(&log);
+    assert!(
+        summary
+            .iter()
+            .any(|r| r.figure == "end to end: answer, voice" && r.count == 1),
+        "{summary:?}"
+    );
+    eprintln!(
+        "remedios stats:\n{}",
+        remedios_local::stats::table(&summary)
+    );
     eprintln!(
         "metrics: text {:?} ms and voice {:?} ms end to end, transcription {:.2} s of audio at {:.2}x real time",
         answered("text"),

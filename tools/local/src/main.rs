@@ -4,6 +4,7 @@
 //!   prints a status table, and stops everything on Ctrl-C.
 //! - `remedios chat`: talk to it as a WhatsApp user, by text or voice note.
 //! - `remedios dlq replay`: move dead-lettered messages back to their queue after a fix.
+//! - `remedios stats`: per-stage latencies and counts, from the functions' metric lines.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ enum Command {
         #[arg(long, default_value_t = 180)]
         timeout: u64,
     },
+    /// Per-stage latencies (p50/p90/p99) and counts of the running stack, from the
+    /// same metric lines CloudWatch reads in AWS.
+    Stats,
     /// Dead-letter queues.
     Dlq {
         #[command(subcommand)]
@@ -127,6 +131,7 @@ async fn main() -> ExitCode {
             )
             .await
         }
+        Command::Stats => stats(),
         Command::Dlq {
             command:
                 DlqCommand::Replay {
@@ -209,6 +214,18 @@ async fn up(no_install: bool, release: bool, no_reload: bool, port: u16) -> Resu
     println!("\n==> stopping everything");
     stack.shutdown().await;
     println!("==> stopped");
+    Ok(())
+}
+
+fn stats() -> Result<(), String> {
+    let info = StackInfo::load()?;
+    let path = info.log_dir.join("functions.log");
+    let log = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    print!(
+        "{}",
+        remedios_local::stats::table(&remedios_local::stats::summarize(&log))
+    );
     Ok(())
 }
 
