@@ -18,33 +18,70 @@ use serde_json::{Map, Value, json};
 /// The CloudWatch namespace of every Remedios metric.
 pub const NAMESPACE: &str = "Remedios";
 
-/// What each function writes: its dimension set (CloudWatch keeps a metric per exact set,
-/// so a dashboard must name all of them) and its metrics. The template's dashboard and
-/// alarms name only these, and the functions' lines follow them (both tested).
-pub const SCHEMA: [(&str, &[&str], &[&str]); 3] = [
-    (
+/// One kind of line a function writes: its dimension set (CloudWatch keeps a metric per
+/// exact set, so a dashboard must name all of them) and its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line {
+    pub function: &'static str,
+    pub dimensions: &'static [&'static str],
+    pub metrics: &'static [&'static str],
+}
+
+const fn line(
+    function: &'static str,
+    dimensions: &'static [&'static str],
+    metrics: &'static [&'static str],
+) -> Line {
+    Line {
+        function,
+        dimensions,
+        metrics,
+    }
+}
+
+/// Every line the functions write. A metric name is in one line of its function, so the
+/// name tells the dimensions. The template's dashboard and alarms name only these, and
+/// every line written is checked against them (in debug builds at `emit`, and by the
+/// end-to-end test on the local stack's logs).
+///
+/// `Outcome` (of a job, a record or a model call), `Cause` (of a retry), `Type`,
+/// `Language`, `Reply` and `Content` take values from small
+/// fixed sets the code names (a language is one of whisper's codes); `Model` is the model
+/// file's name.
+pub const SCHEMA: &[Line] = &[
+    line("webhook", &["Function", "Type"], &["Messages"]),
+    line(
         "webhook",
         &["Function"],
-        &["Messages", "Statuses", "RefusedSenders", "Quarantined"],
+        &["Statuses", "RefusedSenders", "Quarantined"],
     ),
-    (
+    line(
         "transcriber",
         &["Function", "Model"],
         &["AudioSeconds", "TranscriptionMs", "RealTimeFactor"],
     ),
-    (
+    line("transcriber", &["Function", "Language"], &["VoiceNotes"]),
+    line("transcriber", &["Function", "Outcome"], &["Forwarded"]),
+    line("transcriber", &["Function", "Cause"], &["Retries"]),
+    line(
         "responder",
         &["Function", "Reply", "Content"],
         &["EndToEndMs", "Parts", "JobMs"],
     ),
+    line("responder", &["Function", "Outcome"], &["Jobs"]),
+    line(
+        "responder",
+        &["Function", "Outcome"],
+        &["ModelCalls", "ModelMs", "PromptTokens", "CompletionTokens"],
+    ),
+    line("responder", &["Function", "Cause"], &["Retries"]),
 ];
 
-/// The dimension set and metric names `function` writes, from [`SCHEMA`].
-pub fn schema_of(function: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+/// The line of `function` that holds `metric`, from [`SCHEMA`].
+pub fn line_of(function: &str, metric: &str) -> Option<&'static Line> {
     SCHEMA
         .iter()
-        .find(|(f, _, _)| *f == function)
-        .map(|(_, dimensions, metrics)| (*dimensions, *metrics))
+        .find(|l| l.function == function && l.metrics.contains(&metric))
 }
 
 /// The unit of a metric value, as CloudWatch names it.
@@ -123,8 +160,27 @@ impl Metrics {
         Value::Object(object).to_string()
     }
 
+    /// Whether this line is one [`SCHEMA`] lists: each value's line has exactly these
+    /// dimensions, in this order.
+    pub fn follows_schema(&self) -> bool {
+        let function = self.dimensions[0].1.as_str();
+        !self.values.is_empty()
+            && self.values.iter().all(|(name, _, _)| {
+                line_of(function, name).is_some_and(|l| {
+                    l.dimensions
+                        .iter()
+                        .copied()
+                        .eq(self.dimensions.iter().map(|(n, _)| *n))
+                })
+            })
+    }
+
     /// Writes the line to stdout, where Lambda sends it to CloudWatch Logs.
     pub fn emit(&self) {
+        debug_assert!(
+            self.follows_schema(),
+            "a metric line outside SCHEMA: {self:?}"
+        );
         println!("{}", self.line(crate::clock::now_ms()));
     }
 }
@@ -168,5 +224,31 @@ mod tests {
         assert_eq!(v["Model"], "ggml-base.bin");
         assert_eq!(v["AudioSeconds"], 4.5);
         assert_eq!(v["RealTimeFactor"], 0.0, "no NaN in JSON");
+    }
+
+    #[test]
+    fn the_schema_gives_each_metric_one_line_of_its_function() {
+        for l in SCHEMA {
+            assert_eq!(l.dimensions[0], "Function", "{l:?}");
+            for metric in l.metrics {
+                assert_eq!(
+                    line_of(l.function, metric),
+                    Some(l),
+                    "{metric} is in one line"
+                );
+            }
+        }
+        let ok = Metrics::of("transcriber")
+            .dimension("Model", "ggml-base.bin")
+            .value("AudioSeconds", Unit::Seconds, 1.0);
+        assert!(ok.follows_schema());
+        let wrong_dimensions = Metrics::of("transcriber").value("AudioSeconds", Unit::Seconds, 1.0);
+        assert!(!wrong_dimensions.follows_schema());
+        let unknown = Metrics::of("webhook").value("Nope", Unit::Count, 1.0);
+        assert!(!unknown.follows_schema());
+        assert!(
+            !Metrics::of("responder").follows_schema(),
+            "a line has a value"
+        );
     }
 }

@@ -1335,14 +1335,10 @@ fn assert_written_by_the_code(what: &str, (namespace, name, dimensions): &NamedM
         .get("Function")
         .map(String::as_str)
         .unwrap_or_default();
-    let (wanted, names) = remedios_shared::metrics::schema_of(function)
-        .unwrap_or_else(|| panic!("{what}: {name} names no function the code has: {dimensions:?}"));
-    assert!(
-        names.contains(&name.as_str()),
-        "{what}: {function} writes no {name}"
-    );
+    let line = remedios_shared::metrics::line_of(function, name)
+        .unwrap_or_else(|| panic!("{what}: {function} writes no {name}: {dimensions:?}"));
     let keys: Vec<&str> = dimensions.keys().map(String::as_str).collect();
-    let mut wanted = wanted.to_vec();
+    let mut wanted = line.dimensions.to_vec();
     wanted.sort_unstable();
     assert_eq!(
         keys, wanted,
@@ -1370,17 +1366,33 @@ fn the_dashboard_and_the_alarms_name_only_metrics_the_code_writes() {
         }
         for row in rows.as_array().into_iter().flatten() {
             if let Some(search) = row[0]["expression"].as_str() {
+                // SEARCH('{Namespace,Dim,Dim} MetricName="Name"', ...): the schema has a
+                // line with that name and exactly those dimensions.
+                let schema: Vec<&str> = search
+                    .split('{')
+                    .nth(1)
+                    .and_then(|r| r.split('}').next())
+                    .expect("a SEARCH names its dimension schema")
+                    .split(',')
+                    .map(str::trim)
+                    .collect();
                 let name = search
                     .split("MetricName=\"")
                     .nth(1)
                     .and_then(|r| r.split('"').next())
                     .expect("a SEARCH names its metric");
+                assert_eq!(schema[0], remedios_shared::metrics::NAMESPACE, "{title}");
+                let mut wanted = schema[1..].to_vec();
+                wanted.sort_unstable();
                 assert!(
-                    remedios_shared::metrics::SCHEMA
-                        .iter()
-                        .any(|(_, _, names)| names.contains(&name)),
-                    "{title}: the code writes no {name}"
+                    remedios_shared::metrics::SCHEMA.iter().any(|line| {
+                        let mut dimensions = line.dimensions.to_vec();
+                        dimensions.sort_unstable();
+                        line.metrics.contains(&name) && dimensions == wanted
+                    }),
+                    "{title}: the code writes no {name} with dimensions {wanted:?}"
                 );
+                ours += 1;
             }
         }
     }
@@ -1438,8 +1450,8 @@ fn the_dashboard_and_the_alarms_name_only_metrics_the_code_writes() {
         alarms += 1;
     }
     assert!(
-        alarms >= 4,
-        "dead letters, slow answers, apologies: {alarms} alarms"
+        alarms >= 5,
+        "dead letters, slow answers, apologies, the model host down: {alarms} alarms"
     );
 }
 
@@ -1454,4 +1466,59 @@ fn stack_with_email_actions(template: &Template, id: &str) -> bool {
         a.iter()
             .any(|t| t.as_str().is_some_and(|t| t.contains("AlarmTopic")))
     })
+}
+
+/// The README's cost estimate is worked out for the template's default sizes: its table of
+/// what it assumes (memory, architecture, SQS batch size per function) says what the
+/// template deploys, so a change of default shows up as a failing test, not a wrong bill.
+#[test]
+fn the_cost_estimate_assumes_the_templates_default_sizes() {
+    let readme =
+        std::fs::read_to_string(paths::workspace_root().join("README.md")).expect("README.md");
+    let header = "| Function | Memory | Architecture | SQS batch size |";
+    let table = readme
+        .split_once(header)
+        .expect("the cost estimate's table of assumed sizes")
+        .1;
+    let template = template();
+    let stack = stack(&template, &[]);
+    let mut checked = 0;
+    for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = line
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
+        let id = match cells[0] {
+            "webhook" => "WebhookFunction",
+            "transcriber" => "TranscriberFunction",
+            "responder" => "ResponderFunction",
+            other => panic!("README cost table: unknown function {other}"),
+        };
+        let properties = stack
+            .eval(&template.resources[id].properties)
+            .expect("the function's properties evaluate")
+            .expect("properties");
+        let memory = properties["MemorySize"]
+            .as_u64()
+            .or_else(|| properties["MemorySize"].as_str().and_then(|m| m.parse().ok()))
+            .expect("a memory size");
+        assert_eq!(cells[1], format!("{memory} MB"), "{id}: memory");
+        assert_eq!(
+            Some(cells[2]),
+            properties["Architectures"][0].as_str(),
+            "{id}: architecture"
+        );
+        let batch = properties["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .find(|(_, e)| e["Type"].as_str() == Some("SQS"))
+            .and_then(|(_, e)| e["Properties"]["BatchSize"].as_u64())
+            .map(|b| b.to_string())
+            .unwrap_or_else(|| "none".to_owned());
+        assert_eq!(cells[3], batch, "{id}: SQS batch size");
+        checked += 1;
+    }
+    assert_eq!(checked, 3, "one row per function");
 }

@@ -128,6 +128,19 @@ pub enum Gpt4AllError {
 }
 
 impl Gpt4AllError {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Gpt4AllError::Unreachable { .. } => "unreachable",
+            Gpt4AllError::Timeout { .. } => "timeout",
+            Gpt4AllError::OutOfTime { .. } => "out_of_time",
+            Gpt4AllError::Server { .. } => "server_error",
+            Gpt4AllError::Refused { .. } => "refused",
+            Gpt4AllError::BadResponse(_) => "bad_response",
+            Gpt4AllError::Empty => "empty",
+        }
+    }
+
     /// The host is down, overloaded or slow: the job should wait and be tried again.
     pub fn is_unavailable(&self) -> bool {
         matches!(

@@ -18,7 +18,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{Behaviour, Config};
 use crate::decision::{self as plan, Command, Plan};
-use crate::gpt4all::{ChatMessage, Gpt4AllClient, Gpt4AllError, Role};
+use crate::gpt4all::{ChatMessage, Completion, Gpt4AllClient, Gpt4AllError, Role};
 use crate::history::{Bounds, Conversation, History, HistoryError, Snapshot, Speaker};
 use crate::ledger::{Exchange, Held, Ledger, ReplyKind, ReplyRecord};
 use crate::recipient::recipient_of;
@@ -76,6 +76,25 @@ pub enum RetryLater {
     Envelope(#[from] envelope::EnvelopeError),
     #[error("the SQS record has no body")]
     NoBody,
+}
+
+impl RetryLater {
+    /// A short name for logs and metrics, as the transcriber's record errors have.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            RetryLater::Model(_) => "model",
+            RetryLater::Apologised => "apologised",
+            RetryLater::Graph {
+                class: ErrorClass::RateLimited,
+                ..
+            } => "graph_rate_limited",
+            RetryLater::Graph { .. } => "graph_transient",
+            RetryLater::Auth(_) => "graph_auth",
+            RetryLater::Store(_) | RetryLater::History(_) => "s3",
+            RetryLater::Contended => "contended",
+            RetryLater::Envelope(_) | RetryLater::NoBody => "malformed",
+        }
+    }
 }
 
 /// What became of a job that needs no retry.
@@ -257,6 +276,7 @@ impl Responder {
         let plan = plan::plan(job, echo, texts, own_language.unwrap_or_default());
         if let Plan::Ignore { why } = plan {
             debug!(user = %user, kind = message.content.kind(), why, "nothing to answer");
+            count_job("ignored");
             return Ok(Outcome::Ignored { why });
         }
         // A question needs the conversation, and so does a fixed text whose language the
@@ -291,6 +311,7 @@ impl Responder {
                         self.mark_remembered(&user, &held).await;
                     }
                     info!(user = %user, message_id = %message.id, "already answered; not answering again");
+                    count_job("duplicate");
                     return Ok(Outcome::AlreadyAnswered);
                 }
                 info!(user = %user, message_id = %message.id, sent = held.record.sent.len(), parts = held.record.parts.len(), "resuming an earlier reply");
@@ -331,6 +352,12 @@ impl Responder {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "reply job done"
         );
+        count_job(match &outcome {
+            Outcome::Replied { kind, .. } => replied_as(&plan, *kind),
+            Outcome::Dropped { .. } => "dropped",
+            Outcome::Ignored { .. } => "ignored",
+            Outcome::AlreadyAnswered => "duplicate",
+        });
         if let Outcome::Replied { kind, parts } = &outcome
             && *parts > 0
         {
@@ -413,7 +440,10 @@ impl Responder {
                 messages.extend(conversation.messages());
                 messages.push(ChatMessage::new(Role::User, question));
                 let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
-                match self.model.complete(&messages, budget).await {
+                let asked = Instant::now();
+                let answered = self.model.complete(&messages, budget).await;
+                count_model_call(&answered, asked.elapsed());
+                match answered {
                     Ok(completion) => {
                         info!(
                             user = %user,
@@ -678,7 +708,54 @@ fn conversation_language(conversation: &Conversation) -> Option<Lang> {
     Lang::of_text(&said.join("\n"))
 }
 
+/// What a job that replied sent, for the `Jobs` metric: the model's answer, an apology,
+/// or a fixed text by why it was fixed.
+fn replied_as(plan: &Plan, kind: ReplyKind) -> &'static str {
+    match (kind, plan) {
+        (ReplyKind::Answer, _) => "answer",
+        (ReplyKind::Apology, _) => "apology",
+        (ReplyKind::Fixed, Plan::Command(_)) => "command",
+        (ReplyKind::Fixed, Plan::Ask { .. }) => "no_model_answer",
+        (ReplyKind::Fixed, Plan::Fixed { .. } | Plan::Ignore { .. }) => "unsupported",
+    }
+}
+
+/// One job done, by what became of it.
+fn count_job(outcome: &'static str) {
+    Metrics::of("responder")
+        .dimension("Outcome", outcome)
+        .value("Jobs", Unit::Count, 1.0)
+        .emit();
+}
+
+/// One call of the model host: its time, and the tokens it reports when it answered.
+fn count_model_call(answered: &Result<Completion, Gpt4AllError>, took: Duration) {
+    let outcome = match answered {
+        Ok(c) if c.truncated => "truncated",
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    let mut line = Metrics::of("responder")
+        .dimension("Outcome", outcome)
+        .value("ModelCalls", Unit::Count, 1.0)
+        .value("ModelMs", Unit::Milliseconds, took.as_millis() as f64);
+    if let Ok(Some(usage)) = answered.as_ref().map(|c| c.usage) {
+        line = line
+            .value("PromptTokens", Unit::Count, f64::from(usage.prompt_tokens))
+            .value(
+                "CompletionTokens",
+                Unit::Count,
+                f64::from(usage.completion_tokens),
+            );
+    }
+    line.emit();
+}
+
 fn log_retry(sqs_message_id: &str, e: &RetryLater) {
+    Metrics::of("responder")
+        .dimension("Cause", e.cause())
+        .value("Retries", Unit::Count, 1.0)
+        .emit();
     match e {
         RetryLater::Auth(_) => {
             error!(sqs_message_id, error = %e, "cannot reply: the WhatsApp access token is invalid")

@@ -243,27 +243,32 @@ impl Transcriber {
                 Ok(message) => message,
                 Err(error) => {
                     tracing::error!(sqs_id, kind = error.kind(), error = %error, "record failed");
+                    count_retry(error.kind());
                     return Err(());
                 }
             };
             let error = match self.process_by(&message, deadline).await {
                 Ok(prepared) => {
                     tracing::info!(sqs_id, outcome = outcome(&prepared), "forwarded");
+                    count_forwarded(&prepared);
                     return Ok(());
                 }
                 Err(error) => error,
             };
             if receive_count < self.limits.max_receive_count {
                 tracing::error!(sqs_id, kind = error.kind(), receive_count, error = %error, "record failed");
+                count_retry(error.kind());
                 return Err(());
             }
             match self.give_up(&message, &error).await {
                 Ok(prepared) => {
                     tracing::error!(sqs_id, kind = error.kind(), receive_count, error = %error, outcome = outcome(&prepared), "record failed on its last delivery; forwarded so the user is told");
+                    count_forwarded(&prepared);
                     Ok(())
                 }
                 Err(forward) => {
                     tracing::error!(sqs_id, kind = error.kind(), receive_count, error = %error, forward_error = %forward, "record failed on its last delivery and could not be forwarded; it goes to the dead-letter queue");
+                    count_retry(error.kind());
                     Err(())
                 }
             }
@@ -393,6 +398,13 @@ impl Transcriber {
                     0.0
                 },
             )
+            .emit();
+        Metrics::of("transcriber")
+            .dimension(
+                "Language",
+                transcript.language.as_deref().unwrap_or("unknown"),
+            )
+            .value("VoiceNotes", Unit::Count, 1.0)
             .emit();
         Ok(transcribed(transcript, transcript_key))
     }
@@ -573,6 +585,22 @@ pub fn extension(mime: &str) -> &'static str {
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
         _ => "bin",
     }
+}
+
+/// One record forwarded, by what it was prepared into.
+fn count_forwarded(prepared: &Prepared) {
+    Metrics::of("transcriber")
+        .dimension("Outcome", outcome(prepared))
+        .value("Forwarded", Unit::Count, 1.0)
+        .emit();
+}
+
+/// One record failed, to be delivered again (or dead-lettered), by [`RecordError::kind`].
+fn count_retry(cause: &'static str) {
+    Metrics::of("transcriber")
+        .dimension("Cause", cause)
+        .value("Retries", Unit::Count, 1.0)
+        .emit();
 }
 
 fn outcome(prepared: &Prepared) -> &'static str {

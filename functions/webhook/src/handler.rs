@@ -153,8 +153,13 @@ impl Webhook {
                     "webhook notification accepted"
                 );
                 let count = |n: usize| n as f64;
+                for (kind, n) in &plan.types {
+                    Metrics::of("webhook")
+                        .dimension("Type", *kind)
+                        .value("Messages", Unit::Count, count(*n))
+                        .emit();
+                }
                 Metrics::of("webhook")
-                    .value("Messages", Unit::Count, count(plan.messages.len()))
                     .value("Statuses", Unit::Count, count(plan.statuses))
                     .value("RefusedSenders", Unit::Count, count(plan.refused_senders))
                     .value(

@@ -1,7 +1,7 @@
 //! The POST path without I/O: check the signature, parse the notification, and work
 //! out what to enqueue and what to quarantine. The handler then does the I/O.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use remedios_shared::envelope::InboundMessage;
 use remedios_shared::queue::{self, Outgoing};
@@ -18,6 +18,8 @@ pub const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
 pub struct Plan {
     /// One queue message per inbound WhatsApp message, in notification order.
     pub messages: Vec<Outgoing>,
+    /// How many of `messages` are of each type (`text`, `audio`, …), for the metrics.
+    pub types: BTreeMap<&'static str, usize>,
     /// Status updates seen (logged, not enqueued).
     pub statuses: usize,
     /// Messages from senders outside the allow-list (dropped).
@@ -166,7 +168,10 @@ fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Pla
         }
         debug!(user = %user, message_id = %message.id, kind = envelope.content.kind(), "enqueueing a message");
         match Outgoing::new(&envelope, user, queue::dedup_id(&message.id, None)) {
-            Ok(outgoing) => plan.messages.push(outgoing),
+            Ok(outgoing) => {
+                plan.messages.push(outgoing);
+                *plan.types.entry(envelope.content.kind()).or_default() += 1;
+            }
             // Serialising our own types cannot fail in practice; keep the body if it does.
             Err(e) => {
                 plan.quarantine = Some(format!(

@@ -15,52 +15,52 @@ pub struct Row {
     pub unit: &'static str,
 }
 
-/// The summary of the metric lines in `log`: per stage, latencies as percentiles and
-/// counts by outcome.
+/// The summary of the metric lines in `log`: per metric and dimension values (`responder:
+/// EndToEndMs (answer, voice)`), counts summed and other values as percentiles. Each line
+/// says its metrics' units, so every metric of [`remedios_shared::metrics::SCHEMA`] is
+/// shown without a list here to keep in step.
 pub fn summarize(log: &str) -> Vec<Row> {
     let lines = remedios_shared::metrics::parse_lines(log);
     let mut samples: BTreeMap<String, (Vec<f64>, &'static str)> = BTreeMap::new();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut add = |figure: String, value: f64, unit: &'static str| {
-        samples
-            .entry(figure)
-            .or_insert((Vec::new(), unit))
-            .0
-            .push(value);
-    };
     for m in &lines {
-        let number = |name: &str| m[name].as_f64();
-        let text = |name: &str| m[name].as_str().unwrap_or("?").to_owned();
-        match m["Function"].as_str() {
-            Some("webhook") => {
-                for name in ["Messages", "Statuses", "RefusedSenders", "Quarantined"] {
-                    *counts.entry(format!("webhook: {name}")).or_default() +=
-                        number(name).unwrap_or(0.0) as usize;
+        let directive = &m["_aws"]["CloudWatchMetrics"][0];
+        let function = m["Function"].as_str().unwrap_or("?");
+        let values: Vec<&str> = directive["Dimensions"][0]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str())
+            .filter(|d| *d != "Function")
+            .map(|d| m[d].as_str().unwrap_or("?"))
+            .collect();
+        for metric in directive["Metrics"].as_array().into_iter().flatten() {
+            let Some(name) = metric["Name"].as_str() else {
+                continue;
+            };
+            let Some(value) = m[name].as_f64() else {
+                continue;
+            };
+            let figure = if values.is_empty() {
+                format!("{function}: {name}")
+            } else {
+                format!("{function}: {name} ({})", values.join(", "))
+            };
+            match metric["Unit"].as_str() {
+                Some("Count") => *counts.entry(figure).or_default() += value as usize,
+                unit => {
+                    let unit = match unit {
+                        Some("Milliseconds") => "ms",
+                        Some("Seconds") => "s",
+                        _ => "x",
+                    };
+                    samples
+                        .entry(figure)
+                        .or_insert((Vec::new(), unit))
+                        .0
+                        .push(value);
                 }
             }
-            Some("transcriber") => {
-                let model = text("Model");
-                if let Some(v) = number("TranscriptionMs") {
-                    add(format!("transcription ({model})"), v, "ms");
-                }
-                if let Some(v) = number("RealTimeFactor") {
-                    add(format!("real-time factor ({model})"), v, "x");
-                }
-                if let Some(v) = number("AudioSeconds") {
-                    add(format!("audio ({model})"), v, "s");
-                }
-            }
-            Some("responder") => {
-                let reply = text("Reply");
-                let content = text("Content");
-                if let Some(v) = number("EndToEndMs") {
-                    add(format!("end to end: {reply}, {content}"), v, "ms");
-                }
-                if let Some(v) = number("JobMs") {
-                    add(format!("responder job: {reply}, {content}"), v, "ms");
-                }
-            }
-            _ => {}
         }
     }
     let mut rows: Vec<Row> = counts
@@ -122,6 +122,7 @@ mod tests {
         let mut log = String::from("{\"level\":\"INFO\",\"message\":\"not a metric\"}\n");
         log.push_str(
             &Metrics::of("webhook")
+                .dimension("Type", "text")
                 .value("Messages", Unit::Count, 2.0)
                 .line(0),
         );
@@ -139,16 +140,16 @@ mod tests {
         let rows = summarize(&log);
         let messages = rows
             .iter()
-            .find(|r| r.figure == "webhook: Messages")
+            .find(|r| r.figure == "webhook: Messages (text)")
             .unwrap();
         assert_eq!(messages.count, 2);
         let e2e = rows
             .iter()
-            .find(|r| r.figure == "end to end: answer, text")
+            .find(|r| r.figure == "responder: EndToEndMs (answer, text)")
             .unwrap();
         assert_eq!(e2e.count, 3);
         assert_eq!(e2e.percentiles, Some([200.0, 300.0, 300.0]));
-        assert!(table(&rows).contains("end to end: answer, text"));
+        assert!(table(&rows).contains("responder: EndToEndMs (answer, text)"));
         assert!(table(&[]).contains("no metrics yet"));
     }
 }
