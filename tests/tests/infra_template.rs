@@ -458,6 +458,9 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "HISTORY_MAX_CHARS",
             "SYSTEM_PROMPT",
             "ECHO_TRANSCRIPT",
+            "REPLY_MODE",
+            "SUMMARY",
+            "SUMMARY_MIN_SECONDS",
             "REPLY_MAX_RECEIVE_COUNT",
         ],
         other => panic!("no expectations for {other}"),
@@ -1501,7 +1504,11 @@ fn the_cost_estimate_assumes_the_templates_default_sizes() {
             .expect("properties");
         let memory = properties["MemorySize"]
             .as_u64()
-            .or_else(|| properties["MemorySize"].as_str().and_then(|m| m.parse().ok()))
+            .or_else(|| {
+                properties["MemorySize"]
+                    .as_str()
+                    .and_then(|m| m.parse().ok())
+            })
             .expect("a memory size");
         assert_eq!(cells[1], format!("{memory} MB"), "{id}: memory");
         assert_eq!(

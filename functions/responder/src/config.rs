@@ -16,6 +16,9 @@
 //! | `HISTORY_MAX_TURNS`, `HISTORY_MAX_CHARS` | 12, 6000 | how much of the conversation is kept and sent |
 //! | `SYSTEM_PROMPT` | [`DEFAULT_SYSTEM_PROMPT`] | the system message |
 //! | `ECHO_TRANSCRIPT` | true | start the answer to a voice note with what was heard |
+//! | `REPLY_MODE` | `answer` | [`ReplyMode`]: answer with the model, send voice notes' transcripts back, or both |
+//! | `SUMMARY` | `off` | [`SummaryMode`]: a short summary from the model before (`on`) or instead of (`only`) a long note's transcript |
+//! | `SUMMARY_MIN_SECONDS` | 60 | how long a voice note must be for `SUMMARY` |
 //! | `REPLY_QUEUE_URL` | unset | the queue this function consumes: failed records come back after a short backoff instead of its visibility timeout |
 //! | `REPLY_MAX_RECEIVE_COUNT` | 5 | the reply queue's `maxReceiveCount`: the last attempt apologises |
 //! | `TEXT_<NAME>_<LANG>` | Remedios's own | replaces one fixed text in one language (`TEXT_RESET_DONE_ES`); see [`crate::texts`] |
@@ -81,6 +84,58 @@ impl ModelSettings {
     }
 }
 
+pub const DEFAULT_SUMMARY_MIN: Duration = Duration::from_secs(60);
+
+/// What a voice note is answered with (`REPLY_MODE`). Text is answered by the model in
+/// `answer` and `both`, and with a fixed note in `transcript`, which needs no model host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    /// The model's answer to what was said (with the transcript quoted first when
+    /// `ECHO_TRANSCRIPT` is on).
+    #[default]
+    Answer,
+    /// The transcript itself, and no model call.
+    Transcript,
+    /// The transcript as its own message(s), then the model's answer.
+    Both,
+}
+
+impl std::str::FromStr for ReplyMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "answer" => Ok(ReplyMode::Answer),
+            "transcript" => Ok(ReplyMode::Transcript),
+            "both" => Ok(ReplyMode::Both),
+            _ => Err("use answer, transcript or both".into()),
+        }
+    }
+}
+
+/// Whether a long voice note's transcript comes with a summary from the model (`SUMMARY`),
+/// in the modes that send transcripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SummaryMode {
+    #[default]
+    Off,
+    /// The summary, then the transcript.
+    Before,
+    /// The summary instead of the transcript.
+    Instead,
+}
+
+impl std::str::FromStr for SummaryMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" | "no" => Ok(SummaryMode::Off),
+            "on" | "true" | "yes" | "before" => Ok(SummaryMode::Before),
+            "only" | "instead" => Ok(SummaryMode::Instead),
+            _ => Err("use off, on (the summary before the transcript) or only".into()),
+        }
+    }
+}
+
 /// What the responder does with a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Behaviour {
@@ -88,6 +143,10 @@ pub struct Behaviour {
     pub history_max_turns: usize,
     pub history_max_chars: usize,
     pub echo_transcript: bool,
+    pub reply_mode: ReplyMode,
+    pub summary: SummaryMode,
+    /// Voice notes at least this long get a summary when `summary` is not off.
+    pub summary_min: Duration,
     pub max_receive_count: u32,
     pub normalize_test_recipients: bool,
     /// The fixed texts, with the deployer's overrides.
@@ -101,6 +160,9 @@ impl Default for Behaviour {
             history_max_turns: DEFAULT_HISTORY_MAX_TURNS,
             history_max_chars: DEFAULT_HISTORY_MAX_CHARS,
             echo_transcript: true,
+            reply_mode: ReplyMode::Answer,
+            summary: SummaryMode::Off,
+            summary_min: DEFAULT_SUMMARY_MIN,
             max_receive_count: DEFAULT_MAX_RECEIVE_COUNT,
             normalize_test_recipients: false,
             texts: Texts::default(),
@@ -182,6 +244,14 @@ impl Config {
                 200_000,
             )?,
             echo_transcript: env.flag("ECHO_TRANSCRIPT", true)?,
+            reply_mode: env.parse_or("REPLY_MODE", ReplyMode::Answer)?,
+            summary: env.parse_or("SUMMARY", SummaryMode::Off)?,
+            summary_min: Duration::from_secs(env.number_in(
+                "SUMMARY_MIN_SECONDS",
+                DEFAULT_SUMMARY_MIN.as_secs(),
+                0,
+                3600,
+            )?),
             max_receive_count: env.number_in(
                 "REPLY_MAX_RECEIVE_COUNT",
                 DEFAULT_MAX_RECEIVE_COUNT,
@@ -243,11 +313,31 @@ mod tests {
             ("GPT4ALL_TOP_P", "0"),
             ("GPT4ALL_TIMEOUT_SECONDS", "0"),
             ("ECHO_TRANSCRIPT", "perhaps"),
+            ("REPLY_MODE", "chat"),
+            ("SUMMARY", "sometimes"),
+            ("SUMMARY_MIN_SECONDS", "soon"),
             ("REPLY_MAX_RECEIVE_COUNT", "0"),
         ] {
             let err = Config::from_env(&Env(with(&[(name, value)]))).unwrap_err();
             assert_eq!(err.name, name, "{err}");
         }
+    }
+
+    #[test]
+    fn reply_modes_and_summaries_are_read() {
+        let config = Config::from_env(&Env(with(&[
+            ("REPLY_MODE", "Transcript"),
+            ("SUMMARY", "only"),
+            ("SUMMARY_MIN_SECONDS", "30"),
+        ])))
+        .unwrap();
+        assert_eq!(config.behaviour.reply_mode, ReplyMode::Transcript);
+        assert_eq!(config.behaviour.summary, SummaryMode::Instead);
+        assert_eq!(config.behaviour.summary_min, Duration::from_secs(30));
+        let config =
+            Config::from_env(&Env(with(&[("REPLY_MODE", "both"), ("SUMMARY", "on")]))).unwrap();
+        assert_eq!(config.behaviour.reply_mode, ReplyMode::Both);
+        assert_eq!(config.behaviour.summary, SummaryMode::Before);
     }
 
     #[test]

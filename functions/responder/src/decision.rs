@@ -4,6 +4,7 @@
 
 use remedios_shared::envelope::{Content, Prepared, ReplyJob};
 
+use crate::config::{Behaviour, ReplyMode, SummaryMode};
 use crate::texts::{Fixed, Lang, Texts};
 
 /// What the responder does for one job.
@@ -17,11 +18,28 @@ pub enum Plan {
         question: String,
         /// Put before the model's answer (what was heard, what we cannot see).
         preface: Option<String>,
+        /// A voice note's transcript, sent as its own message(s) before the answer
+        /// (`REPLY_MODE=both`).
+        heard: Option<Heard>,
     },
+    /// Send a voice note's transcript back, without the model but for a summary
+    /// (`REPLY_MODE=transcript`).
+    Transcript(Heard),
     /// Answer with a fixed text.
     Fixed { text: String },
+    /// Say what this number does, instead of asking the model (a text when
+    /// `REPLY_MODE=transcript`).
+    ModeNote { text: String },
     /// A command.
     Command(Command),
+}
+
+/// A voice note's transcript to send back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heard {
+    pub text: String,
+    /// Long enough for a summary, and `SUMMARY` asks for one.
+    pub summarise: bool,
 }
 
 /// The commands users can type.
@@ -113,6 +131,7 @@ pub fn plan(job: &ReplyJob, echo_transcript: bool, texts: &Texts, lang: Lang) ->
             Plan::Ask {
                 question: bounded(text),
                 preface,
+                heard: None,
             }
         }
         (Content::Audio { .. }, _) => fixed(Fixed::AudioUnsupported),
@@ -145,6 +164,7 @@ fn ask_or_command(text: &str, preface: Option<String>, texts: &Texts, lang: Lang
     Plan::Ask {
         question: bounded(text),
         preface,
+        heard: None,
     }
 }
 
@@ -170,6 +190,7 @@ fn media_plan(content: &Content, prepared: &Prepared, texts: &Texts, lang: Lang)
                 bounded(caption)
             ),
             preface: Some(texts.render(Fixed::CaptionPreface, lang, what, "")),
+            heard: None,
         },
         None if what == "sticker" => Plan::Ignore {
             why: "sticker without text",
@@ -177,6 +198,40 @@ fn media_plan(content: &Content, prepared: &Prepared, texts: &Texts, lang: Lang)
         None => Plan::Fixed {
             text: texts.render(Fixed::MediaNoCaption, lang, what, ""),
         },
+    }
+}
+
+/// What to do with `job` in `behaviour`'s reply mode: [`plan`], then in `transcript`
+/// mode a voice note's transcript instead of a question (and a fixed note instead of
+/// asking about a text), in `both` mode the transcript sent before the answer.
+pub fn plan_for(job: &ReplyJob, behaviour: &Behaviour, lang: Lang) -> Plan {
+    let texts = &behaviour.texts;
+    let echo = behaviour.echo_transcript && behaviour.reply_mode == ReplyMode::Answer;
+    let planned = plan(job, echo, texts, lang);
+    if behaviour.reply_mode == ReplyMode::Answer {
+        return planned;
+    }
+    let heard = match &job.prepared {
+        Prepared::Transcribed {
+            text, duration_ms, ..
+        } if matches!(job.message.content, Content::Audio { .. }) => Some(Heard {
+            text: text.trim().to_owned(),
+            summarise: behaviour.summary != SummaryMode::Off
+                && u128::from(*duration_ms) >= behaviour.summary_min.as_millis(),
+        }),
+        _ => None,
+    };
+    match (behaviour.reply_mode, planned, heard) {
+        (ReplyMode::Transcript, Plan::Ask { .. }, Some(heard)) => Plan::Transcript(heard),
+        (ReplyMode::Transcript, Plan::Ask { .. }, None) => Plan::ModeNote {
+            text: texts.get(Fixed::TranscriptOnly, lang).to_owned(),
+        },
+        (ReplyMode::Both, Plan::Ask { question, .. }, Some(heard)) => Plan::Ask {
+            question,
+            preface: None,
+            heard: Some(heard),
+        },
+        (_, planned, _) => planned,
     }
 }
 
@@ -236,7 +291,8 @@ mod tests {
             plan(&text(" hola "), true, &Texts::default(), Lang::En),
             Plan::Ask {
                 question: "hola".into(),
-                preface: None
+                preface: None,
+                heard: None,
             }
         );
         assert_eq!(
@@ -273,7 +329,8 @@ mod tests {
             plan(&voice("what time is it"), true, &Texts::default(), Lang::En),
             Plan::Ask {
                 question: "what time is it".into(),
-                preface: Some("🎤 “what time is it”".into())
+                preface: Some("🎤 “what time is it”".into()),
+                heard: None,
             }
         );
         assert!(matches!(
@@ -317,7 +374,7 @@ mod tests {
             stored.clone(),
         );
         assert!(
-            matches!(plan(&captioned, true, &Texts::default(), Lang::En), Plan::Ask { question, preface: Some(p) } if question.starts_with("is this a cat?") && p.contains("images"))
+            matches!(plan(&captioned, true, &Texts::default(), Lang::En), Plan::Ask { question, preface: Some(p), .. } if question.starts_with("is this a cat?") && p.contains("images"))
         );
         let bare = job(
             Content::Document {
@@ -446,5 +503,88 @@ mod tests {
             bounded(&unbroken).chars().count(),
             QUESTION_MAX_CHARS + CUT_NOTE.chars().count()
         );
+    }
+
+    #[test]
+    fn the_reply_mode_decides_what_a_voice_note_and_a_text_get() {
+        let voice = |ms: u64| {
+            job(
+                Content::Audio {
+                    media: media(),
+                    voice: true,
+                },
+                Prepared::Transcribed {
+                    text: " book me for tuesday ".into(),
+                    language: Some("en".into()),
+                    transcript_key: "k".into(),
+                    duration_ms: ms,
+                },
+            )
+        };
+        let text = job(
+            Content::Text {
+                body: "what are your hours?".into(),
+            },
+            Prepared::Nothing,
+        );
+        let mode = |reply_mode, summary| Behaviour {
+            reply_mode,
+            summary,
+            summary_min: std::time::Duration::from_secs(60),
+            ..Behaviour::default()
+        };
+        let heard = |summarise| Heard {
+            text: "book me for tuesday".into(),
+            summarise,
+        };
+        let answer = mode(ReplyMode::Answer, SummaryMode::Before);
+        assert_eq!(
+            plan_for(&voice(5_000), &answer, Lang::En),
+            plan(&voice(5_000), true, &answer.texts, Lang::En),
+            "answer mode is today's"
+        );
+        let transcript = mode(ReplyMode::Transcript, SummaryMode::Off);
+        assert_eq!(
+            plan_for(&voice(90_000), &transcript, Lang::En),
+            Plan::Transcript(heard(false))
+        );
+        assert_eq!(
+            plan_for(&text, &transcript, Lang::Es),
+            Plan::ModeNote {
+                text: Fixed::TranscriptOnly.default_text(Lang::Es).into()
+            },
+            "no model for a text in transcript mode"
+        );
+        assert_eq!(
+            plan_for(&text_job("/help"), &transcript, Lang::En),
+            Plan::Command(Command::Help)
+        );
+        let summarised = mode(ReplyMode::Transcript, SummaryMode::Instead);
+        assert_eq!(
+            plan_for(&voice(59_999), &summarised, Lang::En),
+            Plan::Transcript(heard(false)),
+            "short notes get no summary"
+        );
+        assert_eq!(
+            plan_for(&voice(60_000), &summarised, Lang::En),
+            Plan::Transcript(heard(true))
+        );
+        let both = mode(ReplyMode::Both, SummaryMode::Off);
+        assert_eq!(
+            plan_for(&voice(5_000), &both, Lang::En),
+            Plan::Ask {
+                question: "book me for tuesday".into(),
+                preface: None,
+                heard: Some(heard(false)),
+            }
+        );
+        assert!(matches!(
+            plan_for(&text, &both, Lang::En),
+            Plan::Ask { heard: None, .. }
+        ));
+    }
+
+    fn text_job(body: &str) -> ReplyJob {
+        job(Content::Text { body: body.into() }, Prepared::Nothing)
     }
 }

@@ -16,14 +16,18 @@ use remedios_shared::user::UserTag;
 use thiserror::Error;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Behaviour, Config};
-use crate::decision::{self as plan, Command, Plan};
+use crate::config::{Behaviour, Config, SummaryMode};
+use crate::decision::{self as plan, Command, Heard, Plan};
 use crate::gpt4all::{ChatMessage, Completion, Gpt4AllClient, Gpt4AllError, Role};
 use crate::history::{Bounds, Conversation, History, HistoryError, Snapshot, Speaker};
 use crate::ledger::{Exchange, Held, Ledger, ReplyKind, ReplyRecord};
 use crate::recipient::recipient_of;
 use crate::split::{WHATSAPP_TEXT_LIMIT, split_message};
 use crate::texts::{Fixed, Lang};
+
+/// What the model is told when it summarises a voice note (`SUMMARY`).
+pub const SUMMARY_PROMPT: &str = "Summarise the voice note the user gives you in one to \
+three short sentences, in the language it is spoken in. Reply with the summary only.";
 
 /// Attempts of one Graph API send within an invocation before leaving it to the queue.
 const SEND_ATTEMPTS: u32 = 3;
@@ -270,10 +274,9 @@ impl Responder {
         let started = Instant::now();
         let message = &job.message;
         let user = message.user.clone();
-        let echo = self.behaviour.echo_transcript;
-        let texts = &self.behaviour.texts;
+        let behaviour = &self.behaviour;
         let own_language = plan::language_of(job);
-        let plan = plan::plan(job, echo, texts, own_language.unwrap_or_default());
+        let plan = plan::plan_for(job, behaviour, own_language.unwrap_or_default());
         if let Plan::Ignore { why } = plan {
             debug!(user = %user, kind = message.content.kind(), why, "nothing to answer");
             count_job("ignored");
@@ -300,7 +303,7 @@ impl Responder {
         let plan = if own_language == Some(language) {
             plan
         } else {
-            plan::plan(job, echo, texts, language)
+            plan::plan_for(job, behaviour, language)
         };
         let mut snapshot_for_history = None;
         let held = match existing {
@@ -417,7 +420,9 @@ impl Responder {
         };
         match plan {
             Plan::Ignore { .. } => Ok((fixed(ReplyKind::Fixed, ""), None)),
-            Plan::Fixed { text } => Ok((fixed(ReplyKind::Fixed, text), None)),
+            Plan::Fixed { text } | Plan::ModeNote { text } => {
+                Ok((fixed(ReplyKind::Fixed, text), None))
+            }
             Plan::Command(command) => {
                 if *command == Command::Reset {
                     self.history.clear(user).await?;
@@ -426,11 +431,28 @@ impl Responder {
                 let answer = self.behaviour.texts.get(command.answer(), language);
                 Ok((fixed(ReplyKind::Fixed, answer), None))
             }
-            Plan::Ask { question, preface } => {
+            Plan::Transcript(heard) => {
+                let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
+                let parts = self.heard_parts(heard, language, budget).await;
+                let record = ReplyRecord::new(&message.id, ReplyKind::Fixed, parts, None, now);
+                Ok((record, None))
+            }
+            Plan::Ask {
+                question,
+                preface,
+                heard,
+            } => {
                 let snapshot = match snapshot {
                     Some(snapshot) => snapshot,
                     None => self.history.snapshot(user).await?,
                 };
+                let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
+                // The transcript goes first, whatever the model does after.
+                let mut parts = match heard {
+                    Some(heard) => self.heard_parts(heard, language, budget).await,
+                    None => Vec::new(),
+                };
+                let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
                 let conversation = &snapshot.conversation;
                 let mut messages = Vec::with_capacity(conversation.turns.len() + 2);
                 messages.push(ChatMessage::new(
@@ -439,10 +461,14 @@ impl Responder {
                 ));
                 messages.extend(conversation.messages());
                 messages.push(ChatMessage::new(Role::User, question));
-                let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
                 let asked = Instant::now();
                 let answered = self.model.complete(&messages, budget).await;
                 count_model_call(&answered, asked.elapsed());
+                let mut reply = |kind, text: &str, exchange| {
+                    let text = plan::with_preface(preface.as_deref(), text);
+                    parts.extend(split_message(&text, WHATSAPP_TEXT_LIMIT));
+                    ReplyRecord::new(&message.id, kind, std::mem::take(&mut parts), exchange, now)
+                };
                 match answered {
                     Ok(completion) => {
                         info!(
@@ -453,43 +479,73 @@ impl Responder {
                             truncated = completion.truncated,
                             "the model answered"
                         );
-                        let reply = plan::with_preface(preface.as_deref(), &completion.text);
-                        let record = ReplyRecord::new(
-                            &message.id,
-                            ReplyKind::Answer,
-                            split_message(&reply, WHATSAPP_TEXT_LIMIT),
-                            Some(Exchange {
-                                question: question.clone(),
-                                answer: completion.text,
-                            }),
-                            now,
-                        );
+                        let exchange = Exchange {
+                            question: question.clone(),
+                            answer: completion.text.clone(),
+                        };
+                        let record = reply(ReplyKind::Answer, &completion.text, Some(exchange));
                         Ok((record, Some(snapshot)))
                     }
                     Err(Gpt4AllError::Empty) => {
                         warn!(user = %user, "the model answered nothing; sending a fixed answer");
-                        let reply = plan::with_preface(
-                            preface.as_deref(),
-                            self.behaviour.texts.get(Fixed::NoAnswer, language),
-                        );
-                        Ok((fixed(ReplyKind::Fixed, &reply), None))
+                        let text = self.behaviour.texts.get(Fixed::NoAnswer, language);
+                        Ok((reply(ReplyKind::Fixed, text, None), None))
                     }
                     Err(e) if e.is_permanent() => {
                         error!(user = %user, error = %e, receive_count, "the GPT4All host refused this question and would again; telling the user at once");
-                        let reply = plan::with_preface(
-                            preface.as_deref(),
-                            self.behaviour.texts.get(Fixed::CannotAnswer, language),
-                        );
-                        Ok((fixed(ReplyKind::Fixed, &reply), None))
+                        let text = self.behaviour.texts.get(Fixed::CannotAnswer, language);
+                        Ok((reply(ReplyKind::Fixed, text, None), None))
                     }
                     Err(e) if receive_count >= self.behaviour.max_receive_count => {
                         error!(user = %user, error = %e, receive_count, "no answer from the GPT4All host on the last attempt; apologising to the user");
                         let apology = self.behaviour.texts.get(Fixed::Apology, language);
-                        Ok((fixed(ReplyKind::Apology, apology), None))
+                        // After the transcript, when one went first; without the preface.
+                        let record = ReplyRecord::new(
+                            &message.id,
+                            ReplyKind::Apology,
+                            parts
+                                .into_iter()
+                                .chain(split_message(apology, WHATSAPP_TEXT_LIMIT))
+                                .collect(),
+                            None,
+                            now,
+                        );
+                        Ok((record, None))
                     }
                     Err(e) => Err(RetryLater::Model(e)),
                 }
             }
+        }
+    }
+
+    /// The messages that send a voice note's transcript back: the transcript (split as
+    /// answers are), with a summary from the model before it or instead of it when the
+    /// note is long and `SUMMARY` asks for one. A summary the model cannot give now is
+    /// left out (the transcript is what the user asked for), never waited for.
+    async fn heard_parts(&self, heard: &Heard, language: Lang, budget: Duration) -> Vec<String> {
+        let transcript = split_message(&heard.text, WHATSAPP_TEXT_LIMIT);
+        if !heard.summarise {
+            return transcript;
+        }
+        let messages = [
+            ChatMessage::new(Role::System, SUMMARY_PROMPT),
+            ChatMessage::new(Role::User, plan::bounded(&heard.text)),
+        ];
+        let asked = Instant::now();
+        let answered = self.model.complete(&messages, budget).await;
+        count_model_call(&answered, asked.elapsed());
+        let summary = match answered {
+            Ok(completion) => completion.text,
+            Err(e) => {
+                warn!(error = %e, "no summary of a long voice note; sending its transcript alone");
+                return transcript;
+            }
+        };
+        let preface = self.behaviour.texts.get(Fixed::SummaryPreface, language);
+        let summary = split_message(&format!("{preface}\n{summary}"), WHATSAPP_TEXT_LIMIT);
+        match self.behaviour.summary {
+            SummaryMode::Instead => summary,
+            _ => summary.into_iter().chain(transcript).collect(),
         }
     }
 
@@ -716,6 +772,8 @@ fn replied_as(plan: &Plan, kind: ReplyKind) -> &'static str {
         (ReplyKind::Apology, _) => "apology",
         (ReplyKind::Fixed, Plan::Command(_)) => "command",
         (ReplyKind::Fixed, Plan::Ask { .. }) => "no_model_answer",
+        (ReplyKind::Fixed, Plan::Transcript(_)) => "transcript",
+        (ReplyKind::Fixed, Plan::ModeNote { .. }) => "mode_note",
         (ReplyKind::Fixed, Plan::Fixed { .. } | Plan::Ignore { .. }) => "unsupported",
     }
 }

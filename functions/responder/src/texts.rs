@@ -84,10 +84,14 @@ pub enum Fixed {
     Location,
     LocationNamed,
     Contacts,
+    /// The answer to a text when `REPLY_MODE=transcript`.
+    TranscriptOnly,
+    /// Put before the summary of a long voice note (`SUMMARY`).
+    SummaryPreface,
 }
 
 impl Fixed {
-    pub const ALL: [Fixed; 14] = [
+    pub const ALL: [Fixed; 16] = [
         Fixed::Help,
         Fixed::ResetDone,
         Fixed::Apology,
@@ -102,6 +106,8 @@ impl Fixed {
         Fixed::Location,
         Fixed::LocationNamed,
         Fixed::Contacts,
+        Fixed::TranscriptOnly,
+        Fixed::SummaryPreface,
     ];
 
     /// The name in the override variables (`TEXT_<NAME>_<LANG>`).
@@ -121,6 +127,8 @@ impl Fixed {
             Fixed::Location => "LOCATION",
             Fixed::LocationNamed => "LOCATION_NAMED",
             Fixed::Contacts => "CONTACTS",
+            Fixed::TranscriptOnly => "TRANSCRIPT_ONLY",
+            Fixed::SummaryPreface => "SUMMARY_PREFACE",
         }
     }
 
@@ -184,6 +192,10 @@ words what you'd like to know about it."
             "Thanks for the contact card. I can't do anything with contacts yet: I understand \
 text and voice notes."
         }
+        Fixed::TranscriptOnly => {
+            "I write out voice notes: send me one and I'll reply with what it says."
+        }
+        Fixed::SummaryPreface => "📝 In short:",
     }
 }
 
@@ -238,6 +250,10 @@ cuéntame con palabras lo que quieres saber de ella."
             "Gracias por la tarjeta de contacto. Todavía no puedo hacer nada con contactos: \
 entiendo texto y notas de voz."
         }
+        Fixed::TranscriptOnly => {
+            "Escribo las notas de voz: mándame una y te respondo con lo que dice."
+        }
+        Fixed::SummaryPreface => "📝 En resumen:",
     }
 }
 

@@ -8,6 +8,7 @@ use remedios_shared::envelope::{Content, MediaRef, Prepared, ReplyJob};
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, Recorded};
 use remedios_testkit::model_server::GateRecord;
 use remedios_testkit::ports::free_port;
+use responder::config::{ReplyMode, SummaryMode};
 use responder::history::{Bounds, History, Speaker};
 use responder::ledger::ReplyKind;
 use responder::split::WHATSAPP_TEXT_LIMIT;
@@ -573,4 +574,142 @@ async fn an_exchange_saved_from_a_stale_snapshot_keeps_the_newer_turns() {
             .expect("append from a fresh snapshot")
     );
     assert_eq!(bench.conversation(&user).await.turns.len(), 6);
+}
+
+fn voice_job(id: &str, heard: &str, duration_ms: u64) -> ReplyJob {
+    ReplyJob::new(
+        from_phone(
+            id,
+            Content::Audio {
+                media: MediaRef {
+                    id: "1".into(),
+                    mime_type: Some("audio/ogg; codecs=opus".into()),
+                    sha256: None,
+                },
+                voice: true,
+            },
+        ),
+        Prepared::Transcribed {
+            text: heard.into(),
+            language: Some("en".into()),
+            transcript_key: format!("transcripts/x/{id}.json"),
+            duration_ms,
+        },
+    )
+}
+
+fn in_mode(reply_mode: ReplyMode, summary: SummaryMode) -> Behaviour {
+    Behaviour {
+        reply_mode,
+        summary,
+        ..Behaviour::default()
+    }
+}
+
+#[tokio::test]
+async fn transcript_mode_sends_a_voice_notes_text_back_and_calls_no_model() {
+    let bench = TestBed::start().await;
+    let responder = bench.responder_with(
+        bench.model_settings(),
+        in_mode(ReplyMode::Transcript, SummaryMode::Off),
+    );
+    let heard = "Please book me a table for four on Tuesday at eight.";
+    let voice = voice_job("wamid.TR1", heard, 4_000);
+    let text = text_job("wamid.TR2", "What are your opening hours?");
+
+    let response = responder.handle(event(&[(&voice, 1), (&text, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let sent: Vec<String> = bench
+        .graph
+        .sent_texts()
+        .into_iter()
+        .map(|s| s.body)
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            heard.to_owned(),
+            Fixed::TranscriptOnly.default_text(Lang::En).to_owned()
+        ],
+        "the transcript as it was heard, and a note for the text"
+    );
+    assert!(
+        bench.gate.forwarded().is_empty(),
+        "no request reached the model host"
+    );
+    let conversation = bench.conversation(&phone_user()).await;
+    assert!(conversation.turns.is_empty(), "nothing to remember");
+}
+
+#[tokio::test]
+async fn a_long_note_gets_a_summary_from_the_model_before_its_transcript() {
+    let bench = TestBed::start().await;
+    let mut model = bench.model_settings();
+    model.timeout = std::time::Duration::from_secs(300);
+    let responder =
+        bench.responder_with(model, in_mode(ReplyMode::Transcript, SummaryMode::Before));
+    let heard = "Hello, this is Ana. I am calling about my appointment on Friday. \
+I cannot come in the morning because my daughter has a school play, so I would like to \
+move it to the afternoon, at three or later. Please call me back to confirm. Thank you.";
+    let long = voice_job("wamid.SUM1", heard, 75_000);
+    let short = voice_job("wamid.SUM2", "See you on Friday.", 2_000);
+
+    let response = responder.handle(event(&[(&long, 1), (&short, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let sent: Vec<String> = bench
+        .graph
+        .sent_texts()
+        .into_iter()
+        .map(|s| s.body)
+        .collect();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    let preface = Fixed::SummaryPreface.default_text(Lang::En);
+    let summary = sent[0]
+        .strip_prefix(preface)
+        .unwrap_or_else(|| panic!("the summary comes first: {sent:?}"));
+    assert!(!summary.trim().is_empty(), "{sent:?}");
+    assert_eq!(sent[1], heard, "then the whole transcript");
+    assert_eq!(
+        sent[2], "See you on Friday.",
+        "a short note gets no summary"
+    );
+    let forwarded = bench.gate.forwarded();
+    assert_eq!(forwarded.len(), 1, "one model call, for the long note");
+    assert_eq!(
+        forwarded[0].messages[0].content,
+        responder::handler::SUMMARY_PROMPT
+    );
+    assert_eq!(forwarded[0].messages[1].content, heard);
+}
+
+#[tokio::test]
+async fn both_mode_sends_the_transcript_then_the_answer() {
+    let bench = TestBed::start().await;
+    let responder = bench.responder_with(
+        bench.model_settings(),
+        in_mode(ReplyMode::Both, SummaryMode::Off),
+    );
+    let heard = "What is the capital of France?";
+
+    let response = responder
+        .handle(event(&[(&voice_job("wamid.BOTH1", heard, 3_000), 1)]))
+        .await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[0].body, heard, "the transcript on its own");
+    assert!(!sent[1].body.trim().is_empty());
+    assert!(!sent[1].body.contains('🎤'), "no echo inside the answer");
+    let forwarded = bench.gate.forwarded();
+    assert_eq!(forwarded.len(), 1);
+    assert_eq!(
+        forwarded[0].messages.last().map(|m| m.content.as_str()),
+        Some(heard)
+    );
+    let conversation = bench.conversation(&phone_user()).await;
+    assert_eq!(conversation.turns.len(), 2, "the exchange is remembered");
+    assert_eq!(conversation.turns[1].text, sent[1].body);
 }
