@@ -215,25 +215,7 @@ async fn a_long_reply_goes_out_in_ordered_parts_under_whatsapps_limit() {
     // A long voice note: the reply quotes what was heard (over WhatsApp's 4,096
     // characters on its own), then answers, and is split.
     let heard = "I would like to tell you about my garden. ".repeat(98);
-    let job = ReplyJob::new(
-        from_phone(
-            "wamid.LONG1",
-            Content::Audio {
-                media: MediaRef {
-                    id: "1".into(),
-                    mime_type: Some("audio/ogg; codecs=opus".into()),
-                    sha256: None,
-                },
-                voice: true,
-            },
-        ),
-        Prepared::Transcribed {
-            text: heard.clone(),
-            language: Some("en".into()),
-            transcript_key: "transcripts/x/wamid.LONG1.json".into(),
-            duration_ms: 240_000,
-        },
-    );
+    let job = voice_job("wamid.LONG1", &heard, 240_000);
 
     let response = responder.handle(event(&[(&job, 1)])).await;
 
