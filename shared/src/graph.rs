@@ -59,7 +59,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// |---|---|
 /// | `GRAPH_API_BASE_URL` | [`DEFAULT_BASE_URL`] |
 /// | `GRAPH_API_VERSION` | [`DEFAULT_VERSION`] |
-/// | `GRAPH_MEDIA_HOSTS` | [`META_MEDIA_DOMAINS`] (comma-separated host names or domains) |
+/// | `GRAPH_MEDIA_HOSTS` | none: hosts (comma-separated names or domains) allowed besides [`META_MEDIA_DOMAINS`], such as the emulator's |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphEndpoint {
     pub base_url: Url,
@@ -84,19 +84,22 @@ impl GraphEndpoint {
                 format!("is {version:?}; use a Graph API version such as {DEFAULT_VERSION:?}"),
             ));
         }
-        let media_hosts: Vec<String> = match env.optional("GRAPH_MEDIA_HOSTS") {
-            Some(list) => list
+        let mut media_hosts: Vec<String> =
+            META_MEDIA_DOMAINS.iter().map(|d| (*d).to_owned()).collect();
+        if let Some(list) = env.optional("GRAPH_MEDIA_HOSTS") {
+            let extra: Vec<String> = list
                 .split(',')
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
-                .collect(),
-            None => META_MEDIA_DOMAINS.iter().map(|d| (*d).to_owned()).collect(),
-        };
-        if media_hosts.is_empty() {
-            return Err(ConfigError::new(
-                "GRAPH_MEDIA_HOSTS",
-                "lists no host: give comma-separated host names, or unset it for Meta's domains",
-            ));
+                .collect();
+            if extra.is_empty() {
+                return Err(ConfigError::new(
+                    "GRAPH_MEDIA_HOSTS",
+                    "lists no host: give comma-separated host names to allow besides Meta's \
+domains, or unset it",
+                ));
+            }
+            media_hosts.extend(extra);
         }
         Ok(GraphEndpoint {
             base_url,
@@ -647,7 +650,9 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(local.version, "v23.0");
-        assert_eq!(local.media_hosts, vec!["127.0.0.1", "localhost"]);
+        let mut wanted = hosts();
+        wanted.extend(["127.0.0.1".to_owned(), "localhost".to_owned()]);
+        assert_eq!(local.media_hosts, wanted, "added to Meta's domains");
         let settings = local.with_token(Secret::new("t"));
         assert_eq!(settings.token.expose(), "t");
         for (name, value) in [

@@ -159,7 +159,9 @@ fn variant(name: &str) -> Tuning {
     }
 }
 
-fn parse_args() -> Args {
+/// The arguments, or `None` without `--notes` (as `cargo bench -p transcriber` runs every
+/// bench with no arguments of its own).
+fn parse_args() -> Option<Args> {
     let mut notes = None;
     let mut model = None;
     let mut faster_whisper = None;
@@ -194,6 +196,7 @@ fn parse_args() -> Args {
             _ => {} // `--bench` and cargo's own flags
         }
     }
+    let notes = notes?;
     let model =
         model.unwrap_or_else(|| remedios_testkit::paths::models_dir().join("ggml-tiny.en.bin"));
     assert!(
@@ -201,14 +204,14 @@ fn parse_args() -> Args {
         "whisper model {} is missing: run scripts/bootstrap.sh (it runs scripts/models.sh)",
         model.display()
     );
-    Args {
-        notes: notes.expect("--notes DIR is needed: run scripts/bench-speech.sh, which makes it"),
+    Some(Args {
+        notes,
         model,
         faster_whisper,
         json,
         variants,
         extra_models,
-    }
+    })
 }
 
 fn read(path: &Path) -> Vec<u8> {
@@ -341,7 +344,14 @@ fn main() {
         println!("compare bench: run scripts/bench-speech.sh");
         return;
     }
-    let args = parse_args();
+    let Some(args) = parse_args() else {
+        println!(
+            "compare bench: not run: it compares with faster-whisper on notes that \
+scripts/bench-speech.sh makes (--notes DIR); run that script, or \
+`cargo bench -p transcriber --bench decode` / `--bench speech` on their own"
+        );
+        return;
+    };
     let clips = clips(&args.notes);
     let mut report = Report {
         threads: threads(),
