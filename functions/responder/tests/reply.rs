@@ -177,25 +177,7 @@ async fn a_spanish_speaking_user_gets_the_fixed_texts_in_spanish() {
     assert_eq!(sent[2].body, Fixed::Help.default_text(Lang::En));
 
     // A voice note whisper heard as Spanish gets its note in Spanish.
-    let silent = ReplyJob::new(
-        from_phone(
-            "wamid.ES4",
-            Content::Audio {
-                media: MediaRef {
-                    id: "1".into(),
-                    mime_type: Some("audio/ogg; codecs=opus".into()),
-                    sha256: None,
-                },
-                voice: true,
-            },
-        ),
-        Prepared::Transcribed {
-            text: " ".into(),
-            language: Some("es".into()),
-            transcript_key: "transcripts/x/wamid.ES4.json".into(),
-            duration_ms: 2_000,
-        },
-    );
+    let silent = heard_in("es", "wamid.ES4", " ", 2_000);
     assert!(failed(&responder.handle(event(&[(&silent, 1)])).await).is_empty());
     assert_eq!(
         bench.graph.sent_texts()[3].body,
@@ -558,7 +540,13 @@ async fn an_exchange_saved_from_a_stale_snapshot_keeps_the_newer_turns() {
     assert_eq!(bench.conversation(&user).await.turns.len(), 6);
 }
 
+/// A voice note whisper heard in English.
 fn voice_job(id: &str, heard: &str, duration_ms: u64) -> ReplyJob {
+    heard_in("en", id, heard, duration_ms)
+}
+
+/// A voice note whisper heard as `heard`, in `language`.
+fn heard_in(language: &str, id: &str, heard: &str, duration_ms: u64) -> ReplyJob {
     ReplyJob::new(
         from_phone(
             id,
@@ -573,7 +561,7 @@ fn voice_job(id: &str, heard: &str, duration_ms: u64) -> ReplyJob {
         ),
         Prepared::Transcribed {
             text: heard.into(),
-            language: Some("en".into()),
+            language: Some(language.into()),
             transcript_key: format!("transcripts/x/{id}.json"),
             duration_ms,
         },
