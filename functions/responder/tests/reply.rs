@@ -540,6 +540,16 @@ async fn an_exchange_saved_from_a_stale_snapshot_keeps_the_newer_turns() {
     assert_eq!(bench.conversation(&user).await.turns.len(), 6);
 }
 
+/// The texts the Graph API emulator took, in order.
+fn bodies(bench: &TestBed) -> Vec<String> {
+    bench
+        .graph
+        .sent_texts()
+        .into_iter()
+        .map(|s| s.body)
+        .collect()
+}
+
 /// A voice note whisper heard in English.
 fn voice_job(id: &str, heard: &str, duration_ms: u64) -> ReplyJob {
     heard_in("en", id, heard, duration_ms)
@@ -590,12 +600,7 @@ async fn transcript_mode_sends_a_voice_notes_text_back_and_calls_no_model() {
     let response = responder.handle(event(&[(&voice, 1), (&text, 1)])).await;
 
     assert!(failed(&response).is_empty(), "{response:?}");
-    let sent: Vec<String> = bench
-        .graph
-        .sent_texts()
-        .into_iter()
-        .map(|s| s.body)
-        .collect();
+    let sent = bodies(&bench);
     assert_eq!(
         sent,
         [
@@ -628,12 +633,7 @@ move it to the afternoon, at three or later. Please call me back to confirm. Tha
     let response = responder.handle(event(&[(&long, 1), (&short, 1)])).await;
 
     assert!(failed(&response).is_empty(), "{response:?}");
-    let sent: Vec<String> = bench
-        .graph
-        .sent_texts()
-        .into_iter()
-        .map(|s| s.body)
-        .collect();
+    let sent = bodies(&bench);
     assert_eq!(sent.len(), 3, "{sent:?}");
     let preface = Fixed::SummaryPreface.default_text(Lang::En);
     let summary = sent[0]
