@@ -432,8 +432,7 @@ impl Responder {
                 Ok((fixed(ReplyKind::Fixed, answer), None))
             }
             Plan::Transcript(heard) => {
-                let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
-                let parts = self.heard_parts(heard, language, budget).await;
+                let parts = self.heard_parts(heard, language, deadline).await;
                 let record = ReplyRecord::new(&message.id, ReplyKind::Fixed, parts, None, now);
                 Ok((record, None))
             }
@@ -446,13 +445,11 @@ impl Responder {
                     Some(snapshot) => snapshot,
                     None => self.history.snapshot(user).await?,
                 };
-                let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
                 // The transcript goes first, whatever the model does after.
                 let mut parts = match heard {
-                    Some(heard) => self.heard_parts(heard, language, budget).await,
+                    Some(heard) => self.heard_parts(heard, language, deadline).await,
                     None => Vec::new(),
                 };
-                let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
                 let conversation = &snapshot.conversation;
                 let mut messages = Vec::with_capacity(conversation.turns.len() + 2);
                 messages.push(ChatMessage::new(
@@ -461,9 +458,7 @@ impl Responder {
                 ));
                 messages.extend(conversation.messages());
                 messages.push(ChatMessage::new(Role::User, question));
-                let asked = Instant::now();
-                let answered = self.model.complete(&messages, budget).await;
-                count_model_call(&answered, asked.elapsed());
+                let answered = self.ask_model(&messages, deadline).await;
                 let mut reply = |kind, text: &str, exchange| {
                     let text = plan::with_preface(preface.as_deref(), text);
                     parts.extend(split_message(&text, WHATSAPP_TEXT_LIMIT));
@@ -518,11 +513,25 @@ impl Responder {
         }
     }
 
+    /// One call of the model host with what is left before `deadline` (less
+    /// [`REPLY_MARGIN`]), counted in the `ModelCalls` metric.
+    async fn ask_model(
+        &self,
+        messages: &[ChatMessage],
+        deadline: Deadline,
+    ) -> Result<Completion, Gpt4AllError> {
+        let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
+        let asked = Instant::now();
+        let answered = self.model.complete(messages, budget).await;
+        count_model_call(&answered, asked.elapsed());
+        answered
+    }
+
     /// The messages that send a voice note's transcript back: the transcript (split as
     /// answers are), with a summary from the model before it or instead of it when the
     /// note is long and `SUMMARY` asks for one. A summary the model cannot give now is
     /// left out (the transcript is what the user asked for), never waited for.
-    async fn heard_parts(&self, heard: &Heard, language: Lang, budget: Duration) -> Vec<String> {
+    async fn heard_parts(&self, heard: &Heard, language: Lang, deadline: Deadline) -> Vec<String> {
         let transcript = split_message(&heard.text, WHATSAPP_TEXT_LIMIT);
         if !heard.summarise {
             return transcript;
@@ -531,9 +540,7 @@ impl Responder {
             ChatMessage::new(Role::System, SUMMARY_PROMPT),
             ChatMessage::new(Role::User, plan::bounded(&heard.text)),
         ];
-        let asked = Instant::now();
-        let answered = self.model.complete(&messages, budget).await;
-        count_model_call(&answered, asked.elapsed());
+        let answered = self.ask_model(&messages, deadline).await;
         let summary = match answered {
             Ok(completion) => completion.text,
             Err(e) => {
