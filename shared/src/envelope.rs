@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::allowance::Limit;
 use crate::user::{Sender, TagKey, UserKey, UserTag};
 use crate::whatsapp::webhook::{self, ApiError, MessageContent, Referral};
 
@@ -381,6 +382,13 @@ pub enum Prepared {
     AudioUnsupported { reason: String },
     /// The media could not be fetched or was refused (too big, bad checksum, gone).
     MediaUnavailable { reason: String },
+    /// The user is over a fair limit: nothing was downloaded or transcribed. `notify`
+    /// on the first such message of the window (the user is told once).
+    OverLimit {
+        limit: Limit,
+        until_ms: i64,
+        notify: bool,
+    },
 }
 
 /// Why a queue message could not be read.

@@ -8,6 +8,7 @@
 //! | `transcripts/{user}/{message}.json` | voice-note transcripts | transcriber |
 //! | `conversations/{user}.json` | a user's recent turns | responder |
 //! | `replies/{user}/{message}.json` | which reply parts went out (idempotency) | responder |
+//! | `usage/{user}.json` | a user's counters for the fair limits | transcriber |
 //!
 //! `{user}` is the user's pseudonymous [`UserTag`]; `{message}` is the WhatsApp message
 //! id, percent-encoded where it has characters that are awkward in keys.
@@ -26,6 +27,8 @@ pub const TRANSCRIPTS: &str = "transcripts/";
 pub const CONVERSATIONS: &str = "conversations/";
 /// Reply progress and idempotency records.
 pub const REPLIES: &str = "replies/";
+/// Per-user counters of the fair limits.
+pub const USAGE: &str = "usage/";
 
 /// Where a signed body that did not parse is kept: content-addressed, so Meta's
 /// retries of the same body land on the same key.
@@ -58,6 +61,11 @@ pub fn transcript(user: &UserTag, message_id: &str) -> String {
 /// A user's conversation history.
 pub fn conversation(user: &UserTag) -> String {
     format!("{CONVERSATIONS}{user}.json")
+}
+
+/// A user's counters for the fair limits.
+pub fn usage(user: &UserTag) -> String {
+    format!("{USAGE}{user}.json")
 }
 
 /// The reply record of one inbound message.
@@ -136,6 +144,7 @@ mod tests {
         assert!(transcript(&user, "m").starts_with(TRANSCRIPTS));
         assert!(conversation(&user).starts_with(CONVERSATIONS));
         assert!(reply(&user, "m").starts_with(REPLIES));
+        assert!(usage(&user).starts_with(USAGE));
         assert!(quarantine(0, "ab").starts_with(QUARANTINE));
     }
 }

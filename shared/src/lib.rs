@@ -1,5 +1,6 @@
 //! What the Remedios functions share.
 //!
+//! - [`allowance`]: fair limits per user.
 //! - [`config`]: typed configuration from the environment, checked at cold start.
 //! - [`batch`]: an SQS batch record by record, each user's messages in order.
 //! - [`clock`]: the wall clock in Unix milliseconds.
@@ -13,6 +14,7 @@
 //! - [`aws`]: AWS clients from the environment.
 //! - [`telemetry`]: JSON logs.
 
+pub mod allowance;
 pub mod aws;
 pub mod batch;
 pub mod clock;

@@ -11,6 +11,7 @@
 //! cannot be recomputed from a guessed number, so holding the logs or the bucket listing
 //! does not reveal who wrote; with it, the same user always gets the same tag.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use hmac::{Hmac, Mac};
@@ -86,6 +87,49 @@ impl Sender {
                 .unwrap_or_default(),
         )
     }
+}
+
+/// A list of users by phone number or business-scoped id, as an operator writes it
+/// (`ALLOWED_SENDERS`, `LIMITS_EXEMPT`): separated by commas, semicolons or newlines;
+/// `+`, spaces, dashes and parentheses in phone numbers are ignored. `Debug` shows how
+/// many entries it has, never the numbers.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SenderList(HashSet<String>);
+
+impl SenderList {
+    pub fn parse(list: Option<&str>) -> Self {
+        SenderList(
+            list.unwrap_or_default()
+                .split([',', ';', '\n'])
+                .map(normalise_id)
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `sender`'s phone number or business-scoped id is on the list.
+    pub fn contains(&self, sender: &Sender) -> bool {
+        [&sender.wa_id, &sender.user_id]
+            .into_iter()
+            .flatten()
+            .any(|id| self.0.contains(&normalise_id(id)))
+    }
+}
+
+impl fmt::Debug for SenderList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SenderList({} entries)", self.0.len())
+    }
+}
+
+fn normalise_id(id: &str) -> String {
+    id.chars()
+        .filter(|c| !(c.is_whitespace() || matches!(c, '+' | '-' | '(' | ')')))
+        .collect()
 }
 
 /// The stable identity of a user (a BSUID or a phone number). Its `Display` is

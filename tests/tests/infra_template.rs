@@ -319,7 +319,7 @@ fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
                 add(a, r);
             }
             add("sqs:SendMessage", "${ReplyQueue.Arn}".into());
-            for prefix in ["messages", "media", "transcripts"] {
+            for prefix in ["messages", "media", "transcripts", "usage"] {
                 add("s3:GetObject", format!("${{Bucket.Arn}}/{prefix}/*"));
                 add("s3:PutObject", format!("${{Bucket.Arn}}/{prefix}/*"));
             }
@@ -443,6 +443,10 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "WHISPER_LANGUAGE",
             "WHISPER_THREADS",
             "INBOUND_MAX_RECEIVE_COUNT",
+            "LIMIT_MESSAGES_PER_MINUTE",
+            "LIMIT_MESSAGES_PER_DAY",
+            "LIMIT_AUDIO_MINUTES_PER_DAY",
+            "LIMITS_EXEMPT",
         ],
         RESPONDER_FUNCTION => vec![
             "REPLY_QUEUE_URL",
@@ -1001,6 +1005,7 @@ fn local_resources_are_the_templates_with_default_parameters() {
         (Some("replies/"), Some(30)),
         (Some("quarantine/"), Some(30)),
         (Some("conversations/"), Some(90)),
+        (Some("usage/"), Some(2)),
         (None, None),
     ]
     .into_iter()

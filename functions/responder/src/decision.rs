@@ -2,6 +2,7 @@
 //! user's language), run a command, or say nothing. Pure functions over the job, so every
 //! case is unit-tested.
 
+use remedios_shared::allowance::Limit;
 use remedios_shared::envelope::{Content, Prepared, ReplyJob};
 
 use crate::config::{Behaviour, ReplyMode, SummaryMode};
@@ -30,6 +31,8 @@ pub enum Plan {
     /// Say what this number does, instead of asking the model (a text when
     /// `REPLY_MODE=transcript`).
     ModeNote { text: String },
+    /// Tell the user they are over a fair limit, and until when (once per window).
+    OverLimit { text: String },
     /// A command.
     Command(Command),
 }
@@ -117,6 +120,12 @@ pub fn plan(job: &ReplyJob, echo_transcript: bool, texts: &Texts, lang: Lang) ->
     };
     let content = &job.message.content;
     match (content, &job.prepared) {
+        (_, Prepared::OverLimit { notify: false, .. }) => Plan::Ignore {
+            why: "over a fair limit, and told so already",
+        },
+        (_, Prepared::OverLimit { limit, .. }) => Plan::OverLimit {
+            text: texts.get(limit_notice(*limit), lang).to_owned(),
+        },
         (Content::Reaction { .. }, _) => Plan::Ignore { why: "reaction" },
         (Content::System { .. }, _) => Plan::Ignore {
             why: "system notice",
@@ -148,6 +157,15 @@ pub fn plan(job: &ReplyJob, echo_transcript: bool, texts: &Texts, lang: Lang) ->
         }
         (Content::Contacts { .. }, _) => fixed(Fixed::Contacts),
         _ => fixed(Fixed::Unsupported),
+    }
+}
+
+/// The notice of a limit.
+fn limit_notice(limit: Limit) -> Fixed {
+    match limit {
+        Limit::MessagesPerMinute => Fixed::LimitMinute,
+        Limit::MessagesPerDay => Fixed::LimitDay,
+        Limit::AudioPerDay => Fixed::LimitAudio,
     }
 }
 

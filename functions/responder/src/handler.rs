@@ -420,7 +420,7 @@ impl Responder {
         };
         match plan {
             Plan::Ignore { .. } => Ok((fixed(ReplyKind::Fixed, ""), None)),
-            Plan::Fixed { text } | Plan::ModeNote { text } => {
+            Plan::Fixed { text } | Plan::ModeNote { text } | Plan::OverLimit { text } => {
                 Ok((fixed(ReplyKind::Fixed, text), None))
             }
             Plan::Command(command) => {
@@ -781,6 +781,7 @@ fn replied_as(plan: &Plan, kind: ReplyKind) -> &'static str {
         (ReplyKind::Fixed, Plan::Ask { .. }) => "no_model_answer",
         (ReplyKind::Fixed, Plan::Transcript(_)) => "transcript",
         (ReplyKind::Fixed, Plan::ModeNote { .. }) => "mode_note",
+        (ReplyKind::Fixed, Plan::OverLimit { .. }) => "over_limit",
         (ReplyKind::Fixed, Plan::Fixed { .. } | Plan::Ignore { .. }) => "unsupported",
     }
 }

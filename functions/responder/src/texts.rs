@@ -88,10 +88,16 @@ pub enum Fixed {
     TranscriptOnly,
     /// Put before the summary of a long voice note (`SUMMARY`).
     SummaryPreface,
+    /// Over `LIMIT_MESSAGES_PER_MINUTE`.
+    LimitMinute,
+    /// Over `LIMIT_MESSAGES_PER_DAY`.
+    LimitDay,
+    /// Over `LIMIT_AUDIO_MINUTES_PER_DAY`.
+    LimitAudio,
 }
 
 impl Fixed {
-    pub const ALL: [Fixed; 16] = [
+    pub const ALL: [Fixed; 19] = [
         Fixed::Help,
         Fixed::ResetDone,
         Fixed::Apology,
@@ -108,6 +114,9 @@ impl Fixed {
         Fixed::Contacts,
         Fixed::TranscriptOnly,
         Fixed::SummaryPreface,
+        Fixed::LimitMinute,
+        Fixed::LimitDay,
+        Fixed::LimitAudio,
     ];
 
     /// The name in the override variables (`TEXT_<NAME>_<LANG>`).
@@ -129,6 +138,9 @@ impl Fixed {
             Fixed::Contacts => "CONTACTS",
             Fixed::TranscriptOnly => "TRANSCRIPT_ONLY",
             Fixed::SummaryPreface => "SUMMARY_PREFACE",
+            Fixed::LimitMinute => "LIMIT_MINUTE",
+            Fixed::LimitDay => "LIMIT_DAY",
+            Fixed::LimitAudio => "LIMIT_AUDIO",
         }
     }
 
@@ -196,6 +208,18 @@ text and voice notes."
             "I write out voice notes: send me one and I'll reply with what it says."
         }
         Fixed::SummaryPreface => "📝 In short:",
+        Fixed::LimitMinute => {
+            "You're sending messages faster than I can answer them. Please wait a minute, \
+then write again: I'll answer what you send after that."
+        }
+        Fixed::LimitDay => {
+            "You've reached today's limit of messages, so I won't answer more today. You can \
+write again after midnight (UTC)."
+        }
+        Fixed::LimitAudio => {
+            "You've used today's time for voice notes, so I won't listen to more today. You \
+can still write to me, and send voice notes again after midnight (UTC)."
+        }
     }
 }
 
@@ -254,6 +278,18 @@ entiendo texto y notas de voz."
             "Escribo las notas de voz: mándame una y te respondo con lo que dice."
         }
         Fixed::SummaryPreface => "📝 En resumen:",
+        Fixed::LimitMinute => {
+            "Me estás enviando mensajes más rápido de lo que puedo responder. Espera un \
+minuto y vuelve a escribir: responderé a lo que envíes después."
+        }
+        Fixed::LimitDay => {
+            "Has llegado al límite de mensajes de hoy, así que no responderé más hoy. Puedes \
+volver a escribir después de medianoche (UTC)."
+        }
+        Fixed::LimitAudio => {
+            "Has usado el tiempo de notas de voz de hoy, así que no escucharé más hoy. Puedes \
+seguir escribiéndome, y enviar notas de voz otra vez después de medianoche (UTC)."
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use remedios_shared::allowance::Limit;
 use remedios_shared::envelope::{Content, MediaRef, Prepared, ReplyJob};
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, Recorded};
 use remedios_testkit::model_server::GateRecord;
@@ -682,4 +683,44 @@ async fn both_mode_sends_the_transcript_then_the_answer() {
     let conversation = bench.conversation(&phone_user()).await;
     assert_eq!(conversation.turns.len(), 2, "the exchange is remembered");
     assert_eq!(conversation.turns[1].text, sent[1].body);
+}
+
+#[tokio::test]
+async fn a_user_over_a_limit_is_told_once_and_nothing_else_is_sent() {
+    let bench = TestBed::start().await;
+    let responder = bench.responder();
+    let over = |id: &str, notify: bool| {
+        ReplyJob::new(
+            from_phone(
+                id,
+                Content::Text {
+                    body: "¿Sigues ahí? Necesito una respuesta".into(),
+                },
+            ),
+            Prepared::OverLimit {
+                limit: Limit::MessagesPerDay,
+                until_ms: 1_796_083_200_000,
+                notify,
+            },
+        )
+    };
+    let (told, quiet, quieter) = (
+        over("wamid.OVER1", true),
+        over("wamid.OVER2", false),
+        over("wamid.OVER3", false),
+    );
+
+    let response = responder
+        .handle(event(&[(&told, 1), (&quiet, 1), (&quieter, 1), (&told, 2)]))
+        .await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert_eq!(
+        bodies(&bench),
+        [Fixed::LimitDay.default_text(Lang::Es)],
+        "one notice in the user's language, once, even when its job comes again"
+    );
+    assert!(bench.gate.forwarded().is_empty(), "no model time spent");
+    let conversation = bench.conversation(&phone_user()).await;
+    assert!(conversation.turns.is_empty(), "nothing to remember");
 }

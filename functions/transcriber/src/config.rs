@@ -13,11 +13,13 @@
 //! | `WHISPER_MODEL_S3_KEY` | unset | when set, the model is fetched from the bucket into `/tmp` at cold start instead |
 //! | `WHISPER_LANGUAGE` | `auto` | a whisper language code to force, or `auto` to detect (detection costs one more encoder pass per note) |
 //! | `WHISPER_THREADS` | the CPUs the container has | whisper.cpp threads |
+//! | `LIMIT_MESSAGES_PER_MINUTE`, `LIMIT_MESSAGES_PER_DAY`, `LIMIT_AUDIO_MINUTES_PER_DAY`, `LIMITS_EXEMPT` | 0 (off), empty | fair limits per user; see [`Allowance`] |
 //! | `INBOUND_MAX_RECEIVE_COUNT` | 5 | the inbound queue's `maxReceiveCount`: the last attempt forwards the message with what went wrong, so the user is told |
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use remedios_shared::allowance::Allowance;
 use remedios_shared::batch::{DEFAULT_MAX_RECEIVE_COUNT, MAX_RECEIVE_COUNT_RANGE};
 use remedios_shared::config::{AwsSettings, ConfigError, Env, Vars};
 use remedios_shared::graph::GraphEndpoint;
@@ -59,6 +61,8 @@ pub struct Config {
     pub language: Language,
     pub threads: usize,
     pub max_receive_count: u32,
+    /// The fair limits per user.
+    pub allowance: Allowance,
     pub aws: AwsSettings,
 }
 
@@ -117,6 +121,7 @@ impl Config {
                 *MAX_RECEIVE_COUNT_RANGE.start(),
                 *MAX_RECEIVE_COUNT_RANGE.end(),
             )?,
+            allowance: Allowance::from_env(env)?,
             aws: AwsSettings::from_env(env)?,
         })
     }
@@ -164,6 +169,7 @@ mod tests {
         assert_eq!(config.language, Language::Auto);
         assert!(config.threads >= 1);
         assert_eq!(config.graph.version, "v24.0");
+        assert!(!config.allowance.is_on(), "no limits unless asked");
         assert_eq!(
             config.access_token,
             SecretSource::SsmParameter("/remedios/access-token".into())
@@ -202,6 +208,7 @@ mod tests {
             ("MEDIA_MAX_BYTES", "lots"),
             ("AUDIO_MAX_SECONDS", "100000"),
             ("GRAPH_API_VERSION", "latest"),
+            ("LIMIT_AUDIO_MINUTES_PER_DAY", "2000"),
         ] {
             let err = Config::from_env(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.name, name, "{err}");

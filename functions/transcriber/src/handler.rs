@@ -40,7 +40,8 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use bytes::Bytes;
-use remedios_shared::clock::Deadline;
+use remedios_shared::allowance::{AllowanceError, Allowances, Verdict};
+use remedios_shared::clock::{Deadline, now_ms};
 use remedios_shared::envelope::{
     self, Content, EnvelopeError, InboundMessage, MediaRef, Prepared, ReplyJob,
 };
@@ -98,6 +99,8 @@ pub enum RecordError {
     Audio(AudioError),
     #[error("a transcription task crashed: {0}")]
     Crashed(String),
+    #[error("cannot count the message against the fair limits: {0}")]
+    Allowance(#[from] AllowanceError),
 }
 
 impl RecordError {
@@ -105,7 +108,7 @@ impl RecordError {
     pub fn kind(&self) -> &'static str {
         match self {
             RecordError::NoBody | RecordError::Envelope(_) => "malformed",
-            RecordError::Store(_) => "s3",
+            RecordError::Store(_) | RecordError::Allowance(_) => "s3",
             RecordError::Queue(_) | RecordError::Serialize(_) => "sqs",
             RecordError::Graph {
                 class: ErrorClass::Auth,
@@ -144,6 +147,7 @@ pub struct Transcriber {
     graph: GraphClient,
     engine: Arc<Engine>,
     limits: Limits,
+    allowances: Allowances,
 }
 
 /// A media file in hand: its bytes (when needed) and where it is stored.
@@ -172,6 +176,7 @@ impl Transcriber {
         limits: Limits,
     ) -> Self {
         Transcriber {
+            allowances: Allowances::new(store.clone(), Default::default()),
             store,
             source: None,
             replies,
@@ -184,6 +189,12 @@ impl Transcriber {
     /// Brings failed records of `source` (the inbound queue) back after their backoff.
     pub fn with_source(mut self, source: Queue) -> Self {
         self.source = Some(source);
+        self
+    }
+
+    /// Counts every message against `allowance` (the fair limits per user).
+    pub fn with_allowance(mut self, allowance: remedios_shared::allowance::Allowance) -> Self {
+        self.allowances = Allowances::new(self.store.clone(), allowance);
         self
     }
 
@@ -212,7 +223,8 @@ impl Transcriber {
                 decode: config.decode_limits(),
                 max_receive_count: config.max_receive_count,
             },
-        );
+        )
+        .with_allowance(config.allowance.clone());
         Ok(match &config.inbound_queue_url {
             Some(url) => transcriber.with_source(Queue::new(sqs, url)),
             None => transcriber,
@@ -292,6 +304,30 @@ impl Transcriber {
         self.store
             .put_json(&keys::message_record(tag, &message.id), message)
             .await?;
+        let is_audio = matches!(message.content, Content::Audio { .. });
+        let verdict = self
+            .allowances
+            .admit(&message.sender, tag, &message.id, is_audio, now_ms())
+            .await?;
+        if let Verdict::Over {
+            limit,
+            until_ms,
+            notify,
+        } = verdict
+        {
+            tracing::info!(
+                message_id = message.id,
+                limit = limit.name(),
+                notify,
+                "over a fair limit: not handled"
+            );
+            let prepared = Prepared::OverLimit {
+                limit,
+                until_ms,
+                notify,
+            };
+            return self.forward(message, tag, prepared).await;
+        }
         let prepared = match &message.content {
             Content::Audio { media, .. } => {
                 self.audio(message, tag, media, deadline.keeping(FORWARD_MARGIN))
@@ -374,6 +410,20 @@ impl Transcriber {
             }
         };
         self.store.put_json(&transcript_key, &transcript).await?;
+        // Best effort: a note not charged is a note the user got for free.
+        if let Err(e) = self
+            .allowances
+            .charge_audio(
+                &message.sender,
+                tag,
+                &message.id,
+                transcript.audio_duration_ms,
+                now_ms(),
+            )
+            .await
+        {
+            tracing::warn!(message_id = message.id, error = %e, "could not charge the voice note to the user's day");
+        }
         tracing::info!(
             message_id = message.id,
             model = transcript.model,
@@ -610,6 +660,7 @@ fn outcome(prepared: &Prepared) -> &'static str {
         Prepared::MediaStored { .. } => "media_stored",
         Prepared::AudioUnsupported { .. } => "audio_unsupported",
         Prepared::MediaUnavailable { .. } => "media_unavailable",
+        Prepared::OverLimit { .. } => "over_limit",
     }
 }
 

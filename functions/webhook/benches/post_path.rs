@@ -8,9 +8,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use remedios_shared::signature;
+use remedios_shared::user::SenderList;
 use remedios_shared::user::TagKey;
 use remedios_testkit::meta::{self, User};
-use webhook::intake::{self, AllowList, Intake};
+use webhook::intake::{self, Intake};
 
 const SECRET: &[u8] = b"bench-app-secret";
 const NOW_MS: i64 = 1_767_225_600_000;
@@ -78,7 +79,7 @@ fn ten_messages() -> String {
 
 fn bench(c: &mut Criterion) {
     let allow = Intake {
-        allow: AllowList::default(),
+        allow: SenderList::default(),
         tags: TagKey::new(meta::USER_TAG_KEY).expect("the tests' tag key"),
     };
     let mut group = c.benchmark_group("post_path");

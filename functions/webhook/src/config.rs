@@ -2,8 +2,7 @@
 
 use remedios_shared::config::{AwsSettings, ConfigError, Env, Vars};
 use remedios_shared::secrets::SecretSource;
-
-use crate::intake::AllowList;
+use remedios_shared::user::SenderList;
 
 /// Meta reports webhook bodies of up to 3 MB; we never accept less.
 pub const MIN_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -19,7 +18,7 @@ pub struct Config {
     pub inbound_queue_url: String,
     pub bucket: String,
     pub max_body_bytes: usize,
-    pub allowed_senders: AllowList,
+    pub allowed_senders: SenderList,
     pub aws: AwsSettings,
 }
 
@@ -47,7 +46,7 @@ impl Config {
                 MIN_BODY_BYTES,
                 64 * 1024 * 1024,
             )?,
-            allowed_senders: AllowList::parse(env.optional("ALLOWED_SENDERS").as_deref()),
+            allowed_senders: SenderList::parse(env.optional("ALLOWED_SENDERS").as_deref()),
             aws: AwsSettings::from_env(env)?,
         })
     }
@@ -72,7 +71,7 @@ mod tests {
     fn defaults_fill_what_is_not_set() {
         let config = Config::from_env(&Env(BASE)).unwrap();
         assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
-        assert!(config.allowed_senders.is_open());
+        assert!(config.allowed_senders.is_empty());
         assert_eq!(
             config.app_secret,
             SecretSource::SsmParameter("/remedios/app-secret".into())

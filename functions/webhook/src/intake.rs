@@ -1,12 +1,12 @@
 //! The POST path without I/O: check the signature, parse the notification, and work
 //! out what to enqueue and what to quarantine. The handler then does the I/O.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use remedios_shared::envelope::InboundMessage;
 use remedios_shared::queue::{self, Outgoing};
 use remedios_shared::signature::{self, SignatureError};
-use remedios_shared::user::{Sender, TagKey, redact};
+use remedios_shared::user::{Sender, SenderList, TagKey, redact};
 use remedios_shared::whatsapp::webhook::{ChangeValue, Lenient, Notification, Status};
 use tracing::{debug, info, warn};
 
@@ -29,43 +29,9 @@ pub struct Plan {
     pub quarantine: Option<String>,
 }
 
-/// Phone numbers and business-scoped ids that may talk to Remedios; empty means
-/// everyone may.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowList(HashSet<String>);
-
-impl AllowList {
-    /// Reads a list separated by commas, semicolons or newlines; `+`, spaces, dashes
-    /// and parentheses in phone numbers are ignored.
-    pub fn parse(list: Option<&str>) -> Self {
-        AllowList(
-            list.unwrap_or_default()
-                .split([',', ';', '\n'])
-                .map(normalise)
-                .filter(|s| !s.is_empty())
-                .collect(),
-        )
-    }
-
-    /// True when no list is configured.
-    pub fn is_open(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Whether `sender` may talk to Remedios.
-    pub fn allows(&self, sender: &Sender) -> bool {
-        self.is_open()
-            || [&sender.wa_id, &sender.user_id]
-                .into_iter()
-                .flatten()
-                .any(|id| self.0.contains(&normalise(id)))
-    }
-}
-
-fn normalise(id: &str) -> String {
-    id.chars()
-        .filter(|c| !(c.is_whitespace() || matches!(c, '+' | '-' | '(' | ')')))
-        .collect()
+/// Whether `sender` may talk to Remedios: everyone when no list is configured.
+pub fn allows(list: &SenderList, sender: &Sender) -> bool {
+    list.is_empty() || list.contains(sender)
 }
 
 /// Checks the signature, then plans. The signature is checked before anything of
@@ -85,7 +51,8 @@ pub fn verify_and_plan(
 /// are made with.
 #[derive(Debug, Clone)]
 pub struct Intake {
-    pub allow: AllowList,
+    /// Who may talk to Remedios; an empty list lets everyone.
+    pub allow: SenderList,
     pub tags: TagKey,
 }
 
@@ -161,7 +128,7 @@ fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Pla
             continue;
         };
         let user = &envelope.user;
-        if !intake.allow.allows(&envelope.sender) {
+        if !allows(&intake.allow, &envelope.sender) {
             info!(user = %user, message_id = %message.id, "dropping a message from a sender outside ALLOWED_SENDERS");
             plan.refused_senders += 1;
             continue;
@@ -208,7 +175,7 @@ mod tests {
 
     fn open() -> Intake {
         Intake {
-            allow: AllowList::default(),
+            allow: SenderList::default(),
             tags: TagKey::new("intake-test-key-intake-test-key-0").expect("a tag key"),
         }
     }
@@ -224,11 +191,11 @@ mod tests {
 
     #[test]
     fn the_allow_list_matches_phone_numbers_in_any_format_and_bsuids() {
-        let allow = AllowList::parse(Some("+1 (555) 123-4567, US.99"));
-        assert!(allow.allows(&sender(Some("15551234567"), None)));
-        assert!(allow.allows(&sender(None, Some("US.99"))));
-        assert!(!allow.allows(&sender(Some("15550000000"), Some("US.1"))));
-        assert!(AllowList::parse(None).allows(&sender(Some("1"), None)));
+        let allow = SenderList::parse(Some("+1 (555) 123-4567, US.99"));
+        assert!(allows(&allow, &sender(Some("15551234567"), None)));
+        assert!(allows(&allow, &sender(None, Some("US.99"))));
+        assert!(!allows(&allow, &sender(Some("15550000000"), Some("US.1"))));
+        assert!(allows(&SenderList::parse(None), &sender(Some("1"), None)));
     }
 
     #[test]

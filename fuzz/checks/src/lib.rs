@@ -15,9 +15,9 @@ use std::time::Duration;
 use remedios_shared::envelope::{self, InboundMessage};
 use remedios_shared::queue::{self, Outgoing};
 use remedios_shared::signature::{self, SignatureError};
-use remedios_shared::user::TagKey;
+use remedios_shared::user::{SenderList, TagKey};
 use transcriber::audio::{self, AudioError, DecodeLimits, DecodedAudio, TARGET_SAMPLE_RATE};
-use webhook::intake::{self, AllowList, Intake, Plan};
+use webhook::intake::{self, Intake, Plan};
 
 /// The clock the fuzzed webhook runs at (Unix milliseconds).
 pub const NOW_MS: i64 = 1_750_000_000_000;
@@ -29,7 +29,7 @@ pub const ALLOWED_SENDERS: &str = "+1 (555) 010-0001, US.1349";
 /// The key the fuzzed webhook tags users with.
 pub const USER_TAG_KEY: &str = "fuzz-user-tag-key-fuzz-user-tag-key";
 
-fn intake(allow: AllowList) -> Intake {
+fn intake(allow: SenderList) -> Intake {
     Intake {
         allow,
         tags: tags(),
@@ -53,7 +53,7 @@ fn tags() -> TagKey {
 ///
 /// Returns the plan of the open (no allow-list) run.
 pub fn webhook_body(body: &[u8]) -> Plan {
-    let open = intake::plan(body, NOW_MS, &intake(AllowList::default()));
+    let open = intake::plan(body, NOW_MS, &intake(SenderList::default()));
     assert_eq!(
         open.refused_senders, 0,
         "an open allow-list refused someone"
@@ -65,7 +65,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
     let restricted = intake::plan(
         body,
         NOW_MS,
-        &intake(AllowList::parse(Some(ALLOWED_SENDERS))),
+        &intake(SenderList::parse(Some(ALLOWED_SENDERS))),
     );
     assert_eq!(
         open.messages.len(),
@@ -88,7 +88,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
         Some(header.as_bytes()),
         body,
         NOW_MS,
-        &intake(AllowList::default()),
+        &intake(SenderList::default()),
     ) {
         Ok(signed) => assert_eq!(signed, open, "a signed body planned differently"),
         Err(e) => panic!("a body signed with the app secret was refused: {e}"),
@@ -100,7 +100,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
             Some(wrong.as_bytes()),
             body,
             NOW_MS,
-            &intake(AllowList::default())
+            &intake(SenderList::default())
         ),
         Err(SignatureError::Mismatch)
     );
