@@ -9,6 +9,8 @@
 //! | `conversations/{user}.json` | a user's recent turns | responder |
 //! | `replies/{user}/{message}.json` | which reply parts went out (idempotency) | responder |
 //! | `usage/{user}.json` | a user's counters for the fair limits | transcriber |
+//! | `knowledge/…` | the business's own material (Markdown, text) | the operator |
+//! | `knowledge-index/index.json` | its search index, rebuilt when the material changes | responder, `remedios knowledge build` |
 //!
 //! `{user}` is the user's pseudonymous [`UserTag`]; `{message}` is the WhatsApp message
 //! id, percent-encoded where it has characters that are awkward in keys.
@@ -27,6 +29,10 @@ pub const TRANSCRIPTS: &str = "transcripts/";
 pub const CONVERSATIONS: &str = "conversations/";
 /// Reply progress and idempotency records.
 pub const REPLIES: &str = "replies/";
+/// The business's own material, as the operator uploads it.
+pub const KNOWLEDGE: &str = "knowledge/";
+/// The index built from it.
+pub const KNOWLEDGE_INDEX: &str = "knowledge-index/";
 /// Per-user counters of the fair limits.
 pub const USAGE: &str = "usage/";
 

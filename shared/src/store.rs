@@ -224,6 +224,29 @@ impl Store {
         }
     }
 
+    /// Every key under `prefix` with its ETag, in key order (all pages).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| s3_error("ListObjectsV2", prefix, DisplayErrorContext(&e)))?;
+            out.extend(page.contents().iter().filter_map(|o| {
+                Some((
+                    o.key()?.to_owned(),
+                    o.e_tag().unwrap_or_default().to_owned(),
+                ))
+            }));
+        }
+        Ok(out)
+    }
+
     /// Deletes `key` (deleting a missing key is not an error).
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.client

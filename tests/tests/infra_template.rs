@@ -340,6 +340,9 @@ fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
                 add("s3:GetObject", format!("${{Bucket.Arn}}/{prefix}/*"));
                 add("s3:PutObject", format!("${{Bucket.Arn}}/{prefix}/*"));
             }
+            add("s3:GetObject", "${Bucket.Arn}/knowledge/*".into());
+            add("s3:GetObject", "${Bucket.Arn}/knowledge-index/*".into());
+            add("s3:PutObject", "${Bucket.Arn}/knowledge-index/*".into());
             // `/reset` (History::clear); the enforced tests call it as this role.
             add("s3:DeleteObject", "${Bucket.Arn}/conversations/*".into());
             add("s3:ListBucket", "${Bucket.Arn}".into());
@@ -465,6 +468,10 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "REPLY_MODE",
             "SUMMARY",
             "SUMMARY_MIN_SECONDS",
+            "KNOWLEDGE",
+            "KNOWLEDGE_UNCOVERED",
+            "KNOWLEDGE_PASSAGES",
+            "KNOWLEDGE_MAX_CHARS",
             "REPLY_MAX_RECEIVE_COUNT",
         ],
         other => panic!("no expectations for {other}"),

@@ -19,6 +19,9 @@
 //! | `REPLY_MODE` | `answer` | [`ReplyMode`]: answer with the model, send voice notes' transcripts back, or both |
 //! | `SUMMARY` | `off` | [`SummaryMode`]: a short summary from the model before (`on`) or instead of (`only`) a long note's transcript |
 //! | `SUMMARY_MIN_SECONDS` | 60 | how long a voice note must be for `SUMMARY` |
+//! | `KNOWLEDGE` | off | answer from the business's own material under `knowledge/` ([`crate::knowledge`]) |
+//! | `KNOWLEDGE_UNCOVERED` | `answer` | [`Uncovered`]: what a question the material does not cover gets |
+//! | `KNOWLEDGE_PASSAGES`, `KNOWLEDGE_MAX_CHARS` | 3, 2400 | how many passages, and how many characters of them, go into the prompt |
 //! | `REPLY_QUEUE_URL` | unset | the queue this function consumes: failed records come back after a short backoff instead of its visibility timeout |
 //! | `REPLY_MAX_RECEIVE_COUNT` | 5 | the reply queue's `maxReceiveCount`: the last attempt apologises |
 //! | `TEXT_<NAME>_<LANG>` | Remedios's own | replaces one fixed text in one language (`TEXT_RESET_DONE_ES`); see [`crate::texts`] |
@@ -136,6 +139,52 @@ impl std::str::FromStr for SummaryMode {
     }
 }
 
+/// What a question gets when the knowledge has no passage for it (`KNOWLEDGE_UNCOVERED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Uncovered {
+    /// The model answers as it would without knowledge (the system prompt still scopes it).
+    #[default]
+    Answer,
+    /// A kind fixed text says the material does not cover it; no model call.
+    Decline,
+}
+
+impl std::str::FromStr for Uncovered {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "answer" => Ok(Uncovered::Answer),
+            "decline" => Ok(Uncovered::Decline),
+            _ => Err("use answer or decline".into()),
+        }
+    }
+}
+
+pub const DEFAULT_KNOWLEDGE_PASSAGES: usize = 3;
+/// About 600 tokens: with the history's 6,000 characters, a 3,000-character question and
+/// the answer, it fits a 4,096-token context.
+pub const DEFAULT_KNOWLEDGE_MAX_CHARS: usize = 2400;
+
+/// Answers from the business's own material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnowledgeSettings {
+    pub enabled: bool,
+    pub uncovered: Uncovered,
+    pub passages: usize,
+    pub max_chars: usize,
+}
+
+impl Default for KnowledgeSettings {
+    fn default() -> Self {
+        KnowledgeSettings {
+            enabled: false,
+            uncovered: Uncovered::Answer,
+            passages: DEFAULT_KNOWLEDGE_PASSAGES,
+            max_chars: DEFAULT_KNOWLEDGE_MAX_CHARS,
+        }
+    }
+}
+
 /// What the responder does with a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Behaviour {
@@ -149,6 +198,8 @@ pub struct Behaviour {
     pub summary_min: Duration,
     pub max_receive_count: u32,
     pub normalize_test_recipients: bool,
+    /// Answers from the business's own material.
+    pub knowledge: KnowledgeSettings,
     /// The fixed texts, with the deployer's overrides.
     pub texts: Texts,
 }
@@ -165,6 +216,7 @@ impl Default for Behaviour {
             summary_min: DEFAULT_SUMMARY_MIN,
             max_receive_count: DEFAULT_MAX_RECEIVE_COUNT,
             normalize_test_recipients: false,
+            knowledge: KnowledgeSettings::default(),
             texts: Texts::default(),
         }
     }
@@ -259,6 +311,17 @@ impl Config {
                 *MAX_RECEIVE_COUNT_RANGE.end(),
             )?,
             normalize_test_recipients: env.flag("NORMALIZE_TEST_RECIPIENTS", false)?,
+            knowledge: KnowledgeSettings {
+                enabled: env.flag("KNOWLEDGE", false)?,
+                uncovered: env.parse_or("KNOWLEDGE_UNCOVERED", Uncovered::Answer)?,
+                passages: env.number_in("KNOWLEDGE_PASSAGES", DEFAULT_KNOWLEDGE_PASSAGES, 1, 10)?,
+                max_chars: env.number_in(
+                    "KNOWLEDGE_MAX_CHARS",
+                    DEFAULT_KNOWLEDGE_MAX_CHARS,
+                    200,
+                    20_000,
+                )?,
+            },
             texts: Texts::from_env(env)?,
         };
         Ok(Config {

@@ -1,5 +1,6 @@
 //! The responder's Lambda handler: [`Responder`], a reply job from the queue to WhatsApp.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -16,10 +17,12 @@ use remedios_shared::user::UserTag;
 use thiserror::Error;
 use tracing::{debug, error, info, warn};
 
+use crate::config::Uncovered;
 use crate::config::{Behaviour, Config, SummaryMode};
 use crate::decision::{self as plan, Command, Heard, Plan};
 use crate::gpt4all::{ChatMessage, Completion, Gpt4AllClient, Gpt4AllError, Role};
 use crate::history::{Bounds, Conversation, History, HistoryError, Snapshot, Speaker};
+use crate::knowledge::{self, Knowledge, KnowledgeError};
 use crate::ledger::{Exchange, Held, Ledger, ReplyKind, ReplyRecord};
 use crate::recipient::recipient_of;
 use crate::split::{WHATSAPP_TEXT_LIMIT, split_message};
@@ -50,6 +53,8 @@ pub enum StartError {
     Graph(#[from] GraphError),
     #[error("could not build the GPT4All client: {0}")]
     Model(#[from] Gpt4AllError),
+    #[error("KNOWLEDGE is on, but the knowledge could not be loaded: {0}")]
+    Knowledge(#[from] KnowledgeError),
 }
 
 /// Why a job is left on the queue to be tried again.
@@ -127,6 +132,8 @@ pub struct Responder {
     history: History,
     ledger: Ledger,
     behaviour: Behaviour,
+    /// The business's own material, when `KNOWLEDGE` is on.
+    knowledge: Option<Arc<Knowledge>>,
 }
 
 impl Responder {
@@ -142,7 +149,21 @@ impl Responder {
         let store = Store::new(remedios_shared::aws::s3(sdk, &config.aws), &config.bucket);
         let graph = GraphClient::new(config.graph.clone().with_token(token))?;
         let model = Gpt4AllClient::new(config.model.clone(), api_key)?;
+        let knowledge = if config.behaviour.knowledge.enabled {
+            let (knowledge, _) = knowledge::load_or_build(&store, now_ms()).await?;
+            if knowledge.passages().is_empty() {
+                warn!(
+                    "KNOWLEDGE is on but there is no material under knowledge/ in the bucket: every question is uncovered"
+                );
+            }
+            Some(knowledge)
+        } else {
+            None
+        };
         let mut responder = Self::new(store, graph, model, config.behaviour.clone());
+        if let Some(knowledge) = knowledge {
+            responder = responder.with_knowledge(knowledge);
+        }
         if matches!(config.access_token, SecretSource::SsmParameter(_)) {
             responder = responder.with_token_source(sdk.clone(), config.access_token.clone());
         }
@@ -186,6 +207,12 @@ impl Responder {
         }
     }
 
+    /// Answers questions from `knowledge` (used when `behaviour.knowledge` is enabled).
+    pub fn with_knowledge(mut self, knowledge: Knowledge) -> Self {
+        self.knowledge = Some(Arc::new(knowledge));
+        self
+    }
+
     /// Brings failed records of `source` (the reply queue) back after their backoff.
     pub fn with_source(mut self, source: Queue) -> Self {
         self.source = Some(source);
@@ -211,6 +238,7 @@ impl Responder {
             history: History::new(store.clone(), bounds),
             ledger: Ledger::new(store),
             behaviour,
+            knowledge: None,
         }
     }
 
@@ -450,20 +478,38 @@ impl Responder {
                     Some(heard) => self.heard_parts(heard, language, deadline).await,
                     None => Vec::new(),
                 };
-                let conversation = &snapshot.conversation;
-                let mut messages = Vec::with_capacity(conversation.turns.len() + 2);
-                messages.push(ChatMessage::new(
-                    Role::System,
-                    &self.behaviour.system_prompt,
-                ));
-                messages.extend(conversation.messages());
-                messages.push(ChatMessage::new(Role::User, question));
-                let answered = self.ask_model(&messages, deadline).await;
                 let mut reply = |kind, text: &str, exchange| {
                     let text = plan::with_preface(preface.as_deref(), text);
                     parts.extend(split_message(&text, WHATSAPP_TEXT_LIMIT));
                     ReplyRecord::new(&message.id, kind, std::mem::take(&mut parts), exchange, now)
                 };
+                let mut system = self.behaviour.system_prompt.clone();
+                if let Some(knowledge) = &self.knowledge {
+                    let settings = self.behaviour.knowledge;
+                    let searched = Instant::now();
+                    let found = knowledge.search(question, settings.passages, settings.max_chars);
+                    debug!(
+                        user = %user,
+                        passages = found.len(),
+                        best_score = found.first().map(|f| f.score),
+                        search_us = searched.elapsed().as_micros() as u64,
+                        "knowledge searched"
+                    );
+                    if found.is_empty() && settings.uncovered == Uncovered::Decline {
+                        info!(user = %user, "the knowledge does not cover the question; declining");
+                        let text = self.behaviour.texts.get(Fixed::NotCovered, language);
+                        return Ok((reply(ReplyKind::Fixed, text, None), None));
+                    }
+                    if !found.is_empty() {
+                        system.push_str(&knowledge::instruction(&found));
+                    }
+                }
+                let conversation = &snapshot.conversation;
+                let mut messages = Vec::with_capacity(conversation.turns.len() + 2);
+                messages.push(ChatMessage::new(Role::System, &system));
+                messages.extend(conversation.messages());
+                messages.push(ChatMessage::new(Role::User, question));
+                let answered = self.ask_model(&messages, deadline).await;
                 match answered {
                     Ok(completion) => {
                         info!(

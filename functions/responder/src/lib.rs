@@ -31,7 +31,7 @@
 //!
 //! Modules: [`handler`] (the Lambda handler, [`Responder`]); [`decision`] (what to do with
 //! a job); [`gpt4all`] (the GPT4All host's OpenAI-compatible API); [`history`]
-//! (conversations in S3); [`ledger`] (reply records); [`split`] (WhatsApp's text limit);
+//! (conversations in S3); [`knowledge`] (the business's own material); [`ledger`] (reply records); [`split`] (WhatsApp's text limit);
 //! [`recipient`] (where a reply goes); [`config`] (the environment).
 
 pub mod config;
@@ -39,6 +39,7 @@ pub mod decision;
 pub mod gpt4all;
 pub mod handler;
 pub mod history;
+pub mod knowledge;
 pub mod ledger;
 pub mod recipient;
 pub mod split;

@@ -94,10 +94,12 @@ pub enum Fixed {
     LimitDay,
     /// Over `LIMIT_AUDIO_MINUTES_PER_DAY`.
     LimitAudio,
+    /// A question the business's material does not cover (`KNOWLEDGE_UNCOVERED=decline`).
+    NotCovered,
 }
 
 impl Fixed {
-    pub const ALL: [Fixed; 19] = [
+    pub const ALL: [Fixed; 20] = [
         Fixed::Help,
         Fixed::ResetDone,
         Fixed::Apology,
@@ -117,6 +119,7 @@ impl Fixed {
         Fixed::LimitMinute,
         Fixed::LimitDay,
         Fixed::LimitAudio,
+        Fixed::NotCovered,
     ];
 
     /// The name in the override variables (`TEXT_<NAME>_<LANG>`).
@@ -141,6 +144,7 @@ impl Fixed {
             Fixed::LimitMinute => "LIMIT_MINUTE",
             Fixed::LimitDay => "LIMIT_DAY",
             Fixed::LimitAudio => "LIMIT_AUDIO",
+            Fixed::NotCovered => "NOT_COVERED",
         }
     }
 
@@ -220,6 +224,10 @@ write again after midnight (UTC)."
             "You've used today's time for voice notes, so I won't listen to more today. You \
 can still write to me, and send voice notes again after midnight (UTC)."
         }
+        Fixed::NotCovered => {
+            "Sorry, I don't have information about that. I can help with questions about our \
+services; for anything else, please contact us directly."
+        }
     }
 }
 
@@ -289,6 +297,10 @@ volver a escribir después de medianoche (UTC)."
         Fixed::LimitAudio => {
             "Has usado el tiempo de notas de voz de hoy, así que no escucharé más hoy. Puedes \
 seguir escribiéndome, y enviar notas de voz otra vez después de medianoche (UTC)."
+        }
+        Fixed::NotCovered => {
+            "Lo siento, no tengo información sobre eso. Puedo ayudarte con preguntas sobre \
+nuestros servicios; para cualquier otra cosa, contáctanos directamente."
         }
     }
 }

@@ -1,0 +1,193 @@
+//! Answers from a business's own material, against moto (the responder's IAM role lists
+//! and reads `knowledge/` and keeps the index in `knowledge-index/`), the Graph API
+//! emulator and the real SmolLM2 model behind the GPT4All rules gate.
+
+mod common;
+
+use common::*;
+use remedios_shared::clock::now_ms;
+use responder::config::{KnowledgeSettings, Uncovered};
+use responder::knowledge::{self, Loaded};
+use responder::texts::{Fixed, Lang};
+use responder::{Behaviour, Responder};
+
+const CLINIC: &str = "# Clínica Sol\n\nClínica Sol is a dental clinic in Valencia.\n\n\
+## Opening hours\n\nMonday to Friday, 9:00 to 19:00. Closed on public holidays.\n\n\
+## Wi-Fi\n\nThe Wi-Fi network for patients is SolGuest. The Wi-Fi password is TULIP-4417.\n\n\
+## Prices\n\nA check-up costs 40 euros. A cleaning costs 55 euros.\n";
+
+const CLINICA: &str = "## Aparcamiento\n\nLos pacientes aparcan gratis en el garaje de la \
+Calle Mayor, planta -2, con el tique sellado en recepción.\n\n## Horario\n\nDe lunes a \
+viernes, de 9:00 a 19:00. Cerrado los festivos.\n";
+
+/// The bench with the clinic's material uploaded (as the operator, the admin).
+async fn with_material() -> TestBed {
+    let bench = TestBed::start().await;
+    for (name, text) in [("clinic.md", CLINIC), ("es/clinica.md", CLINICA)] {
+        bench
+            .store
+            .put(
+                &format!("knowledge/{name}"),
+                text.as_bytes().to_vec(),
+                "text/markdown",
+            )
+            .await
+            .expect("upload the material");
+    }
+    bench
+        .store
+        .put(
+            "knowledge/logo.png",
+            vec![0x89, b'P', b'N', b'G'],
+            "image/png",
+        )
+        .await
+        .expect("upload a file that is not material");
+    bench
+}
+
+/// A responder with the knowledge loaded as its own role does at cold start.
+async fn knowing(bench: &TestBed, uncovered: Uncovered) -> Responder {
+    let (knowledge, _) = knowledge::load_or_build(&bench.responder_store, now_ms())
+        .await
+        .expect("the knowledge loads as the responder's role");
+    let behaviour = Behaviour {
+        knowledge: KnowledgeSettings {
+            enabled: true,
+            uncovered,
+            ..KnowledgeSettings::default()
+        },
+        ..Behaviour::default()
+    };
+    bench
+        .responder_with(bench.model_settings(), behaviour)
+        .with_knowledge(knowledge)
+}
+
+fn bodies(bench: &TestBed) -> Vec<String> {
+    bench
+        .graph
+        .sent_texts()
+        .into_iter()
+        .map(|s| s.body)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_index_is_built_once_stored_and_rebuilt_when_the_material_changes() {
+    let bench = with_material().await;
+    let store = &bench.responder_store;
+    let (first, loaded) = knowledge::load_or_build(store, now_ms())
+        .await
+        .expect("built");
+    assert_eq!(loaded, Loaded::Built);
+    assert_eq!(
+        first.material.keys().collect::<Vec<_>>(),
+        ["clinic.md", "es/clinica.md"],
+        "text files only"
+    );
+    assert_eq!(first.passages().len(), 6, "{:?}", first.passages());
+    let (second, loaded) = knowledge::load_or_build(store, now_ms())
+        .await
+        .expect("loaded");
+    assert_eq!(
+        loaded,
+        Loaded::Stored,
+        "the stored index matches the material"
+    );
+    assert_eq!(second.passages(), first.passages());
+
+    bench
+        .store
+        .put(
+            "knowledge/clinic.md",
+            format!("{CLINIC}\n## Parking\n\nThere is no parking at the clinic.\n").into_bytes(),
+            "text/markdown",
+        )
+        .await
+        .expect("change the material");
+    let (third, loaded) = knowledge::load_or_build(store, now_ms())
+        .await
+        .expect("rebuilt");
+    assert_eq!(loaded, Loaded::Built, "a changed file rebuilds the index");
+    assert_eq!(third.passages().len(), 7);
+}
+
+#[tokio::test]
+async fn a_question_is_answered_from_the_passage_that_holds_its_fact() {
+    let bench = with_material().await;
+    let responder = knowing(&bench, Uncovered::Answer).await;
+    let job = text_job("wamid.KB1", "What is the Wi-Fi password for patients?");
+
+    let response = responder.handle(event(&[(&job, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let forwarded = bench.gate.forwarded();
+    assert_eq!(forwarded.len(), 1);
+    let system = &forwarded[0].messages[0].content;
+    assert!(
+        system.contains("[1] Wi-Fi: The Wi-Fi network for patients is SolGuest"),
+        "the passage with the fact comes first in the prompt: {system}"
+    );
+    assert!(!system.contains("Aparcamiento"), "{system}");
+    let sent = bodies(&bench);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].contains("TULIP-4417"),
+        "the answer carries the fact only the material holds: {:?}",
+        sent[0]
+    );
+}
+
+#[tokio::test]
+async fn a_spanish_question_retrieves_the_spanish_passage() {
+    let bench = with_material().await;
+    let responder = knowing(&bench, Uncovered::Answer).await;
+    let job = text_job(
+        "wamid.KB2",
+        "¿Dónde pueden aparcar los pacientes cuando vienen a la consulta?",
+    );
+
+    let response = responder.handle(event(&[(&job, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let forwarded = bench.gate.forwarded();
+    assert_eq!(forwarded.len(), 1);
+    let system = &forwarded[0].messages[0].content;
+    assert!(
+        system.contains("[1] Aparcamiento: Los pacientes aparcan gratis"),
+        "stemmed Spanish finds the Spanish passage: {system}"
+    );
+    assert_eq!(bodies(&bench).len(), 1);
+}
+
+#[tokio::test]
+async fn an_uncovered_question_is_declined_or_answered_freely_as_configured() {
+    let bench = with_material().await;
+    let question = "Who won the football world cup in 1998?";
+    let declining = knowing(&bench, Uncovered::Decline).await;
+    let job = text_job("wamid.KB3", question);
+
+    let response = declining.handle(event(&[(&job, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert_eq!(
+        bodies(&bench),
+        [Fixed::NotCovered.default_text(Lang::En)],
+        "a kind fixed text"
+    );
+    assert!(bench.gate.forwarded().is_empty(), "and no model call");
+
+    let answering = knowing(&bench, Uncovered::Answer).await;
+    let job = text_job("wamid.KB4", question);
+    let response = answering.handle(event(&[(&job, 1)])).await;
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let forwarded = bench.gate.forwarded();
+    assert_eq!(forwarded.len(), 1, "the model answers freely");
+    assert!(
+        !forwarded[0].messages[0].content.contains("[1]"),
+        "with no passage in the prompt: {}",
+        forwarded[0].messages[0].content
+    );
+    assert_eq!(bodies(&bench).len(), 2);
+}
