@@ -31,9 +31,6 @@ pub const INDEX_VERSION: u32 = 1;
 pub const PASSAGE_CHARS: usize = 700;
 /// Material files larger than this are refused (a PDF exported as text, a data dump).
 pub const MAX_FILE_BYTES: usize = 5 * 1024 * 1024;
-/// Scores under this are not relevant: the question shares only a common word with the
-/// passage (BM25 scores of one shared, rare stem are about 1 in a small knowledge base).
-pub const MIN_SCORE: f32 = 0.5;
 /// The file name endings that are material.
 pub const MATERIAL_EXTENSIONS: [&str; 4] = ["md", "markdown", "txt", "text"];
 
@@ -292,9 +289,11 @@ impl Knowledge {
     }
 
     /// The passages most relevant to `question`, best first, at most `limit` and at most
-    /// `max_chars` of text together (the first always fits), none under [`MIN_SCORE`].
-    /// The question is stemmed as each language's passages were, so a Spanish question
-    /// finds Spanish passages.
+    /// `max_chars` of text together (the first always fits). A passage is relevant when it
+    /// shares a stem with the question that is not a stop word (a BM25 score above 0: no
+    /// absolute threshold, whose meaning would change with the size of the material). The
+    /// question is stemmed as each language's passages were, so a Spanish question finds
+    /// Spanish passages.
     pub fn search(&self, question: &str, limit: usize, max_chars: usize) -> Vec<Found<'_>> {
         let mut scored: Vec<(usize, f32)> = Vec::new();
         for (_, embedder, scorer) in &self.sides {
@@ -305,7 +304,7 @@ impl Knowledge {
         let mut out = Vec::new();
         let mut chars = 0;
         for (i, score) in scored {
-            if score < MIN_SCORE || out.len() >= limit {
+            if score <= 0.0 || out.len() >= limit {
                 break;
             }
             let Some(passage) = self.passages.get(i) else {

@@ -5,6 +5,7 @@
 //! - `remedios chat`: talk to it as a WhatsApp user, by text or voice note.
 //! - `remedios dlq replay`: move dead-lettered messages back to their queue after a fix.
 //! - `remedios stats`: per-stage latencies and counts, from the functions' metric lines.
+//! - `remedios knowledge build|search`: the business's material into the bucket, indexed.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -61,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// The business's own material (KNOWLEDGE=on): upload, index, try a question.
+    Knowledge {
+        #[command(subcommand)]
+        command: KnowledgeCommand,
+    },
     /// Serve a fast stand-in for the GPT4All host (no model; for load tests).
     #[command(hide = true)]
     StandInModel {
@@ -94,6 +100,41 @@ enum DlqCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KnowledgeCommand {
+    /// Build the index of the material under knowledge/ in the bucket (what a responder's
+    /// cold start would do); with --dir, first make knowledge/ what the folder holds.
+    Build {
+        /// A folder of Markdown and text files: uploaded, and material it no longer has
+        /// deleted from the bucket.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        target: BucketTarget,
+    },
+    /// Show the passages a question retrieves, with their scores.
+    Search {
+        question: String,
+        /// At most this many passages.
+        #[arg(long, default_value_t = 3)]
+        limit: usize,
+        #[command(flatten)]
+        target: BucketTarget,
+    },
+}
+
+/// Which bucket: the running local stack's (default) or a deployed stack's.
+#[derive(clap::Args)]
+struct BucketTarget {
+    /// A deployed stack's bucket (the default AWS credential chain signs); without it, the
+    /// running local stack's.
+    #[arg(long)]
+    bucket: Option<String>,
+    /// The S3 endpoint with --bucket (default: AWS).
+    #[arg(long, requires = "bucket")]
+    endpoint_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -150,6 +191,7 @@ async fn main() -> ExitCode {
             };
             dlq_replay(queue, queue_url, dlq_url, endpoint_url, options).await
         }
+        Command::Knowledge { command } => knowledge(command).await,
         Command::StandInModel { port } => stand_in_model(port).await,
     };
     match result {
@@ -237,6 +279,113 @@ async fn stand_in_model(port: u16) -> Result<(), String> {
     remedios_emulators::stand_in::serve(listener)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The bucket `target` names, as its admin or the default credential chain.
+async fn bucket_store(target: &BucketTarget) -> Result<remedios_shared::store::Store, String> {
+    use remedios_shared::store::Store;
+    match &target.bucket {
+        Some(bucket) => {
+            let mut config = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(url) = &target.endpoint_url {
+                config = config.endpoint_url(url);
+            }
+            let sdk = config.load().await;
+            let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(target.endpoint_url.is_some())
+                .build();
+            Ok(Store::new(aws_sdk_s3::Client::from_conf(s3), bucket))
+        }
+        None => {
+            let info = StackInfo::load()?;
+            let sdk = info.admin_sdk().await;
+            Ok(Store::new(
+                remedios_emulators::moto::s3_client(&sdk),
+                &info.bucket,
+            ))
+        }
+    }
+}
+
+async fn knowledge(command: KnowledgeCommand) -> Result<(), String> {
+    use remedios_local::knowledge as kb;
+    match command {
+        KnowledgeCommand::Build { dir, target } => {
+            let store = bucket_store(&target).await?;
+            if let Some(dir) = dir {
+                println!(
+                    "Uploading {} to s3://{}/knowledge/ ...",
+                    dir.display(),
+                    store.bucket()
+                );
+                let synced = kb::sync_folder(&store, &dir)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "  {} file(s) uploaded, {} removed that the folder no longer has",
+                    synced.uploaded.len(),
+                    synced.removed.len()
+                );
+            }
+            println!("Indexing the material under knowledge/ ...");
+            let built = kb::build(&store).await.map_err(|e| e.to_string())?;
+            let what = match built.loaded {
+                responder::knowledge::Loaded::Built => "built and stored",
+                responder::knowledge::Loaded::Stored => "already up to date",
+            };
+            println!(
+                "  index {what}: {} passage(s) from {} file(s) in {} ms (knowledge-index/index.json)",
+                built.passages,
+                built.files,
+                built.took.as_millis()
+            );
+            if built.files == 0 {
+                println!(
+                    "  no material yet: put Markdown or text files under knowledge/, or use --dir"
+                );
+            }
+            println!(
+                "Responders load it at their next cold start (or rebuild it there when the material changed)."
+            );
+            Ok(())
+        }
+        KnowledgeCommand::Search {
+            question,
+            limit,
+            target,
+        } => {
+            let store = bucket_store(&target).await?;
+            let (knowledge, _) =
+                responder::knowledge::load_or_build(&store, remedios_shared::clock::now_ms())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let found = knowledge.search(
+                &question,
+                limit,
+                responder::config::DEFAULT_KNOWLEDGE_MAX_CHARS,
+            );
+            if found.is_empty() {
+                println!(
+                    "No passage matches: the question counts as not covered (KNOWLEDGE_UNCOVERED decides)."
+                );
+            }
+            for (i, f) in found.iter().enumerate() {
+                println!(
+                    "[{}] score {:.2}  {}{}",
+                    i + 1,
+                    f.score,
+                    f.passage.source,
+                    f.passage
+                        .heading
+                        .as_deref()
+                        .map(|h| format!(" > {h}"))
+                        .unwrap_or_default()
+                );
+                println!("    {}", f.passage.text.replace('\n', "\n    "));
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn dlq_replay(

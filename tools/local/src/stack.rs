@@ -63,6 +63,8 @@ pub enum StackError {
     },
     #[error("the model server: {0}")]
     Model(String),
+    #[error("KNOWLEDGE_DIR: {0}")]
+    Knowledge(String),
     #[error("building the functions failed (see {log}): {detail}")]
     Build { log: PathBuf, detail: String },
     #[error("could not start {what}: {source}")]
@@ -166,6 +168,8 @@ pub const PASSED_VARS: &[&str] = &[
     "KNOWLEDGE_UNCOVERED",
     "KNOWLEDGE_PASSAGES",
     "KNOWLEDGE_MAX_CHARS",
+    // The stack's own: a folder uploaded to knowledge/ and indexed before the functions start.
+    "KNOWLEDGE_DIR",
     "HISTORY_MAX_TURNS",
     "WHATSAPP_ACCESS_TOKEN",
     "WHATSAPP_APP_SECRET",
@@ -458,6 +462,21 @@ impl LocalStack {
         let inbound = moto::create_queues(&sqs, &resources.inbound).await?;
         let reply = moto::create_queues(&sqs, &resources.reply).await?;
         moto::create_bucket(&s3, &bucket).await?;
+        if let Some(dir) = options.var("KNOWLEDGE_DIR") {
+            progress(&format!("knowledge: uploading {dir} and indexing it"));
+            let store = remedios_shared::store::Store::new(s3.clone(), &bucket);
+            let synced = crate::knowledge::sync_folder(&store, Path::new(dir))
+                .await
+                .map_err(|e| StackError::Knowledge(e.to_string()))?;
+            let built = crate::knowledge::build(&store)
+                .await
+                .map_err(|e| StackError::Knowledge(e.to_string()))?;
+            progress(&format!(
+                "knowledge: {} passages from {} files (set KNOWLEDGE=on to answer from them)",
+                built.passages,
+                synced.uploaded.len()
+            ));
+        }
 
         let graph = if options.real_whatsapp() {
             progress("WhatsApp: using the real Graph API (WHATSAPP_ACCESS_TOKEN is set)");
@@ -1006,7 +1025,11 @@ fn function_env(
         // the credentials are each function's own.
         let in_ssm =
             secrets.contains_key(k.as_str()) && resources.secret_parameters.contains_key(k);
-        if k == "GPT4ALL_URL" || in_ssm || CREDENTIAL_VARS.contains(&k.as_str()) {
+        if k == "GPT4ALL_URL"
+            || k == "KNOWLEDGE_DIR"
+            || in_ssm
+            || CREDENTIAL_VARS.contains(&k.as_str())
+        {
             continue;
         }
         env.insert(k.clone(), v.clone());
