@@ -1,6 +1,9 @@
 //! The local stack as the end-to-end tests start it, shared by `tests/e2e.rs` and
 //! `tests/privacy.rs` (`mod local_stack;`).
 
+// Each test binary uses the helpers it needs.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
