@@ -7,8 +7,21 @@
 #   - the Whisper models in .cache/models (scripts/models.sh).
 #
 #   scripts/bootstrap.sh            # all of the above
+#   scripts/bootstrap.sh --run      # only what `remedios up` needs to run the stack: no test
+#                                   # audio tools, no cargo-nextest, no SAM CLI, and no
+#                                   # llama.cpp build when GPT4ALL_URL names your own host
 #   REMEDIOS_SKIP_APT=1 scripts/bootstrap.sh   # when you installed the packages yourself
 set -euo pipefail
+
+RUN_ONLY=""
+case "${1:-}" in
+    --run) RUN_ONLY=1 ;;
+    "") ;;
+    *) echo "usage: scripts/bootstrap.sh [--run]" >&2; exit 2 ;;
+esac
+# The local model server, unless the stack will use your own host.
+NEED_MODEL_SERVER=1
+[ -n "$RUN_ONLY" ] && [ -n "${GPT4ALL_URL:-}" ] && NEED_MODEL_SERVER=""
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${REMEDIOS_VENV:-$ROOT/.venv}"
@@ -16,8 +29,26 @@ VENV="${REMEDIOS_VENV:-$ROOT/.venv}"
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'bootstrap.sh: error: %s\n' "$*" >&2; exit 1; }
 
-APT_PACKAGES=(cmake clang libclang-dev pkg-config espeak-ng sox libsox-fmt-all opus-tools ffmpeg
-    python3-venv python3-dev build-essential git curl openssl ca-certificates)
+# To build whisper.cpp and run the stack; the tests also make audio with the second list.
+APT_PACKAGES=(cmake clang libclang-dev pkg-config python3-venv python3-dev build-essential git curl
+    openssl ca-certificates)
+[ -n "$RUN_ONLY" ] || APT_PACKAGES+=(espeak-ng sox libsox-fmt-all opus-tools ffmpeg)
+
+if [ -n "$RUN_ONLY" ]; then
+    REQUIREMENTS=(-r "$ROOT/scripts/requirements-run.txt")
+    [ -n "$NEED_MODEL_SERVER" ] && REQUIREMENTS+=(-r "$ROOT/scripts/requirements-model.txt")
+    EXES=(moto_server cargo-lambda)
+else
+    REQUIREMENTS=(-r "$ROOT/scripts/requirements-dev.txt")
+    EXES=(moto_server sam cargo-lambda)
+fi
+# REMEDIOS_BOOTSTRAP_PLAN=1: say what would be installed, install nothing.
+if [ -n "${REMEDIOS_BOOTSTRAP_PLAN:-}" ]; then
+    echo "apt: ${APT_PACKAGES[*]}"
+    echo "pip: ${REQUIREMENTS[*]}"
+    echo "cargo-nextest: $([ -n "$RUN_ONLY" ] && echo no || echo yes)"
+    exit 0
+fi
 
 if [ -z "${REMEDIOS_SKIP_APT:-}" ] && command -v apt-get >/dev/null; then
     missing=()
@@ -34,12 +65,14 @@ if [ -z "${REMEDIOS_SKIP_APT:-}" ] && command -v apt-get >/dev/null; then
         step "system packages: all present"
     fi
 fi
-for tool in cmake clang espeak-ng sox opusenc ffmpeg python3; do
+TOOLS=(cmake clang python3)
+[ -n "$RUN_ONLY" ] || TOOLS+=(espeak-ng sox opusenc ffmpeg)
+for tool in "${TOOLS[@]}"; do
     command -v "$tool" >/dev/null || die "$tool is missing: install it (see APT_PACKAGES in $0)"
 done
 
 command -v cargo >/dev/null || die "cargo is missing: install Rust stable from https://rustup.rs"
-if ! cargo nextest --version >/dev/null 2>&1; then
+if [ -z "$RUN_ONLY" ] && ! cargo nextest --version >/dev/null 2>&1; then
     step "installing cargo-nextest"
     cargo install --locked cargo-nextest
 fi
@@ -49,16 +82,22 @@ if [ ! -x "$VENV/bin/python" ]; then
     step "creating the Python venv $VENV"
     python3 -m venv "$VENV"
 fi
-step "installing the Python tools into $VENV (llama-cpp-python compiles llama.cpp the first time: about 5 minutes)"
+if [ -n "$NEED_MODEL_SERVER" ]; then
+    step "installing the Python tools into $VENV (llama-cpp-python compiles llama.cpp the first time: about 5 minutes)"
+else
+    step "installing the Python tools into $VENV (no local model server: GPT4ALL_URL is $GPT4ALL_URL)"
+fi
 "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
-    -r "$ROOT/scripts/requirements-dev.txt" | { grep -vE '^(Requirement already satisfied|  )' || true; }
-[ "${PIPESTATUS[0]}" -eq 0 ] || die "pip could not install scripts/requirements-dev.txt into $VENV (see above)"
+    "${REQUIREMENTS[@]}" | { grep -vE '^(Requirement already satisfied|  )' || true; }
+[ "${PIPESTATUS[0]}" -eq 0 ] || die "pip could not install ${REQUIREMENTS[*]} into $VENV (see above)"
 "$VENV/bin/python" -m pip check >/dev/null || die "the venv's packages conflict: run '$VENV/bin/pip check'"
-for exe in moto_server sam cargo-lambda; do
+for exe in "${EXES[@]}"; do
     [ -x "$VENV/bin/$exe" ] || die "$exe was not installed into $VENV/bin"
 done
-"$VENV/bin/python" -c "import llama_cpp.server" || die "llama-cpp-python[server] did not install"
+if [ -n "$NEED_MODEL_SERVER" ]; then
+    "$VENV/bin/python" -c "import llama_cpp.server" || die "llama-cpp-python[server] did not install"
+fi
 
 step "whisper models"
 "$ROOT/scripts/models.sh" "$VENV" "$ROOT/.cache/models"
