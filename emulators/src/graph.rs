@@ -231,6 +231,13 @@ pub enum Recorded {
         media_id: String,
         answered: bool,
     },
+    /// An app subscribed to a WhatsApp Business Account's webhooks
+    /// (`POST /{waba-id}/subscribed_apps`).
+    Subscribed {
+        seq: u64,
+        at_ms: u64,
+        waba_id: String,
+    },
     /// A request the emulator refused as invalid (what Meta would answer 400/401 to).
     Refused {
         seq: u64,
@@ -248,6 +255,7 @@ impl Recorded {
             | Recorded::Read { seq, .. }
             | Recorded::MediaLookup { seq, .. }
             | Recorded::MediaDownload { seq, .. }
+            | Recorded::Subscribed { seq, .. }
             | Recorded::Refused { seq, .. } => *seq,
         }
     }
@@ -282,6 +290,8 @@ struct Inner {
     recorded: Vec<Recorded>,
     faults: Vec<ActiveFault>,
     allowed_recipients: Option<HashSet<String>>,
+    /// WhatsApp Business Accounts the app was subscribed to.
+    subscribed: Vec<String>,
 }
 
 impl Inner {
@@ -468,7 +478,11 @@ fn router(state: Shared) -> Router {
         .route("/_emulator/health", get(|| async { "ok" }))
         .route("/_media/{id}", get(download))
         .route("/{version}/{id}", get(media_lookup))
-        .route("/{version}/{phone}/messages", post(messages))
+        .route("/{version}/{node}/messages", post(messages))
+        .route(
+            "/{version}/{node}/subscribed_apps",
+            post(subscribe_app).get(subscribed_apps),
+        )
         .with_state(state)
 }
 
@@ -589,6 +603,73 @@ async fn download(
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
+
+/// Subscribes the token's app to a WhatsApp Business Account's webhooks, as Meta answers
+/// it: `{"success": true}`; an id that is not a number names no object (code 100,
+/// subcode 33), and a bad token is refused (190).
+async fn subscribe_app(
+    State(state): State<Shared>,
+    Path((_version, waba_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut inner = lock(&state);
+    let seq = inner.next_seq();
+    let path = format!("/{waba_id}/subscribed_apps");
+    if let Some(r) = refuse_token(&inner, &headers) {
+        inner.recorded.push(Recorded::Refused {
+            seq,
+            at_ms: now_ms(),
+            path,
+            code: 190,
+            reason: "bad token".into(),
+        });
+        return r;
+    }
+    if waba_id.is_empty() || !waba_id.bytes().all(|b| b.is_ascii_digit()) {
+        let reason = format!(
+            "Unsupported post request. Object with ID '{waba_id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation."
+        );
+        inner.recorded.push(Recorded::Refused {
+            seq,
+            at_ms: now_ms(),
+            path,
+            code: 100,
+            reason: reason.clone(),
+        });
+        return ErrorSpec::new(400, 100, &reason).response();
+    }
+    if !inner.subscribed.contains(&waba_id) {
+        inner.subscribed.push(waba_id.clone());
+    }
+    inner.recorded.push(Recorded::Subscribed {
+        seq,
+        at_ms: now_ms(),
+        waba_id,
+    });
+    (StatusCode::OK, axum::Json(json!({ "success": true }))).into_response()
+}
+
+/// The apps subscribed to a WhatsApp Business Account: the emulator's one app, once
+/// subscribed.
+async fn subscribed_apps(
+    State(state): State<Shared>,
+    Path((_version, waba_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let inner = lock(&state);
+    if let Some(r) = refuse_token(&inner, &headers) {
+        return r;
+    }
+    let data: Vec<Value> = if inner.subscribed.contains(&waba_id) {
+        vec![json!({ "whatsapp_business_api_data": { "id": EMULATOR_APP_ID, "name": "Remedios" } })]
+    } else {
+        Vec::new()
+    };
+    (StatusCode::OK, axum::Json(json!({ "data": data }))).into_response()
+}
+
+/// The id of the app the emulator's token belongs to.
+pub const EMULATOR_APP_ID: &str = "1234567890123456";
 
 async fn messages(
     State(state): State<Shared>,

@@ -391,6 +391,20 @@ impl Chat {
                 ));
             }
         }
+        for (queue, name) in [
+            (&self.info.inbound, "transcriber"),
+            (&self.info.reply, "responder"),
+        ] {
+            if let Some((in_flight, visibility)) = self.in_flight(&queue.url).await
+                && in_flight > 0
+            {
+                found.push(format!(
+                    "{in_flight} message(s) taken by the {name} and not finished: being handled, or \
+                     failed and waiting for a retry, which SQS gives within {visibility} s (the \
+                     reply may still come; `remedios stats` shows retries by cause)"
+                ));
+            }
+        }
         let stuck = if stages.stored.is_none() {
             "the transcriber never stored the message: it is down, failing, or still busy"
         } else if voice && stages.transcribed.is_none() {
@@ -403,6 +417,26 @@ impl Chat {
             self.info.log_dir.join("functions.log").display()
         ));
         found
+    }
+
+    /// Messages received but not deleted yet, and the queue's visibility timeout in seconds.
+    async fn in_flight(&self, url: &str) -> Option<(u64, u64)> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::VisibilityTimeout)
+            .send()
+            .await
+            .ok()?;
+        let attributes = out.attributes()?;
+        let get = |name: &A| attributes.get(name)?.parse().ok();
+        Some((
+            get(&A::ApproximateNumberOfMessagesNotVisible)?,
+            get(&A::VisibilityTimeout)?,
+        ))
     }
 
     async fn queued(&self, url: &str) -> Option<u64> {

@@ -8,10 +8,12 @@
 //! - [`pump`]: the SQS event source mapping, run locally.
 //! - [`webhook_proxy`]: the stack's `/webhook` endpoint, with slow-client timeouts.
 //! - [`dlq`]: `remedios dlq replay`: dead letters back to their queue, on AWS or locally.
+//! - [`deploy`]: `remedios deploy`: secrets, SAM, the model, Meta's subscription.
 //! - [`knowledge`]: `remedios knowledge build`: a folder of material into the bucket, indexed.
 //! - [`stats`]: `remedios stats`: the stack's figures from the functions' metric lines.
 
 pub mod chat;
+pub mod deploy;
 pub mod dlq;
 pub mod knowledge;
 pub mod pump;

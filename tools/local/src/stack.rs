@@ -391,10 +391,12 @@ pub fn default_whisper_model() -> PathBuf {
     paths::models_dir().join("ggml-base.bin")
 }
 
-/// Runs `scripts/bootstrap.sh` (idempotent), its output shown as it goes.
+/// Runs `scripts/bootstrap.sh --run` (idempotent): only what running the stack needs, and
+/// no local model server when `GPT4ALL_URL` names your own host. Its output shows as it goes.
 pub async fn bootstrap() -> Result<(), StackError> {
     let script = paths::workspace_root().join("scripts").join("bootstrap.sh");
     let status = Command::new(&script)
+        .arg("--run")
         .current_dir(paths::workspace_root())
         .status()
         .await
@@ -416,6 +418,8 @@ impl LocalStack {
     /// Starts everything and waits until every part is healthy. `progress` is told
     /// what is happening.
     pub async fn up(options: Options, progress: impl Fn(&str)) -> Result<Self, StackError> {
+        // Before anything starts: real WhatsApp never runs on the public local secrets.
+        refuse_public_secrets(&options)?;
         if let Err(missing) = check_prerequisites() {
             return Err(StackError::Prerequisite(format!(
                 "missing: {}. Run scripts/bootstrap.sh (or `remedios up` without --no-install)",
@@ -512,14 +516,8 @@ impl LocalStack {
             }
         };
 
-        let app_secret = options
-            .var("WHATSAPP_APP_SECRET")
-            .unwrap_or(LOCAL_APP_SECRET)
-            .to_owned();
-        let verify_token = options
-            .var("WHATSAPP_VERIFY_TOKEN")
-            .unwrap_or(LOCAL_VERIFY_TOKEN)
-            .to_owned();
+        let (app_secret, verify_token) =
+            webhook_secrets(&options, &paths::cache_dir().join("local"))?;
         let info = StackInfo {
             webhook_url: format!("http://127.0.0.1:{}/webhook", ports.webhook),
             functions_url: format!("http://127.0.0.1:{}", ports.functions),
@@ -993,6 +991,18 @@ fn function_env(
     set("INBOUND_QUEUE_URL", &info.inbound.url);
     set("REPLY_QUEUE_URL", &info.reply.url);
     set("GPT4ALL_URL", &info.model_url);
+    if !info.model_local {
+        // A GPT4All on a CPU often needs more than the responder's 60 s default: give it
+        // what the invocation has (its timeout less the reply margin). GPT4ALL_TIMEOUT_SECONDS
+        // set by the user still wins (the loop below).
+        let budget = resources
+            .responder
+            .timeout
+            .saturating_sub(responder::handler::REPLY_MARGIN)
+            .as_secs()
+            .max(1);
+        set("GPT4ALL_TIMEOUT_SECONDS", &budget.to_string());
+    }
     if let Some(name) = &info.model_name {
         set("GPT4ALL_MODEL", name);
     }
@@ -1056,8 +1066,71 @@ const CREDENTIAL_VARS: [&str; 4] = [
     "AWS_PROFILE",
 ];
 
-/// 32 random bytes as hex.
-fn random_key() -> std::io::Result<String> {
+/// With real WhatsApp connected (`WHATSAPP_ACCESS_TOKEN`), the stack signs and answers for
+/// a real number, and its `/webhook` may be reachable through ngrok: the constant local
+/// secrets, published in this repository, would let anyone who finds the URL make it send
+/// real messages. So the app secret must be Meta's own, and a verify token given must not be
+/// the local one.
+pub fn refuse_public_secrets(options: &Options) -> Result<(), StackError> {
+    if !options.real_whatsapp() {
+        return Ok(());
+    }
+    match options.var("WHATSAPP_APP_SECRET") {
+        None => Err(StackError::Prerequisite(
+            "WHATSAPP_ACCESS_TOKEN is set (real WhatsApp) but WHATSAPP_APP_SECRET is not: set it to \
+             your Meta app's secret (App settings > Basic), which signs Meta's calls"
+                .into(),
+        )),
+        Some(LOCAL_APP_SECRET) => Err(StackError::Prerequisite(
+            "WHATSAPP_APP_SECRET is the public local secret; with real WhatsApp use your Meta \
+             app's secret (App settings > Basic)"
+                .into(),
+        )),
+        Some(_) if options.var("WHATSAPP_VERIFY_TOKEN") == Some(LOCAL_VERIFY_TOKEN) => {
+            Err(StackError::Prerequisite(
+                "WHATSAPP_VERIFY_TOKEN is the public local token; with real WhatsApp leave it unset \
+                 (a random one is made and kept) or choose your own"
+                    .into(),
+            ))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The app secret and verify token of the stack's `/webhook`: the local constants with the
+/// emulator; with real WhatsApp the given app secret and, unless one is given, a random
+/// verify token kept in `keep_dir/verify-token` (Meta's dashboard holds it across restarts).
+pub fn webhook_secrets(options: &Options, keep_dir: &Path) -> Result<(String, String), StackError> {
+    refuse_public_secrets(options)?;
+    let app_secret = options
+        .var("WHATSAPP_APP_SECRET")
+        .unwrap_or(LOCAL_APP_SECRET)
+        .to_owned();
+    if let Some(token) = options.var("WHATSAPP_VERIFY_TOKEN") {
+        return Ok((app_secret, token.to_owned()));
+    }
+    if !options.real_whatsapp() {
+        return Ok((app_secret, LOCAL_VERIFY_TOKEN.to_owned()));
+    }
+    let kept = keep_dir.join("verify-token");
+    let spawn = |what: &str, source| StackError::Spawn {
+        what: format!("{what} {}", kept.display()),
+        source,
+    };
+    let token = match std::fs::read_to_string(&kept) {
+        Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
+        _ => {
+            let token = random_key().map_err(|e| spawn("a random verify token for", e))?;
+            std::fs::create_dir_all(keep_dir).map_err(|e| spawn("the folder of", e))?;
+            std::fs::write(&kept, &token).map_err(|e| spawn("writing", e))?;
+            token
+        }
+    };
+    Ok((app_secret, token))
+}
+
+/// 32 random bytes from the kernel, as hex: local secrets and generated deploy secrets.
+pub fn random_key() -> std::io::Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;

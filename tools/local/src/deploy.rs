@@ -1,0 +1,477 @@
+//! `remedios deploy`: from a checkout to a running stack in AWS in one command, and
+//! `remedios deploy --check` to see how a deployed stack is doing.
+//!
+//! The steps, each of them safe to repeat:
+//! 1. [`preflight`]: the tools it needs (the SAM CLI, cargo-lambda) and AWS credentials,
+//!    each missing one with how to get it;
+//! 2. [`ensure_secrets`]: the SSM SecureString parameters the template names, from the
+//!    environment, typed in without echo, or generated (the verify token, the user tag
+//!    key); an existing parameter is kept unless a new value is given;
+//! 3. [`commands`]: `infra/build.sh` and `sam deploy` (`--guided` the first time, which
+//!    saves the answers in `infra/samconfig.toml`);
+//! 4. [`upload_model`]: the whisper model to the bucket's `models/` (the route for any
+//!    size: Lambda refuses zips over 50 MB and layers over 250 MB unzipped), skipped when
+//!    the same file is there;
+//! 5. what Meta's dashboard needs (the callback URL, the verify token), and with
+//!    `--subscribe <WABA id>` [`subscribe`]: the app subscribed to the WhatsApp Business
+//!    Account's webhooks (`POST /{waba-id}/subscribed_apps`).
+//!
+//! `--dry-run` checks and prints, and changes nothing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_sdk_ssm::types::ParameterType;
+use remedios_shared::store::Store;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Why a deploy step failed.
+#[derive(Debug, Error)]
+pub enum DeployError {
+    #[error("{0}")]
+    Missing(String),
+    #[error("SSM: {0}")]
+    Ssm(String),
+    #[error("S3: {0}")]
+    S3(String),
+    #[error("cannot read the whisper model {path}: {source}")]
+    Model {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the Graph API refused the subscription ({status}): {body}")]
+    Graph { status: u16, body: String },
+    #[error("the Graph API is not reachable: {0}")]
+    GraphDown(String),
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+}
+
+/// One tool `remedios deploy` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCheck {
+    pub name: &'static str,
+    /// Its version line when it runs.
+    pub found: Option<String>,
+    /// How to get it.
+    pub how: &'static str,
+}
+
+/// The tools of a deployment, as found on `PATH` (and in the project's venv).
+pub fn preflight(venv_bin: Option<&Path>) -> Vec<ToolCheck> {
+    let run = |program: &str, args: &[&str]| -> Option<String> {
+        let mut command = Command::new(program);
+        command.args(args);
+        if let Some(bin) = venv_bin {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut paths = vec![bin.to_owned()];
+            paths.extend(std::env::split_paths(&path));
+            command.env("PATH", std::env::join_paths(paths).ok()?);
+        }
+        let out = command.output().ok()?;
+        out.status.success().then(|| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+    };
+    vec![
+        ToolCheck {
+            name: "sam",
+            found: run("sam", &["--version"]),
+            how: "scripts/bootstrap.sh installs the pinned SAM CLI into .venv (or: pip install aws-sam-cli)",
+        },
+        ToolCheck {
+            name: "cargo-lambda",
+            found: run("cargo-lambda", &["lambda", "--version"]),
+            how: "scripts/bootstrap.sh installs it into .venv (or: pip install cargo-lambda)",
+        },
+    ]
+}
+
+/// Whether the default AWS credential chain gives credentials: `Err` says how to set them.
+pub async fn credentials(sdk: &aws_config::SdkConfig) -> Result<(), String> {
+    use aws_sdk_ssm::config::ProvideCredentials;
+    let Some(provider) = sdk.credentials_provider() else {
+        return Err(NO_CREDENTIALS.into());
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{NO_CREDENTIALS} ({e})")),
+    }
+}
+
+const NO_CREDENTIALS: &str = "no AWS credentials: run `aws configure` (or `aws sso login`), \
+or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Generated here when the parameter does not exist yet.
+    Generated,
+    /// Must be given (the environment, or typed in).
+    Given,
+}
+
+/// The secrets of a deployment: the environment variable each is named by, and where a
+/// missing value comes from.
+pub fn secret_sources(var: &str) -> Source {
+    match var {
+        "WHATSAPP_VERIFY_TOKEN" | "USER_TAG_KEY" => Source::Generated,
+        _ => Source::Given,
+    }
+}
+
+/// What became of one SSM parameter. `Display` never shows a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretAction {
+    pub var: String,
+    pub parameter: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Created,
+    Generated,
+    Updated,
+    Kept,
+    /// `--dry-run`: what would happen.
+    Would(&'static str),
+}
+
+impl fmt::Display for SecretAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.action {
+            Action::Created => "created from the value given",
+            Action::Generated => "created with a random value",
+            Action::Updated => "updated with the value given",
+            Action::Kept => "kept (already set)",
+            Action::Would(what) => what,
+        };
+        write!(f, "{} ({}): {what}", self.parameter, self.var)
+    }
+}
+
+/// Makes every parameter of `parameters` (variable → parameter name) exist as a
+/// SecureString: a value from `given` replaces it; a missing parameter is generated or
+/// asked for with `ask` (which gets the variable's name; `None` when nothing can be asked,
+/// then the error names the variable to set).
+pub async fn ensure_secrets(
+    ssm: &aws_sdk_ssm::Client,
+    parameters: &BTreeMap<String, String>,
+    given: &dyn Fn(&str) -> Option<String>,
+    ask: &dyn Fn(&str) -> Option<String>,
+    dry_run: bool,
+) -> Result<Vec<SecretAction>, DeployError> {
+    let mut out = Vec::new();
+    for (var, parameter) in parameters {
+        let exists = match ssm.get_parameter().name(parameter).send().await {
+            Ok(_) => true,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_parameter_not_found()) =>
+            {
+                false
+            }
+            Err(e) => {
+                return Err(DeployError::Ssm(format!(
+                    "cannot read {parameter}: {}",
+                    aws_sdk_ssm::error::DisplayErrorContext(&e)
+                )));
+            }
+        };
+        let value = given(var).filter(|v| !v.trim().is_empty());
+        let (value, action) = match (value, exists) {
+            (Some(v), true) => (Some(v), Action::Updated),
+            (Some(v), false) => (Some(v), Action::Created),
+            (None, true) => (None, Action::Kept),
+            (None, false) if secret_sources(var) == Source::Generated => {
+                let secret = crate::stack::random_key().map_err(|e| {
+                    DeployError::Missing(format!("no random numbers from /dev/urandom: {e}"))
+                })?;
+                (Some(secret), Action::Generated)
+            }
+            (None, false) if dry_run => (None, Action::Would("missing: would be asked for")),
+            (None, false) => match ask(var) {
+                Some(v) if !v.trim().is_empty() => (Some(v), Action::Created),
+                _ => {
+                    return Err(DeployError::Missing(format!(
+                        "{parameter} does not exist yet: set {var} (or run in a terminal to type it in)"
+                    )));
+                }
+            },
+        };
+        let action = match (dry_run, action) {
+            (true, Action::Created) => Action::Would("would be created from the value given"),
+            (true, Action::Updated) => Action::Would("would be updated with the value given"),
+            (true, Action::Generated) => Action::Would("would be created with a random value"),
+            (_, action) => action,
+        };
+        if let (false, Some(value)) = (dry_run, value) {
+            ssm.put_parameter()
+                .name(parameter)
+                .value(value)
+                .r#type(ParameterType::SecureString)
+                .overwrite(true)
+                .send()
+                .await
+                .map_err(|e| {
+                    DeployError::Ssm(format!(
+                        "cannot write {parameter}: {}",
+                        aws_sdk_ssm::error::DisplayErrorContext(&e)
+                    ))
+                })?;
+        }
+        out.push(SecretAction {
+            var: var.clone(),
+            parameter: parameter.clone(),
+            action,
+        });
+    }
+    Ok(out)
+}
+
+/// The command lines that build and deploy: `--guided` while `samconfig` holds no
+/// parameter overrides for the stack yet (the first deploy), then the saved answers.
+pub fn commands(root: &Path, samconfig: &str, stack_name: &str) -> Vec<Vec<String>> {
+    let guided = !samconfig.contains("parameter_overrides");
+    let mut deploy = vec![
+        "sam".to_owned(),
+        "deploy".to_owned(),
+        "--stack-name".to_owned(),
+        stack_name.to_owned(),
+    ];
+    if guided {
+        deploy.push("--guided".to_owned());
+    }
+    vec![
+        vec![root.join("infra/build.sh").display().to_string()],
+        deploy,
+    ]
+}
+
+/// Runs one command line in `dir`, with `venv_bin` first on `PATH`; its output goes to
+/// the terminal.
+pub fn run(line: &[String], dir: &Path, venv_bin: &Path) -> Result<(), DeployError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![venv_bin.to_owned()];
+    paths.extend(std::env::split_paths(&path));
+    let status = Command::new(&line[0])
+        .args(&line[1..])
+        .current_dir(dir)
+        .env("PATH", std::env::join_paths(paths).unwrap_or(path))
+        .env("SAM_CLI_TELEMETRY", "0")
+        .status()
+        .map_err(|e| DeployError::Command {
+            command: line.join(" "),
+            detail: e.to_string(),
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(DeployError::Command {
+            command: line.join(" "),
+            detail: status.to_string(),
+        })
+    }
+}
+
+/// What [`upload_model`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uploaded {
+    /// The same file (by size) was there already.
+    Unchanged {
+        bytes: u64,
+    },
+    Uploaded {
+        bytes: u64,
+    },
+    /// `--dry-run`.
+    Would {
+        bytes: u64,
+    },
+}
+
+/// Puts the model at `key` in the bucket unless an object of the same size is there.
+pub async fn upload_model(
+    store: &Store,
+    path: &Path,
+    key: &str,
+    dry_run: bool,
+) -> Result<Uploaded, DeployError> {
+    let model_error = |source| DeployError::Model {
+        path: path.to_owned(),
+        source,
+    };
+    let bytes = std::fs::metadata(path).map_err(model_error)?.len();
+    let head = store
+        .client()
+        .head_object()
+        .bucket(store.bucket())
+        .key(key)
+        .send()
+        .await;
+    if let Ok(head) = &head
+        && head.content_length() == Some(bytes as i64)
+    {
+        return Ok(Uploaded::Unchanged { bytes });
+    }
+    if dry_run {
+        return Ok(Uploaded::Would { bytes });
+    }
+    let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+        .await
+        .map_err(|e| DeployError::S3(format!("cannot stream {}: {e}", path.display())))?;
+    store
+        .client()
+        .put_object()
+        .bucket(store.bucket())
+        .key(key)
+        .content_type("application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            DeployError::S3(format!(
+                "cannot upload the model to {key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    Ok(Uploaded::Uploaded { bytes })
+}
+
+/// Subscribes the app of `token` to the webhooks of the WhatsApp Business Account
+/// `waba_id`, as Meta documents: `POST {base}/{version}/{waba_id}/subscribed_apps` with the
+/// token as a bearer, answered `{"success": true}`.
+pub async fn subscribe(
+    base_url: &str,
+    version: &str,
+    waba_id: &str,
+    token: &str,
+) -> Result<(), DeployError> {
+    let url = format!(
+        "{}/{version}/{waba_id}/subscribed_apps",
+        base_url.trim_end_matches('/')
+    );
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| DeployError::GraphDown(e.to_string()))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    #[derive(Deserialize)]
+    struct Answer {
+        success: bool,
+    }
+    match serde_json::from_str::<Answer>(&body) {
+        Ok(Answer { success: true }) if status == 200 => Ok(()),
+        _ => Err(DeployError::Graph { status, body }),
+    }
+}
+
+/// A stack output, as `sam list stack-outputs --output json` prints it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StackOutput {
+    #[serde(rename = "OutputKey")]
+    pub key: String,
+    #[serde(rename = "OutputValue")]
+    pub value: String,
+}
+
+/// The deployed stack's outputs (through the SAM CLI, which the deploy needs anyway).
+pub fn stack_outputs(
+    stack_name: &str,
+    venv_bin: &Path,
+) -> Result<BTreeMap<String, String>, DeployError> {
+    let line = [
+        "sam".to_owned(),
+        "list".to_owned(),
+        "stack-outputs".to_owned(),
+        "--stack-name".to_owned(),
+        stack_name.to_owned(),
+        "--output".to_owned(),
+        "json".to_owned(),
+    ];
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![venv_bin.to_owned()];
+    paths.extend(std::env::split_paths(&path));
+    let out = Command::new(&line[0])
+        .args(&line[1..])
+        .env("PATH", std::env::join_paths(paths).unwrap_or(path))
+        .env("SAM_CLI_TELEMETRY", "0")
+        .output()
+        .map_err(|e| DeployError::Command {
+            command: line.join(" "),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(DeployError::Command {
+            command: line.join(" "),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    parse_outputs(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Reads `sam list stack-outputs --output json`.
+pub fn parse_outputs(json: &str) -> Result<BTreeMap<String, String>, DeployError> {
+    let outputs: Vec<StackOutput> =
+        serde_json::from_str(json).map_err(|e| DeployError::Command {
+            command: "sam list stack-outputs".into(),
+            detail: format!("unexpected output: {e}"),
+        })?;
+    Ok(outputs.into_iter().map(|o| (o.key, o.value)).collect())
+}
+
+/// One queue of `--check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub output: String,
+    pub visible: u64,
+    pub in_flight: u64,
+}
+
+/// The depth of every queue the stack outputs name (`…QueueUrl`).
+pub async fn queue_depths(
+    sqs: &aws_sdk_sqs::Client,
+    outputs: &BTreeMap<String, String>,
+) -> Result<Vec<QueueDepth>, DeployError> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let mut out = Vec::new();
+    for (key, url) in outputs.iter().filter(|(k, _)| k.ends_with("QueueUrl")) {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| DeployError::Command {
+                command: format!("SQS GetQueueAttributes {key}"),
+                detail: aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        let get = |name: &A| {
+            attributes
+                .attributes()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        out.push(QueueDepth {
+            output: key.clone(),
+            visible: get(&A::ApproximateNumberOfMessages),
+            in_flight: get(&A::ApproximateNumberOfMessagesNotVisible),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,335 @@
+//! `remedios deploy`: its SSM and S3 steps against moto, its subscription against the
+//! Graph API emulator, the command lines it would run, and what it says when a tool or
+//! the credentials are missing (the real binary, in a bare environment).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use remedios_emulators::graph::Recorded;
+use remedios_local::deploy::{self, Action, DeployError, Uploaded};
+use remedios_shared::store::Store;
+use remedios_testkit::graph::GraphEmulator;
+use remedios_testkit::moto::{self, Moto};
+
+fn parameters() -> BTreeMap<String, String> {
+    remedios_template::local_resources("remedios")
+        .expect("the template")
+        .secret_parameters
+}
+
+async fn secret(ssm: &aws_sdk_ssm::Client, name: &str) -> String {
+    ssm.get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("the parameter exists")
+        .parameter()
+        .and_then(|p| p.value().map(str::to_owned))
+        .expect("a value")
+}
+
+#[tokio::test]
+async fn secrets_are_created_generated_kept_and_updated_as_secure_strings() {
+    let moto = Moto::start().await.expect("moto");
+    let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config().await);
+    let parameters = parameters();
+    assert!(
+        parameters.contains_key("WHATSAPP_ACCESS_TOKEN")
+            && parameters.contains_key("WHATSAPP_VERIFY_TOKEN"),
+        "{parameters:?}"
+    );
+    let given = |var: &str| match var {
+        "WHATSAPP_ACCESS_TOKEN" => Some("EAAG-first-token".to_owned()),
+        "WHATSAPP_APP_SECRET" => Some("app-secret-from-meta".to_owned()),
+        _ => None,
+    };
+    let never = |_: &str| None;
+
+    let dry = deploy::ensure_secrets(&ssm, &parameters, &given, &never, true)
+        .await
+        .expect("a dry run");
+    assert!(
+        dry.iter().all(|a| matches!(a.action, Action::Would(_))),
+        "{dry:?}"
+    );
+    let listed = ssm.describe_parameters().send().await.expect("describe");
+    assert!(listed.parameters().is_empty(), "a dry run writes nothing");
+
+    let first = deploy::ensure_secrets(&ssm, &parameters, &given, &never, false)
+        .await
+        .expect("created");
+    let action = |actions: &[deploy::SecretAction], var: &str| {
+        actions
+            .iter()
+            .find(|a| a.var == var)
+            .map(|a| a.action)
+            .unwrap_or_else(|| panic!("{var} in {actions:?}"))
+    };
+    assert_eq!(action(&first, "WHATSAPP_ACCESS_TOKEN"), Action::Created);
+    assert_eq!(action(&first, "WHATSAPP_VERIFY_TOKEN"), Action::Generated);
+    let token_param = &parameters["WHATSAPP_ACCESS_TOKEN"];
+    assert_eq!(secret(&ssm, token_param).await, "EAAG-first-token");
+    let verify = secret(&ssm, &parameters["WHATSAPP_VERIFY_TOKEN"]).await;
+    assert_eq!(verify.len(), 64, "a random verify token");
+    let described = ssm.describe_parameters().send().await.expect("describe");
+    assert!(
+        described
+            .parameters()
+            .iter()
+            .all(|p| p.r#type() == Some(&aws_sdk_ssm::types::ParameterType::SecureString)),
+        "{described:?}"
+    );
+    for a in &first {
+        let shown = a.to_string();
+        assert!(
+            !shown.contains("EAAG-first-token") && !shown.contains(&verify),
+            "no value is ever shown: {shown}"
+        );
+    }
+
+    // Again with nothing given: everything is kept. With a new token: updated.
+    let nothing = |_: &str| None;
+    let again = deploy::ensure_secrets(&ssm, &parameters, &nothing, &never, false)
+        .await
+        .expect("kept");
+    assert!(again.iter().all(|a| a.action == Action::Kept), "{again:?}");
+    assert_eq!(
+        secret(&ssm, &parameters["WHATSAPP_VERIFY_TOKEN"]).await,
+        verify
+    );
+    let new_token = |var: &str| (var == "WHATSAPP_ACCESS_TOKEN").then(|| "EAAG-second".to_owned());
+    let updated = deploy::ensure_secrets(&ssm, &parameters, &new_token, &never, false)
+        .await
+        .expect("updated");
+    assert_eq!(action(&updated, "WHATSAPP_ACCESS_TOKEN"), Action::Updated);
+    assert_eq!(secret(&ssm, token_param).await, "EAAG-second");
+}
+
+#[tokio::test]
+async fn a_secret_that_cannot_be_asked_for_names_its_variable() {
+    let moto = Moto::start().await.expect("moto");
+    let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config().await);
+    let nothing = |_: &str| None;
+    let err = deploy::ensure_secrets(&ssm, &parameters(), &nothing, &nothing, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DeployError::Missing(m) if m.contains("set WHATSAPP_")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_model_is_uploaded_once() {
+    let moto = Moto::start().await.expect("moto");
+    let s3 = moto::s3_client(&moto.sdk_config().await);
+    moto::create_bucket(&s3, "remedios-deploy-test")
+        .await
+        .expect("bucket");
+    let store = Store::new(s3, "remedios-deploy-test");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("ggml-test.bin");
+    std::fs::write(&model, vec![7u8; 3 * 1024 * 1024]).expect("a model file");
+    let key = "models/ggml-test.bin";
+
+    assert_eq!(
+        deploy::upload_model(&store, &model, key, true)
+            .await
+            .expect("dry"),
+        Uploaded::Would {
+            bytes: 3 * 1024 * 1024
+        }
+    );
+    assert!(
+        store.get(key).await.expect("S3").is_none(),
+        "a dry run uploads nothing"
+    );
+    assert_eq!(
+        deploy::upload_model(&store, &model, key, false)
+            .await
+            .expect("upload"),
+        Uploaded::Uploaded {
+            bytes: 3 * 1024 * 1024
+        }
+    );
+    let stored = store.get(key).await.expect("S3").expect("uploaded");
+    assert_eq!(stored.bytes.len(), 3 * 1024 * 1024);
+    assert_eq!(
+        deploy::upload_model(&store, &model, key, false)
+            .await
+            .expect("again"),
+        Uploaded::Unchanged {
+            bytes: 3 * 1024 * 1024
+        }
+    );
+    let missing = deploy::upload_model(&store, &dir.path().join("nope.bin"), key, false)
+        .await
+        .unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("cannot read the whisper model"),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn subscribe_posts_to_the_accounts_subscribed_apps_with_the_token() {
+    let graph = GraphEmulator::start("EAAG-deploy").await.expect("emulator");
+    deploy::subscribe(&graph.base_url(), "v24.0", "102290129340398", "EAAG-deploy")
+        .await
+        .expect("subscribed");
+    let subscribed: Vec<_> = graph
+        .recorded()
+        .into_iter()
+        .filter_map(|r| match r {
+            Recorded::Subscribed { waba_id, .. } => Some(waba_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(subscribed, ["102290129340398"]);
+    let listed: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v24.0/102290129340398/subscribed_apps",
+            graph.base_url()
+        ))
+        .bearer_auth("EAAG-deploy")
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+
+    let wrong_token = deploy::subscribe(&graph.base_url(), "v24.0", "102290129340398", "nope")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&wrong_token, DeployError::Graph { status: 401, body } if body.contains("190")),
+        "{wrong_token}"
+    );
+    let not_an_account = deploy::subscribe(&graph.base_url(), "v24.0", "my-waba", "EAAG-deploy")
+        .await
+        .unwrap_err();
+    assert!(
+        not_an_account.to_string().contains("does not exist"),
+        "{not_an_account}"
+    );
+}
+
+#[test]
+fn the_first_deploy_is_guided_and_later_ones_use_the_saved_answers() {
+    let root = std::path::Path::new("/src/remedios");
+    let first = deploy::commands(root, "version = 0.1\n[default.deploy.parameters]\n", "shop");
+    assert_eq!(
+        first,
+        [
+            vec!["/src/remedios/infra/build.sh".to_owned()],
+            ["sam", "deploy", "--stack-name", "shop", "--guided"]
+                .map(str::to_owned)
+                .to_vec()
+        ]
+    );
+    let saved = "[default.deploy.parameters]\nparameter_overrides = \"Gpt4AllBaseUrl=\\\"https://llm.example.com/v1\\\"\"\n";
+    assert_eq!(
+        deploy::commands(root, saved, "shop")[1],
+        ["sam", "deploy", "--stack-name", "shop"].map(str::to_owned)
+    );
+    let outputs = deploy::parse_outputs(
+        r#"[{"OutputKey":"BucketName","OutputValue":"shop-bucket-1"},{"OutputKey":"WebhookUrl","OutputValue":"https://x.execute-api.eu-west-1.amazonaws.com/webhook"}]"#,
+    )
+    .expect("outputs");
+    assert_eq!(outputs["BucketName"], "shop-bucket-1");
+}
+
+#[test]
+fn a_dry_run_without_tools_or_credentials_says_what_is_missing_and_how_to_get_it() {
+    let home = tempfile::tempdir().expect("an empty home");
+    let out = Command::new(env!("CARGO_BIN_EXE_remedios"))
+        .args(["deploy", "--dry-run"])
+        .env_clear()
+        .env("HOME", home.path())
+        .env("PATH", home.path())
+        .env("REMEDIOS_VENV", home.path().join("no-venv"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the remedios binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("MISSING sam"), "{stdout}");
+    assert!(stdout.contains("pip install aws-sam-cli"), "{stdout}");
+    assert!(stdout.contains("MISSING cargo-lambda"), "{stdout}");
+    assert!(stdout.contains("MISSING AWS credentials"), "{stdout}");
+    assert!(stdout.contains("aws configure"), "{stdout}");
+    assert!(
+        stderr.contains("cannot deploy without: sam, cargo-lambda, AWS credentials"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn against_the_emulators_it_creates_the_secrets_and_uploads_the_model() {
+    let moto = Moto::start().await.expect("moto");
+    let sdk = moto.sdk_config().await;
+    let s3 = moto::s3_client(&sdk);
+    moto::create_bucket(&s3, "remedios-cli-test")
+        .await
+        .expect("bucket");
+    let graph = GraphEmulator::start("EAAG-cli").await.expect("emulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("ggml-tiny.bin");
+    std::fs::write(&model, vec![1u8; 1024 * 1024]).expect("a model");
+    // Awaited, not blocking: the Graph API emulator serves from this test's runtime.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_remedios"))
+        .args(["deploy", "--skip-deploy", "--bucket", "remedios-cli-test"])
+        .args(["--endpoint-url", moto.endpoint()])
+        .arg("--model")
+        .arg(&model)
+        .args(["--subscribe", "102290129340398", "--graph-url"])
+        .arg(graph.base_url())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("WHATSAPP_ACCESS_TOKEN", "EAAG-cli")
+        .env("WHATSAPP_APP_SECRET", "app-secret-from-meta")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("the remedios binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("EAAG-cli") && !stdout.contains("app-secret-from-meta"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("created with a random value"), "{stdout}");
+    assert!(stdout.contains("uploaded"), "{stdout}");
+    assert!(
+        stdout.contains("Verify token: "),
+        "the token Meta's dashboard needs: {stdout}"
+    );
+    let store = Store::new(s3, "remedios-cli-test");
+    assert_eq!(
+        store
+            .get("models/ggml-base.bin")
+            .await
+            .expect("S3")
+            .expect("the model")
+            .bytes
+            .len(),
+        1024 * 1024
+    );
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    assert_eq!(
+        secret(&ssm, &parameters()["WHATSAPP_ACCESS_TOKEN"]).await,
+        "EAAG-cli"
+    );
+    assert!(graph.recorded().iter().any(
+        |r| matches!(r, Recorded::Subscribed { waba_id, .. } if waba_id == "102290129340398")
+    ));
+}
