@@ -64,15 +64,6 @@ async fn knowing(bench: &TestBed, uncovered: Uncovered) -> Responder {
         .with_knowledge(knowledge)
 }
 
-fn bodies(bench: &TestBed) -> Vec<String> {
-    bench
-        .graph
-        .sent_texts()
-        .into_iter()
-        .map(|s| s.body)
-        .collect()
-}
-
 #[tokio::test]
 async fn the_index_is_built_once_stored_and_rebuilt_when_the_material_changes() {
     let bench = with_material().await;
@@ -130,7 +121,7 @@ async fn a_question_is_answered_from_the_passage_that_holds_its_fact() {
         "the passage with the fact comes first in the prompt: {system}"
     );
     assert!(!system.contains("Aparcamiento"), "{system}");
-    let sent = bodies(&bench);
+    let sent = bench.bodies();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(
         sent[0].contains("TULIP-4417"),
@@ -158,7 +149,7 @@ async fn a_spanish_question_retrieves_the_spanish_passage() {
         system.contains("[1] Aparcamiento: Los pacientes aparcan gratis"),
         "stemmed Spanish finds the Spanish passage: {system}"
     );
-    assert_eq!(bodies(&bench).len(), 1);
+    assert_eq!(bench.bodies().len(), 1);
 }
 
 #[tokio::test]
@@ -172,7 +163,7 @@ async fn an_uncovered_question_is_declined_or_answered_freely_as_configured() {
 
     assert!(failed(&response).is_empty(), "{response:?}");
     assert_eq!(
-        bodies(&bench),
+        bench.bodies(),
         [Fixed::NotCovered.default_text(Lang::En)],
         "a kind fixed text"
     );
@@ -189,5 +180,5 @@ async fn an_uncovered_question_is_declined_or_answered_freely_as_configured() {
         "with no passage in the prompt: {}",
         forwarded[0].messages[0].content
     );
-    assert_eq!(bodies(&bench).len(), 2);
+    assert_eq!(bench.bodies().len(), 2);
 }

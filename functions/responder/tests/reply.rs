@@ -541,16 +541,6 @@ async fn an_exchange_saved_from_a_stale_snapshot_keeps_the_newer_turns() {
     assert_eq!(bench.conversation(&user).await.turns.len(), 6);
 }
 
-/// The texts the Graph API emulator took, in order.
-fn bodies(bench: &TestBed) -> Vec<String> {
-    bench
-        .graph
-        .sent_texts()
-        .into_iter()
-        .map(|s| s.body)
-        .collect()
-}
-
 /// A voice note whisper heard in English.
 fn voice_job(id: &str, heard: &str, duration_ms: u64) -> ReplyJob {
     heard_in("en", id, heard, duration_ms)
@@ -601,7 +591,7 @@ async fn transcript_mode_sends_a_voice_notes_text_back_and_calls_no_model() {
     let response = responder.handle(event(&[(&voice, 1), (&text, 1)])).await;
 
     assert!(failed(&response).is_empty(), "{response:?}");
-    let sent = bodies(&bench);
+    let sent = bench.bodies();
     assert_eq!(
         sent,
         [
@@ -634,7 +624,7 @@ move it to the afternoon, at three or later. Please call me back to confirm. Tha
     let response = responder.handle(event(&[(&long, 1), (&short, 1)])).await;
 
     assert!(failed(&response).is_empty(), "{response:?}");
-    let sent = bodies(&bench);
+    let sent = bench.bodies();
     assert_eq!(sent.len(), 3, "{sent:?}");
     let preface = Fixed::SummaryPreface.default_text(Lang::En);
     let summary = sent[0]
@@ -716,7 +706,7 @@ async fn a_user_over_a_limit_is_told_once_and_nothing_else_is_sent() {
 
     assert!(failed(&response).is_empty(), "{response:?}");
     assert_eq!(
-        bodies(&bench),
+        bench.bodies(),
         [Fixed::LimitDay.default_text(Lang::Es)],
         "one notice in the user's language, once, even when its job comes again"
     );

@@ -14,6 +14,17 @@ use remedios_testkit::graph::Recorded;
 const OPUS: &str = "audio/ogg; codecs=opus";
 const DAY_MS: i64 = 86_400_000;
 
+/// The counters stored at `key` (they must exist).
+async fn usage_of(stack: &TestBed, key: &str) -> Usage {
+    stack
+        .store
+        .get_json::<Usage>(key)
+        .await
+        .expect("S3")
+        .unwrap_or_else(|| panic!("no usage record at {key}"))
+        .0
+}
+
 /// The verdict each forwarded job carries, by message id.
 fn verdicts(replies: &[common::Received]) -> Vec<(String, Option<(Limit, bool)>)> {
     let mut found: Vec<_> = replies
@@ -93,12 +104,7 @@ async fn concurrent_messages_over_the_daily_limit_get_exactly_one_notice() {
         "{prepared:?}"
     );
     let user = messages[0].user.clone();
-    let (usage, _) = stack
-        .store
-        .get_json::<Usage>(&keys::usage(&user))
-        .await
-        .expect("S3")
-        .expect("the user's counters");
+    let usage = usage_of(&stack, &keys::usage(&user)).await;
     assert_eq!(usage.in_day, 3, "{usage:?}");
 
     // The exempt number is never counted, and no counters are stored for it.
@@ -133,12 +139,7 @@ async fn voice_notes_are_charged_and_refused_before_download_once_the_minutes_ar
         panic!("the first note is transcribed: {prepared:?}");
     };
     let key = keys::usage(&first.user);
-    let (usage, _) = stack
-        .store
-        .get_json::<Usage>(&key)
-        .await
-        .expect("S3")
-        .expect("counters");
+    let usage = usage_of(&stack, &key).await;
     assert_eq!(usage.audio_ms, duration_ms, "charged its length");
 
     // Use up the rest of the day's minute, as the operator's admin.
@@ -183,12 +184,7 @@ async fn voice_notes_are_charged_and_refused_before_download_once_the_minutes_ar
         .await
         .expect("processed");
     assert_eq!(written, Prepared::Nothing, "texts are still welcome");
-    let (usage, _) = stack
-        .store
-        .get_json::<Usage>(&key)
-        .await
-        .expect("S3")
-        .expect("counters");
+    let usage = usage_of(&stack, &key).await;
     assert!(
         usage
             .decided

@@ -517,15 +517,7 @@ async fn deploy(args: DeployArgs) -> Result<(), String> {
     if let Some(parameter) = resources.secret_parameters.get("WHATSAPP_VERIFY_TOKEN")
         && !args.dry_run
     {
-        let token = ssm
-            .get_parameter()
-            .name(parameter)
-            .with_decryption(true)
-            .send()
-            .await
-            .ok()
-            .and_then(|o| o.parameter().and_then(|p| p.value().map(str::to_owned)));
-        match token {
+        match ssm_secret(&sdk, parameter).await {
             Some(token) => println!("   Verify token: {token}"),
             None => println!("   Verify token: the value of the SSM parameter {parameter}"),
         }
@@ -537,14 +529,7 @@ async fn deploy(args: DeployArgs) -> Result<(), String> {
         let token = match std::env::var("WHATSAPP_ACCESS_TOKEN").ok() {
             Some(token) => Some(token),
             None => match resources.secret_parameters.get("WHATSAPP_ACCESS_TOKEN") {
-                Some(parameter) => ssm
-                    .get_parameter()
-                    .name(parameter)
-                    .with_decryption(true)
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|o| o.parameter().and_then(|p| p.value().map(str::to_owned))),
+                Some(parameter) => ssm_secret(&sdk, parameter).await,
                 None => None,
             },
         }
@@ -562,6 +547,14 @@ async fn deploy(args: DeployArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The value of the SSM SecureString `parameter`, read as the functions read their secrets.
+async fn ssm_secret(sdk: &aws_config::SdkConfig, parameter: &str) -> Option<String> {
+    use remedios_shared::secrets::{SecretSource, load_each};
+    let source = SecretSource::SsmParameter(parameter.to_owned());
+    let [secret] = load_each(sdk, [&source]).await.ok()?;
+    Some(secret.expose().to_owned())
 }
 
 /// The bucket `target` names, as its admin or the default credential chain.

@@ -126,6 +126,15 @@ impl TestBed {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The texts the Graph API emulator took, in order.
+    pub fn bodies(&self) -> Vec<String> {
+        self.graph
+            .sent_texts()
+            .into_iter()
+            .map(|s| s.body)
+            .collect()
+    }
+
     /// The stored conversation of `user` (empty when there is none).
     pub async fn conversation(&self, user: &UserTag) -> Conversation {
         self.store
