@@ -216,19 +216,9 @@ pub async fn ensure_secrets(
             (_, action) => action,
         };
         if let (false, Some(value)) = (dry_run, value) {
-            ssm.put_parameter()
-                .name(parameter)
-                .value(value)
-                .r#type(ParameterType::SecureString)
-                .overwrite(true)
-                .send()
+            put_secret(ssm, parameter, &value)
                 .await
-                .map_err(|e| {
-                    DeployError::Ssm(format!(
-                        "cannot write {parameter}: {}",
-                        aws_sdk_ssm::error::DisplayErrorContext(&e)
-                    ))
-                })?;
+                .map_err(DeployError::Ssm)?;
         }
         out.push(SecretAction {
             var: var.clone(),
@@ -237,6 +227,29 @@ pub async fn ensure_secrets(
         });
     }
     Ok(out)
+}
+
+/// Writes `value` as the SecureString `parameter` (replacing it): the local stack's secrets
+/// and a deployment's go the same way.
+pub async fn put_secret(
+    ssm: &aws_sdk_ssm::Client,
+    parameter: &str,
+    value: &str,
+) -> Result<(), String> {
+    ssm.put_parameter()
+        .name(parameter)
+        .value(value)
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "cannot write {parameter}: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(&e)
+            )
+        })
 }
 
 /// The command lines that build and deploy: `--guided` while `samconfig` holds no

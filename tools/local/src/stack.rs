@@ -555,19 +555,9 @@ impl LocalStack {
         let ssm = aws_sdk_ssm::Client::new(&sdk);
         for (var, parameter) in &resources.secret_parameters {
             if let Some(value) = secrets.get(var.as_str()) {
-                ssm.put_parameter()
-                    .name(parameter)
-                    .value(*value)
-                    .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-                    .overwrite(true)
-                    .send()
+                crate::deploy::put_secret(&ssm, parameter, value)
                     .await
-                    .map_err(|e| {
-                        StackError::Template(format!(
-                            "could not store {var} in SSM as {parameter}: {}",
-                            aws_sdk_ssm::error::DisplayErrorContext(&e)
-                        ))
-                    })?;
+                    .map_err(|e| StackError::Template(format!("{var}: {e}")))?;
             }
         }
         let credentials = options.log_dir.join("aws-credentials");
