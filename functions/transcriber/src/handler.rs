@@ -305,10 +305,15 @@ impl Transcriber {
             .put_json(&keys::message_record(tag, &message.id), message)
             .await?;
         let is_audio = matches!(message.content, Content::Audio { .. });
-        let verdict = self
-            .allowances
-            .admit(&message.sender, tag, &message.id, is_audio, now_ms())
-            .await?;
+        // Reactions and system notices are never answered, so they use up nothing.
+        let verdict = match message.content {
+            Content::Reaction { .. } | Content::System { .. } => Verdict::Admitted,
+            _ => {
+                self.allowances
+                    .admit(&message.sender, tag, &message.id, is_audio, now_ms())
+                    .await?
+            }
+        };
         if let Verdict::Over {
             limit,
             until_ms,

@@ -6,7 +6,7 @@ mod common;
 use common::{TestBed, audio, message, text};
 use remedios_shared::allowance::{Limit, Usage, Verdict};
 use remedios_shared::clock::now_ms;
-use remedios_shared::envelope::Prepared;
+use remedios_shared::envelope::{Content, Prepared};
 use remedios_shared::keys;
 use remedios_testkit::audio::{self as sound, Fixtures};
 use remedios_testkit::graph::Recorded;
@@ -103,9 +103,27 @@ async fn concurrent_messages_over_the_daily_limit_get_exactly_one_notice() {
         matches!(prepared, Prepared::OverLimit { notify: true, .. }),
         "{prepared:?}"
     );
+    // A reaction is never answered: it counts nothing and is not refused.
+    let reaction = message(
+        "15551230010",
+        "wamid.LIMIT.REACTION",
+        Content::Reaction {
+            message_id: "wamid.LIMIT.0".into(),
+            emoji: Some("👍".into()),
+        },
+    );
+    assert_eq!(
+        stack
+            .transcriber
+            .process(&reaction)
+            .await
+            .expect("processed"),
+        Prepared::Nothing
+    );
     let user = messages[0].user.clone();
     let usage = usage_of(&stack, &keys::usage(&user)).await;
     assert_eq!(usage.in_day, 3, "{usage:?}");
+    assert!(!usage.decided.iter().any(|d| d.id == "wamid.LIMIT.REACTION"));
 
     // The exempt number is never counted, and no counters are stored for it.
     let exempt: Vec<_> = (0..5)
