@@ -64,6 +64,22 @@ async fn knowing(bench: &TestBed, uncovered: Uncovered) -> Responder {
         .with_knowledge(knowledge)
 }
 
+/// Asks `question` as a text job (handled without failure) and gives back the system
+/// prompt of the one request that reached the model gate.
+async fn system_prompt_for(
+    bench: &TestBed,
+    responder: &Responder,
+    id: &str,
+    question: &str,
+) -> String {
+    let job = text_job(id, question);
+    let response = responder.handle(event(&[(&job, 1)])).await;
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let forwarded = bench.gate.forwarded();
+    assert_eq!(forwarded.len(), 1);
+    forwarded[0].messages[0].content.clone()
+}
+
 #[tokio::test]
 async fn the_index_is_built_once_stored_and_rebuilt_when_the_material_changes() {
     let bench = with_material().await;
@@ -108,14 +124,13 @@ async fn the_index_is_built_once_stored_and_rebuilt_when_the_material_changes() 
 async fn a_question_is_answered_from_the_passage_that_holds_its_fact() {
     let bench = with_material().await;
     let responder = knowing(&bench, Uncovered::Answer).await;
-    let job = text_job("wamid.KB1", "What is the Wi-Fi password for patients?");
-
-    let response = responder.handle(event(&[(&job, 1)])).await;
-
-    assert!(failed(&response).is_empty(), "{response:?}");
-    let forwarded = bench.gate.forwarded();
-    assert_eq!(forwarded.len(), 1);
-    let system = &forwarded[0].messages[0].content;
+    let system = system_prompt_for(
+        &bench,
+        &responder,
+        "wamid.KB1",
+        "What is the Wi-Fi password for patients?",
+    )
+    .await;
     assert!(
         system.contains("[1] Wi-Fi: The Wi-Fi network for patients is SolGuest"),
         "the passage with the fact comes first in the prompt: {system}"
@@ -134,17 +149,13 @@ async fn a_question_is_answered_from_the_passage_that_holds_its_fact() {
 async fn a_spanish_question_retrieves_the_spanish_passage() {
     let bench = with_material().await;
     let responder = knowing(&bench, Uncovered::Answer).await;
-    let job = text_job(
+    let system = system_prompt_for(
+        &bench,
+        &responder,
         "wamid.KB2",
         "¿Dónde pueden aparcar los pacientes cuando vienen a la consulta?",
-    );
-
-    let response = responder.handle(event(&[(&job, 1)])).await;
-
-    assert!(failed(&response).is_empty(), "{response:?}");
-    let forwarded = bench.gate.forwarded();
-    assert_eq!(forwarded.len(), 1);
-    let system = &forwarded[0].messages[0].content;
+    )
+    .await;
     assert!(
         system.contains("[1] Aparcamiento: Los pacientes aparcan gratis"),
         "stemmed Spanish finds the Spanish passage: {system}"
