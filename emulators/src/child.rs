@@ -113,24 +113,29 @@ pub fn process_alive(pid: u32) -> bool {
     pid > 1 && unsafe { libc::kill(pid, 0) == 0 }
 }
 
-/// Processes whose environment has `name=value` exactly (Linux `/proc`; elsewhere
-/// none are found). `cargo lambda watch` starts each function in a process group of
-/// its own, with `AWS_LAMBDA_RUNTIME_API` pointing at the watcher: this finds them.
+/// Processes whose environment has `name` set to a value starting with `value_prefix`
+/// (Linux `/proc`; elsewhere none are found). `cargo lambda watch` starts each function
+/// in a process group of its own, with `AWS_LAMBDA_RUNTIME_API` pointing at the
+/// watcher: this finds them.
 pub fn processes_with_env(name: &str, value_prefix: &str) -> Vec<u32> {
-    let wanted = format!("{name}={value_prefix}");
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                env.split(|b| *b == 0)
-                    .any(|var| var.starts_with(wanted.as_bytes()))
-            })
-        })
+        .filter(|pid| env_var(*pid, name).is_some_and(|value| value.starts_with(value_prefix)))
         .collect()
+}
+
+/// The value of `name` in the environment process `pid` started with (Linux `/proc`;
+/// `None` elsewhere, for a process that is gone, or one not ours to read).
+pub fn env_var(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ.split(|b| *b == 0).find_map(|var| {
+        let value = var.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+        Some(String::from_utf8_lossy(value).into_owned())
+    })
 }
 
 /// Kills process `pid` (SIGKILL).

@@ -291,6 +291,7 @@ async fn up(no_install: bool, release: bool, no_reload: bool, port: u16) -> Resu
         info.log_dir.display()
     );
     let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    let mut told = 0;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -299,6 +300,11 @@ async fn up(no_install: bool, release: bool, no_reload: bool, port: u16) -> Resu
                     eprintln!("remedios: `cargo lambda watch` exited ({status}); see {}", stack.info().log_dir.join("functions.log").display());
                     break;
                 }
+                let restarts = stack.restarts().await;
+                for restart in &restarts[told..] {
+                    eprintln!("remedios: {}", restart_line(restart, &stack.info().log_dir));
+                }
+                told = restarts.len();
             }
         }
     }
@@ -306,6 +312,21 @@ async fn up(no_install: bool, release: bool, no_reload: bool, port: u16) -> Resu
     stack.shutdown().await;
     println!("==> stopped");
     Ok(())
+}
+
+/// What `up` says when the functions were started again after one died.
+fn restart_line(restart: &stack::Restart, log_dir: &std::path::Path) -> String {
+    let crashed = restart.crashed.join(" and ");
+    match &restart.outcome {
+        Ok(()) => format!(
+            "the {crashed} function's process died (see {}); the functions were started again. \
+             A message it was handling comes back after its queue's visibility timeout.",
+            log_dir.join("functions.log").display()
+        ),
+        Err(why) => {
+            format!("the {crashed} function's process died and could not be started again: {why}")
+        }
+    }
 }
 
 fn stats() -> Result<(), String> {

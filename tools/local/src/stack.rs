@@ -20,7 +20,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -149,6 +151,10 @@ pub struct Options {
     /// timeouts are capped to them), so tests see failed messages come back in seconds
     /// rather than minutes.
     pub visibility_timeout: Option<Duration>,
+    /// Start the functions again when one of their processes dies, as Lambda does
+    /// (`cargo lambda watch` leaves a dead function dead). On for `remedios up`; tests
+    /// that kill functions on purpose and restart them themselves leave it off.
+    pub revive_crashed: bool,
 }
 
 /// Variables the stack reads from its own environment and hands to the functions.
@@ -217,6 +223,7 @@ impl Options {
             webhook_limits: webhook_proxy::Limits::default(),
             aws_link: false,
             visibility_timeout: None,
+            revive_crashed: true,
         }
     }
 
@@ -234,6 +241,7 @@ impl Options {
             webhook_limits: webhook_proxy::Limits::default(),
             aws_link: false,
             visibility_timeout: None,
+            revive_crashed: false,
         })
     }
 
@@ -347,10 +355,11 @@ pub struct LocalStack {
     aws_link: Option<Link>,
     graph: Option<GraphEmulator>,
     model: ModelHost,
-    functions: GroupChild,
-    /// How the functions were started, to start them again.
-    functions_options: Options,
-    functions_env: BTreeMap<String, String>,
+    /// `cargo lambda watch`, shared with the task that revives crashed functions.
+    functions: Arc<tokio::sync::Mutex<Functions>>,
+    /// The watcher's process group (it changes when the functions are started again).
+    functions_pgid: Arc<AtomicI32>,
+    supervisor: Option<tokio::task::JoinHandle<()>>,
     proxy: tokio::task::JoinHandle<()>,
     pump: PumpHandle,
     pump_health: Pump<HttpInvoker>,
@@ -360,6 +369,9 @@ pub struct LocalStack {
 impl Drop for LocalStack {
     fn drop(&mut self) {
         self.proxy.abort();
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.abort();
+        }
     }
 }
 
@@ -563,14 +575,36 @@ impl LocalStack {
         let credentials = options.log_dir.join("aws-credentials");
         write_credentials(&moto, &credentials)?;
         let env = function_env(&options, &info, &resources, &credentials);
+        let first_build = !FUNCTIONS.iter().all(|f| {
+            target_dir()
+                .join(if options.release { "release" } else { "debug" })
+                .join(f)
+                .is_file()
+        });
         progress(&format!(
-            "building the functions (log: {})",
-            options.log_dir.join("build.log").display()
+            "building the functions (log: {}){}",
+            options.log_dir.join("build.log").display(),
+            if first_build {
+                "; the first build compiles about 400 crates with whisper.cpp and the AWS \
+                 SDK: about 4 minutes on 2 cores, later ones take seconds"
+            } else {
+                ""
+            }
         ));
-        build_functions(&options).await?;
+        build_functions(&options, &progress).await?;
 
         progress("starting the functions under `cargo lambda watch`");
-        let functions = spawn_functions(&options, &env)?;
+        let watch = spawn_functions(&options, &env)?;
+        let functions_pgid = Arc::new(AtomicI32::new(watch.pgid()));
+        let functions = Arc::new(tokio::sync::Mutex::new(Functions {
+            watch,
+            options: options.clone(),
+            env,
+            functions_url: info.functions_url.clone(),
+            pgid: functions_pgid.clone(),
+            missing: BTreeMap::new(),
+            restarts: Vec::new(),
+        }));
 
         let proxy =
             spawn_webhook_proxy(ports.webhook, &info.functions_url, options.webhook_limits).await?;
@@ -612,15 +646,15 @@ impl LocalStack {
             },
         ]);
 
-        let stack = LocalStack {
+        let mut stack = LocalStack {
             info,
             moto,
             aws_link,
             graph,
             model,
             functions,
-            functions_options: options.clone(),
-            functions_env: env,
+            functions_pgid,
+            supervisor: None,
             proxy,
             pump: handle,
             pump_health: pump,
@@ -628,6 +662,9 @@ impl LocalStack {
         };
         progress("waiting for every part to answer");
         stack.wait_healthy(options.ready_timeout).await?;
+        if options.revive_crashed {
+            stack.supervisor = Some(tokio::spawn(supervise(stack.functions.clone())));
+        }
         if options.record_state
             && let Err(e) = stack.info.save()
         {
@@ -669,7 +706,7 @@ impl LocalStack {
 
     /// The process groups and ports the stack started (to check none is left).
     pub fn processes(&self) -> Processes {
-        let groups = vec![self.functions.pgid()];
+        let groups = vec![self.functions_pgid.load(Ordering::SeqCst)];
         let runtime_api = format!("{}/", self.info.functions_url);
         let mut ports = vec![self.moto.port()];
         if let Ok(url) = url::Url::parse(&self.info.functions_url) {
@@ -791,7 +828,7 @@ impl LocalStack {
         });
         let invoker = HttpInvoker::new(&self.info.functions_url);
         for function in ["transcriber", "responder"] {
-            let (ok, detail) = match probe_sqs_function(&self.http, &invoker, function).await {
+            let (ok, detail) = match probe_sqs_function(&invoker, function).await {
                 Ok(()) => (true, String::new()),
                 Err(e) => (false, e),
             };
@@ -801,6 +838,18 @@ impl LocalStack {
                 healthy: ok,
                 detail,
             });
+        }
+        let restarts = self.restarts().await;
+        for row in &mut rows {
+            let Some(function) = row.part.strip_suffix(" function") else {
+                continue;
+            };
+            if let Some(note) = restart_note(&restarts, function) {
+                if !row.detail.is_empty() {
+                    row.detail.push_str("; ");
+                }
+                row.detail.push_str(&note);
+            }
         }
         let health = self.pump_health.health();
         let errors: Vec<String> = health
@@ -830,21 +879,16 @@ impl LocalStack {
     }
 
     /// Whether the functions' watcher is still running (it is the part most likely to
-    /// stop on its own, on a build error it cannot recover from).
+    /// stop on its own, on a build error it cannot recover from). `None` while the
+    /// functions are being started again.
     pub fn functions_exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.functions.exited()
+        self.functions.try_lock().ok()?.watch.exited()
     }
 
-    /// Stops `cargo lambda watch` and the function processes it started (they run in
-    /// process groups of their own, so stopping its group leaves them).
-    async fn stop_functions(&mut self) {
-        self.functions.stop(Duration::from_secs(5)).await;
-        let runtime_api = format!("{}/", self.info.functions_url);
-        for pid in
-            remedios_emulators::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
-        {
-            remedios_emulators::child::kill(pid);
-        }
+    /// Each time the functions were started again because one of them died, oldest
+    /// first (only with [`Options::revive_crashed`]).
+    pub async fn restarts(&self) -> Vec<Restart> {
+        self.functions.lock().await.restarts.clone()
     }
 
     /// Starts the functions again (a new `cargo lambda watch`), as Lambda gives a fresh
@@ -853,27 +897,115 @@ impl LocalStack {
     /// so their batches come back after the visibility timeout. Returns once the three
     /// functions answer.
     pub async fn restart_functions(&mut self) -> Result<(), StackError> {
-        self.stop_functions().await;
-        let port = self.functions_options.ports.functions;
+        self.functions.lock().await.restart().await
+    }
+
+    /// Stops everything, leaving no process behind.
+    pub async fn shutdown(mut self) {
+        self.pump.stop();
+        self.proxy.abort();
+        if let Some(supervisor) = self.supervisor.take() {
+            supervisor.abort();
+        }
+        self.functions.lock().await.stop().await;
+        // The model server's process group is killed when it is dropped.
+        self.model = ModelHost::External;
+        self.moto.stop().await;
+        self.graph = None;
+        if StackInfo::load().is_ok_and(|recorded| recorded == self.info) {
+            let _ = std::fs::remove_file(StackInfo::path());
+        }
+    }
+}
+
+/// How often the supervisor looks for function processes that died.
+const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+/// A function missing this many looks in a row has died (one look can fall between
+/// `cargo lambda watch` stopping a function for a rebuild and starting it again).
+const MISSING_LOOKS: u32 = 2;
+/// More restarts than this within [`RESTART_WINDOW`] and the supervisor gives up: a
+/// function that dies at every start needs its log read, not another restart.
+const MAX_RESTARTS: usize = 3;
+const RESTART_WINDOW: Duration = Duration::from_secs(300);
+
+/// One start of the functions after a function's process died.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    /// The functions found dead.
+    pub crashed: Vec<String>,
+    pub at: SystemTime,
+    /// Whether they answer again, or why not (then the supervisor stops).
+    pub outcome: Result<(), String>,
+}
+
+/// What the status says of `function`'s crashes: `died 2× and was started again (last
+/// 40 s ago)`, or why it was not.
+pub fn restart_note(restarts: &[Restart], function: &str) -> Option<String> {
+    let its: Vec<&Restart> = restarts
+        .iter()
+        .filter(|r| r.crashed.iter().any(|c| c == function))
+        .collect();
+    let last = its.last()?;
+    let ago = last.at.elapsed().unwrap_or_default().as_secs();
+    Some(match &last.outcome {
+        Ok(()) => format!(
+            "died {}× and was started again (last {ago} s ago)",
+            its.len()
+        ),
+        Err(why) => format!("died and was not started again: {why}"),
+    })
+}
+
+/// `cargo lambda watch` and what starting it again takes.
+struct Functions {
+    watch: GroupChild,
+    options: Options,
+    env: BTreeMap<String, String>,
+    functions_url: String,
+    pgid: Arc<AtomicI32>,
+    /// Per function seen running since the watcher started: how many looks in a row
+    /// found no process (a function starts at its first invocation).
+    missing: BTreeMap<&'static str, u32>,
+    restarts: Vec<Restart>,
+}
+
+impl Functions {
+    /// Stops `cargo lambda watch` and the function processes it started (they run in
+    /// process groups of their own, so stopping its group leaves them).
+    async fn stop(&mut self) {
+        self.watch.stop(Duration::from_secs(5)).await;
+        let runtime_api = format!("{}/", self.functions_url);
+        for pid in
+            remedios_emulators::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+        {
+            remedios_emulators::child::kill(pid);
+        }
+    }
+
+    async fn restart(&mut self) -> Result<(), StackError> {
+        self.stop().await;
+        let port = self.options.ports.functions;
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.functions = spawn_functions(&self.functions_options, &self.functions_env)?;
-        let limit = self.functions_options.ready_timeout;
+        self.watch = spawn_functions(&self.options, &self.env)?;
+        self.pgid.store(self.watch.pgid(), Ordering::SeqCst);
+        self.missing.clear();
+        let limit = self.options.ready_timeout;
         let started = Instant::now();
-        let invoker = HttpInvoker::new(&self.info.functions_url);
+        let invoker = HttpInvoker::new(&self.functions_url);
         for function in ["transcriber", "responder"] {
             loop {
-                match probe_sqs_function(&self.http, &invoker, function).await {
+                match probe_sqs_function(&invoker, function).await {
                     Ok(()) => break,
                     Err(detail) if started.elapsed() > limit => {
                         return Err(StackError::NotReady {
                             part: format!("{function} function (restarted)"),
                             limit,
                             detail,
-                            log: self.info.log_dir.join("functions.log"),
+                            log: self.options.log_dir.join("functions.log"),
                         });
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
@@ -883,17 +1015,87 @@ impl LocalStack {
         Ok(())
     }
 
-    /// Stops everything, leaving no process behind.
-    pub async fn shutdown(mut self) {
-        self.pump.stop();
-        self.proxy.abort();
-        self.stop_functions().await;
-        // The model server's process group is killed when it is dropped.
-        self.model = ModelHost::External;
-        self.moto.stop().await;
-        self.graph = None;
-        if StackInfo::load().is_ok_and(|recorded| recorded == self.info) {
-            let _ = std::fs::remove_file(StackInfo::path());
+    /// The functions that were running and whose process is gone: neither the binary
+    /// nor the `cargo run` that rebuilds it carries their name any more.
+    fn crashed(&mut self) -> Vec<String> {
+        let runtime_api = format!("{}/", self.functions_url);
+        let processes =
+            remedios_emulators::child::processes_with_env("AWS_LAMBDA_RUNTIME_API", &runtime_api);
+        let mut crashed = Vec::new();
+        for function in FUNCTIONS {
+            let running = processes.iter().any(|pid| {
+                remedios_emulators::child::env_var(*pid, "AWS_LAMBDA_FUNCTION_NAME").as_deref()
+                    == Some(function)
+            });
+            match self.missing.get_mut(function) {
+                _ if running => {
+                    self.missing.insert(function, 0);
+                }
+                Some(looks) => {
+                    *looks += 1;
+                    if *looks >= MISSING_LOOKS {
+                        crashed.push(function.to_owned());
+                    }
+                }
+                None => {}
+            }
+        }
+        crashed
+    }
+
+    /// Whether the functions restarted too often lately to try again.
+    fn restarting_too_often(&self) -> bool {
+        let recent = self
+            .restarts
+            .iter()
+            .filter(|r| r.at.elapsed().is_ok_and(|ago| ago < RESTART_WINDOW))
+            .count();
+        recent >= MAX_RESTARTS
+    }
+}
+
+/// Starts the functions again whenever one of them died, as Lambda starts a fresh
+/// execution environment after a crash. Stops when the watcher itself exits (`up`
+/// reports that), when a restart fails, or after [`MAX_RESTARTS`] in
+/// [`RESTART_WINDOW`].
+async fn supervise(functions: Arc<tokio::sync::Mutex<Functions>>) {
+    let mut ticker = tokio::time::interval(SUPERVISE_EVERY);
+    loop {
+        ticker.tick().await;
+        let mut guard = functions.lock().await;
+        if guard.watch.exited().is_some() {
+            return;
+        }
+        let crashed = guard.crashed();
+        if crashed.is_empty() {
+            continue;
+        }
+        if guard.restarting_too_often() {
+            tracing::error!(?crashed, "functions keep dying: not starting them again");
+            guard.restarts.push(Restart {
+                crashed,
+                at: SystemTime::now(),
+                outcome: Err(format!(
+                    "they died {MAX_RESTARTS} times within {} minutes: not started again (see \
+                     functions.log)",
+                    RESTART_WINDOW.as_secs() / 60
+                )),
+            });
+            return;
+        }
+        tracing::warn!(
+            ?crashed,
+            "a function's process died: starting the functions again"
+        );
+        let outcome = guard.restart().await.map_err(|e| e.to_string());
+        let failed = outcome.is_err();
+        guard.restarts.push(Restart {
+            crashed,
+            at: SystemTime::now(),
+            outcome,
+        });
+        if failed {
+            return;
         }
     }
 }
@@ -938,11 +1140,7 @@ fn queue_name(url: &str) -> &str {
 
 /// Invokes an SQS function with an empty batch: it answers once it has started
 /// (configuration read, clients built).
-async fn probe_sqs_function(
-    _http: &reqwest::Client,
-    invoker: &HttpInvoker,
-    function: &str,
-) -> Result<(), String> {
+async fn probe_sqs_function(invoker: &HttpInvoker, function: &str) -> Result<(), String> {
     use crate::pump::Invoke;
     let event = aws_lambda_events::event::sqs::SqsEvent::default();
     invoker
@@ -1238,7 +1436,7 @@ fn cargo_lambda() -> PathBuf {
 }
 
 /// `cargo build` of the three functions, so the first invocation does not compile.
-async fn build_functions(options: &Options) -> Result<(), StackError> {
+async fn build_functions(options: &Options, progress: &impl Fn(&str)) -> Result<(), StackError> {
     let log = options.log_dir.join("build.log");
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command
@@ -1252,12 +1450,27 @@ async fn build_functions(options: &Options) -> Result<(), StackError> {
     if options.release {
         command.arg("--release");
     }
+    // The log may hold earlier builds: progress counts only this one's lines.
+    let skip = std::fs::read_to_string(&log).map_or(0, |text| text.len());
+    let started = Instant::now();
     let mut child =
         GroupChild::spawn("cargo build", command, &log).map_err(|source| StackError::Spawn {
             what: "cargo build".into(),
             source,
         })?;
-    let status = child.wait().await.map_err(|source| StackError::Spawn {
+    let mut ticker = tokio::time::interval(BUILD_PROGRESS_EVERY);
+    ticker.tick().await;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = ticker.tick() => {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let built = BuildProgress::of(text.get(skip..).unwrap_or_default());
+                progress(&built.line(started.elapsed()));
+            }
+        }
+    }
+    .map_err(|source| StackError::Spawn {
         what: "cargo build".into(),
         source,
     })?;
@@ -1268,6 +1481,47 @@ async fn build_functions(options: &Options) -> Result<(), StackError> {
             detail: last_lines(&log, 15),
             log,
         })
+    }
+}
+
+/// How often `up` says how far the functions' build has got.
+const BUILD_PROGRESS_EVERY: Duration = Duration::from_secs(15);
+
+/// How far a `cargo build` has got, read from its output.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BuildProgress {
+    /// Crates compiled so far (cargo's `Compiling` lines).
+    pub compiled: usize,
+    /// The crate cargo started last.
+    pub latest: Option<String>,
+}
+
+impl BuildProgress {
+    pub fn of(output: &str) -> Self {
+        let mut progress = BuildProgress::default();
+        for line in output.lines() {
+            if let Some(rest) = line.trim_start().strip_prefix("Compiling ") {
+                progress.compiled += 1;
+                progress.latest = rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        progress
+    }
+
+    /// `  still building (1m 30s): 212 crates compiled, now whisper-rs-sys`
+    pub fn line(&self, elapsed: Duration) -> String {
+        let secs = elapsed.as_secs();
+        let mut line = format!(
+            "  still building ({}m {:02}s): {} crates compiled",
+            secs / 60,
+            secs % 60,
+            self.compiled
+        );
+        if let Some(latest) = &self.latest {
+            line.push_str(", now ");
+            line.push_str(latest);
+        }
+        line
     }
 }
 
@@ -1325,4 +1579,28 @@ async fn spawn_webhook_proxy(
         })?;
     let target = format!("{functions_url}/lambda-url/webhook/");
     Ok(tokio::spawn(webhook_proxy::serve(listener, target, limits)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_progress_counts_cargos_compiling_lines_and_names_the_latest() {
+        let output = "   Compiling libc v0.2.180\n\
+                      warning: unused variable\n   \
+                      Compiling whisper-rs-sys v0.14.1\n   \
+                      Compiling responder v0.1.0 (/work/main/functions/responder)\n";
+        let progress = BuildProgress::of(output);
+        assert_eq!(progress.compiled, 3);
+        assert_eq!(progress.latest.as_deref(), Some("responder"));
+        assert_eq!(
+            progress.line(Duration::from_secs(95)),
+            "  still building (1m 35s): 3 crates compiled, now responder"
+        );
+        assert_eq!(
+            BuildProgress::of("    Finished `dev` profile\n").line(Duration::from_secs(15)),
+            "  still building (0m 15s): 0 crates compiled"
+        );
+    }
 }
