@@ -585,8 +585,8 @@ impl LocalStack {
             "building the functions (log: {}){}",
             options.log_dir.join("build.log").display(),
             if first_build {
-                "; the first build compiles about 400 crates with whisper.cpp and the AWS \
-                 SDK: about 4 minutes on 2 cores, later ones take seconds"
+                "; the first build compiles about 120 crates, whisper.cpp among them: \
+                 about 2½ minutes on 2 cores; later ones take seconds"
             } else {
                 ""
             }
@@ -1508,11 +1508,11 @@ impl BuildProgress {
         progress
     }
 
-    /// `  still building (1m 30s): 212 crates compiled, now whisper-rs-sys`
+    /// `still building (1m 30s): 212 crates compiled, now whisper-rs-sys`
     pub fn line(&self, elapsed: Duration) -> String {
         let secs = elapsed.as_secs();
         let mut line = format!(
-            "  still building ({}m {:02}s): {} crates compiled",
+            "still building ({}m {:02}s): {} crates compiled",
             secs / 60,
             secs % 60,
             self.compiled
@@ -1596,11 +1596,11 @@ mod tests {
         assert_eq!(progress.latest.as_deref(), Some("responder"));
         assert_eq!(
             progress.line(Duration::from_secs(95)),
-            "  still building (1m 35s): 3 crates compiled, now responder"
+            "still building (1m 35s): 3 crates compiled, now responder"
         );
         assert_eq!(
             BuildProgress::of("    Finished `dev` profile\n").line(Duration::from_secs(15)),
-            "  still building (0m 15s): 0 crates compiled"
+            "still building (0m 15s): 0 crates compiled"
         );
     }
 }
