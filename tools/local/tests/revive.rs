@@ -39,18 +39,7 @@ async fn a_killed_function_is_started_again_and_the_next_message_is_answered() {
         .await
         .expect("a chat with the stack");
 
-    let first = chat
-        .send(
-            Outgoing::Text("What time do you open?".into()),
-            Duration::from_secs(60),
-            |_| {},
-        )
-        .await
-        .expect("the first message is answered");
-    assert_eq!(
-        first.replies,
-        [stand_in::answer_to("What time do you open?")]
-    );
+    assert_answered(&mut chat, "What time do you open?").await;
 
     let killed = stack.function_pids("responder");
     assert!(
@@ -104,15 +93,20 @@ async fn a_killed_function_is_started_again_and_the_next_message_is_answered() {
         "the webhook did not die"
     );
 
-    let second = chat
+    assert_answered(&mut chat, "And on Saturdays?").await;
+    assert_eq!(stack.restarts().await.len(), 1, "one restart, no more");
+    stack.shutdown().await;
+}
+
+/// Sends `question` and checks the one reply is the stand-in's answer to it.
+async fn assert_answered(chat: &mut Chat, question: &str) {
+    let exchange = chat
         .send(
-            Outgoing::Text("And on Saturdays?".into()),
+            Outgoing::Text(question.into()),
             Duration::from_secs(60),
             |_| {},
         )
         .await
-        .expect("the message after the crash is answered");
-    assert_eq!(second.replies, [stand_in::answer_to("And on Saturdays?")]);
-    assert_eq!(stack.restarts().await.len(), 1, "one restart, no more");
-    stack.shutdown().await;
+        .unwrap_or_else(|e| panic!("{question:?} is not answered: {e}"));
+    assert_eq!(exchange.replies, [stand_in::answer_to(question)]);
 }
