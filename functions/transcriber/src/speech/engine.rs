@@ -278,6 +278,16 @@ impl Engine {
         samples: &[f32],
         window: usize,
     ) -> Result<String, SpeechError> {
+        let (samples, window) = match self.tuning.detect_ms {
+            0 => (samples, window),
+            detect_ms => {
+                let len = (detect_ms as usize)
+                    .saturating_mul(RATE)
+                    .div_euclid(1000)
+                    .min(samples.len());
+                (&samples[..len], self.tuning.window_for(len))
+            }
+        };
         if window > 0 && self.tuning.fast_detection {
             // whisper.cpp detects the language with the encoder window of the state's last
             // `full` call (30 s for a fresh state). A `full` call limited to 100 ms of audio

@@ -2,6 +2,9 @@
 
 use super::{FULL_WINDOW, MS_PER_POSITION, RATE};
 
+/// [`Tuning::detect_ms`] by default.
+const DEFAULT_DETECT_MS: u32 = 0;
+
 /// Decoding knobs. [`Tuning::default`] is what Remedios uses; [`Tuning::whisper_defaults`]
 /// is whisper.cpp's own behaviour, kept for benchmarks and comparisons.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +19,10 @@ pub struct Tuning {
     pub min_window_ms: u32,
     /// Run language detection on the shrunk window too (otherwise it always encodes 30 s).
     pub fast_detection: bool,
+    /// Detect the language on the first `detect_ms` of the audio only, with a window
+    /// shrunk to that (0: on all of the first chunk). Detection runs the encoder once more,
+    /// so a shorter detection window is a direct saving on every note longer than it.
+    pub detect_ms: u32,
     /// Suppress non-speech tokens (music notes, brackets, speaker tags…).
     pub suppress_non_speech: bool,
     /// Temperature increment of whisper's fallback when a decode looks like a loop or is
@@ -48,6 +55,7 @@ impl Default for Tuning {
             window_margin_ms: 2_000,
             min_window_ms: 4_000,
             fast_detection: true,
+            detect_ms: DEFAULT_DETECT_MS,
             suppress_non_speech: true,
             temperature_inc: 0.2,
             condition_on_previous_text: false,
@@ -68,6 +76,7 @@ impl Tuning {
             window_margin_ms: 0,
             min_window_ms: 0,
             fast_detection: false,
+            detect_ms: 0,
             suppress_non_speech: false,
             temperature_inc: 0.2,
             condition_on_previous_text: true,
