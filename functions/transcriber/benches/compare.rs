@@ -121,8 +121,14 @@ struct Args {
 }
 
 /// Tunings to compare with the default, by name (`--variant`).
+/// Names joined with `+` apply one after the other (`detect8+split20`).
 fn variant(name: &str) -> Tuning {
-    let default = Tuning::default();
+    name.split('+').fold(Tuning::default(), |tuning, part| {
+        apply_variant(part, tuning)
+    })
+}
+
+fn apply_variant(name: &str, default: Tuning) -> Tuning {
     let number = |prefix: &str| {
         name.strip_prefix(prefix)
             .and_then(|v| v.parse::<u32>().ok())
@@ -158,13 +164,18 @@ fn variant(name: &str) -> Tuning {
             max_chunk_ms: number("chunk") * 1000,
             ..default
         },
+        _ if name.starts_with("split") && name != "split-off" => Tuning {
+            split_above_ms: number("split") * 1000,
+            ..default
+        },
         _ if name.starts_with("margin") => Tuning {
             window_margin_ms: number("margin"),
             ..default
         },
         _ => panic!(
             "unknown variant {name}: shrink-off, split-off, no-fallback, context, flash, \
-             whisper-defaults, chunkSECONDS, marginMS, detectSECONDS (0: the whole chunk)"
+             whisper-defaults, chunkSECONDS, marginMS, detectSECONDS (0: the whole chunk), \
+             splitSECONDS (split audio longer than this); join with + to combine"
         ),
     }
 }

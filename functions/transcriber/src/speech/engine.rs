@@ -263,7 +263,8 @@ impl Engine {
     /// long for one shrunk window (see [`Tuning::split_long`]).
     fn chunks(&self, samples: &[f32]) -> Vec<std::ops::Range<usize>> {
         let tuning = &self.tuning;
-        let fits_one_window = tuning.window_for(samples.len()) > 0;
+        let fits_one_window = tuning.window_for(samples.len()) > 0
+            && samples.len() as u64 * 1000 <= u64::from(tuning.split_above_ms) * RATE as u64;
         if !(tuning.split_long && tuning.shrink_window) || fits_one_window {
             return std::iter::once(0..samples.len()).collect();
         }

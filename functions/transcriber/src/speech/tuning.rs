@@ -2,8 +2,15 @@
 
 use super::{FULL_WINDOW, MS_PER_POSITION, RATE};
 
-/// [`Tuning::detect_ms`] by default.
-const DEFAULT_DETECT_MS: u32 = 0;
+/// [`Tuning::detect_ms`] by default. Measured with `scripts/bench-speech.sh --multilingual`
+/// (base q8_0, English and Spanish notes of 5-60 s): the language found on the first 5 s
+/// was the one found on the whole first chunk on every note, and a 13.5-14.7 s note took
+/// 0.28-0.45 s less (0 on a 5 s note, which is all detected anyway).
+const DEFAULT_DETECT_MS: u32 = 5_000;
+
+/// [`Tuning::split_above_ms`] by default. A 27-29 s note in two windows of about 14 s took
+/// 0.15-0.3 s less than in one 29 s window, with the same or fewer word errors.
+const DEFAULT_SPLIT_ABOVE_MS: u32 = 20_000;
 
 /// Decoding knobs. [`Tuning::default`] is what Remedios uses; [`Tuning::whisper_defaults`]
 /// is whisper.cpp's own behaviour, kept for benchmarks and comparisons.
@@ -37,15 +44,19 @@ pub struct Tuning {
     pub single_segment_short: bool,
     /// whisper.cpp's flash attention (applied when the model is loaded).
     pub flash_attention: bool,
-    /// Cut audio too long for one shrunk window (over 30 s less the margin) into chunks of
-    /// at most [`Tuning::max_chunk_ms`] at pauses and transcribe each with a window shrunk
-    /// to it (needs `shrink_window`), instead of letting whisper.cpp run full 30 s windows
-    /// over it. Shorter audio stays in one piece.
+    /// Cut audio too long for one shrunk window (over 30 s less the margin), or longer than
+    /// [`Tuning::split_above_ms`], into chunks of at most [`Tuning::max_chunk_ms`] at pauses
+    /// and transcribe each with a window shrunk to it (needs `shrink_window`), instead of
+    /// letting whisper.cpp run full 30 s windows over it. Shorter audio stays in one piece.
     pub split_long: bool,
     /// The longest chunk when `split_long` is on, in ms. Long audio is cut into the fewest
     /// chunks of at most this length, of about equal length. 15 s measured fastest on 40 s
     /// and 68 s notes, with the same words as longer chunks (10 s lost some words).
     pub max_chunk_ms: u32,
+    /// With `split_long`, audio longer than this (in ms) is cut into chunks even when it
+    /// would fit one shrunk window: the encoder's cost grows faster than the window, so two
+    /// windows of 14 s can cost less than one of 28 s.
+    pub split_above_ms: u32,
 }
 
 impl Default for Tuning {
@@ -63,6 +74,7 @@ impl Default for Tuning {
             flash_attention: false,
             split_long: true,
             max_chunk_ms: 15_000,
+            split_above_ms: DEFAULT_SPLIT_ABOVE_MS,
         }
     }
 }
@@ -84,6 +96,7 @@ impl Tuning {
             flash_attention: false,
             split_long: false,
             max_chunk_ms: 30_000,
+            split_above_ms: u32::MAX,
         }
     }
 
