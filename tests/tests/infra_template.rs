@@ -325,7 +325,10 @@ fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
             }
             add("s3:ListBucket", "${Bucket.Arn}".into());
             if !layer {
-                add("s3:GetObject", "${Bucket.Arn}/models/ggml-base.bin".into());
+                add(
+                    "s3:GetObject",
+                    "${Bucket.Arn}/models/ggml-base-q8_0.bin".into(),
+                );
             }
         }
         RESPONDER_FUNCTION => {

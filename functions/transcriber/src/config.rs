@@ -9,7 +9,7 @@
 //! | `GRAPH_API_BASE_URL`, `GRAPH_API_VERSION`, `GRAPH_MEDIA_HOSTS` | Meta's | see [`GraphEndpoint`] |
 //! | `MEDIA_MAX_BYTES` | 16 MiB | media larger than this are refused before download |
 //! | `AUDIO_MAX_SECONDS` | 900 | longer audio is answered as unsupported |
-//! | `WHISPER_MODEL_PATH` | `/opt/models/ggml-base.bin` | the GGML model (e.g. from a Lambda layer) |
+//! | `WHISPER_MODEL_PATH` | `/opt/models/ggml-base-q8_0.bin` | the GGML model (e.g. from a Lambda layer) |
 //! | `WHISPER_MODEL_S3_KEY` | unset | when set, the model is fetched from the bucket into `/tmp` at cold start instead |
 //! | `WHISPER_LANGUAGE` | `auto` | a whisper language code to force, or `auto` to detect (detection costs one more encoder pass per note) |
 //! | `WHISPER_THREADS` | the CPUs the container has | whisper.cpp threads |
@@ -33,7 +33,7 @@ pub const DEFAULT_MEDIA_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// Default longest audio transcribed: 15 minutes.
 pub const DEFAULT_AUDIO_MAX_SECONDS: u64 = 900;
 /// Where a model from a Lambda layer is by default (layers are mounted under `/opt`).
-pub const DEFAULT_MODEL_PATH: &str = "/opt/models/ggml-base.bin";
+pub const DEFAULT_MODEL_PATH: &str = "/opt/models/ggml-base-q8_0.bin";
 /// Where a model fetched from S3 is written: Lambda's writable disk.
 pub const MODEL_CACHE_DIR: &str = "/tmp";
 
@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(config.decode_limits().max_duration, config.audio_max);
         assert_eq!(
             config.model,
-            ModelSource::Path("/opt/models/ggml-base.bin".into())
+            ModelSource::Path("/opt/models/ggml-base-q8_0.bin".into())
         );
         assert_eq!(config.language, Language::Auto);
         assert!(config.threads >= 1);
@@ -180,7 +180,7 @@ mod tests {
     fn an_s3_key_wins_over_the_path_and_settings_are_parsed() {
         let config = Config::from_env(&vars(&[
             ("WHISPER_MODEL_S3_KEY", "models/ggml-tiny.en.bin"),
-            ("WHISPER_MODEL_PATH", "/opt/models/ggml-base.bin"),
+            ("WHISPER_MODEL_PATH", "/opt/models/ggml-base-q8_0.bin"),
             ("WHISPER_LANGUAGE", "Spanish"),
             ("WHISPER_THREADS", "3"),
             ("MEDIA_MAX_BYTES", "2048"),

@@ -142,11 +142,11 @@ struct DeployArgs {
     /// nothing.
     #[arg(long, conflicts_with = "dry_run")]
     check: bool,
-    /// The whisper model to upload (default: the project's .cache/models/ggml-base.bin).
+    /// The whisper model to upload (default: the project's .cache/models/ggml-base-q8_0.bin).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Its key in the bucket (the template's WhisperModelS3Key).
-    #[arg(long, default_value = "models/ggml-base.bin")]
+    #[arg(long, default_value = "models/ggml-base-q8_0.bin")]
     model_key: String,
     /// Subscribe the app to this WhatsApp Business Account's webhooks (its id in Meta's
     /// WhatsApp Manager), with the access token.
@@ -501,7 +501,7 @@ async fn deploy(args: DeployArgs) -> Result<(), String> {
     let model = args
         .model
         .clone()
-        .unwrap_or_else(|| root.join(".cache/models/ggml-base.bin"));
+        .unwrap_or_else(|| root.join(".cache/models/ggml-base-q8_0.bin"));
     let s3 = aws_sdk_s3::config::Builder::from(&sdk)
         .force_path_style(args.endpoint_url.is_some())
         .build();

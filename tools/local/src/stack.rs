@@ -400,7 +400,7 @@ pub fn check_prerequisites() -> Result<(), Vec<String>> {
 
 /// The whisper model the local transcriber uses unless `WHISPER_MODEL_PATH` is set.
 pub fn default_whisper_model() -> PathBuf {
-    paths::models_dir().join("ggml-base.bin")
+    paths::models_dir().join("ggml-base-q8_0.bin")
 }
 
 /// Runs `scripts/bootstrap.sh --run` (idempotent): only what running the stack needs, and

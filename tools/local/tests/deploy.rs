@@ -316,7 +316,7 @@ async fn against_the_emulators_it_creates_the_secrets_and_uploads_the_model() {
     let store = Store::new(s3, "remedios-cli-test");
     assert_eq!(
         store
-            .get("models/ggml-base.bin")
+            .get("models/ggml-base-q8_0.bin")
             .await
             .expect("S3")
             .expect("the model")

@@ -10,7 +10,7 @@
 //!
 //! # fn example(samples: &[f32]) -> Result<(), transcriber::speech::SpeechError> {
 //! let engine = Engine::load(&SpeechSettings {
-//!     model_path: "/opt/models/ggml-base.bin".into(),
+//!     model_path: "/opt/models/ggml-base-q8_0.bin".into(),
 //!     language: Language::Auto,
 //!     threads: 2,
 //! })?;
