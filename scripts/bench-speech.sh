@@ -62,14 +62,8 @@ for tool in espeak-ng:espeak-ng opusenc:opus-tools cargo:rustup; do
     command -v "${tool%%:*}" > /dev/null ||
         die "${tool%%:*} is not installed (apt-get install ${tool#*:})"
 done
-# The package directory of a Python module, without importing it.
-package_dir() {
-    "$PY" -c 'import importlib.util, sys
-spec = importlib.util.find_spec(sys.argv[1])
-if spec is None or not spec.submodule_search_locations:
-    sys.exit(f"package {sys.argv[1]} is not installed: run scripts/models.sh")
-print(spec.submodule_search_locations[0])' "$1"
-}
+# The directory of an installed package, without importing (running) it.
+package_dir() { "$PY" "$ROOT/scripts/package_dir.py" "$1"; }
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-speech.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT

