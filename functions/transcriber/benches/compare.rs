@@ -164,7 +164,7 @@ fn apply_variant(name: &str, default: Tuning) -> Tuning {
             max_chunk_ms: number("chunk") * 1000,
             ..default
         },
-        _ if name.starts_with("split") && name != "split-off" => Tuning {
+        _ if name.starts_with("split") => Tuning {
             split_above_ms: number("split") * 1000,
             ..default
         },

@@ -263,12 +263,12 @@ impl Engine {
     /// long for one shrunk window (see [`Tuning::split_long`]).
     fn chunks(&self, samples: &[f32]) -> Vec<std::ops::Range<usize>> {
         let tuning = &self.tuning;
-        let fits_one_window = tuning.window_for(samples.len()) > 0
-            && samples.len() as u64 * 1000 <= u64::from(tuning.split_above_ms) * RATE as u64;
-        if !(tuning.split_long && tuning.shrink_window) || fits_one_window {
+        let one_piece = tuning.window_for(samples.len()) > 0
+            && samples.len() <= samples_in(tuning.split_above_ms);
+        if !(tuning.split_long && tuning.shrink_window) || one_piece {
             return std::iter::once(0..samples.len()).collect();
         }
-        let max_len = (tuning.max_chunk_ms as usize).saturating_mul(RATE) / 1000;
+        let max_len = samples_in(tuning.max_chunk_ms);
         chunks::plan(samples, max_len)
     }
 
@@ -282,10 +282,7 @@ impl Engine {
         let (samples, window) = match self.tuning.detect_ms {
             0 => (samples, window),
             detect_ms => {
-                let len = (detect_ms as usize)
-                    .saturating_mul(RATE)
-                    .div_euclid(1000)
-                    .min(samples.len());
+                let len = samples_in(detect_ms).min(samples.len());
                 (&samples[..len], self.tuning.window_for(len))
             }
         };
@@ -347,6 +344,11 @@ impl Engine {
 /// Milliseconds of audio in `samples` samples.
 pub(super) fn ms(samples: usize) -> u64 {
     (samples as u64).saturating_mul(1000) / RATE as u64
+}
+
+/// How many samples `ms` milliseconds of audio hold (saturating).
+fn samples_in(ms: u32) -> usize {
+    (ms as usize).saturating_mul(RATE) / 1000
 }
 
 /// Appends the state's segments to `segments`: times in ms shifted by `offset_ms` (where

@@ -1,6 +1,6 @@
 //! Decoding knobs: the shrunk encoder window, chunking, sampling.
 
-use super::{FULL_WINDOW, MS_PER_POSITION, RATE};
+use super::{FULL_WINDOW, MS_PER_POSITION};
 
 /// [`Tuning::detect_ms`] by default. Measured with `scripts/bench-speech.sh --multilingual`
 /// (base q8_0, English and Spanish notes of 5-60 s): the language found on the first 5 s
@@ -106,7 +106,7 @@ impl Tuning {
         if !self.shrink_window {
             return 0;
         }
-        let clip_ms = (samples as u64).saturating_mul(1000) / RATE as u64;
+        let clip_ms = super::engine::ms(samples);
         let wanted_ms = clip_ms
             .saturating_add(u64::from(self.window_margin_ms))
             .max(u64::from(self.min_window_ms));
