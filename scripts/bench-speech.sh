@@ -13,6 +13,9 @@
 # and the f16 file next to faster-whisper int8 on the same base weights with
 # its own language detection; BENCH_SPEECH_VARIANTS="detect8 flash" adds rows
 # of the default model with those tunings (see benches/compare.rs).
+# BENCH_SPEECH_OPENMP=1 runs our side a second time, with whisper.cpp built
+# with OpenMP (the transcriber's `openmp` feature) instead of ggml's own
+# thread pool, on the same notes and next to the same faster-whisper run.
 #
 # Makes four notes with espeak-ng + opusenc (~7 s, ~10 s, ~40 s and ~68 s),
 # installs faster-whisper (pinned) into VENV (default .venv) without changing
@@ -45,7 +48,7 @@ die() { log "error: $*"; exit 1; }
 
 case "${1:-}" in
     -h | --help)
-        sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
 esac
@@ -190,13 +193,25 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/remedios/target}"
 cd "$ROOT" # .cargo/config.toml keeps GGML_NATIVE=OFF for whisper.cpp
 log "building the Rust bench (release)"
 cargo bench -p transcriber --bench compare --no-run --quiet
+OPENMP="${BENCH_SPEECH_OPENMP:-}"
+if [ -n "$OPENMP" ]; then
+    log "building it again with whisper.cpp's OpenMP threads (--features transcriber/openmp)"
+    cargo bench -p transcriber --features transcriber/openmp --bench compare --no-run --quiet
+fi
 
 log "faster-whisper: $CT2"
 OMP_NUM_THREADS=2 BENCH_SPEECH_LANGUAGE="$LANGUAGE" "$PY" "$ROOT/scripts/bench_faster_whisper.py" "$NOTES" "$CT2" "$WORK/faster-whisper.json"
 log "whisper.cpp (ours): $GGML and ${GGML_EXTRA#*=}"
 variants=()
 for name in ${BENCH_SPEECH_VARIANTS:-}; do variants+=(--variant "$name"); done
-cargo bench -p transcriber --bench compare --quiet -- \
-    --notes "$NOTES" --model "$GGML" --extra-model "$GGML_EXTRA" "${variants[@]}" \
-    --faster-whisper "$WORK/faster-whisper.json" \
-    --json "${BENCH_SPEECH_JSON:-$WORK/report.json}"
+ours() {
+    cargo bench -p transcriber "$@" --bench compare --quiet -- \
+        --notes "$NOTES" --model "$GGML" --extra-model "$GGML_EXTRA" "${variants[@]}" \
+        --faster-whisper "$WORK/faster-whisper.json" \
+        --json "${BENCH_SPEECH_JSON:-$WORK/report.json}"
+}
+ours
+if [ -n "$OPENMP" ]; then
+    log "whisper.cpp (ours) again, built with OpenMP"
+    BENCH_SPEECH_JSON="${BENCH_SPEECH_JSON:+$BENCH_SPEECH_JSON.openmp}" ours --features transcriber/openmp
+fi

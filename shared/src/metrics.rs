@@ -60,13 +60,16 @@ pub const SCHEMA: &[Line] = &[
         &["Function", "Model"],
         &["AudioSeconds", "TranscriptionMs", "RealTimeFactor"],
     ),
+    // Where a voice note's time goes before whisper: fetching the media (lookup,
+    // download from Meta's host, storing it in S3) and decoding it to samples.
+    line("transcriber", &["Function"], &["DownloadMs", "DecodeMs"]),
     line("transcriber", &["Function", "Language"], &["VoiceNotes"]),
     line("transcriber", &["Function", "Outcome"], &["Forwarded"]),
     line("transcriber", &["Function", "Cause"], &["Retries"]),
     line(
         "responder",
         &["Function", "Reply", "Content"],
-        &["EndToEndMs", "Parts", "JobMs"],
+        &["EndToEndMs", "Parts", "JobMs", "SendMs"],
     ),
     line("responder", &["Function", "Outcome"], &["Jobs"]),
     line(

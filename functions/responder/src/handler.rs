@@ -372,7 +372,7 @@ impl Responder {
                 }
             }
         };
-        let outcome = self
+        let (outcome, sending) = self
             .deliver(message, &user, held, snapshot_for_history)
             .await?;
         info!(
@@ -410,6 +410,7 @@ impl Responder {
                     Unit::Milliseconds,
                     started.elapsed().as_millis() as f64,
                 )
+                .value("SendMs", Unit::Milliseconds, sending.as_secs_f64() * 1e3)
                 .emit();
         }
         if let Outcome::Replied {
@@ -603,16 +604,18 @@ impl Responder {
     }
 
     /// Sends what the record has not sent yet, recording each part, then remembers the
-    /// exchange.
+    /// exchange; also gives the time spent in the Graph API's send calls.
     async fn deliver(
         &self,
         message: &InboundMessage,
         user: &UserTag,
         mut held: Held,
         snapshot: Option<Snapshot>,
-    ) -> Result<Outcome, RetryLater> {
+    ) -> Result<(Outcome, Duration), RetryLater> {
         let recipient = self.recipient(message);
         let mut sent_now = 0;
+        // Time spent in the Graph API's send calls, apart from recording each part.
+        let mut sending = Duration::ZERO;
         let mut snapshot = snapshot;
         let mut remembered = false;
         loop {
@@ -620,7 +623,10 @@ impl Responder {
             else {
                 break;
             };
-            match self.send(message, &recipient, &part).await {
+            let send_started = Instant::now();
+            let sent = self.send(message, &recipient, &part).await;
+            sending += send_started.elapsed();
+            match sent {
                 Ok(id) => {
                     sent_now += 1;
                     let mut record = held.record.clone();
@@ -662,7 +668,7 @@ impl Responder {
                         if let Err(e) = self.ledger.update(user, &held, record).await {
                             warn!(error = %e, "could not record the dropped reply");
                         }
-                        return Ok(Outcome::Dropped { code: error.code() });
+                        return Ok((Outcome::Dropped { code: error.code() }, sending));
                     }
                 },
             }
@@ -671,10 +677,13 @@ impl Responder {
             self.remember(user, message, &held.record, snapshot).await?;
             self.mark_remembered(user, &held).await;
         }
-        Ok(Outcome::Replied {
-            kind: held.record.kind,
-            parts: sent_now,
-        })
+        Ok((
+            Outcome::Replied {
+                kind: held.record.kind,
+                parts: sent_now,
+            },
+            sending,
+        ))
     }
 
     /// Records that a part went out. WhatsApp takes no idempotency key, so a part sent

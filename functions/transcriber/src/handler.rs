@@ -35,7 +35,7 @@
 //! queue deduplicates the reply job.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -393,10 +393,12 @@ impl Transcriber {
             tracing::info!(message_id = message.id, "transcript already stored, reused");
             return Ok(transcribed(transcript, transcript_key));
         }
+        let fetching = Instant::now();
         let stored = match self.fetch_media(message, tag, media, true).await? {
             Fetched::Stored(stored) => stored,
             Fetched::Unavailable(reason) => return Ok(Prepared::MediaUnavailable { reason }),
         };
+        let download_ms = fetching.elapsed().as_secs_f64() * 1e3;
         let bytes = stored.bytes.unwrap_or_default();
         let mime = stored.mime_type;
         let engine = Arc::clone(&self.engine);
@@ -407,8 +409,11 @@ impl Transcriber {
         })
         .await
         .map_err(|e| RecordError::Crashed(e.to_string()))??;
-        let transcript = match outcome {
-            Heard::Transcript(transcript) => transcript,
+        let (transcript, decode_ms) = match outcome {
+            Heard::Transcript {
+                transcript,
+                decode_ms,
+            } => (transcript, decode_ms),
             Heard::Unusable(reason) => {
                 tracing::warn!(message_id = message.id, %reason, "audio not transcribable");
                 return Ok(Prepared::AudioUnsupported { reason });
@@ -453,6 +458,10 @@ impl Transcriber {
                     0.0
                 },
             )
+            .emit();
+        Metrics::of("transcriber")
+            .value("DownloadMs", Unit::Milliseconds, download_ms)
+            .value("DecodeMs", Unit::Milliseconds, decode_ms)
             .emit();
         Metrics::of("transcriber")
             .dimension(
@@ -564,8 +573,11 @@ fn graph_failure(
 /// What listening to a voice note gave.
 #[derive(Debug)]
 enum Heard {
-    /// Its words.
-    Transcript(Transcript),
+    /// Its words, and how long decoding the audio took (milliseconds).
+    Transcript {
+        transcript: Transcript,
+        decode_ms: f64,
+    },
     /// Nothing: the audio itself is the problem (undecodable, too long), said why.
     Unusable(String),
 }
@@ -578,6 +590,7 @@ fn decode_and_transcribe(
     limits: &DecodeLimits,
     until: Deadline,
 ) -> Result<Heard, RecordError> {
+    let decoding = Instant::now();
     let decoded = match audio::decode(bytes, Some(mime), limits) {
         Ok(decoded) => decoded,
         Err(AudioError::Internal(reason)) => {
@@ -585,8 +598,12 @@ fn decode_and_transcribe(
         }
         Err(e) => return Ok(Heard::Unusable(e.to_string())),
     };
+    let decode_ms = decoding.elapsed().as_secs_f64() * 1e3;
     match engine.transcribe_by(&decoded.samples, until) {
-        Ok(transcript) => Ok(Heard::Transcript(transcript)),
+        Ok(transcript) => Ok(Heard::Transcript {
+            transcript,
+            decode_ms,
+        }),
         Err(
             e @ (SpeechError::TooLong { .. }
             | SpeechError::InvalidSamples { .. }

@@ -74,7 +74,7 @@ pub fn summarize(log: &str) -> Vec<Row> {
         .collect();
     for (figure, (mut values, unit)) in samples {
         values.sort_by(f64::total_cmp);
-        let at = |p: f64| values[((values.len() - 1) as f64 * p).round() as usize];
+        let at = |p: f64| percentile(&values, p);
         rows.push(Row {
             figure,
             count: values.len(),
@@ -83,6 +83,16 @@ pub fn summarize(log: &str) -> Vec<Row> {
         });
     }
     rows
+}
+
+/// The `p` quantile (0.5 for the median) of `sorted`, ascending values, by the nearest
+/// rank; 0 when there are none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p.clamp(0.0, 1.0)).round() as usize;
+    sorted[rank]
 }
 
 /// The summary as a table.
@@ -151,5 +161,15 @@ mod tests {
         assert_eq!(e2e.percentiles, Some([200.0, 300.0, 300.0]));
         assert!(table(&rows).contains("responder: EndToEndMs (answer, text)"));
         assert!(table(&[]).contains("no metrics yet"));
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let values: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&values, 0.5), 6.0);
+        assert_eq!(percentile(&values, 0.9), 9.0);
+        assert_eq!(percentile(&values, 1.0), 10.0);
+        assert_eq!(percentile(&values, 0.0), 1.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }
