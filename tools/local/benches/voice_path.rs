@@ -53,6 +53,8 @@ const STAGES: [&str; 10] = [
     "model (stand-in)",
     "send",
 ];
+/// Where "transcribe" is in [`STAGES`].
+const TRANSCRIBE: usize = 4;
 
 /// One note's way: milliseconds per stage (in [`STAGES`] order), the audio's length and
 /// the whole path.
@@ -138,7 +140,7 @@ async fn main() {
             let path = measure(&emulator, &info.log_dir, &id, &sent, &batches).await;
             eprintln!(
                 "voice_path: {seconds} s note, run {run}: {:.0} ms in all, {:.0} ms transcribing",
-                path.total_ms, path.stages[4]
+                path.total_ms, path.stages[TRANSCRIBE]
             );
             if run == 0 {
                 warm_up = Some(path);
@@ -370,7 +372,7 @@ fn report(rows: &[(u32, Way, Vec<Way>)], runs: usize) -> String {
         line(stage, &|p: &Way| p.stages[i]);
     }
     line("**all but transcribe**", &|p: &Way| {
-        p.total_ms - p.stages[4]
+        p.total_ms - p.stages[TRANSCRIBE]
     });
     line("**webhook to reply accepted**", &|p: &Way| p.total_ms);
     line("the webhook's 200 at the sender", &|p: &Way| {
@@ -381,7 +383,7 @@ fn report(rows: &[(u32, Way, Vec<Way>)], runs: usize) -> String {
     for (seconds, warm_up, _) in rows {
         first.push_str(&format!(
             " {seconds} s: {:.0} / {:.0};",
-            warm_up.total_ms, warm_up.stages[4]
+            warm_up.total_ms, warm_up.stages[TRANSCRIBE]
         ));
     }
     out.push_str(first.trim_end_matches(';'));
