@@ -24,7 +24,6 @@
 //! `cargo bench -p remedios-local --bench voice_path` (`VOICE_PATH_RUNS`, default 10
 //! measured notes per length after one warm-up note, reported apart).
 
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use remedios_local::pump::{Batch, Outcome};
@@ -122,7 +121,7 @@ async fn main() {
     let http = reqwest::Client::new();
     let user = User::phone("15550007777", "Voice Path");
 
-    let mut rows = Vec::new();
+    let mut notes = Vec::new();
     for seconds in LENGTHS {
         let audio = remedios_testkit::voice::voice_note(
             dir.path(),
@@ -131,26 +130,35 @@ async fn main() {
             // minute in about 5 s each.
             &remedios_testkit::audio::long_text(seconds * 4 / 5),
         );
-        let mut paths = Vec::new();
-        let mut warm_up = None;
+        let mut answered = Vec::new();
         for run in 0..=runs {
             let id = format!("wamid.VOICEPATH{seconds}x{run:03}");
             let sent = send(&http, &info, &emulator, &user, &id, &audio).await;
             let batches = until_answered(&mut pump, &id).await;
-            let path = measure(&emulator, &info.log_dir, &id, &sent, &batches).await;
             eprintln!(
-                "voice_path: {seconds} s note, run {run}: {:.0} ms in all, {:.0} ms transcribing",
-                path.total_ms, path.stages[TRANSCRIBE]
+                "voice_path: {seconds} s note, run {run}: answered {:.0} ms after the POST",
+                unix_ms(batches[1].started + batches[1].elapsed) - unix_ms(sent.posted_at)
             );
-            if run == 0 {
-                warm_up = Some(path);
-            } else {
-                paths.push(path);
-            }
+            answered.push((id, sent, batches));
         }
-        rows.push((seconds, warm_up.expect("a warm-up run"), paths));
+        notes.push((seconds, answered));
     }
+    // What the emulator and the functions' metric lines saw, read once for every note.
+    let recorded = emulator.recorded(0).await.expect("the emulator's record");
+    let log =
+        std::fs::read_to_string(info.log_dir.join("functions.log")).expect("the functions' log");
+    let lines = remedios_shared::metrics::parse_lines(&log);
     stack.shutdown().await;
+    let rows: Vec<(u32, Way, Vec<Way>)> = notes
+        .iter()
+        .map(|(seconds, answered)| {
+            let mut ways = answered
+                .iter()
+                .map(|(id, sent, batches)| measure(&recorded, &lines, id, sent, batches));
+            let warm_up = ways.next().expect("a warm-up run");
+            (*seconds, warm_up, ways.collect())
+        })
+        .collect();
     print!("{}", report(&rows, runs));
 }
 
@@ -182,22 +190,10 @@ async fn send(
         user,
         meta::audio(user, id, timestamp, &media_id, MIME, true),
     );
-    let signature = meta::sign(info.app_secret.as_bytes(), body.as_bytes());
     let posted_at = SystemTime::now();
-    let response = http
-        .post(&info.webhook_url)
-        .header("content-type", "application/json")
-        .header(remedios_shared::signature::HEADER, signature)
-        .body(body)
-        .timeout(Duration::from_secs(30))
-        .send()
+    remedios_local::chat::post_notification(http, info, body)
         .await
-        .expect("the webhook answers");
-    assert!(
-        response.status().is_success(),
-        "the webhook refused the note: {}",
-        response.status()
-    );
+        .unwrap_or_else(|e| panic!("the webhook did not take the note: {e}"));
     Sent {
         posted_at,
         accepted_at: SystemTime::now(),
@@ -244,9 +240,9 @@ async fn until_answered(
 
 /// The stages of message `id` from what the sender, the pump, the emulator and the
 /// functions' metric lines saw.
-async fn measure(
-    emulator: &EmulatorClient,
-    log_dir: &Path,
+fn measure(
+    recorded: &[Recorded],
+    lines: &[Value],
     id: &str,
     sent: &Sent,
     [transcriber, responder]: &[Batch; 2],
@@ -266,18 +262,15 @@ async fn measure(
     let transcriber_start = unix_ms(transcriber.started);
     let responder_start = unix_ms(responder.started);
     let responder_end = unix_ms(responder.started + responder.elapsed);
-    let replied = emulator
-        .recorded(0)
-        .await
-        .expect("the emulator's record")
-        .into_iter()
+    let replied = recorded
+        .iter()
         .filter_map(|r| match r {
             Recorded::Text {
                 at_ms,
                 reply_to: Some(to),
                 id: Some(_),
                 ..
-            } if to == id => Some(at_ms as f64),
+            } if to == id => Some(*at_ms as f64),
             _ => None,
         })
         .fold(None, |last: Option<f64>, at| {
@@ -286,9 +279,8 @@ async fn measure(
         .expect("the emulator accepted a reply to the note");
 
     // The metric lines written while this note went through (one note at a time).
-    let log = std::fs::read_to_string(log_dir.join("functions.log")).expect("the functions' log");
-    let lines: Vec<Value> = remedios_shared::metrics::parse_lines(&log)
-        .into_iter()
+    let lines: Vec<&Value> = lines
+        .iter()
         .filter(|m| {
             m["_aws"]["Timestamp"]
                 .as_f64()

@@ -86,6 +86,37 @@ impl Stages {
     }
 }
 
+/// Posts a notification to the stack's `/webhook`, signed with its app secret as Meta
+/// signs it; `Ok` once the webhook answered 2xx (the message is on the inbound queue).
+pub async fn post_notification(
+    http: &reqwest::Client,
+    info: &StackInfo,
+    body: String,
+) -> Result<(), ChatError> {
+    let signature = meta::sign(info.app_secret.as_bytes(), body.as_bytes());
+    let response = http
+        .post(&info.webhook_url)
+        .header("content-type", "application/json")
+        .header(remedios_shared::signature::HEADER, signature)
+        .body(body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(|source| ChatError::WebhookDown {
+            url: info.webhook_url.clone(),
+            source,
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        return Err(ChatError::WebhookRefused {
+            status: status.as_u16(),
+            body,
+        });
+    }
+    Ok(())
+}
+
 /// A duration for people: `850 ms`, `3.2 s`.
 pub fn human(d: Duration) -> String {
     if d < Duration::from_secs(1) {
@@ -215,29 +246,8 @@ impl Chat {
             }
         };
         let body = meta::single(&self.user, message);
-        let signature = meta::sign(self.info.app_secret.as_bytes(), body.as_bytes());
         let started = Instant::now();
-        let response = self
-            .http
-            .post(&self.info.webhook_url)
-            .header("content-type", "application/json")
-            .header(remedios_shared::signature::HEADER, signature)
-            .body(body)
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .map_err(|source| ChatError::WebhookDown {
-                url: self.info.webhook_url.clone(),
-                source,
-            })?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(ChatError::WebhookRefused {
-                status: status.as_u16(),
-                body,
-            });
-        }
+        post_notification(&self.http, &self.info, body).await?;
         let mut stages = Stages {
             webhook: started.elapsed(),
             ..Stages::default()
