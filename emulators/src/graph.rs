@@ -292,6 +292,9 @@ struct Inner {
     allowed_recipients: Option<HashSet<String>>,
     /// WhatsApp Business Accounts the app was subscribed to.
     subscribed: Vec<String>,
+    /// Text sends still to hold ([`GraphEmulator::stall_sends`]), and for how long.
+    stalled_sends: u32,
+    stall: Duration,
 }
 
 impl Inner {
@@ -401,6 +404,14 @@ impl GraphEmulator {
     /// Scripts a failure.
     pub fn inject(&self, fault: Fault) {
         inject(&self.state, fault);
+    }
+
+    /// Holds the next `count` text sends for `stall` each, then answers them 504 without
+    /// sending: a Graph API so slow that a client's timeout ends the request first.
+    pub fn stall_sends(&self, count: u32, stall: Duration) {
+        let mut inner = lock(&self.state);
+        inner.stalled_sends = count;
+        inner.stall = stall;
     }
 
     /// Clears all scripted failures.
@@ -677,6 +688,18 @@ async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let stall = {
+        let mut inner = lock(&state);
+        let text = serde_json::from_slice::<Value>(&body).is_ok_and(|b| b["type"] == "text");
+        (text && inner.stalled_sends > 0).then(|| {
+            inner.stalled_sends -= 1;
+            inner.stall
+        })
+    };
+    if let Some(stall) = stall {
+        tokio::time::sleep(stall).await;
+        return ErrorSpec::new(504, 2, "Service temporarily unavailable (stalled)").response();
+    }
     let mut inner = lock(&state);
     let seq = inner.next_seq();
     let refuse = |inner: &mut Inner, code: i64, reason: String| {
@@ -777,7 +800,11 @@ async fn messages(
     {
         error = Some(ErrorSpec::not_allowed());
     }
-    let id = error.is_none().then(|| format!("wamid.EMU{seq:012}"));
+    // Meta's ids of sent messages hold the recipient's number, as inbound ones do.
+    let id = error.is_none().then(|| {
+        let party = target.as_deref().unwrap_or_default();
+        crate::meta::wamid(party.trim_start_matches('+'), u128::from(seq))
+    });
     inner.recorded.push(Recorded::Text {
         seq,
         at_ms: now_ms(),

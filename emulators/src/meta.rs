@@ -16,6 +16,32 @@ pub fn user_tag(user_key: &str) -> remedios_shared::user::UserTag {
     remedios_shared::user::UserKey::new(user_key).tag(&key)
 }
 
+/// A WhatsApp message id shaped as Meta makes them: `wamid.` and the base64 of a record
+/// holding the other party's id (`party`: the sender's number for an inbound message, the
+/// recipient's for one we send) and a 20-hex-digit per-message part from `unique`. Like
+/// Meta's, it carries the phone number, which is what the privacy tests look for.
+pub fn wamid(party: &str, unique: u128) -> String {
+    use base64::Engine;
+    let party = &party.as_bytes()[..party.len().min(0x7f)];
+    let unique = format!("{:020X}", unique & ((1u128 << 80) - 1));
+    let mut record = vec![0x1c, 0x18, party.len() as u8];
+    record.extend_from_slice(party);
+    record.extend_from_slice(&[0x15, 0x02, 0x00, 0x12, 0x18, 0x14]);
+    record.extend_from_slice(unique.as_bytes());
+    record.push(0x00);
+    format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD.encode(record)
+    )
+}
+
+/// The keyed tag the tests' deployment names WhatsApp message `id` by.
+pub fn message_tag(id: &str) -> remedios_shared::user::MessageTag {
+    remedios_shared::user::TagKey::new(USER_TAG_KEY)
+        .unwrap_or_else(|e| panic!("the tests' user tag key: {e}"))
+        .message(id)
+}
+
 /// Our test business number.
 pub const PHONE_NUMBER_ID: &str = "106540352242922";
 /// Its display number.
@@ -168,6 +194,13 @@ pub fn escape_non_ascii(json: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wamid_holds_the_party_s_number_as_meta_s_do() {
+        let id = wamid("15550001111", 7);
+        assert!(id.starts_with("wamid.HBgLMTU1NTAwMDExMTEV"), "{id}");
+        assert_ne!(id, wamid("15550001111", 8));
+    }
 
     #[test]
     fn non_ascii_is_escaped_as_utf16_and_parses_back() {

@@ -374,8 +374,18 @@ async fn chat(State(state): State<SharedGate>, body: Bytes) -> Response {
             return openai_error(StatusCode::BAD_REQUEST, &reason);
         }
     };
-    let started = Instant::now();
+    // GPT4All answers only for a model it has: any other name is refused.
     let client = reqwest::Client::new();
+    if let Some(listed) = listed_models(&client, &upstream).await
+        && !listed.contains(&request.model)
+    {
+        let reason = format!("Unknown model: {}", request.model);
+        lock(&state).records.push(GateRecord::Refused {
+            reason: reason.clone(),
+        });
+        return openai_error(StatusCode::BAD_REQUEST, &reason);
+    }
+    let started = Instant::now();
     let answer = client
         .post(format!("{upstream}/chat/completions"))
         .json(&request)
@@ -420,6 +430,28 @@ async fn chat(State(state): State<SharedGate>, body: Bytes) -> Response {
     });
     let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// The model ids `upstream` lists (`None` when it cannot be asked: the request then
+/// fails upstream as it would).
+async fn listed_models(client: &reqwest::Client, upstream: &str) -> Option<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Listed {
+        data: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        id: String,
+    }
+    let listed: Listed = client
+        .get(format!("{upstream}/models"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(listed.data.into_iter().map(|e| e.id).collect())
 }
 
 /// Checks a request body against GPT4All's rules; the typed request (with GPT4All's

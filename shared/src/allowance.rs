@@ -33,7 +33,7 @@ use tracing::debug;
 use crate::config::{ConfigError, Env, Vars};
 use crate::keys;
 use crate::store::{Precondition, Store, StoreError, Written};
-use crate::user::{Sender, SenderList, UserTag};
+use crate::user::{MessageTag, Sender, SenderList, UserTag};
 
 /// The stored layout version.
 pub const USAGE_VERSION: u32 = 1;
@@ -287,13 +287,13 @@ impl Allowances {
         &self.allowance
     }
 
-    /// Counts message `id` of `sender` (tag `user`) and decides; no S3 request when no
-    /// limit applies to the sender.
+    /// Counts message `message` of `sender` (tag `user`) and decides; no S3 request when
+    /// no limit applies to the sender.
     pub async fn admit(
         &self,
         sender: &Sender,
         user: &UserTag,
-        id: &str,
+        message: &MessageTag,
         is_audio: bool,
         now_ms: i64,
     ) -> Result<Verdict, AllowanceError> {
@@ -301,6 +301,7 @@ impl Allowances {
             return Ok(Verdict::Admitted);
         }
         let allowance = &self.allowance;
+        let id = message.as_str();
         self.update(user, |usage| usage.decide(allowance, id, is_audio, now_ms))
             .await
     }
@@ -310,13 +311,14 @@ impl Allowances {
         &self,
         sender: &Sender,
         user: &UserTag,
-        id: &str,
+        message: &MessageTag,
         duration_ms: u64,
         now_ms: i64,
     ) -> Result<(), AllowanceError> {
         if !self.allowance.applies_to(sender) || self.allowance.audio_per_day.is_zero() {
             return Ok(());
         }
+        let id = message.as_str();
         self.update(user, |usage| ((), usage.charge(id, duration_ms, now_ms)))
             .await
     }
@@ -330,10 +332,11 @@ impl Allowances {
     ) -> Result<T, AllowanceError> {
         let key = keys::usage(user);
         for attempt in 0..UPDATE_ATTEMPTS {
-            let (mut usage, precondition) = match self.store.get_json::<Usage>(&key).await? {
-                Some((usage, etag)) => (usage, Precondition::Matches(etag)),
-                None => (Usage::default(), Precondition::Absent),
-            };
+            let (mut usage, precondition) =
+                match self.store.get_state::<Usage>(&key, "transcriber").await? {
+                    Some((usage, etag)) => (usage, Precondition::Matches(etag)),
+                    None => (Usage::default(), Precondition::Absent),
+                };
             let (result, changed) = change(&mut usage);
             if !changed {
                 return Ok(result);

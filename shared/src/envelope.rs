@@ -13,14 +13,17 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::allowance::Limit;
-use crate::user::{Sender, TagKey, UserKey, UserTag};
+use crate::user::{MessageTag, Sender, TagKey, UserKey, UserTag};
 use crate::whatsapp::webhook::{self, ApiError, MessageContent, Referral};
 
 /// The envelope version this build writes and reads. Version 2 carries the keyed user
-/// tag ([`InboundMessage::user`]).
-pub const ENVELOPE_VERSION: u32 = 2;
+/// tag ([`InboundMessage::user`]), version 3 the keyed message tag
+/// ([`InboundMessage::message_tag`]).
+pub const ENVELOPE_VERSION: u32 = 3;
 /// The oldest version this build reads: a version 1 message names no user tag, and only
-/// the webhook holds the secret to make one.
+/// the webhook holds the secret to make one. A version 2 message, queued by the release
+/// before during an upgrade, is read with the unkeyed tag of its id
+/// ([`MessageTag::unkeyed`]).
 pub const OLDEST_ENVELOPE_VERSION: u32 = 2;
 
 /// An inbound WhatsApp message, as the webhook enqueues it.
@@ -36,7 +39,12 @@ pub struct InboundMessage {
     /// made once, by the webhook, which alone holds the deployment's secret; everything
     /// after files the message under it (S3 keys, FIFO group, logs).
     pub user: UserTag,
-    /// The WhatsApp message id (`wamid.…`).
+    /// The message's keyed tag ([`TagKey::message`] of [`InboundMessage::id`]), made by
+    /// the webhook like [`InboundMessage::user`]: its name in S3 keys, deduplication ids
+    /// and logs.
+    pub message_tag: MessageTag,
+    /// The WhatsApp message id (`wamid.…`). It holds the sender's phone number: only
+    /// for the Graph API (mark-read, quoting), never in a key, an id or a log line.
     pub id: String,
     /// Unix seconds when the user sent it (Meta's timestamp).
     pub timestamp: i64,
@@ -71,6 +79,7 @@ impl InboundMessage {
             display_phone_number: metadata.display_phone_number.clone(),
             user: sender.key().tag(tags),
             sender,
+            message_tag: tags.message(&message.id),
             id: message.id.clone(),
             timestamp: message.timestamp,
             received_at_ms,
@@ -409,11 +418,16 @@ pub enum EnvelopeError {
 /// Versioned envelopes.
 pub trait Versioned {
     fn version(&self) -> u32;
+    /// Brings a version 2 body to this version: where its inbound message lies.
+    fn inbound_of_v2(body: &mut serde_json::Value) -> Option<&mut serde_json::Value>;
 }
 
 impl Versioned for InboundMessage {
     fn version(&self) -> u32 {
         self.v
+    }
+    fn inbound_of_v2(body: &mut serde_json::Value) -> Option<&mut serde_json::Value> {
+        Some(body)
     }
 }
 
@@ -421,6 +435,27 @@ impl Versioned for ReplyJob {
     fn version(&self) -> u32 {
         self.v
     }
+    fn inbound_of_v2(body: &mut serde_json::Value) -> Option<&mut serde_json::Value> {
+        body.get_mut("message")
+    }
+}
+
+/// Gives a version 2 inbound message the unkeyed tag of its id (the consumers do not
+/// hold the secret to key it); a body without an id is left to fail as malformed.
+fn upgrade_v2<T: Versioned>(mut body: serde_json::Value) -> serde_json::Value {
+    if let Some(inbound) = T::inbound_of_v2(&mut body).and_then(|m| m.as_object_mut()) {
+        let tag = inbound
+            .get("id")
+            .and_then(|id| id.as_str())
+            .map(MessageTag::unkeyed);
+        if let Some(tag) = tag {
+            inbound.insert(
+                "message_tag".to_owned(),
+                serde_json::Value::String(tag.as_str().to_owned()),
+            );
+        }
+    }
+    body
 }
 
 /// Reads a queue message body, checking its version.
@@ -436,6 +471,9 @@ where
     match serde_json::from_str::<Version>(body)?.v {
         v if v > ENVELOPE_VERSION || v == 0 => Err(EnvelopeError::UnknownVersion { found: v }),
         v if v < OLDEST_ENVELOPE_VERSION => Err(EnvelopeError::Outdated { found: v }),
+        2 => Ok(serde_json::from_value(upgrade_v2::<T>(
+            serde_json::from_str(body)?,
+        ))?),
         _ => Ok(serde_json::from_str(body)?),
     }
 }
@@ -458,8 +496,18 @@ mod tests {
         assert!(e.to_string().contains("before keyed user tags"), "{e}");
         let e = decode::<InboundMessage>(&body(ENVELOPE_VERSION + 1)).unwrap_err();
         assert!(matches!(e, EnvelopeError::UnknownVersion { .. }), "{e}");
-        // This version without its tag is malformed.
+        // This version without its tags is malformed.
         let e = decode::<InboundMessage>(&body(ENVELOPE_VERSION)).unwrap_err();
-        assert!(e.to_string().contains("missing field `user`"), "{e}");
+        assert!(e.to_string().contains("missing field"), "{e}");
+    }
+
+    #[test]
+    fn a_version_2_message_queued_before_keyed_message_tags_gets_the_unkeyed_tag_of_its_id() {
+        let v2 = body(2).replacen(r#""id""#, r#""user":"0123456789abcdef0123","id""#, 1);
+        let inbound = decode::<InboundMessage>(&v2).expect("a version 2 inbound message");
+        assert_eq!(inbound.message_tag, MessageTag::unkeyed("wamid.1"));
+        let job = format!(r#"{{"v":2,"message":{v2},"prepared":{{"outcome":"nothing"}}}}"#);
+        let job = decode::<ReplyJob>(&job).expect("a version 2 reply job");
+        assert_eq!(job.message.message_tag, MessageTag::unkeyed("wamid.1"));
     }
 }

@@ -23,7 +23,7 @@ use thiserror::Error;
 use url::{Host, Url};
 
 use crate::config::{ConfigError, Env, Vars};
-use crate::secrets::Secret;
+use crate::secrets::{Secret, SecretSource};
 
 /// Meta's domains that media downloads may come from.
 pub const META_MEDIA_DOMAINS: &[&str] = &["fbsbx.com", "facebook.com", "fbcdn.net", "whatsapp.net"];
@@ -51,6 +51,10 @@ pub struct GraphSettings {
 
 /// The default timeout of one Graph API request (a 16 MiB media download included).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The timeout of one `/messages` request (a text sent, a read receipt): a small JSON
+/// exchange, which gets no longer than this even when the client's timeout is longer, so
+/// the worst case of a send can be reserved for within an invocation.
+pub const MESSAGES_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the Graph API is, read from the environment at cold start; the access token is
 /// a secret resolved apart ([`crate::config::Env::secret`], then [`GraphEndpoint::with_token`]).
@@ -261,6 +265,8 @@ pub struct GraphClient {
     settings: GraphSettings,
     /// The access token in use: [`GraphSettings::token`] until [`Self::replace_token`].
     token: std::sync::Arc<std::sync::RwLock<Secret>>,
+    /// Where the token is read again when the Graph API refuses it ([`Self::reread_token`]).
+    token_source: Option<(aws_config::SdkConfig, SecretSource)>,
 }
 
 impl GraphClient {
@@ -290,7 +296,59 @@ impl GraphClient {
             http,
             settings,
             token,
+            token_source: None,
         })
+    }
+
+    /// Reads the access token again from `source` when the Graph API refuses the one in
+    /// use as expired or invalid, so a token an operator replaced in SSM works at once in
+    /// warm containers too. Only an SSM parameter is read again (a token given directly
+    /// cannot change).
+    pub fn with_token_source(mut self, sdk: aws_config::SdkConfig, source: SecretSource) -> Self {
+        if matches!(source, SecretSource::SsmParameter(_)) {
+            self.token_source = Some((sdk, source));
+        }
+        self
+    }
+
+    /// `call`, made once more with a token read again when the Graph API refused the one in
+    /// use ([`ErrorClass::Auth`]) and its SSM parameter holds another.
+    pub async fn fresh_token_once<T, F, Fut>(&self, mut call: F) -> Result<T, GraphError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, GraphError>>,
+    {
+        match call().await {
+            Err(e) if e.class() == ErrorClass::Auth && self.reread_token().await => call().await,
+            answered => answered,
+        }
+    }
+
+    /// Reads the access token again (after an [`ErrorClass::Auth`] answer); whether a
+    /// different one is now in use, so the call is worth making again.
+    pub async fn reread_token(&self) -> bool {
+        let Some((sdk, source)) = &self.token_source else {
+            return false;
+        };
+        match crate::secrets::load_each(sdk, [source]).await {
+            Ok([token]) => {
+                let changed = self.replace_token(token);
+                if changed {
+                    tracing::warn!(
+                        "the Graph API refused the access token; using the one now in its SSM parameter"
+                    );
+                } else {
+                    tracing::error!(
+                        "the Graph API refused the access token, and its SSM parameter still holds the same one: replace it"
+                    );
+                }
+                changed
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the Graph API refused the access token, and it could not be read again");
+                false
+            }
+        }
     }
 
     /// The settings this client was built with (with the token it was given first).
@@ -485,6 +543,7 @@ impl GraphClient {
             .http
             .post(url)
             .bearer_auth(self.bearer())
+            .timeout(MESSAGES_TIMEOUT.min(self.settings.timeout))
             .json(body)
             .send()
             .await

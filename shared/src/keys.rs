@@ -3,6 +3,7 @@
 //! | prefix | what | written by |
 //! |---|---|---|
 //! | `quarantine/{date}/{sha256}.json` | signed webhook bodies we could not parse | webhook |
+//! | `quarantine/state/{key}.{ms}` | state objects that did not parse, moved aside | transcriber, responder |
 //! | `messages/{user}/{message}.json` | the inbound message record (its envelope) | transcriber |
 //! | `media/{user}/{message}.{ext}` | media files, with their content type | transcriber |
 //! | `transcripts/{user}/{message}.json` | voice-note transcripts | transcriber |
@@ -12,10 +13,15 @@
 //! | `knowledge/…` | the business's own material (Markdown, text) | the operator |
 //! | `knowledge-index/index.json` | its search index, rebuilt when the material changes | responder, `remedios knowledge build` |
 //!
-//! `{user}` is the user's pseudonymous [`UserTag`]; `{message}` is the WhatsApp message
-//! id, percent-encoded where it has characters that are awkward in keys.
+//! `{user}` is the user's pseudonymous [`UserTag`]; `{message}` is the message's keyed
+//! [`MessageTag`], never the WhatsApp message id, which holds the sender's number.
+//!
+//! Releases before keyed message tags named messages by their WhatsApp id
+//! ([`legacy_reply`]); those objects expire with the bucket's retention, and the
+//! responder still looks for an old reply record so that a late duplicate of a message
+//! answered before the upgrade is not answered again.
 
-use crate::user::UserTag;
+use crate::user::{MessageTag, UserTag};
 
 /// Signed but unparsable webhook bodies.
 pub const QUARANTINE: &str = "quarantine/";
@@ -45,23 +51,25 @@ pub fn quarantine(unix_seconds: i64, body_sha256_hex: &str) -> String {
     )
 }
 
+/// Where a state object (`usage/…`, `conversations/…`, `replies/…`) that did not parse is
+/// moved aside at Unix milliseconds `at_ms`: under its own key, so an operator finds it.
+pub fn state_quarantine(key: &str, at_ms: i64) -> String {
+    format!("{QUARANTINE}state/{key}.{at_ms}")
+}
+
 /// The record of one inbound message.
-pub fn message_record(user: &UserTag, message_id: &str) -> String {
-    format!("{MESSAGES}{user}/{}.json", key_safe(message_id))
+pub fn message_record(user: &UserTag, message: &MessageTag) -> String {
+    format!("{MESSAGES}{user}/{message}.json")
 }
 
 /// A media file; `extension` without the dot.
-pub fn media(user: &UserTag, message_id: &str, extension: &str) -> String {
-    format!(
-        "{MEDIA}{user}/{}.{}",
-        key_safe(message_id),
-        key_safe(extension)
-    )
+pub fn media(user: &UserTag, message: &MessageTag, extension: &str) -> String {
+    format!("{MEDIA}{user}/{message}.{}", key_safe(extension))
 }
 
 /// The transcript of a voice note.
-pub fn transcript(user: &UserTag, message_id: &str) -> String {
-    format!("{TRANSCRIPTS}{user}/{}.json", key_safe(message_id))
+pub fn transcript(user: &UserTag, message: &MessageTag) -> String {
+    format!("{TRANSCRIPTS}{user}/{message}.json")
 }
 
 /// A user's conversation history.
@@ -75,12 +83,23 @@ pub fn usage(user: &UserTag) -> String {
 }
 
 /// The reply record of one inbound message.
-pub fn reply(user: &UserTag, message_id: &str) -> String {
-    format!("{REPLIES}{user}/{}.json", key_safe(message_id))
+pub fn reply(user: &UserTag, message: &MessageTag) -> String {
+    format!("{REPLIES}{user}/{message}.json")
 }
 
-/// Percent-encodes everything but ASCII letters, digits and `._=-`, so an id maps
-/// to exactly one key segment and two ids never share one.
+/// The names a release before keyed message tags may have given the reply record of
+/// WhatsApp message `message_id`: its id, percent-encoded (written before the upgrade),
+/// and its unkeyed tag (a message queued before the upgrade and answered after it).
+/// Read only, never written.
+pub fn legacy_replies(user: &UserTag, message_id: &str) -> [String; 2] {
+    [
+        format!("{REPLIES}{user}/{}.json", key_safe(message_id)),
+        reply(user, &MessageTag::unkeyed(message_id)),
+    ]
+}
+
+/// Percent-encodes everything but ASCII letters, digits and `._=-`, so a name maps
+/// to exactly one key segment and two names never share one.
 fn key_safe(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     for b in id.bytes() {
@@ -133,24 +152,47 @@ mod tests {
         assert_eq!(utc_date(-1), "1969-12-31");
     }
 
+    fn message(id: &str) -> MessageTag {
+        TagKey::new("keys-test-key-keys-test-key-keys")
+            .expect("a tag key")
+            .message(id)
+    }
+
     #[test]
-    fn message_ids_become_single_injective_key_segments() {
+    fn messages_are_named_by_their_keyed_tag_never_their_id() {
         let user = tag("15551234567");
-        let a = message_record(&user, "wamid.HBg+a/b==");
-        let b = message_record(&user, "wamid.HBg/a+b==");
-        assert_ne!(a, b);
-        assert!(a.ends_with("/wamid.HBg%2Ba%2Fb==.json"), "{a}");
+        let wamid = "wamid.HBgLMTU1NTEyMzQ1NjcVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=";
+        let a = message_record(&user, &message(wamid));
+        assert_eq!(a, format!("{MESSAGES}{user}/{}.json", message(wamid)));
+        assert!(!a.contains("wamid") && !a.contains("HBgL"), "{a}");
+        assert_ne!(a, message_record(&user, &message("wamid.other")));
         assert_eq!(a.matches('/').count(), 2);
+    }
+
+    #[test]
+    fn the_legacy_reply_names_are_the_old_percent_encoded_id_and_the_unkeyed_tag() {
+        let user = tag("15551234567");
+        let [old, unkeyed] = legacy_replies(&user, "wamid.HBg+a/b==");
+        assert_eq!(old, format!("{REPLIES}{user}/wamid.HBg%2Ba%2Fb==.json"));
+        assert_eq!(
+            unkeyed,
+            reply(&user, &MessageTag::unkeyed("wamid.HBg+a/b=="))
+        );
     }
 
     #[test]
     fn every_key_lives_under_its_prefix() {
         let user = tag("US.1");
-        assert!(media(&user, "m", "ogg").starts_with(MEDIA));
-        assert!(transcript(&user, "m").starts_with(TRANSCRIPTS));
+        let m = message("m");
+        assert!(media(&user, &m, "ogg").starts_with(MEDIA));
+        assert!(transcript(&user, &m).starts_with(TRANSCRIPTS));
         assert!(conversation(&user).starts_with(CONVERSATIONS));
-        assert!(reply(&user, "m").starts_with(REPLIES));
+        assert!(reply(&user, &m).starts_with(REPLIES));
         assert!(usage(&user).starts_with(USAGE));
         assert!(quarantine(0, "ab").starts_with(QUARANTINE));
+        assert_eq!(
+            state_quarantine(&usage(&user), 7),
+            format!("{QUARANTINE}state/{USAGE}{user}.json.7")
+        );
     }
 }

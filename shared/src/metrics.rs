@@ -53,7 +53,7 @@ pub const SCHEMA: &[Line] = &[
     line(
         "webhook",
         &["Function"],
-        &["Statuses", "RefusedSenders", "Quarantined"],
+        &["Statuses", "RefusedSenders", "OtherNumbers", "Quarantined"],
     ),
     line(
         "transcriber",
@@ -64,8 +64,12 @@ pub const SCHEMA: &[Line] = &[
     // download from Meta's host, storing it in S3) and decoding it to samples.
     line("transcriber", &["Function"], &["DownloadMs", "DecodeMs"]),
     line("transcriber", &["Function", "Language"], &["VoiceNotes"]),
+    // A cold start without the whisper model, and each voice note it could not hear.
+    line("transcriber", &["Function"], &["SpeechModelUnavailable"]),
     line("transcriber", &["Function", "Outcome"], &["Forwarded"]),
     line("transcriber", &["Function", "Cause"], &["Retries"]),
+    // A state object that did not parse, moved aside (`Store::get_state`).
+    line("transcriber", &["Function"], &["StateQuarantined"]),
     line(
         "responder",
         &["Function", "Reply", "Content"],
@@ -78,6 +82,10 @@ pub const SCHEMA: &[Line] = &[
         &["ModelCalls", "ModelMs", "PromptTokens", "CompletionTokens"],
     ),
     line("responder", &["Function", "Cause"], &["Retries"]),
+    // Material files left out of the knowledge index (not UTF-8, too big, over the total),
+    // at every load of the index.
+    line("responder", &["Function"], &["KnowledgeFilesSkipped"]),
+    line("responder", &["Function"], &["StateQuarantined"]),
 ];
 
 /// The line of `function` that holds `metric`, from [`SCHEMA`].

@@ -15,6 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use crate::keys;
+use crate::metrics::{Metrics, Unit};
+
 /// Why an S3 operation failed.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -206,6 +209,36 @@ impl Store {
             source,
         })?;
         Ok(Some((value, object.etag)))
+    }
+
+    /// Reads a piece of state (a usage record, a conversation, a reply record) as JSON;
+    /// `None` when it does not exist, and also when its body does not parse (written by
+    /// another release, after a rollback, or damaged by hand): then the body is moved aside
+    /// to [`keys::state_quarantine`] and the original deleted, so its user starts fresh
+    /// instead of every job of theirs failing until the dead-letter queue. A warning and
+    /// `function`'s `StateQuarantined` metric say so.
+    pub async fn get_state<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        function: &'static str,
+    ) -> Result<Option<(T, String)>, StoreError> {
+        let Some(object) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let error = match serde_json::from_slice(&object.bytes) {
+            Ok(value) => return Ok(Some((value, object.etag))),
+            Err(error) => error,
+        };
+        let aside = keys::state_quarantine(key, crate::clock::now_ms());
+        let content_type = object.content_type.as_deref().unwrap_or("application/json");
+        self.put(&aside, object.bytes.to_vec(), content_type)
+            .await?;
+        self.delete(key).await?;
+        tracing::warn!(key, aside, error = %error, "a state object did not parse: moved aside, its user starts fresh");
+        Metrics::of(function)
+            .value("StateQuarantined", Unit::Count, 1.0)
+            .emit();
+        Ok(None)
     }
 
     /// Whether `key` exists.

@@ -10,6 +10,12 @@
 //! secrets): HMAC-SHA256 of the user key, cut to 80 bits. Without the secret, a tag
 //! cannot be recomputed from a guessed number, so holding the logs or the bucket listing
 //! does not reveal who wrote; with it, the same user always gets the same tag.
+//!
+//! WhatsApp message ids (`wamid.…`) are base64 of a record that holds the sender's phone
+//! number, so they are personal data too. [`MessageTag`] names a message wherever its
+//! identity must show (S3 keys, SQS deduplication ids, logs): the same HMAC under the same
+//! secret, with its own domain prefix, cut the same way. The wamid itself travels only
+//! inside queue and object bodies, where the Graph API needs it (mark-read, quoting).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -208,6 +214,14 @@ impl TagKey {
         mac.update(user.as_str().as_bytes());
         UserTag(hex::encode(&mac.finalize().into_bytes()[..10]))
     }
+
+    /// The keyed tag of a WhatsApp message id (`wamid.…`), as Meta sends it.
+    pub fn message(&self, message_id: &str) -> MessageTag {
+        let mut mac = self.0.clone();
+        mac.update(b"remedios-message:");
+        mac.update(message_id.as_bytes());
+        MessageTag(hex::encode(&mac.finalize().into_bytes()[..10]))
+    }
 }
 
 impl fmt::Debug for TagKey {
@@ -239,9 +253,60 @@ impl fmt::Debug for UserTag {
     }
 }
 
+/// A message's keyed tag: 20 hex digits of a keyed hash of its WhatsApp id
+/// ([`TagKey::message`]). It names the message in S3 keys, SQS deduplication ids and
+/// logs, which must never hold the wamid (it embeds the sender's number).
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MessageTag(String);
+
+impl MessageTag {
+    /// The tag of a message queued by a release before keyed message tags (envelope
+    /// version 2), which the consumers, without the deployment's secret, cannot key: an
+    /// unkeyed digest of its id, with its own prefix. Only messages in flight during the
+    /// upgrade are named so.
+    pub fn unkeyed(message_id: &str) -> Self {
+        use sha2::Digest;
+        let digest = Sha256::new()
+            .chain_update(b"remedios-message-unkeyed:")
+            .chain_update(message_id.as_bytes())
+            .finalize();
+        MessageTag(hex::encode(&digest[..10]))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for MessageTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageTag({})", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_tags_are_keyed_distinct_from_user_tags_and_hold_no_digits_of_the_number() {
+        // wamid.… of a message from 15550001111 (its base64 holds the number).
+        let wamid = "wamid.HBgLMTU1NTAwMDExMTEVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=";
+        let a = key(KEY).message(wamid);
+        assert_eq!(a, key(KEY).message(wamid));
+        assert_eq!(a.as_str().len(), 20);
+        assert_ne!(a, key("another-key-another-key-another-key").message(wamid));
+        assert_ne!(a.as_str(), UserKey::new(wamid).tag(&key(KEY)).as_str());
+        assert_ne!(a, MessageTag::unkeyed(wamid));
+        assert!(a.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!a.as_str().contains("1111"));
+    }
 
     #[test]
     fn redaction_keeps_only_the_last_four_characters() {

@@ -101,7 +101,7 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
     let record = object(
         &s3,
         &info.bucket,
-        &keys::message_record(&tag, &text.message_id),
+        &keys::message_record(&tag, &text.message_tag),
     )
     .await
     .expect("the text's message record is in S3");
@@ -136,7 +136,7 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
         object(
             &s3,
             &info.bucket,
-            &keys::message_record(&tag, &voice.message_id)
+            &keys::message_record(&tag, &voice.message_tag)
         )
         .await
         .is_some(),
@@ -145,7 +145,7 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
     let media = keys_under(
         &s3,
         &info.bucket,
-        &format!("{}{}/{}.", keys::MEDIA, tag, voice.message_id),
+        &format!("{}{}/{}.", keys::MEDIA, tag, voice.message_tag),
     )
     .await;
     assert_eq!(
@@ -161,7 +161,7 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
     let transcript = object(
         &s3,
         &info.bucket,
-        &keys::transcript(&tag, &voice.message_id),
+        &keys::transcript(&tag, &voice.message_tag),
     )
     .await
     .expect("the transcript is in S3");
@@ -307,5 +307,69 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
         transcribed[0]["RealTimeFactor"].as_f64().unwrap_or(0.0)
     );
 
+    // `remedios quarantine replay`: a body an older release could not read, kept in
+    // quarantine, is taken in and answered; one this release cannot read either is kept
+    // again and reported.
+    let store = remedios_shared::store::Store::new(s3.clone(), &info.bucket);
+    let kept_user = meta::User::phone("15550003333", "Kept Body");
+    let kept_id = meta::wamid("15550003333", 1);
+    let now_s = remedios_shared::clock::now_ms() / 1000;
+    let readable = meta::single(
+        &kept_user,
+        meta::text(&kept_user, &kept_id, now_s, "Hello from the quarantine"),
+    );
+    let unreadable = r#"{"object":"whatsapp_business_account","entry":7}"#.to_owned();
+    for (day, body) in [("2026-01-01", &readable), ("2026-01-02", &unreadable)] {
+        let sha = hex_sha256(body.as_bytes());
+        store
+            .put(
+                &format!("{}{day}/{sha}.json", keys::QUARANTINE),
+                body.clone().into_bytes(),
+                "application/json",
+            )
+            .await
+            .expect("a kept body");
+    }
+    let done = remedios_local::quarantine::replay(
+        &store,
+        &info.webhook_url,
+        info.app_secret.as_bytes(),
+        |_, _| {},
+    )
+    .await
+    .expect("replayed");
+    assert_eq!(
+        (
+            done.accepted.len(),
+            done.still_unreadable.len(),
+            done.refused.len()
+        ),
+        (1, 1, 0),
+        "{done:?}"
+    );
+    let graph = stack.graph_emulator().expect("the Graph API emulator");
+    let deadline = std::time::Instant::now() + REPLY_TIMEOUT;
+    while !graph
+        .sent_texts()
+        .iter()
+        .any(|t| t.reply_to.as_deref() == Some(kept_id.as_str()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replayed message was never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let left = remedios_local::quarantine::kept(&store)
+        .await
+        .expect("list");
+    assert_eq!(left.len(), 1, "the unreadable body is kept again: {left:?}");
+
     local_stack::shutdown(stack).await;
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }

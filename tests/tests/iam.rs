@@ -11,6 +11,7 @@ use remedios_shared::store::Store;
 use remedios_shared::user::UserTag;
 use remedios_template::RESPONDER_FUNCTION;
 use remedios_testkit::iam::{self, Principal};
+use remedios_testkit::meta;
 use remedios_testkit::moto::{self, Moto};
 use responder::history::{Bounds, History};
 
@@ -126,7 +127,7 @@ async fn a_role_reaches_only_its_own_prefixes_and_unknown_keys_nothing() {
         .expect("conversations/ is the responder's");
     let media = responder
         .put(
-            &keys::media(&user, "wamid.3", "ogg"),
+            &keys::media(&user, &meta::message_tag("wamid.3"), "ogg"),
             b"x".to_vec(),
             "audio/ogg",
         )

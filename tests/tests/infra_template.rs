@@ -324,6 +324,12 @@ fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
                 add("s3:PutObject", format!("${{Bucket.Arn}}/{prefix}/*"));
             }
             add("s3:ListBucket", "${Bucket.Arn}".into());
+            // A usage record that does not parse is moved aside (Store::get_state).
+            add(
+                "s3:PutObject",
+                "${Bucket.Arn}/quarantine/state/usage/*".into(),
+            );
+            add("s3:DeleteObject", "${Bucket.Arn}/usage/*".into());
             if !layer {
                 add(
                     "s3:GetObject",
@@ -348,6 +354,15 @@ fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
             add("s3:PutObject", "${Bucket.Arn}/knowledge-index/*".into());
             // `/reset` (History::clear); the enforced tests call it as this role.
             add("s3:DeleteObject", "${Bucket.Arn}/conversations/*".into());
+            // A conversation or reply record that does not parse is moved aside
+            // (Store::get_state).
+            for prefix in ["conversations", "replies"] {
+                add(
+                    "s3:PutObject",
+                    format!("${{Bucket.Arn}}/quarantine/state/{prefix}/*"),
+                );
+            }
+            add("s3:DeleteObject", "${Bucket.Arn}/replies/*".into());
             add("s3:ListBucket", "${Bucket.Arn}".into());
         }
         other => panic!("no expectations for {other}"),
@@ -433,6 +448,7 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "WHATSAPP_APP_SECRET_PARAM",
             "USER_TAG_KEY_PARAM",
             "ALLOWED_SENDERS",
+            "WHATSAPP_PHONE_NUMBER_ID",
         ],
         TRANSCRIBER_FUNCTION => vec![
             "INBOUND_QUEUE_URL",

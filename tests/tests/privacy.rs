@@ -1,15 +1,23 @@
-//! Privacy: the logs of a full run hold no message text, transcript, reply, token,
-//! secret, profile name or full phone number. The whole pipeline runs as `remedios up`
-//! runs it (functions at the default `RUST_LOG=info`); a text with a distinctive
-//! phrase and a voice note from a known number are answered, then every file in the
-//! stack's log directory is scanned. A user may appear only as their tag or as
-//! `shared::user::redact`'s form of their number (`…` and the last four digits), which
-//! the scan allows: it looks for the full number, with and without country code.
+//! Privacy: the logs (metric lines included) and the bucket listing of a full run hold
+//! no message text, transcript, reply, token, secret, profile name or phone number. The
+//! whole pipeline runs as `remedios up` runs it (functions at the default
+//! `RUST_LOG=info`); a text with a distinctive phrase and a voice note from a known number
+//! are answered, with message ids shaped as Meta's (base64 of a record holding the
+//! sender's number, as the Graph API emulator's ids of sent messages hold the
+//! recipient's), then every file in the stack's log directory and every object name in
+//! the bucket is scanned.
+//!
+//! The number is looked for in every form: with and without `+` and country code, with
+//! spaces, dashes and parentheses, percent-encoded, and inside every `wamid.` token and
+//! every run of 16 or more base64 characters, decoded (standard and URL-safe alphabets,
+//! from each of the four offsets a run may start at).
 
 mod local_stack;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use base64::Engine;
 
 use local_stack::{REPLY_TIMEOUT, object};
 use remedios_local::chat::{Chat, Outgoing};
@@ -42,21 +50,152 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// `(file, what, line)` for every forbidden string found (lines truncated).
-fn leaks(dir: &Path, forbidden: &[(String, &str)]) -> Vec<String> {
+/// The ways an 11-digit number with a 1-digit country code is written.
+fn number_forms(number: &str) -> Vec<String> {
+    let (cc, area, exchange, line) = (&number[..1], &number[1..4], &number[4..7], &number[7..]);
+    let national = &number[1..];
+    vec![
+        number.to_owned(),
+        format!("+{number}"),
+        national.to_owned(),
+        format!("+{cc} {area} {exchange} {line}"),
+        format!("{cc} {area} {exchange} {line}"),
+        format!("{area} {exchange} {line}"),
+        format!("+{cc} ({area}) {exchange}-{line}"),
+        format!("({area}) {exchange}-{line}"),
+        format!("{area}-{exchange}-{line}"),
+        format!("{cc}-{area}-{exchange}-{line}"),
+    ]
+}
+
+/// `text` with `%XX` escapes decoded (as in percent-encoded object names).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| u8::from_str_radix(&text[i + 1..i + 3], 16).ok())
+            .flatten();
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What every run of 16 or more base64 characters in `text` decodes to, in both
+/// alphabets, from each offset (a run may begin mid-quantum after a delimiter).
+fn base64_decodings(text: &str) -> Vec<String> {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_');
+    let mut out = Vec::new();
+    for run in text.split(|c: char| !is_b64(c)).filter(|r| r.len() >= 16) {
+        for offset in 0..4 {
+            let part = &run[offset..];
+            let part = &part[..part.len() - part.len() % 4];
+            for engine in [
+                base64::engine::general_purpose::STANDARD_NO_PAD,
+                base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ] {
+                if let Ok(bytes) = engine.decode(part) {
+                    out.push(String::from_utf8_lossy(&bytes).into_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `(where, what, excerpt)` of every forbidden string in `text`, read as it is,
+/// percent-decoded and base64-decoded; `numbers` are looked for in all their forms.
+fn leaks_in(
+    place: &str,
+    text: &str,
+    forbidden: &[(String, &str)],
+    numbers: &[&str],
+) -> Vec<String> {
+    let mut needles: Vec<(String, String)> = forbidden
+        .iter()
+        .map(|(n, what)| (n.to_lowercase(), (*what).to_owned()))
+        .collect();
+    for number in numbers {
+        for form in number_forms(number) {
+            needles.push((form, format!("phone number {number}")));
+        }
+    }
+    let decoded = percent_decoded(text);
+    let mut readings = vec![
+        ("as written", text.to_owned()),
+        ("percent-decoded", decoded.clone()),
+    ];
+    readings.extend(
+        base64_decodings(&decoded)
+            .into_iter()
+            .map(|d| ("base64-decoded", d)),
+    );
     let mut found = Vec::new();
-    for file in files(dir) {
-        let bytes = std::fs::read(&file).unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes).to_lowercase();
-        for (needle, what) in forbidden {
-            let needle = needle.to_lowercase();
-            for line in text.lines().filter(|l| l.contains(&needle)) {
+    for (how, reading) in readings {
+        let reading = reading.to_lowercase();
+        for (needle, what) in &needles {
+            for line in reading.lines().filter(|l| l.contains(needle.as_str())) {
                 let shown: String = line.chars().take(200).collect();
-                found.push(format!("{}: {what}: {shown}", file.display()));
+                found.push(format!("{place}: {what} ({how}): {shown}"));
             }
         }
     }
     found
+}
+
+/// Every leak in the files under `dir`.
+fn leaks(dir: &Path, forbidden: &[(String, &str)], numbers: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in files(dir) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        found.extend(leaks_in(
+            &file.display().to_string(),
+            &text,
+            forbidden,
+            numbers,
+        ));
+    }
+    found
+}
+
+/// The scan finds a number however it is hidden, and finds nothing in what holds none.
+#[test]
+fn the_scan_finds_a_number_in_every_form_it_may_take() {
+    let number = "15550001111";
+    let wamid = remedios_testkit::meta::wamid(number, 42);
+    let hidden = [
+        format!("message_id=\"{wamid}\""),
+        format!(
+            "messages/0123/{}.json",
+            wamid.replace('+', "%2B").replace('/', "%2F")
+        ),
+        "to +1 (555) 000-1111".to_owned(),
+        "user 555 000 1111".to_owned(),
+        format!("x{}", &wamid["wamid.".len() + 1..]),
+    ];
+    for text in &hidden {
+        assert!(
+            !leaks_in("t", text, &[], &[number]).is_empty(),
+            "not found in {text}"
+        );
+    }
+    let clean = format!(
+        "user {} message {}",
+        remedios_testkit::meta::user_tag(number),
+        remedios_testkit::meta::message_tag(&wamid)
+    );
+    assert_eq!(leaks_in("t", &clean, &[], &[number]), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +223,7 @@ async fn the_logs_of_a_full_run_hold_no_message_text_transcript_secret_or_phone_
     let transcript = object(
         &s3,
         &info.bucket,
-        &keys::transcript(&tag, &voice.message_id),
+        &keys::transcript(&tag, &voice.message_tag),
     )
     .await
     .expect("the transcript is in S3");
@@ -95,6 +234,7 @@ async fn the_logs_of_a_full_run_hold_no_message_text_transcript_secret_or_phone_
         "whisper heard the note: {}",
         transcript.text
     );
+    let listing = local_stack::list(&s3, &info.bucket).await;
     local_stack::shutdown(stack).await;
 
     let mut forbidden: Vec<(String, &str)> = vec![
@@ -106,19 +246,34 @@ async fn the_logs_of_a_full_run_hold_no_message_text_transcript_secret_or_phone_
         (APP_SECRET.to_owned(), "app secret"),
         (VERIFY_TOKEN.to_owned(), "verify token"),
         (PROFILE_NAME.to_owned(), "profile name"),
-        (PHONE.to_owned(), "phone number"),
-        (PHONE[1..].to_owned(), "phone number without country code"),
     ];
     for reply in text.replies.iter().chain(&voice.replies) {
         for line in reply.lines().map(str::trim).filter(|l| l.len() >= 16) {
             forbidden.push((line.to_owned(), "reply text"));
         }
     }
-    let found = leaks(&log_dir, &forbidden);
+    let mut found = leaks(&log_dir, &forbidden, &[PHONE]);
+    found.extend(leaks_in(
+        "the bucket listing",
+        &listing.join("\n"),
+        &forbidden,
+        &[PHONE],
+    ));
     assert!(
         found.is_empty(),
-        "the logs leak private data:\n{}",
+        "the logs or object names leak private data:\n{}",
         found.join("\n")
+    );
+    // The scan read a listing of this run's objects, and the ids it sent hold the number.
+    assert!(
+        listing
+            .iter()
+            .any(|k| k.contains(voice.message_tag.as_str())),
+        "the voice note is filed under its keyed tag: {listing:?}"
+    );
+    assert!(
+        !leaks_in("the chat's id", &voice.message_id, &[], &[PHONE]).is_empty(),
+        "the test's message ids carry the number, as Meta's do"
     );
 
     // The scan read real logs of this run, in which the user appears only redacted.

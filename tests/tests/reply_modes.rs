@@ -39,7 +39,7 @@ async fn transcript_mode_answers_a_voice_note_with_its_text_and_calls_no_model()
     let stored = local_stack::object(
         &s3,
         &info.bucket,
-        &keys::transcript(chat.tag(), &voice.message_id),
+        &keys::transcript(chat.tag(), &voice.message_tag),
     )
     .await;
     assert!(

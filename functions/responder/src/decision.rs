@@ -282,6 +282,7 @@ mod tests {
                 },
                 user: serde_json::from_value(serde_json::json!("00000000000000000000"))
                     .expect("a tag"),
+                message_tag: remedios_shared::user::MessageTag::unkeyed("wamid.1"),
                 id: "wamid.1".into(),
                 timestamp: 0,
                 received_at_ms: 0,

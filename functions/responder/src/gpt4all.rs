@@ -121,6 +121,10 @@ pub enum Gpt4AllError {
         "the GPT4All host refused the request with HTTP {status}: {message} (check GPT4ALL_MODEL against the host's model list and GPT4ALL_API_KEY)"
     )]
     Refused { status: u16, message: String },
+    #[error(
+        "the GPT4All host is misconfigured for us (HTTP {status}: {message}): check GPT4ALL_URL (it ends in /v1), GPT4ALL_MODEL against the host's model list (GET /v1/models) and GPT4ALL_API_KEY"
+    )]
+    Misconfigured { status: u16, message: String },
     #[error("the GPT4All host's answer could not be read: {0}")]
     BadResponse(String),
     #[error("the GPT4All host answered with an empty message")]
@@ -136,6 +140,7 @@ impl Gpt4AllError {
             Gpt4AllError::OutOfTime { .. } => "out_of_time",
             Gpt4AllError::Server { .. } => "server_error",
             Gpt4AllError::Refused { .. } => "refused",
+            Gpt4AllError::Misconfigured { .. } => "misconfigured",
             Gpt4AllError::BadResponse(_) => "bad_response",
             Gpt4AllError::Empty => "empty",
         }
@@ -153,11 +158,10 @@ impl Gpt4AllError {
     }
 
     /// The host refused this request and would refuse it again: a prompt over the
-    /// model's context, a model name it does not know, a body it cannot take (4xx but
-    /// 401/403, which an operator fixes with the key, and 408/429, which are load).
-    /// Retrying only makes the user wait; the failure policy answers at once.
+    /// model's context, a body it cannot take (4xx but 408/429, which are load). Retrying
+    /// only makes the user wait; the failure policy answers at once.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Gpt4AllError::Refused { status, .. } if !matches!(status, 401 | 403 | 408 | 429))
+        matches!(self, Gpt4AllError::Refused { status, .. } if !matches!(status, 408 | 429))
     }
 }
 
@@ -385,9 +389,30 @@ fn status_error(status: u16, body: &str) -> Gpt4AllError {
     };
     if status >= 500 {
         Gpt4AllError::Server { status, message }
+    } else if misconfigured(status, &message) {
+        Gpt4AllError::Misconfigured { status, message }
     } else {
         Gpt4AllError::Refused { status, message }
     }
+}
+
+/// Whether a 4xx says our configuration is wrong, whatever the question: a wrong path
+/// (404), a wrong or missing key (401, 403), a model name the host does not have (a 400
+/// that says so). Every user would get it; an operator must fix it.
+fn misconfigured(status: u16, message: &str) -> bool {
+    let message = message.to_lowercase();
+    let names_a_missing_model = message.contains("model")
+        && [
+            "unknown",
+            "not found",
+            "does not exist",
+            "no such",
+            "invalid model",
+            "not loaded",
+        ]
+        .iter()
+        .any(|s| message.contains(s));
+    matches!(status, 401 | 403 | 404) || (status == 400 && names_a_missing_model)
 }
 
 /// At most 300 characters of a body, for error messages.
@@ -459,6 +484,21 @@ mod tests {
         );
         assert!(!e.is_unavailable());
         assert!(e.is_permanent(), "a bad request is refused again");
+        for (status, body) in [
+            (404, "Not Found"),
+            (401, r#"{"error":{"message":"invalid api key"}}"#),
+            (400, r#"{"error":{"message":"Unknown model: Llama 3 8B"}}"#),
+            (400, r#"{"error":"model 'x' not found"}"#),
+        ] {
+            let e = status_error(status, body);
+            assert_eq!(e.kind(), "misconfigured", "{status} {body}");
+            assert!(!e.is_permanent() && !e.is_unavailable(), "{e}");
+        }
+        let overflow = status_error(
+            400,
+            r#"{"error":{"message":"the request exceeds the available context size"}}"#,
+        );
+        assert_eq!(overflow.kind(), "refused");
         for status in [401, 403, 408, 429] {
             assert!(!status_error(status, "").is_permanent(), "{status}");
         }

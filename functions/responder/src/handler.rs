@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use remedios_shared::batch;
 use remedios_shared::clock::{Deadline, now_ms};
 use remedios_shared::envelope::{self, Content, InboundMessage, ReplyJob};
-use remedios_shared::graph::{ErrorClass, GraphClient, GraphError, Recipient};
+use remedios_shared::graph::{self, ErrorClass, GraphClient, GraphError, Recipient};
 use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::queue::Queue;
 use remedios_shared::secrets::{self, SecretError, SecretSource};
@@ -40,9 +40,29 @@ const RECORD_PATIENCE: Duration = Duration::from_secs(10);
 const SEND_BACKOFF: Duration = Duration::from_millis(400);
 /// The longest wait within an invocation for one send.
 const SEND_MAX_WAIT: Duration = Duration::from_secs(5);
-/// What an invocation keeps, after asking the model, to send and record a fixed text
-/// (the last attempt's apology): the model gets what is left of the deadline minus this.
+/// What an invocation keeps, after asking the model, to claim the message and send and
+/// record the answer: the model gets what is left of the deadline minus this. A send that
+/// does not finish in it leaves the job to come back, and the stored parts go out then
+/// without asking the model again.
 pub const REPLY_MARGIN: Duration = Duration::from_secs(20);
+/// One S3 write (the claim): the SDK's attempts against a slow S3, generously.
+const STORE_WRITE: Duration = Duration::from_secs(5);
+/// One SSM read of the access token after the Graph API refused it, generously.
+const TOKEN_READ: Duration = Duration::from_secs(5);
+/// The longest one part's send can take: every attempt timing out
+/// ([`graph::MESSAGES_TIMEOUT`]), one more after the token is read again, and the longest
+/// wait between them.
+pub const WORST_SEND: Duration = Duration::from_secs(
+    (SEND_ATTEMPTS as u64 + 1) * graph::MESSAGES_TIMEOUT.as_secs()
+        + (SEND_ATTEMPTS as u64 - 1) * SEND_MAX_WAIT.as_secs()
+        + TOKEN_READ.as_secs(),
+);
+/// What the last attempt keeps after asking the model, so that its apology goes out
+/// before the deadline however slow the Graph API and S3 are: the claim, the worst send
+/// of one part ([`WORST_SEND`]) and the record of it. (On earlier attempts a reply that
+/// does not finish comes back; on the last one the apology is the user's only answer.)
+pub const LAST_ATTEMPT_MARGIN: Duration =
+    Duration::from_secs(STORE_WRITE.as_secs() + WORST_SEND.as_secs() + RECORD_PATIENCE.as_secs());
 
 /// Why the responder could not start.
 #[derive(Debug, Error)]
@@ -124,9 +144,6 @@ pub enum Outcome {
 pub struct Responder {
     /// The reply queue, when known: failed records come back after their backoff.
     source: Option<Queue>,
-    /// Where the access token is read again when the Graph API says it expired (an SSM
-    /// parameter an operator may have replaced since the cold start).
-    token_source: Option<(SdkConfig, SecretSource)>,
     graph: GraphClient,
     model: Gpt4AllClient,
     history: History,
@@ -147,7 +164,8 @@ impl Responder {
             .ok_or_else(|| SecretError::NotFound("WHATSAPP_ACCESS_TOKEN".into()))?;
         let api_key = resolved.next();
         let store = Store::new(remedios_shared::aws::s3(sdk, &config.aws), &config.bucket);
-        let graph = GraphClient::new(config.graph.clone().with_token(token))?;
+        let graph = GraphClient::new(config.graph.clone().with_token(token))?
+            .with_token_source(sdk.clone(), config.access_token.clone());
         let model = Gpt4AllClient::new(config.model.clone(), api_key)?;
         let knowledge = if config.behaviour.knowledge.enabled {
             let (knowledge, _) = knowledge::load_or_build(&store, now_ms()).await?;
@@ -164,47 +182,10 @@ impl Responder {
         if let Some(knowledge) = knowledge {
             responder = responder.with_knowledge(knowledge);
         }
-        if matches!(config.access_token, SecretSource::SsmParameter(_)) {
-            responder = responder.with_token_source(sdk.clone(), config.access_token.clone());
-        }
         Ok(match &config.reply_queue_url {
             Some(url) => responder.with_source(Queue::new(remedios_shared::aws::sqs(sdk), url)),
             None => responder,
         })
-    }
-
-    /// Reads the access token again from `source` when the Graph API refuses the one in
-    /// use as expired or invalid (once per send), so a replaced token works at once in
-    /// warm containers too.
-    pub fn with_token_source(mut self, sdk: SdkConfig, source: SecretSource) -> Self {
-        self.token_source = Some((sdk, source));
-        self
-    }
-
-    /// Reads the access token again; whether a different one is now in use.
-    async fn reread_token(&self) -> bool {
-        let Some((sdk, source)) = &self.token_source else {
-            return false;
-        };
-        match secrets::load_each(sdk, [source]).await {
-            Ok([token]) => {
-                let changed = self.graph.replace_token(token);
-                if changed {
-                    warn!(
-                        "the Graph API refused the access token; using the one now in its SSM parameter"
-                    );
-                } else {
-                    error!(
-                        "the Graph API refused the access token, and its SSM parameter still holds the same one: replace it"
-                    );
-                }
-                changed
-            }
-            Err(e) => {
-                error!(error = %e, "the Graph API refused the access token, and it could not be read again");
-                false
-            }
-        }
     }
 
     /// Answers questions from `knowledge` (used when `behaviour.knowledge` is enabled).
@@ -232,7 +213,6 @@ impl Responder {
         };
         Responder {
             source: None,
-            token_source: None,
             graph,
             model,
             history: History::new(store.clone(), bounds),
@@ -314,12 +294,17 @@ impl Responder {
         // message does not tell: read it while looking for an earlier reply.
         let (existing, snapshot) = if matches!(plan, Plan::Ask { .. }) || own_language.is_none() {
             let (existing, snapshot) = tokio::join!(
-                self.ledger.get(&user, &message.id),
+                self.ledger.get(&user, &message.message_tag, &message.id),
                 self.history.snapshot(&user)
             );
             (existing?, Some(snapshot?))
         } else {
-            (self.ledger.get(&user, &message.id).await?, None)
+            (
+                self.ledger
+                    .get(&user, &message.message_tag, &message.id)
+                    .await?,
+                None,
+            )
         };
         let language = own_language
             .or_else(|| {
@@ -341,11 +326,11 @@ impl Responder {
                         self.remember(&user, message, &held.record, None).await?;
                         self.mark_remembered(&user, &held).await;
                     }
-                    info!(user = %user, message_id = %message.id, "already answered; not answering again");
+                    info!(user = %user, message = %message.message_tag, "already answered; not answering again");
                     count_job("duplicate");
                     return Ok(Outcome::AlreadyAnswered);
                 }
-                info!(user = %user, message_id = %message.id, sent = held.record.sent.len(), parts = held.record.parts.len(), "resuming an earlier reply");
+                info!(user = %user, message = %message.message_tag, sent = held.record.sent.len(), parts = held.record.parts.len(), "resuming an earlier reply");
                 held
             }
             previous => {
@@ -366,7 +351,11 @@ impl Responder {
                     // One apology per message is enough.
                     return Err(RetryLater::Apologised);
                 }
-                match self.ledger.claim(&user, record, previous.as_ref()).await? {
+                match self
+                    .ledger
+                    .claim(&user, &message.message_tag, record, previous.as_ref())
+                    .await?
+                {
                     Some(held) => held,
                     None => return Err(RetryLater::Contended),
                 }
@@ -436,13 +425,33 @@ impl Responder {
     ) -> Result<(ReplyRecord, Option<Snapshot>), RetryLater> {
         let message = &job.message;
         let now = now_ms();
+        // The model's deadline: on the last attempt it leaves time for the apology to go
+        // out however slow the Graph API is ([`LAST_ATTEMPT_MARGIN`]).
+        let deadline = if receive_count >= self.behaviour.max_receive_count {
+            deadline.keeping(LAST_ATTEMPT_MARGIN.saturating_sub(REPLY_MARGIN))
+        } else {
+            deadline
+        };
         self.mark_read(message, user, matches!(plan, Plan::Ask { .. }))
             .await;
         let fixed = |kind, text: &str| {
             ReplyRecord::new(
-                &message.id,
+                &message.message_tag,
                 kind,
                 split_message(text, WHATSAPP_TEXT_LIMIT),
+                None,
+                now,
+            )
+        };
+        // An apology after what went first (a transcript), without the preface.
+        let apologise = |parts: Vec<String>, apology: &str| {
+            ReplyRecord::new(
+                &message.message_tag,
+                ReplyKind::Apology,
+                parts
+                    .into_iter()
+                    .chain(split_message(apology, WHATSAPP_TEXT_LIMIT))
+                    .collect(),
                 None,
                 now,
             )
@@ -462,7 +471,8 @@ impl Responder {
             }
             Plan::Transcript(heard) => {
                 let parts = self.heard_parts(heard, language, deadline).await;
-                let record = ReplyRecord::new(&message.id, ReplyKind::Fixed, parts, None, now);
+                let record =
+                    ReplyRecord::new(&message.message_tag, ReplyKind::Fixed, parts, None, now);
                 Ok((record, None))
             }
             Plan::Ask {
@@ -482,7 +492,13 @@ impl Responder {
                 let mut reply = |kind, text: &str, exchange| {
                     let text = plan::with_preface(preface.as_deref(), text);
                     parts.extend(split_message(&text, WHATSAPP_TEXT_LIMIT));
-                    ReplyRecord::new(&message.id, kind, std::mem::take(&mut parts), exchange, now)
+                    ReplyRecord::new(
+                        &message.message_tag,
+                        kind,
+                        std::mem::take(&mut parts),
+                        exchange,
+                        now,
+                    )
                 };
                 let mut system = self.behaviour.system_prompt.clone();
                 if let Some(knowledge) = &self.knowledge {
@@ -538,21 +554,17 @@ impl Responder {
                         let text = self.behaviour.texts.get(Fixed::CannotAnswer, language);
                         Ok((reply(ReplyKind::Fixed, text, None), None))
                     }
+                    // Every user gets the same until an operator fixes it: say so at once,
+                    // honestly; an apology record lets a redrive answer properly later.
+                    Err(e @ Gpt4AllError::Misconfigured { .. }) => {
+                        error!(user = %user, error = %e, receive_count, "the GPT4All host is misconfigured for us; apologising to the user at once");
+                        let apology = self.behaviour.texts.get(Fixed::Misconfigured, language);
+                        Ok((apologise(parts, apology), None))
+                    }
                     Err(e) if receive_count >= self.behaviour.max_receive_count => {
                         error!(user = %user, error = %e, receive_count, "no answer from the GPT4All host on the last attempt; apologising to the user");
                         let apology = self.behaviour.texts.get(Fixed::Apology, language);
-                        // After the transcript, when one went first; without the preface.
-                        let record = ReplyRecord::new(
-                            &message.id,
-                            ReplyKind::Apology,
-                            parts
-                                .into_iter()
-                                .chain(split_message(apology, WHATSAPP_TEXT_LIMIT))
-                                .collect(),
-                            None,
-                            now,
-                        );
-                        Ok((record, None))
+                        Ok((apologise(parts, apology), None))
                     }
                     Err(e) => Err(RetryLater::Model(e)),
                 }
@@ -665,7 +677,7 @@ impl Responder {
                         record.dropped = Some(error.to_string());
                         record.updated_at_ms = now_ms();
                         // Best effort: a redelivery would be refused the same way.
-                        if let Err(e) = self.ledger.update(user, &held, record).await {
+                        if let Err(e) = self.ledger.update(&held, record).await {
                             warn!(error = %e, "could not record the dropped reply");
                         }
                         return Ok((Outcome::Dropped { code: error.code() }, sending));
@@ -700,7 +712,7 @@ impl Responder {
         let started = Instant::now();
         let mut wait = Duration::from_millis(200);
         loop {
-            match self.ledger.update(user, held, record.clone()).await {
+            match self.ledger.update(held, record.clone()).await {
                 Ok(updated) => return Ok(updated),
                 Err(e) if started.elapsed() + wait < RECORD_PATIENCE => {
                     warn!(user = %user, error = %e, wait_ms = wait.as_millis() as u64, "a sent part is not recorded yet; trying again");
@@ -726,7 +738,7 @@ impl Responder {
         let mut record = held.record.clone();
         record.remembered = true;
         record.updated_at_ms = now_ms();
-        match self.ledger.update(user, held, record).await {
+        match self.ledger.update(held, record).await {
             Ok(updated) => updated,
             Err(e) => {
                 warn!(user = %user, error = %e, "could not mark the reply as remembered");
@@ -777,7 +789,7 @@ impl Responder {
                 Ok(sent) => return Ok(sent.id),
                 Err(e) if e.class() == ErrorClass::Auth && !reread => {
                     reread = true;
-                    if !self.reread_token().await {
+                    if !self.graph.reread_token().await {
                         return Err(e);
                     }
                 }

@@ -164,10 +164,16 @@ impl History {
     }
 
     async fn read(&self, key: &str) -> Result<(Conversation, Precondition), HistoryError> {
-        Ok(match self.store.get_json::<Conversation>(key).await? {
-            Some((c, etag)) => (c, Precondition::Matches(etag)),
-            None => (Conversation::default(), Precondition::Absent),
-        })
+        Ok(
+            match self
+                .store
+                .get_state::<Conversation>(key, "responder")
+                .await?
+            {
+                Some((c, etag)) => (c, Precondition::Matches(etag)),
+                None => (Conversation::default(), Precondition::Absent),
+            },
+        )
     }
 
     /// Appends an exchange (the user's text and the answer) unless it is stored already.

@@ -9,6 +9,12 @@
 //! with those ETags it is loaded, else it is rebuilt and stored again. `remedios knowledge
 //! build` does the same by hand (after uploading a folder, for the local stack).
 //!
+//! One bad file never costs the rest: a file that is not UTF-8 text, is over
+//! [`MAX_FILE_BYTES`], or would take the material over [`MAX_TOTAL_BYTES`] (files count in
+//! name order) is skipped with a warning and the `KnowledgeFilesSkipped` metric at every
+//! load, and the index is built from the others ([`admit`], which `remedios knowledge build`
+//! applies too). Windows line endings are read as Unix ones.
+//!
 //! Retrieval needs no embedding server (GPT4All serves none). A host with `/v1/embeddings`
 //! (llama.cpp's server, Ollama) could add a dense side later: [`Knowledge::search`] is the
 //! one place that ranks passages.
@@ -18,10 +24,11 @@ use std::time::Instant;
 
 use bm25::{Embedder, EmbedderBuilder, Embedding, Language, Scorer, TokenEmbedding};
 use remedios_shared::keys;
+use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::texts::Lang;
 
@@ -29,20 +36,51 @@ use crate::texts::Lang;
 pub const INDEX_VERSION: u32 = 1;
 /// A passage is cut near this many characters (at a paragraph, else a sentence).
 pub const PASSAGE_CHARS: usize = 700;
-/// Material files larger than this are refused (a PDF exported as text, a data dump).
+/// Material files larger than this are skipped (a PDF exported as text, a data dump).
 pub const MAX_FILE_BYTES: usize = 5 * 1024 * 1024;
+/// All material together: files past this total (in name order) are skipped. About 30,000
+/// passages; the index of that much loads in a few seconds and fits the responder's memory.
+pub const MAX_TOTAL_BYTES: usize = 20 * 1024 * 1024;
 /// The file name endings that are material.
 pub const MATERIAL_EXTENSIONS: [&str; 4] = ["md", "markdown", "txt", "text"];
 
-/// Why the knowledge could not be had.
+/// Why the knowledge could not be had: the bucket could not be read (material that
+/// cannot be used is skipped, never an error).
 #[derive(Debug, Error)]
 pub enum KnowledgeError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{key} is {bytes} bytes; material files must be at most {MAX_FILE_BYTES} bytes")]
-    TooBig { key: String, bytes: usize },
-    #[error("{key} is not UTF-8 text: save it as UTF-8 Markdown or plain text")]
-    NotText { key: String },
+}
+
+/// Why a material file was left out of the index.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum Skip {
+    #[error("it is {bytes} bytes; a material file may have at most {MAX_FILE_BYTES}")]
+    TooBig { bytes: usize },
+    #[error("it is not UTF-8 text: save it as UTF-8 Markdown or plain text")]
+    NotText,
+    #[error(
+        "the files before it (in name order) already hold {before} bytes; all material together may have at most {MAX_TOTAL_BYTES}"
+    )]
+    OverTotal { before: usize },
+}
+
+/// The rules a material file must pass, `total` being the bytes of the files admitted
+/// before it (in name order): its text (line endings made `\n`), or why it is skipped.
+pub fn admit(bytes: &[u8], total: usize) -> Result<String, Skip> {
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(Skip::TooBig { bytes: bytes.len() });
+    }
+    if total + bytes.len() > MAX_TOTAL_BYTES {
+        return Err(Skip::OverTotal { before: total });
+    }
+    // NUL is valid UTF-8 but no text has it: UTF-16 of ASCII, a binary file.
+    let text = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| !t.contains('\0'))
+        .ok_or(Skip::NotText)?;
+    Ok(text.replace("\r\n", "\n"))
 }
 
 /// One passage of the material.
@@ -86,8 +124,12 @@ impl IndexLang {
 pub struct Index {
     pub v: u32,
     pub built_at_ms: i64,
-    /// Each material file (relative to `knowledge/`) with the ETag it was read at.
+    /// Each material file (relative to `knowledge/`) with the ETag it was read at, the
+    /// skipped ones included (so an unchanged bucket is not indexed again).
     pub material: BTreeMap<String, String>,
+    /// The files left out, and why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, Skip>,
     pub passages: Vec<Passage>,
     pub sides: Vec<Side>,
 }
@@ -149,6 +191,7 @@ impl Index {
             v: INDEX_VERSION,
             built_at_ms: now_ms,
             material,
+            skipped: BTreeMap::new(),
             passages,
             sides,
         }
@@ -233,8 +276,10 @@ fn pieces(paragraph: &str) -> Vec<&str> {
 pub struct Knowledge {
     passages: Vec<Passage>,
     sides: Vec<(IndexLang, Embedder, Scorer<usize>)>,
-    /// Which material it was built from.
+    /// Which material it was built from (the skipped files included).
     pub material: BTreeMap<String, String>,
+    /// The material files left out, and why.
+    pub skipped: BTreeMap<String, Skip>,
 }
 
 impl std::fmt::Debug for Knowledge {
@@ -281,6 +326,7 @@ impl Knowledge {
             passages: index.passages,
             sides,
             material: index.material,
+            skipped: index.skipped,
         }
     }
 
@@ -370,6 +416,7 @@ pub async fn load_or_build(
             load_ms = started.elapsed().as_millis() as u64,
             "knowledge index loaded"
         );
+        report_skipped(&knowledge.skipped);
         return Ok((knowledge, Loaded::Stored));
     }
     let index = build(store, listed, now_ms).await?;
@@ -381,7 +428,19 @@ pub async fn load_or_build(
         build_ms = started.elapsed().as_millis() as u64,
         "knowledge index built from the material and stored"
     );
+    report_skipped(&knowledge.skipped);
     Ok((knowledge, Loaded::Built))
+}
+
+/// A warning per skipped file and the `KnowledgeFilesSkipped` metric, at every load: an
+/// operator sees them until the file is mended or removed.
+fn report_skipped(skipped: &BTreeMap<String, Skip>) {
+    for (name, why) in skipped {
+        warn!(file = %name, reason = %why, "a knowledge file is left out of the index: mend or remove it");
+    }
+    Metrics::of("responder")
+        .value("KnowledgeFilesSkipped", Unit::Count, skipped.len() as f64)
+        .emit();
 }
 
 /// Reads every listed material file and builds the index.
@@ -392,23 +451,27 @@ async fn build(
 ) -> Result<Index, KnowledgeError> {
     let mut files = Vec::with_capacity(listed.len());
     let mut material = BTreeMap::new();
+    let mut skipped = BTreeMap::new();
+    let mut total = 0;
     for name in listed.keys() {
         let key = format!("{}{name}", keys::KNOWLEDGE);
         let Some(object) = store.get(&key).await? else {
             continue; // deleted since the listing
         };
-        if object.bytes.len() > MAX_FILE_BYTES {
-            return Err(KnowledgeError::TooBig {
-                key,
-                bytes: object.bytes.len(),
-            });
-        }
-        let text = String::from_utf8(object.bytes.to_vec())
-            .map_err(|_| KnowledgeError::NotText { key: key.clone() })?;
         material.insert(name.clone(), object.etag);
-        files.push((name.clone(), text));
+        match admit(&object.bytes, total) {
+            Ok(text) => {
+                total += object.bytes.len();
+                files.push((name.clone(), text));
+            }
+            Err(why) => {
+                skipped.insert(name.clone(), why);
+            }
+        }
     }
-    Ok(Index::build(&files, material, now_ms))
+    let mut index = Index::build(&files, material, now_ms);
+    index.skipped = skipped;
+    Ok(index)
 }
 
 /// The system prompt's addition for a question with `found` passages.
@@ -432,6 +495,27 @@ plainly that you do not have that information.\n",
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admit_bounds_each_file_and_the_total_and_reads_windows_line_endings() {
+        assert_eq!(admit(b"# A\r\n\r\nb\r\n", 0), Ok("# A\n\nb\n".to_owned()));
+        assert_eq!(admit(&[0xff, 0xfe, b'a', 0], 0), Err(Skip::NotText));
+        assert_eq!(
+            admit(b"#\0 \0H\0i\0", 0),
+            Err(Skip::NotText),
+            "UTF-16 without a mark"
+        );
+        let big = vec![b'a'; MAX_FILE_BYTES + 1];
+        assert_eq!(
+            admit(&big, 0),
+            Err(Skip::TooBig {
+                bytes: MAX_FILE_BYTES + 1
+            })
+        );
+        let before = MAX_TOTAL_BYTES - 2;
+        assert_eq!(admit(b"abc", before), Err(Skip::OverTotal { before }));
+        assert_eq!(admit(b"ab", before), Ok("ab".to_owned()));
+    }
 
     const CLINIC: &str = "# Clínica Sol\n\nA dental clinic in Valencia.\n\n## Opening hours\n\nMonday to Friday, 9:00 to 19:00. Closed on public holidays.\n\n## Parking\n\nPatients park free in the Calle Mayor garage, level -2, with the ticket stamped at reception.\n";
     const CLINICA: &str = "## Aparcamiento\n\nLos pacientes aparcan gratis en el garaje de la Calle Mayor, planta -2, con el ticket sellado en recepción.\n\n## Horario\n\nDe lunes a viernes, de 9:00 a 19:00. Cerrado los festivos.\n";

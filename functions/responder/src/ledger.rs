@@ -26,10 +26,18 @@
 //!
 //! An apology record (the model was unavailable on the job's last attempt) is complete
 //! but does not stop a later attempt (a dead-letter redrive) from answering properly.
+//!
+//! ## Names from before keyed message tags
+//!
+//! Records are named by the message's keyed tag. A release before them named a record by
+//! the WhatsApp id ([`keys::legacy_replies`]); when no record has the new name, [`Ledger::get`]
+//! also reads the old names (two requests at once), so a late duplicate of a message
+//! answered before the upgrade is still not answered again. A record found there is
+//! updated where it lies ([`Held::key`]); new records only ever get the new name.
 
 use remedios_shared::keys;
 use remedios_shared::store::{Precondition, Store, StoreError, Written};
-use remedios_shared::user::UserTag;
+use remedios_shared::user::{MessageTag, UserTag};
 use serde::{Deserialize, Serialize};
 
 /// The stored layout version.
@@ -69,7 +77,9 @@ pub struct Exchange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyRecord {
     pub v: u32,
-    pub message_id: String,
+    /// The message's keyed tag (a record from before keyed tags holds its WhatsApp id).
+    #[serde(alias = "message_id")]
+    pub message: String,
     pub kind: ReplyKind,
     /// The text messages to send, in order.
     pub parts: Vec<String>,
@@ -91,7 +101,7 @@ pub struct ReplyRecord {
 
 impl ReplyRecord {
     pub fn new(
-        message_id: &str,
+        message: &MessageTag,
         kind: ReplyKind,
         parts: Vec<String>,
         remember: Option<Exchange>,
@@ -99,7 +109,7 @@ impl ReplyRecord {
     ) -> Self {
         ReplyRecord {
             v: RECORD_VERSION,
-            message_id: message_id.to_owned(),
+            message: message.as_str().to_owned(),
             kind,
             parts,
             sent: Vec::new(),
@@ -130,11 +140,13 @@ impl ReplyRecord {
     }
 }
 
-/// A record as read, with the ETag to update it under.
+/// A record as read, with where it lies and the ETag to update it under.
 #[derive(Debug, Clone)]
 pub struct Held {
     pub record: ReplyRecord,
     pub etag: String,
+    /// Its object key: the keyed name, or an old one ([`keys::legacy_replies`]).
+    pub key: String,
 }
 
 /// The reply records in the bucket.
@@ -148,50 +160,70 @@ impl Ledger {
         Ledger { store }
     }
 
-    /// The record of `message_id`, if any.
-    pub async fn get(&self, user: &UserTag, message_id: &str) -> Result<Option<Held>, StoreError> {
-        Ok(self
-            .store
-            .get_json::<ReplyRecord>(&keys::reply(user, message_id))
-            .await?
-            .map(|(record, etag)| Held { record, etag }))
+    /// The record of the message tagged `message` (WhatsApp id `message_id`), if any:
+    /// under its keyed name, else under a name from before keyed tags.
+    pub async fn get(
+        &self,
+        user: &UserTag,
+        message: &MessageTag,
+        message_id: &str,
+    ) -> Result<Option<Held>, StoreError> {
+        if let Some(held) = self.read(keys::reply(user, message)).await? {
+            return Ok(Some(held));
+        }
+        let [old, unkeyed] = keys::legacy_replies(user, message_id);
+        let (old, unkeyed) = tokio::join!(self.read(old), self.read(unkeyed));
+        Ok(old?.or(unkeyed?))
     }
 
-    /// Creates the record (`If-None-Match: *`), or replaces the one held by `previous`
-    /// (`If-Match`). `None` when another writer got there first.
+    async fn read(&self, key: String) -> Result<Option<Held>, StoreError> {
+        Ok(self
+            .store
+            .get_state::<ReplyRecord>(&key, "responder")
+            .await?
+            .map(|(record, etag)| Held { record, etag, key }))
+    }
+
+    /// Creates the record of `message` (`If-None-Match: *`), or replaces the one held by
+    /// `previous` (`If-Match`, where it lies). `None` when another writer got there first.
     pub async fn claim(
         &self,
         user: &UserTag,
+        message: &MessageTag,
         record: ReplyRecord,
         previous: Option<&Held>,
     ) -> Result<Option<Held>, StoreError> {
-        let precondition = match previous {
-            Some(held) => Precondition::Matches(held.etag.clone()),
-            None => Precondition::Absent,
-        };
-        self.write(user, record, precondition).await
+        match previous {
+            Some(held) => self.update(held, record).await,
+            None => {
+                self.write(keys::reply(user, message), record, Precondition::Absent)
+                    .await
+            }
+        }
     }
 
     /// Stores a change to a held record (`If-Match`). `None` when it changed meanwhile.
     pub async fn update(
         &self,
-        user: &UserTag,
         held: &Held,
         record: ReplyRecord,
     ) -> Result<Option<Held>, StoreError> {
-        self.write(user, record, Precondition::Matches(held.etag.clone()))
-            .await
+        self.write(
+            held.key.clone(),
+            record,
+            Precondition::Matches(held.etag.clone()),
+        )
+        .await
     }
 
     async fn write(
         &self,
-        user: &UserTag,
+        key: String,
         record: ReplyRecord,
         precondition: Precondition,
     ) -> Result<Option<Held>, StoreError> {
-        let key = keys::reply(user, &record.message_id);
         match self.store.put_json_if(&key, &record, precondition).await? {
-            Written::Yes(etag) => Ok(Some(Held { record, etag })),
+            Written::Yes(etag) => Ok(Some(Held { record, etag, key })),
             Written::Conflict => Ok(None),
         }
     }
@@ -203,8 +235,9 @@ mod tests {
 
     #[test]
     fn pending_parts_follow_the_sent_ones() {
+        let tag = remedios_shared::user::MessageTag::unkeyed("m");
         let mut r = ReplyRecord::new(
-            "m",
+            &tag,
             ReplyKind::Answer,
             vec!["a".into(), "b".into(), "c".into()],
             None,

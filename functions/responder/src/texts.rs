@@ -72,6 +72,9 @@ pub enum Fixed {
     Apology,
     /// The model host refused the question for good.
     CannotAnswer,
+    /// The model host is misconfigured for us (a wrong URL, model name or key): every
+    /// question is refused until an operator fixes it.
+    Misconfigured,
     /// The model answered nothing.
     NoAnswer,
     AudioUnsupported,
@@ -99,11 +102,12 @@ pub enum Fixed {
 }
 
 impl Fixed {
-    pub const ALL: [Fixed; 20] = [
+    pub const ALL: [Fixed; 21] = [
         Fixed::Help,
         Fixed::ResetDone,
         Fixed::Apology,
         Fixed::CannotAnswer,
+        Fixed::Misconfigured,
         Fixed::NoAnswer,
         Fixed::AudioUnsupported,
         Fixed::SilentAudio,
@@ -129,6 +133,7 @@ impl Fixed {
             Fixed::ResetDone => "RESET_DONE",
             Fixed::Apology => "APOLOGY",
             Fixed::CannotAnswer => "CANNOT_ANSWER",
+            Fixed::Misconfigured => "MISCONFIGURED",
             Fixed::NoAnswer => "NO_ANSWER",
             Fixed::AudioUnsupported => "AUDIO_UNSUPPORTED",
             Fixed::SilentAudio => "SILENT_AUDIO",
@@ -176,6 +181,10 @@ Please send your message again in a little while."
         Fixed::CannotAnswer => {
             "Sorry, I couldn't answer that message: my thinking machine could not take it. \
 Could you say it in other words, or more briefly?"
+        }
+        Fixed::Misconfigured => {
+            "Sorry, I can't answer right now: my thinking machine is set up wrongly, and the \
+people who run me have been alerted. Please send your message again later."
         }
         Fixed::NoAnswer => "Sorry, I have no answer to that. Could you say it in other words?",
         Fixed::AudioUnsupported => {
@@ -248,6 +257,10 @@ pensar. Vuelve a enviar tu mensaje dentro de un rato, por favor."
         Fixed::CannotAnswer => {
             "Lo siento, no pude responder a ese mensaje: mi máquina de pensar no pudo con él. \
 ¿Puedes decirlo con otras palabras, o más brevemente?"
+        }
+        Fixed::Misconfigured => {
+            "Lo siento, ahora no puedo responder: mi máquina de pensar está mal configurada y \
+ya hemos avisado a quienes la llevan. Vuelve a enviar tu mensaje más tarde, por favor."
         }
         Fixed::NoAnswer => {
             "Lo siento, no tengo respuesta para eso. ¿Puedes decirlo con otras palabras?"

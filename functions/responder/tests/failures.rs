@@ -12,7 +12,7 @@ use remedios_shared::clock::Deadline;
 use remedios_testkit::model_server::GateRecord;
 use responder::Behaviour;
 use responder::decision::{CUT_NOTE, QUESTION_MAX_CHARS};
-use responder::handler::REPLY_MARGIN;
+use responder::handler::{LAST_ATTEMPT_MARGIN, REPLY_MARGIN};
 use responder::texts::{Fixed, Lang};
 use tokio::net::TcpListener;
 
@@ -160,6 +160,40 @@ async fn a_host_slower_than_the_invocation_still_leaves_the_last_attempt_time_to
     assert_eq!(sent[1].reply_to.as_deref(), Some("wamid.SLOW2"));
 }
 
+/// The last attempt with a hung model host and a Graph API so slow that the first two
+/// sends of the apology time out: the margin the last attempt keeps
+/// ([`LAST_ATTEMPT_MARGIN`], from the worst-case send) still gets the apology out before
+/// the invocation's deadline.
+#[tokio::test]
+async fn the_last_attempt_apologises_before_the_deadline_through_a_slow_graph_api() {
+    let bench = TestBed::start().await;
+    let (hung, _task) = hung_host().await;
+    let mut model = bench.model_settings();
+    model.base_url = url(&hung);
+    model.model = Some("smollm2".into());
+    model.timeout = Duration::from_secs(600);
+    let responder = bench.responder_with(model, Behaviour::default());
+    let job = text_job("wamid.SLOWSEND1", "Are you there?");
+    bench.graph.stall_sends(2, Duration::from_secs(60));
+    let invocation = LAST_ATTEMPT_MARGIN + Duration::from_secs(3);
+
+    let started = Instant::now();
+    let last = responder
+        .handle_by(event(&[(&job, 5)]), Deadline::after(invocation))
+        .await;
+    let took = started.elapsed();
+
+    assert!(took < invocation, "took {took:?} of {invocation:?}");
+    assert!(
+        took >= Duration::from_secs(20),
+        "two sends timed out first: {took:?}"
+    );
+    assert_eq!(failed(&last).len(), 1, "kept for the dead-letter queue");
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].body, Fixed::Apology.default_text(Lang::En));
+}
+
 #[tokio::test]
 async fn a_late_duplicate_after_a_reset_brings_nothing_back() {
     let bench = TestBed::start().await;
@@ -217,15 +251,15 @@ async fn put_token(bench: &TestBed, value: &str) {
 async fn warm_with_expired_token(bench: &TestBed) -> responder::Responder {
     let model =
         responder::gpt4all::Gpt4AllClient::new(bench.model_settings(), None).expect("model client");
-    responder::Responder::new(
-        bench.responder_store.clone(),
-        bench.graph_client("expired-token"),
-        model,
-        Behaviour::default(),
-    )
-    .with_token_source(
+    let graph = bench.graph_client("expired-token").with_token_source(
         bench.responder_sdk().await,
         remedios_shared::secrets::SecretSource::SsmParameter(TOKEN_PARAMETER.into()),
+    );
+    responder::Responder::new(
+        bench.responder_store.clone(),
+        graph,
+        model,
+        Behaviour::default(),
     )
 }
 
@@ -267,4 +301,133 @@ async fn a_token_not_replaced_fails_the_job_without_looping() {
 
     assert_eq!(failed(&response).len(), 1, "left for the operator");
     assert!(bench.graph.sent_texts().is_empty());
+}
+
+/// The operator's mistake: the model host's URL path or model name is wrong. Every user
+/// would be refused, so no user is told to say it more briefly: each gets, at once, one
+/// apology that says the assistant is set up wrongly (the `misconfigured` outcome of the
+/// `ModelCalls` metric, which the template alarms on), and the job stays on the queue;
+/// once the setting is fixed, its next delivery is answered.
+#[tokio::test]
+async fn a_misconfigured_host_gets_every_user_one_honest_apology_at_once_and_a_fix_answers() {
+    let bench = TestBed::start().await;
+    let wrong_path = {
+        let mut settings = bench.model_settings();
+        settings.base_url = url(&bench.gate.base_url().replace("/v1", "/api/v1"));
+        settings
+    };
+    let wrong_model = {
+        let mut settings = bench.model_settings();
+        settings.model = Some("Llama 3 8B Instruct".into());
+        settings
+    };
+    let first = text_job("wamid.MISCONF1", "What time do you open?");
+    let second = remedios_shared::envelope::ReplyJob::new(
+        from_bsuid("wamid.MISCONF2", text("Do you have parking?")),
+        remedios_shared::envelope::Prepared::Nothing,
+    );
+    let apology = Fixed::Misconfigured.default_text(Lang::En);
+
+    let responder = bench.responder_with(wrong_path, Behaviour::default());
+    let response = responder.handle(event(&[(&first, 1), (&second, 1)])).await;
+    assert_eq!(
+        failed(&response).len(),
+        2,
+        "kept on the queue: {response:?}"
+    );
+    let bodies = bench.bodies();
+    assert_eq!(
+        bodies,
+        [apology, apology],
+        "one honest apology each, at once"
+    );
+
+    // Delivered again with another mistake (a model name the host does not have): the
+    // gate refuses it as GPT4All does, and no user gets a second apology.
+    let responder = bench.responder_with(wrong_model, Behaviour::default());
+    let response = responder.handle(event(&[(&first, 2), (&second, 2)])).await;
+    assert_eq!(failed(&response).len(), 2, "{response:?}");
+    assert_eq!(bench.bodies().len(), 2, "one apology per message");
+    assert!(
+        bench.gate.forwarded().is_empty(),
+        "nothing reached the model"
+    );
+    assert!(matches!(
+        bench.gate.records().as_slice(),
+        [GateRecord::Refused { reason }, ..] if reason.contains("Unknown model")
+    ));
+
+    // Fixed: the next delivery is answered.
+    let fixed = bench.responder();
+    let response = fixed.handle(event(&[(&first, 3)])).await;
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let last = bench.graph.sent_texts().pop().expect("an answer");
+    assert_eq!(last.reply_to.as_deref(), Some("wamid.MISCONF1"));
+    assert_ne!(last.body, apology);
+    assert_eq!(bench.gate.forwarded().len(), 1);
+}
+
+/// A state object that does not parse (a rollback to a release that wrote another
+/// layout, a hand edit): the user's conversation and a reply record of theirs. The
+/// bad bodies are moved aside under `quarantine/state/`, the user starts afresh and is
+/// answered at once, instead of the job failing into the dead-letter queue; another user
+/// is answered as ever.
+#[tokio::test]
+async fn state_that_does_not_parse_is_moved_aside_and_its_user_starts_afresh() {
+    let bench = TestBed::start().await;
+    let responder = bench.responder();
+    let user = remedios_testkit::meta::user_tag(PHONE);
+    let job = text_job("wamid.BADSTATE1", "Hello again!");
+    let conversation = remedios_shared::keys::conversation(&user);
+    let record = remedios_shared::keys::reply(&user, &job.message.message_tag);
+    for key in [&conversation, &record] {
+        bench
+            .store
+            .put(
+                key,
+                b"{\"v\": 99, \"turns\": \"not a list\"".to_vec(),
+                "application/json",
+            )
+            .await
+            .expect("a bad state object");
+    }
+    let other = remedios_shared::envelope::ReplyJob::new(
+        from_bsuid("wamid.BADSTATE2", text("Good morning")),
+        remedios_shared::envelope::Prepared::Nothing,
+    );
+
+    let response = responder.handle(event(&[(&job, 1), (&other, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let sent = bench.graph.sent_texts();
+    let answered: Vec<&str> = sent.iter().filter_map(|s| s.reply_to.as_deref()).collect();
+    assert_eq!(answered, ["wamid.BADSTATE1", "wamid.BADSTATE2"]);
+    assert!(
+        sent.iter()
+            .all(|s| s.body != Fixed::Apology.default_text(Lang::En))
+    );
+    let aside: Vec<String> = bench
+        .store
+        .list("quarantine/state/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(aside.len(), 2, "{aside:?}");
+    assert!(
+        aside
+            .iter()
+            .any(|k| k.starts_with(&format!("quarantine/state/{conversation}.")))
+    );
+    assert!(
+        aside
+            .iter()
+            .any(|k| k.starts_with(&format!("quarantine/state/{record}.")))
+    );
+    assert_eq!(
+        bench.conversation(&user).await.turns.len(),
+        2,
+        "a fresh conversation"
+    );
 }

@@ -193,3 +193,83 @@ async fn an_uncovered_question_is_declined_or_answered_freely_as_configured() {
     );
     assert_eq!(bench.bodies().len(), 2);
 }
+
+/// An operator uploads, beside good material, a file saved as UTF-16, one over the size
+/// limit and one with Windows line endings (all with `aws s3 cp`, as the README allows).
+/// The responder's cold start still loads the knowledge, leaves out the two bad files and
+/// says why (what its `KnowledgeFilesSkipped` metric counts), keeps the Windows file's
+/// headings, and users are answered from the material.
+#[tokio::test]
+async fn a_bad_material_file_is_left_out_and_everyone_is_still_answered_from_the_rest() {
+    let bench = with_material().await;
+    // As Windows' Notepad saves "Unicode": a byte order mark, then UTF-16LE.
+    let utf16: Vec<u8> = "\u{feff}## Holidays\n\nClosed in August."
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let huge = vec![b'a'; knowledge::MAX_FILE_BYTES + 1];
+    let crlf = "## Insurance\r\n\r\nWe accept Sanitas and Adeslas dental insurance.\r\n\r\n\
+## Cancellations\r\n\r\nCancel at least 24 hours ahead by phone.\r\n";
+    for (name, bytes) in [
+        ("holidays.md", utf16),
+        ("dump.txt", huge),
+        ("insurance.md", crlf.as_bytes().to_vec()),
+    ] {
+        bench
+            .store
+            .put(&format!("knowledge/{name}"), bytes, "text/markdown")
+            .await
+            .expect("upload");
+    }
+
+    let (loaded, _) = knowledge::load_or_build(&bench.responder_store, now_ms())
+        .await
+        .expect("the knowledge loads despite the bad files");
+    let skipped: Vec<(&str, &knowledge::Skip)> = loaded
+        .skipped
+        .iter()
+        .map(|(n, s)| (n.as_str(), s))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (
+                "dump.txt",
+                &knowledge::Skip::TooBig {
+                    bytes: knowledge::MAX_FILE_BYTES + 1
+                }
+            ),
+            ("holidays.md", &knowledge::Skip::NotText),
+        ]
+    );
+    let headings: Vec<_> = loaded
+        .passages()
+        .iter()
+        .filter(|p| p.source == "insurance.md")
+        .map(|p| (p.heading.as_deref(), p.text.contains('\r')))
+        .collect();
+    assert_eq!(
+        headings,
+        [(Some("Insurance"), false), (Some("Cancellations"), false)]
+    );
+    // A second cold start does not index again, and still knows what it left out.
+    let (again, how) = knowledge::load_or_build(&bench.responder_store, now_ms())
+        .await
+        .expect("loaded");
+    assert_eq!(how, Loaded::Stored);
+    assert_eq!(again.skipped, loaded.skipped);
+
+    let responder = knowing(&bench, Uncovered::Answer).await;
+    let system = system_prompt_for(
+        &bench,
+        &responder,
+        "wamid.KBBAD1",
+        "Which dental insurance do you accept?",
+    )
+    .await;
+    assert!(
+        system.contains("[1] Insurance: We accept Sanitas and Adeslas"),
+        "{system}"
+    );
+    assert_eq!(bench.bodies().len(), 1, "the user is answered");
+}

@@ -219,7 +219,11 @@ async fn a_long_reply_goes_out_in_ordered_parts_under_whatsapps_limit() {
     // heard followed by the model's answer.
     let record = responder
         .ledger()
-        .get(&phone_user(), "wamid.LONG1")
+        .get(
+            &phone_user(),
+            &remedios_testkit::meta::message_tag("wamid.LONG1"),
+            "wamid.LONG1",
+        )
         .await
         .expect("read the reply record")
         .expect("a reply record")
@@ -398,6 +402,45 @@ async fn a_redelivered_job_is_answered_once() {
     assert_eq!(bench.graph.sent_texts().len(), 1);
     assert_eq!(bench.gate.forwarded().len(), 1);
     assert_eq!(bench.conversation(&phone_user()).await.turns.len(), 2);
+}
+
+/// A message answered by a release that named reply records by the WhatsApp id, then
+/// delivered again after the upgrade (Meta retries for days): the old record is found
+/// and the message is not answered twice; nothing gets a name holding the id.
+#[tokio::test]
+async fn a_late_duplicate_of_a_message_answered_before_keyed_tags_is_not_answered_again() {
+    let bench = TestBed::start().await;
+    let responder = bench.responder();
+    let wamid = "wamid.HBgLMTU1NTEyMzQ1NjcVAgASGBQzQUZBT0xEMDAwMDAwMDAwMQA=";
+    let job = text_job(wamid, "Are you open on Sunday?");
+    let [old_name, _] = remedios_shared::keys::legacy_replies(&phone_user(), wamid);
+    assert!(old_name.contains("wamid."), "{old_name}");
+    let old_record = serde_json::json!({
+        "v": 1, "message_id": wamid, "kind": "answer",
+        "parts": ["Yes, from 10 to 2."], "sent": ["wamid.SENT"],
+        "remembered": true, "updated_at_ms": 1_767_225_600_000i64,
+    });
+    bench
+        .store
+        .put(
+            &old_name,
+            old_record.to_string().into_bytes(),
+            "application/json",
+        )
+        .await
+        .expect("store the old record");
+
+    let outcome = responder.process(&job, 1).await.expect("acknowledged");
+
+    assert_eq!(outcome, Outcome::AlreadyAnswered);
+    assert!(bench.graph.sent_texts().is_empty());
+    assert!(bench.gate.forwarded().is_empty());
+    let replies = bench
+        .store
+        .list(remedios_shared::keys::REPLIES)
+        .await
+        .expect("list the reply records");
+    assert_eq!(replies.len(), 1, "no new record: {replies:?}");
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@
 //!    in S3 with their content type (`media/…`); the caption stays in the message record;
 //! 3. audio is decoded and transcribed on a blocking thread, and the transcript stored as
 //!    JSON (`transcripts/…`);
-//! 4. the reply job goes to the reply queue (group: the user; deduplication: the WhatsApp
-//!    message id).
+//! 4. the reply job goes to the reply queue (group: the user; deduplication: the keyed
+//!    message tag).
 //!
 //! What the user sent decides the reply job, never a batch failure: undecodable audio is
 //! [`Prepared::AudioUnsupported`], media that cannot be had (gone, too big, wrong checksum,
@@ -137,6 +137,16 @@ pub struct Limits {
     pub max_receive_count: u32,
 }
 
+/// The whisper model as this container has it.
+#[derive(Debug, Clone)]
+pub enum Speech {
+    Ready(Arc<Engine>),
+    /// It could not be had at cold start (missing, mismatched, unreadable): voice notes get
+    /// the "couldn't listen" answer, counted by the `SpeechModelUnavailable` metric, and
+    /// everything else goes on. The next cold start tries again.
+    Unavailable(String),
+}
+
 /// The transcriber, built once per container.
 #[derive(Debug, Clone)]
 pub struct Transcriber {
@@ -145,7 +155,7 @@ pub struct Transcriber {
     source: Option<Queue>,
     replies: Queue,
     graph: GraphClient,
-    engine: Arc<Engine>,
+    speech: Speech,
     limits: Limits,
     allowances: Allowances,
 }
@@ -172,7 +182,7 @@ impl Transcriber {
         store: Store,
         replies: Queue,
         graph: GraphClient,
-        engine: Arc<Engine>,
+        speech: Speech,
         limits: Limits,
     ) -> Self {
         Transcriber {
@@ -181,7 +191,7 @@ impl Transcriber {
             source: None,
             replies,
             graph,
-            engine,
+            speech,
             limits,
         }
     }
@@ -199,25 +209,27 @@ impl Transcriber {
     }
 
     /// Cold start: resolves the access token, fetches the model if it is in S3, loads it.
+    /// A model that cannot be had does not stop the function ([`Speech::Unavailable`]):
+    /// text and media are still handled, and voice notes answered.
     pub async fn connect(config: &Config, sdk: &SdkConfig) -> Result<Self, StartError> {
         let s3 = aws::s3(sdk, &config.aws);
         let [token] = secrets::load_each(sdk, [&config.access_token]).await?;
-        let graph = GraphClient::new(config.graph.clone().with_token(token))?;
-        let model_path = whisper_model::resolve(&config.model, &s3, &config.bucket).await?;
-        let settings = SpeechSettings {
-            model_path,
-            language: config.language.clone(),
-            threads: config.threads,
+        let graph = GraphClient::new(config.graph.clone().with_token(token))?
+            .with_token_source(sdk.clone(), config.access_token.clone());
+        let speech = match load_speech(config, &s3).await {
+            Ok(engine) => Speech::Ready(Arc::new(engine)),
+            Err(e) => {
+                tracing::error!(error = %e, "the whisper model is unavailable: voice notes get the \"couldn't listen\" answer until a cold start loads it (text goes on)");
+                speech_unavailable();
+                Speech::Unavailable(e.to_string())
+            }
         };
-        let engine = tokio::task::spawn_blocking(move || Engine::load(&settings))
-            .await
-            .map_err(|e| StartError::Join(e.to_string()))??;
         let sqs = aws::sqs(sdk);
         let transcriber = Transcriber::new(
             Store::new(s3, &config.bucket),
             Queue::new(sqs.clone(), &config.reply_queue_url),
             graph,
-            Arc::new(engine),
+            speech,
             Limits {
                 media_max_bytes: config.media_max_bytes,
                 decode: config.decode_limits(),
@@ -231,9 +243,9 @@ impl Transcriber {
         })
     }
 
-    /// The loaded model.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The whisper model, as loaded at cold start or why it could not be.
+    pub fn speech(&self) -> &Speech {
+        &self.speech
     }
 
     /// Handles one SQS batch without a deadline; see [`Self::handle_by`].
@@ -302,7 +314,7 @@ impl Transcriber {
     ) -> Result<Prepared, RecordError> {
         let tag = &message.user;
         self.store
-            .put_json(&keys::message_record(tag, &message.id), message)
+            .put_json(&keys::message_record(tag, &message.message_tag), message)
             .await?;
         let is_audio = matches!(message.content, Content::Audio { .. });
         // Reactions and system notices are never answered, so they use up nothing.
@@ -310,7 +322,13 @@ impl Transcriber {
             Content::Reaction { .. } | Content::System { .. } => Verdict::Admitted,
             _ => {
                 self.allowances
-                    .admit(&message.sender, tag, &message.id, is_audio, now_ms())
+                    .admit(
+                        &message.sender,
+                        tag,
+                        &message.message_tag,
+                        is_audio,
+                        now_ms(),
+                    )
                     .await?
             }
         };
@@ -321,7 +339,7 @@ impl Transcriber {
         } = verdict
         {
             tracing::info!(
-                message_id = message.id,
+                message = %message.message_tag,
                 limit = limit.name(),
                 notify,
                 "over a fair limit: not handled"
@@ -376,7 +394,11 @@ impl Transcriber {
         prepared: Prepared,
     ) -> Result<Prepared, RecordError> {
         let job = ReplyJob::new(message.clone(), prepared);
-        let outgoing = Outgoing::new(&job, tag, queue::dedup_id(&message.id, None))?;
+        let outgoing = Outgoing::new(
+            &job,
+            tag,
+            queue::dedup_id(message.message_tag.as_str(), None),
+        )?;
         self.replies.send_all(&[outgoing]).await?;
         Ok(job.prepared)
     }
@@ -388,11 +410,21 @@ impl Transcriber {
         media: &MediaRef,
         until: Deadline,
     ) -> Result<Prepared, RecordError> {
-        let transcript_key = keys::transcript(tag, &message.id);
+        let transcript_key = keys::transcript(tag, &message.message_tag);
         if let Some((transcript, _)) = self.store.get_json::<Transcript>(&transcript_key).await? {
-            tracing::info!(message_id = message.id, "transcript already stored, reused");
+            tracing::info!(message = %message.message_tag, "transcript already stored, reused");
             return Ok(transcribed(transcript, transcript_key));
         }
+        let engine = match &self.speech {
+            Speech::Ready(engine) => Arc::clone(engine),
+            Speech::Unavailable(why) => {
+                tracing::warn!(message = %message.message_tag, "a voice note cannot be heard: the whisper model is unavailable");
+                speech_unavailable();
+                return Ok(Prepared::AudioUnsupported {
+                    reason: format!("the speech model is unavailable: {why}"),
+                });
+            }
+        };
         let fetching = Instant::now();
         let stored = match self.fetch_media(message, tag, media, true).await? {
             Fetched::Stored(stored) => stored,
@@ -401,7 +433,6 @@ impl Transcriber {
         let download_ms = fetching.elapsed().as_secs_f64() * 1e3;
         let bytes = stored.bytes.unwrap_or_default();
         let mime = stored.mime_type;
-        let engine = Arc::clone(&self.engine);
         let limits = self.limits.decode.clone();
         // Decoding and whisper are CPU bound: off the async runtime.
         let outcome = tokio::task::spawn_blocking(move || {
@@ -415,7 +446,7 @@ impl Transcriber {
                 decode_ms,
             } => (transcript, decode_ms),
             Heard::Unusable(reason) => {
-                tracing::warn!(message_id = message.id, %reason, "audio not transcribable");
+                tracing::warn!(message = %message.message_tag, %reason, "audio not transcribable");
                 return Ok(Prepared::AudioUnsupported { reason });
             }
         };
@@ -426,16 +457,16 @@ impl Transcriber {
             .charge_audio(
                 &message.sender,
                 tag,
-                &message.id,
+                &message.message_tag,
                 transcript.audio_duration_ms,
                 now_ms(),
             )
             .await
         {
-            tracing::warn!(message_id = message.id, error = %e, "could not charge the voice note to the user's day");
+            tracing::warn!(message = %message.message_tag, error = %e, "could not charge the voice note to the user's day");
         }
         tracing::info!(
-            message_id = message.id,
+            message = %message.message_tag,
             model = transcript.model,
             language = transcript.language.as_deref(),
             audio_ms = transcript.audio_duration_ms,
@@ -483,14 +514,14 @@ impl Transcriber {
         need_bytes: bool,
     ) -> Result<Fetched, RecordError> {
         if let Some(mime) = media.mime_type.as_deref().filter(|m| !m.trim().is_empty()) {
-            let key = keys::media(tag, &message.id, extension(mime));
+            let key = keys::media(tag, &message.message_tag, extension(mime));
             let found = if need_bytes {
                 self.store.get(&key).await?.map(|o| Some(o.bytes))
             } else {
                 self.store.exists(&key).await?.then_some(None)
             };
             if let Some(bytes) = found {
-                tracing::info!(message_id = message.id, "media already stored, reused");
+                tracing::info!(message = %message.message_tag, "media already stored, reused");
                 return Ok(Fetched::Stored(StoredMedia {
                     key,
                     mime_type: mime.to_owned(),
@@ -499,9 +530,10 @@ impl Transcriber {
             }
         }
 
-        let mut info = match self
-            .graph
-            .media_info(&media.id, Some(&message.phone_number_id))
+        // An expired token is read again from SSM (an operator may have replaced it).
+        let graph = &self.graph;
+        let mut info = match graph
+            .fresh_token_once(|| graph.media_info(&media.id, Some(&message.phone_number_id)))
             .await
         {
             Ok(info) => info,
@@ -510,19 +542,19 @@ impl Transcriber {
         if info.sha256.as_deref().is_none_or(|s| s.trim().is_empty()) {
             info.sha256 = media.sha256.clone();
         }
-        let bytes = match self
-            .graph
-            .download(&info, self.limits.media_max_bytes)
+        let max_bytes = self.limits.media_max_bytes;
+        let bytes = match graph
+            .fresh_token_once(|| graph.download(&info, max_bytes))
             .await
         {
             Ok(bytes) => bytes,
             Err(e) => return graph_failure(message, "download", e),
         };
         let mime_type = content_type(&info, media);
-        let key = keys::media(tag, &message.id, extension(&mime_type));
+        let key = keys::media(tag, &message.message_tag, extension(&mime_type));
         self.store.put(&key, bytes.clone(), &mime_type).await?;
         tracing::info!(
-            message_id = message.id,
+            message = %message.message_tag,
             bytes = bytes.len(),
             mime_type,
             "media stored"
@@ -562,7 +594,7 @@ fn graph_failure(
             })
         }
         ErrorClass::Reengagement | ErrorClass::Permanent => {
-            tracing::warn!(message_id = message.id, step, error = %error, "media unavailable");
+            tracing::warn!(message = %message.message_tag, step, error = %error, "media unavailable");
             Ok(Fetched::Unavailable(format!(
                 "media {step} failed: {error}"
             )))
@@ -580,6 +612,27 @@ enum Heard {
     },
     /// Nothing: the audio itself is the problem (undecodable, too long), said why.
     Unusable(String),
+}
+
+/// Fetches (when it is in S3) and loads the whisper model `config` names.
+async fn load_speech(config: &Config, s3: &aws_sdk_s3::Client) -> Result<Engine, StartError> {
+    let model_path = whisper_model::resolve(&config.model, s3, &config.bucket).await?;
+    let settings = SpeechSettings {
+        model_path,
+        language: config.language.clone(),
+        threads: config.threads,
+    };
+    Ok(tokio::task::spawn_blocking(move || Engine::load(&settings))
+        .await
+        .map_err(|e| StartError::Join(e.to_string()))??)
+}
+
+/// One `SpeechModelUnavailable`: a cold start without the model, or a voice note that
+/// could not be heard for it (the template alarms on any).
+fn speech_unavailable() {
+    Metrics::of("transcriber")
+        .value("SpeechModelUnavailable", Unit::Count, 1.0)
+        .emit();
 }
 
 /// Decodes and transcribes; an error only for what is not the audio's fault.
@@ -704,7 +757,7 @@ mod tests {
     fn only_retryable_and_auth_graph_errors_fail_the_record() {
         let message: InboundMessage = serde_json::from_value(serde_json::json!({
             "v": 2, "phone_number_id": "1", "sender": {"wa_id": "15551234567"},
-            "user": "00000000000000000000",
+            "user": "00000000000000000000", "message_tag": "11111111111111111111",
             "id": "wamid.X", "timestamp": 0, "received_at_ms": 0,
             "content": {"type": "text", "body": "hi"}
         }))

@@ -13,4 +13,4 @@ pub mod speech;
 pub mod whisper_model;
 
 pub use config::Config;
-pub use handler::{Limits, RecordError, StartError, Transcriber};
+pub use handler::{Limits, RecordError, Speech, StartError, Transcriber};

@@ -12,6 +12,7 @@ use remedios_testkit::audio::{self, Fixtures};
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, MediaSpec, Recorded};
 use remedios_testkit::wer::word_error_rate;
 use sha2::{Digest, Sha256};
+use transcriber::Speech;
 use transcriber::speech::Transcript;
 
 const OPUS: &str = "audio/ogg; codecs=opus";
@@ -70,16 +71,20 @@ async fn a_voice_note_is_stored_transcribed_and_forwarded() {
     assert!(failed_ids(&response).is_empty(), "{response:?}");
 
     let user = tag(&msg);
-    let (record_json, record_type) = stack.object(&keys::message_record(&user, &msg.id)).await;
+    let (record_json, record_type) = stack
+        .object(&keys::message_record(&user, &msg.message_tag))
+        .await;
     assert_eq!(record_type.as_deref(), Some("application/json"));
     let stored: InboundMessage = serde_json::from_slice(&record_json).unwrap();
     assert_eq!(stored, msg);
 
-    let (media, media_type) = stack.object(&keys::media(&user, &msg.id, "ogg")).await;
+    let (media, media_type) = stack
+        .object(&keys::media(&user, &msg.message_tag, "ogg"))
+        .await;
     assert_eq!(media, note, "the voice note is stored as downloaded");
     assert_eq!(media_type.as_deref(), Some(OPUS));
 
-    let transcript_key = keys::transcript(&user, &msg.id);
+    let transcript_key = keys::transcript(&user, &msg.message_tag);
     let (json, _) = stack.object(&transcript_key).await;
     let transcript: Transcript = serde_json::from_slice(&json).unwrap();
     let wer = word_error_rate(audio::SENTENCE, &transcript.text);
@@ -105,7 +110,10 @@ async fn a_voice_note_is_stored_transcribed_and_forwarded() {
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].job.message, msg);
     assert_eq!(replies[0].group_id, user.as_str());
-    assert_eq!(replies[0].dedup_id, queue::dedup_id(&msg.id, None));
+    assert_eq!(
+        replies[0].dedup_id,
+        queue::dedup_id(msg.message_tag.as_str(), None)
+    );
     assert_eq!(
         replies[0].job.prepared,
         Prepared::Transcribed {
@@ -142,7 +150,9 @@ async fn mp3_and_m4a_audio_files_are_transcribed() {
         };
         let wer = word_error_rate(audio::SENTENCE, text);
         assert!(wer <= 0.35, "{ext}: WER {wer:.2}: {text:?}");
-        let (_, content_type) = stack.object(&keys::media(&tag(msg), &msg.id, ext)).await;
+        let (_, content_type) = stack
+            .object(&keys::media(&tag(msg), &msg.message_tag, ext))
+            .await;
         assert_eq!(content_type.as_deref(), Some(mime));
     }
 }
@@ -255,7 +265,7 @@ async fn unusable_media_get_their_own_answer_and_nothing_else_in_the_batch_is_af
     assert_eq!(prepared_for(&replies, "wamid.TEXT"), &Prepared::Nothing);
 
     let photo = &messages[3];
-    let photo_key = keys::media(&tag(photo), &photo.id, "jpg");
+    let photo_key = keys::media(&tag(photo), &photo.message_tag, "jpg");
     assert_eq!(
         prepared_for(&replies, "wamid.IMAGE"),
         &Prepared::MediaStored {
@@ -268,7 +278,7 @@ async fn unusable_media_get_their_own_answer_and_nothing_else_in_the_batch_is_af
     assert_eq!(content_type.as_deref(), Some("image/jpeg"));
     // The caption travels in the message record and the reply job.
     let (record_json, _) = stack
-        .object(&keys::message_record(&tag(photo), &photo.id))
+        .object(&keys::message_record(&tag(photo), &photo.message_tag))
         .await;
     let stored: InboundMessage = serde_json::from_slice(&record_json).unwrap();
     assert_eq!(stored.content.caption(), Some("What is this rash?"));
@@ -279,11 +289,11 @@ async fn unusable_media_get_their_own_answer_and_nothing_else_in_the_batch_is_af
     assert_eq!(graph_calls_for(&stack, &liar_id), (1, 1));
     // Media that failed their checks are not stored; every message record is.
     for (m, ext) in [(&messages[5], "jpg"), (&messages[6], "ogg")] {
-        let key = keys::media(&tag(m), &m.id, ext);
+        let key = keys::media(&tag(m), &m.message_tag, ext);
         assert!(!stack.store.exists(&key).await.unwrap(), "{key} stored");
     }
     for m in &messages {
-        let key = keys::message_record(&tag(m), &m.id);
+        let key = keys::message_record(&tag(m), &m.message_tag);
         assert!(stack.store.exists(&key).await.unwrap(), "{key} missing");
     }
 }
@@ -323,7 +333,7 @@ async fn a_graph_server_error_fails_its_record_and_the_later_ones_of_the_same_us
     assert!(
         !stack
             .store
-            .exists(&keys::message_record(&tag(&a2), &a2.id))
+            .exists(&keys::message_record(&tag(&a2), &a2.message_tag))
             .await
             .unwrap()
     );
@@ -403,7 +413,7 @@ async fn a_redelivered_message_is_not_downloaded_or_transcribed_again() {
 
     let first = stack.transcriber.handle(batch()).await;
     assert!(failed_ids(&first).is_empty(), "{first:?}");
-    let transcript_key = keys::transcript(&tag(&voice), &voice.id);
+    let transcript_key = keys::transcript(&tag(&voice), &voice.message_tag);
     let before = stack.store.get(&transcript_key).await.unwrap().unwrap();
     let calls = stack.graph.recorded().len();
 
@@ -538,7 +548,10 @@ async fn the_model_is_fetched_from_s3_at_cold_start_and_reused() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let transcriber = Transcriber::connect(&config, &function_sdk).await.unwrap();
-    assert_eq!(transcriber.engine().model(), "ggml-tiny.en");
+    let Speech::Ready(engine) = transcriber.speech() else {
+        panic!("the model loads: {:?}", transcriber.speech());
+    };
+    assert_eq!(engine.model(), "ggml-tiny.en");
     let copy = tmp.path().join("ggml-tiny.en.bin");
     assert_eq!(std::fs::metadata(&copy).unwrap().len(), model.len() as u64);
     let names: Vec<_> = std::fs::read_dir(tmp.path())
@@ -550,19 +563,141 @@ async fn the_model_is_fetched_from_s3_at_cold_start_and_reused() {
     // A second cold start in the same environment reuses the copy.
     let before = std::fs::metadata(&copy).unwrap().modified().unwrap();
     let again = Transcriber::connect(&config, &function_sdk).await.unwrap();
-    assert_eq!(again.engine().model(), "ggml-tiny.en");
+    assert!(matches!(again.speech(), Speech::Ready(e) if e.model() == "ggml-tiny.en"));
     assert_eq!(
         std::fs::metadata(&copy).unwrap().modified().unwrap(),
         before
     );
 
-    // A missing key is a clear cold-start error.
+    // A missing key does not stop the cold start: it says why voice notes cannot be heard.
     config.model = ModelSource::S3 {
         key: "models/ggml-missing.bin".into(),
         dir: tmp.path().to_owned(),
     };
-    let err = Transcriber::connect(&config, &function_sdk)
+    let without = Transcriber::connect(&config, &function_sdk)
         .await
-        .unwrap_err();
-    assert!(err.to_string().contains("WHISPER_MODEL_S3_KEY"), "{err}");
+        .expect("the transcriber starts without its model");
+    let Speech::Unavailable(why) = without.speech() else {
+        panic!("no model was loaded: {:?}", without.speech());
+    };
+    assert!(why.contains("WHISPER_MODEL_S3_KEY"), "{why}");
+}
+
+/// The operator's mistake: the whisper model is missing (a wrong path or S3 key, a file
+/// that was never uploaded). The transcriber still starts; a text from one user goes on to
+/// be answered, and a voice note from another is forwarded as one it could not listen to
+/// (the responder says so in the user's language), without downloading it, and nothing
+/// is retried or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_model_the_transcriber_forwards_texts_and_says_it_could_not_listen() {
+    let stack = TestBed::start(
+        "ggml-tiny.en.bin",
+        &[(
+            "WHISPER_MODEL_PATH",
+            "/nonexistent/models/ggml-base-q8_0.bin",
+        )],
+    )
+    .await;
+    let Speech::Unavailable(why) = stack.transcriber.speech() else {
+        panic!(
+            "a missing model is not loaded: {:?}",
+            stack.transcriber.speech()
+        );
+    };
+    assert!(why.contains("ggml-base-q8_0.bin"), "{why}");
+    let fx = Fixtures::new();
+    let note = audio::read(&fx.voice_note("note.ogg", "en", audio::SENTENCE));
+    let media_id = stack.graph.add_media(note, OPUS);
+    let voice = message("15551230007", "wamid.NOMODEL.1", audio(&media_id, OPUS));
+    let words = message(
+        "15551230008",
+        "wamid.NOMODEL.2",
+        text("Are you open today?"),
+    );
+
+    let response = stack
+        .transcriber
+        .handle(event(vec![
+            record("sqs-1", &voice),
+            record("sqs-2", &words),
+        ]))
+        .await;
+
+    assert!(failed_ids(&response).is_empty(), "{response:?}");
+    let replies = stack.replies().await;
+    assert_eq!(
+        prepared_for(&replies, "wamid.NOMODEL.2"),
+        &Prepared::Nothing
+    );
+    match prepared_for(&replies, "wamid.NOMODEL.1") {
+        Prepared::AudioUnsupported { reason } => {
+            assert!(reason.contains("speech model is unavailable"), "{reason}")
+        }
+        other => panic!("the voice note is forwarded as unheard: {other:?}"),
+    }
+    assert_eq!(
+        graph_calls_for(&stack, &media_id),
+        (0, 0),
+        "nothing downloaded"
+    );
+}
+
+/// A warm container still holds the token it read at its cold start; the operator has
+/// since replaced it in SSM. The first refusal (190) reads the parameter again and the
+/// lookup is made once more with the new token: the media is had in this delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_replaced_in_ssm_is_read_again_on_the_first_refusal() {
+    const PARAMETER: &str = "/remedios/whatsapp-access-token";
+    let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
+    let ssm = aws_sdk_ssm::Client::new(&stack.moto.sdk_config().await);
+    let put = |value: &'static str| {
+        ssm.put_parameter()
+            .name(PARAMETER)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    put("expired-token").await.expect("the old token");
+    let warm = stack
+        .connect(
+            "ggml-tiny.en.bin",
+            &[
+                ("WHATSAPP_ACCESS_TOKEN", ""),
+                ("WHATSAPP_ACCESS_TOKEN_PARAM", PARAMETER),
+            ],
+        )
+        .await;
+    put(common::TOKEN).await.expect("the replaced token");
+    let media_id = stack
+        .graph
+        .add_media(vec![0xff, 0xd8, 0xff, 0xe0], "image/jpeg");
+    let photo = message("15551230009", "wamid.TOKEN.1", image(&media_id, "look"));
+
+    let prepared = warm
+        .process(&photo)
+        .await
+        .expect("handled in this delivery");
+
+    assert!(
+        matches!(prepared, Prepared::MediaStored { .. }),
+        "{prepared:?}"
+    );
+    let lookups: Vec<&str> = stack
+        .graph
+        .recorded()
+        .iter()
+        .filter_map(|r| match r {
+            Recorded::Refused {
+                code: 190, path, ..
+            } if path.contains(&media_id) => Some("refused"),
+            Recorded::MediaLookup { answered: true, .. } => Some("answered"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        lookups,
+        ["refused", "answered"],
+        "refused with the old token, then answered"
+    );
 }

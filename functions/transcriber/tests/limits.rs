@@ -123,7 +123,8 @@ async fn concurrent_messages_over_the_daily_limit_get_exactly_one_notice() {
     let user = messages[0].user.clone();
     let usage = usage_of(&stack, &keys::usage(&user)).await;
     assert_eq!(usage.in_day, 3, "{usage:?}");
-    assert!(!usage.decided.iter().any(|d| d.id == "wamid.LIMIT.REACTION"));
+    let reaction = remedios_testkit::meta::message_tag("wamid.LIMIT.REACTION");
+    assert!(!usage.decided.iter().any(|d| d.id == reaction.as_str()));
 
     // The exempt number is never counted, and no counters are stored for it.
     let exempt: Vec<_> = (0..5)
@@ -186,7 +187,7 @@ async fn voice_notes_are_charged_and_refused_before_download_once_the_minutes_ar
     assert!(
         stack
             .store
-            .get(&keys::transcript(&second.user, &second.id))
+            .get(&keys::transcript(&second.user, &second.message_tag))
             .await
             .expect("S3")
             .is_none(),
@@ -203,10 +204,34 @@ async fn voice_notes_are_charged_and_refused_before_download_once_the_minutes_ar
         .expect("processed");
     assert_eq!(written, Prepared::Nothing, "texts are still welcome");
     let usage = usage_of(&stack, &key).await;
-    assert!(
-        usage
-            .decided
-            .iter()
-            .any(|d| d.id == "wamid.AUDIO.2" && matches!(d.verdict, Verdict::Over { .. }))
-    );
+    assert!(usage.decided.iter().any(|d| d.id
+        == remedios_testkit::meta::message_tag("wamid.AUDIO.2").as_str()
+        && matches!(d.verdict, Verdict::Over { .. })));
+}
+
+/// A usage record that does not parse (a rollback, a hand edit) is moved aside under
+/// `quarantine/state/` and its user counted afresh, instead of every message of theirs
+/// failing into the dead-letter queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_record_that_does_not_parse_is_moved_aside_and_counting_starts_afresh() {
+    let stack = TestBed::start("ggml-tiny.en.bin", &[("LIMIT_MESSAGES_PER_DAY", "3")]).await;
+    let first = message("15551230031", "wamid.BADUSAGE.1", text("hello"));
+    let key = keys::usage(&first.user);
+    stack
+        .store
+        .put(
+            &key,
+            b"[\"not\", \"a usage record\"]".to_vec(),
+            "application/json",
+        )
+        .await
+        .expect("a bad usage record");
+
+    let prepared = stack.transcriber.process(&first).await.expect("handled");
+
+    assert_eq!(prepared, Prepared::Nothing);
+    assert_eq!(usage_of(&stack, &key).await.in_day, 1, "counted afresh");
+    let aside = stack.store.list("quarantine/state/").await.expect("list");
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(aside[0].0.starts_with(&format!("quarantine/state/{key}.")));
 }

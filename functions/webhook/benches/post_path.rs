@@ -81,6 +81,7 @@ fn bench(c: &mut Criterion) {
     let allow = Intake {
         allow: SenderList::default(),
         tags: TagKey::new(meta::USER_TAG_KEY).expect("the tests' tag key"),
+        numbers: vec![meta::PHONE_NUMBER_ID.to_owned()],
     };
     let mut group = c.benchmark_group("post_path");
     for (name, body, expected) in [

@@ -19,6 +19,10 @@ pub struct Config {
     pub bucket: String,
     pub max_body_bytes: usize,
     pub allowed_senders: SenderList,
+    /// The business phone number ids this deployment answers for
+    /// (`WHATSAPP_PHONE_NUMBER_ID`, comma-separated); empty answers every number of the
+    /// business account. Messages to the others are dropped and counted.
+    pub phone_number_ids: Vec<String>,
     pub aws: AwsSettings,
 }
 
@@ -47,6 +51,13 @@ impl Config {
                 64 * 1024 * 1024,
             )?,
             allowed_senders: SenderList::parse(env.optional("ALLOWED_SENDERS").as_deref()),
+            phone_number_ids: env
+                .optional("WHATSAPP_PHONE_NUMBER_ID")
+                .unwrap_or_default()
+                .split([',', ';', ' ', '\n'])
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect(),
             aws: AwsSettings::from_env(env)?,
         })
     }
@@ -68,10 +79,26 @@ mod tests {
     ];
 
     #[test]
+    fn the_phone_number_ids_are_a_list() {
+        let [a, b, c, d, e] = BASE;
+        let vars = [
+            a,
+            b,
+            c,
+            d,
+            e,
+            ("WHATSAPP_PHONE_NUMBER_ID", "106540352242922, 2222"),
+        ];
+        let config = Config::from_env(&Env(vars)).unwrap();
+        assert_eq!(config.phone_number_ids, ["106540352242922", "2222"]);
+    }
+
+    #[test]
     fn defaults_fill_what_is_not_set() {
         let config = Config::from_env(&Env(BASE)).unwrap();
         assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert!(config.allowed_senders.is_empty());
+        assert!(config.phone_number_ids.is_empty());
         assert_eq!(
             config.app_secret,
             SecretSource::SsmParameter("/remedios/app-secret".into())

@@ -79,6 +79,7 @@ impl Webhook {
             intake: Intake {
                 allow: config.allowed_senders.clone(),
                 tags,
+                numbers: config.phone_number_ids.clone(),
             },
         }
     }
@@ -148,6 +149,7 @@ impl Webhook {
                     messages = plan.messages.len(),
                     statuses = plan.statuses,
                     refused_senders = plan.refused_senders,
+                    other_numbers = plan.other_numbers,
                     quarantined = plan.quarantine.is_some(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "webhook notification accepted"
@@ -162,6 +164,7 @@ impl Webhook {
                 Metrics::of("webhook")
                     .value("Statuses", Unit::Count, count(plan.statuses))
                     .value("RefusedSenders", Unit::Count, count(plan.refused_senders))
+                    .value("OtherNumbers", Unit::Count, count(plan.other_numbers))
                     .value(
                         "Quarantined",
                         Unit::Count,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use remedios_shared::envelope::InboundMessage;
 use remedios_shared::queue::{self, Outgoing};
 use remedios_shared::signature::{self, SignatureError};
-use remedios_shared::user::{Sender, SenderList, TagKey, redact};
+use remedios_shared::user::{Sender, SenderList, TagKey, UserKey};
 use remedios_shared::whatsapp::webhook::{ChangeValue, Lenient, Notification, Status};
 use tracing::{debug, info, warn};
 
@@ -24,6 +24,9 @@ pub struct Plan {
     pub statuses: usize,
     /// Messages from senders outside the allow-list (dropped).
     pub refused_senders: usize,
+    /// Messages to a number of the business account this deployment does not serve
+    /// (dropped).
+    pub other_numbers: usize,
     /// Set when (part of) the body could not be understood: the raw body is kept in
     /// the quarantine prefix so no new payload shape is lost.
     pub quarantine: Option<String>,
@@ -54,6 +57,15 @@ pub struct Intake {
     /// Who may talk to Remedios; an empty list lets everyone.
     pub allow: SenderList,
     pub tags: TagKey,
+    /// The business phone number ids answered for; empty answers every one.
+    pub numbers: Vec<String>,
+}
+
+impl Intake {
+    /// Whether messages to business number `phone_number_id` are ours to answer.
+    pub fn serves(&self, phone_number_id: &str) -> bool {
+        self.numbers.is_empty() || self.numbers.iter().any(|n| n == phone_number_id)
+    }
 }
 
 /// Plans a signed body: parses it and builds the queue messages.
@@ -83,34 +95,60 @@ pub fn plan(body: &[u8], now_ms: i64, intake: &Intake) -> Plan {
 }
 
 fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Plan) {
-    for error in &value.errors {
+    for error in value.errors.iter().filter_map(Lenient::valid) {
         warn!(
             code = error.code,
             title = error.title.as_deref().unwrap_or(""),
             "WhatsApp reported an error in a notification"
         );
     }
-    for status in &value.statuses {
-        log_status(status);
+    for status in value.statuses.iter().filter_map(Lenient::valid) {
+        log_status(status, &intake.tags);
         plan.statuses += 1;
+    }
+    let invalid = value.invalid_others();
+    if invalid > 0 {
+        // The rest goes on; the body is kept for a look at the new shape.
+        warn!(
+            invalid,
+            "contacts, statuses, errors or metadata whose fields do not have the types Meta documents"
+        );
+        plan.quarantine = Some(format!(
+            "{invalid} contacts, statuses, errors or metadata do not parse"
+        ));
     }
     if value.messages.is_empty() {
         return;
     }
-    let Some(metadata) = &value.metadata else {
+    let Some(metadata) = value.metadata.as_ref().and_then(Lenient::valid) else {
         plan.quarantine = Some("messages without metadata.phone_number_id".into());
         return;
     };
+    let contacts = value.valid_contacts();
+    if !intake.serves(&metadata.phone_number_id) {
+        // Another number of the same business account (`--subscribe` subscribes them all).
+        info!(
+            phone_number_id = %metadata.phone_number_id,
+            messages = value.messages.len(),
+            "dropping messages to a business number this deployment does not serve (WHATSAPP_PHONE_NUMBER_ID)"
+        );
+        plan.other_numbers += value.messages.len();
+        return;
+    }
     for message in &value.messages {
         let message = match message {
             Lenient::Valid(message) => message,
             Lenient::Invalid { id, error } => {
                 // The others go on; this one is kept with the body in quarantine.
-                let id = id.as_deref().unwrap_or("(no id)");
-                warn!(message_id = %id, "dropping a message whose fields do not have the types Meta documents");
-                debug!(message_id = %id, error = %error, "why the message does not parse");
-                plan.quarantine =
-                    Some(format!("message {id} does not parse as a WhatsApp message"));
+                let message = id.as_deref().map_or_else(
+                    || "(no id)".to_owned(),
+                    |id| intake.tags.message(id).to_string(),
+                );
+                warn!(message = %message, "dropping a message whose fields do not have the types Meta documents");
+                debug!(message = %message, error = %error, "why the message does not parse");
+                plan.quarantine = Some(format!(
+                    "message {message} does not parse as a WhatsApp message"
+                ));
                 continue;
             }
         };
@@ -119,53 +157,51 @@ fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Pla
             continue;
         }
         let Some(envelope) =
-            InboundMessage::from_webhook(message, metadata, &value.contacts, &intake.tags, now_ms)
+            InboundMessage::from_webhook(message, metadata, &contacts, &intake.tags, now_ms)
         else {
             plan.quarantine = Some(format!(
                 "message {} names no sender (no from, no from_user_id)",
-                message.id
+                intake.tags.message(&message.id)
             ));
             continue;
         };
-        let user = &envelope.user;
+        let (user, tag) = (&envelope.user, &envelope.message_tag);
         if !allows(&intake.allow, &envelope.sender) {
-            info!(user = %user, message_id = %message.id, "dropping a message from a sender outside ALLOWED_SENDERS");
+            info!(user = %user, message = %tag, "dropping a message from a sender outside ALLOWED_SENDERS");
             plan.refused_senders += 1;
             continue;
         }
-        debug!(user = %user, message_id = %message.id, kind = envelope.content.kind(), "enqueueing a message");
-        match Outgoing::new(&envelope, user, queue::dedup_id(&message.id, None)) {
+        debug!(user = %user, message = %tag, kind = envelope.content.kind(), "enqueueing a message");
+        match Outgoing::new(&envelope, user, queue::dedup_id(tag.as_str(), None)) {
             Ok(outgoing) => {
                 plan.messages.push(outgoing);
                 *plan.types.entry(envelope.content.kind()).or_default() += 1;
             }
             // Serialising our own types cannot fail in practice; keep the body if it does.
-            Err(e) => {
-                plan.quarantine = Some(format!(
-                    "message {} could not be serialised: {e}",
-                    message.id
-                ))
-            }
+            Err(e) => plan.quarantine = Some(format!("message {tag} could not be serialised: {e}")),
         }
     }
 }
 
-fn log_status(status: &Status) {
+/// Logs a status update of a message we sent: the message and its recipient appear as
+/// their keyed tags (an outbound wamid holds the recipient's number too).
+fn log_status(status: &Status, tags: &TagKey) {
     let recipient = status
         .recipient_user_id
         .as_deref()
         .or(status.recipient_id.as_deref())
-        .map(redact)
+        .map(|id| UserKey::new(id).tag(tags).to_string())
         .unwrap_or_default();
+    let message = tags.message(&status.id);
     if status.status == "failed" {
         for error in &status.errors {
-            warn!(message_id = %status.id, recipient = %recipient, code = error.code, title = error.title.as_deref().unwrap_or(""), "a message we sent failed");
+            warn!(message = %message, recipient = %recipient, code = error.code, title = error.title.as_deref().unwrap_or(""), "a message we sent failed");
         }
         if status.errors.is_empty() {
-            warn!(message_id = %status.id, recipient = %recipient, "a message we sent failed (no error given)");
+            warn!(message = %message, recipient = %recipient, "a message we sent failed (no error given)");
         }
     } else {
-        debug!(message_id = %status.id, recipient = %recipient, status = %status.status, "status update");
+        debug!(message = %message, recipient = %recipient, status = %status.status, "status update");
     }
 }
 
@@ -177,6 +213,7 @@ mod tests {
         Intake {
             allow: SenderList::default(),
             tags: TagKey::new("intake-test-key-intake-test-key-0").expect("a tag key"),
+            numbers: Vec::new(),
         }
     }
 

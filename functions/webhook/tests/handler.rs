@@ -471,6 +471,7 @@ async fn every_documented_message_type_is_enqueued_with_its_envelope() {
         let id = message["id"].as_str().unwrap();
         let e = &got.envelope;
         assert_eq!(e.id, id);
+        assert_eq!(e.message_tag, meta::message_tag(id));
         assert_eq!(&e.content, expected, "{id}");
         assert_eq!(e.v, remedios_shared::envelope::ENVELOPE_VERSION);
         assert_eq!(e.phone_number_id, meta::PHONE_NUMBER_ID);
@@ -488,7 +489,11 @@ async fn every_documented_message_type_is_enqueued_with_its_envelope() {
         assert_eq!(e.sender.username.as_deref(), Some("@sheena"));
         assert_eq!(e.sender.profile_name.as_deref(), Some("Sheena Nelson"));
         assert_eq!(got.group_id, tag.as_str(), "per-user FIFO group");
-        assert_eq!(got.dedup_id, id, "dedup id is the WhatsApp message id");
+        assert_eq!(
+            got.dedup_id,
+            meta::message_tag(id).as_str(),
+            "dedup id is the keyed message tag, never the WhatsApp message id"
+        );
         assert!(queue::sqs_accepts(&got.body));
         assert!(
             !got.group_id.contains("1234567"),
@@ -665,7 +670,7 @@ async fn a_batch_from_several_users_becomes_one_queue_message_per_message() {
     let mut got: Vec<(String, String)> = received
         .iter()
         .map(|r| {
-            assert_eq!(r.dedup_id, r.envelope.id);
+            assert_eq!(r.dedup_id, r.envelope.message_tag.as_str());
             assert_eq!(r.group_id, r.envelope.user.as_str());
             assert_eq!(
                 r.envelope.user,
@@ -817,6 +822,48 @@ async fn a_message_naming_no_sender_is_quarantined_and_the_others_enqueued() {
     let keys = stack.quarantined().await;
     assert_eq!(keys.len(), 1);
     assert_eq!(stack.object(&keys[0]).await, body.into_bytes());
+}
+
+/// A contact, a status, an error and the metadata's display number with fields of the
+/// wrong type, beside a valid message: the message is enqueued (completed from the
+/// contact that parses), the valid status is counted, and the body is kept in quarantine
+/// for a look at the new shape.
+#[tokio::test]
+async fn contacts_statuses_and_errors_that_do_not_parse_do_not_take_the_messages_with_them() {
+    let stack = TestBed::start().await;
+    let ana = phone_user(8);
+    let mut body: Value = serde_json::from_str(&meta::notification(vec![meta::change(
+        &[&ana],
+        vec![meta::text(&ana, &wamid("TOL1"), TS, "still here?")],
+        vec![
+            meta::status(&wamid("OUT1"), "15550000008", "delivered", TS),
+            meta::status(&wamid("OUT2"), "15550000008", "read", TS),
+        ],
+    )]))
+    .expect("a notification");
+    let value = &mut body["entry"][0]["changes"][0]["value"];
+    value["contacts"]
+        .as_array_mut()
+        .expect("contacts")
+        .push(json!({ "wa_id": 15550000009u64, "profile": { "name": ["not", "a", "name"] } }));
+    value["statuses"][1]["timestamp"] = json!({ "not": "a time" });
+    value["errors"] = json!([{ "code": "one hundred", "title": 7 }]);
+    value["metadata"]["display_phone_number"] = json!(15550783881u64);
+    let body = body.to_string();
+
+    assert_eq!(status(&stack.post_signed(&body).await), 200);
+
+    let received = stack.drain().await;
+    assert_eq!(received.len(), 1, "the valid message is enqueued");
+    assert_eq!(received[0].envelope.id, wamid("TOL1"));
+    assert_eq!(
+        received[0].envelope.sender.profile_name.as_deref(),
+        Some("User 8"),
+        "completed from the contact that parses"
+    );
+    let kept = stack.quarantined().await;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(stack.object(&kept[0]).await, body.into_bytes());
 }
 
 #[tokio::test]
@@ -1015,6 +1062,39 @@ async fn bodies_over_the_bound_answer_413_and_bodies_at_it_are_taken() {
 }
 
 // ---------------------------------------------------------------- allow-list
+
+/// `remedios deploy --subscribe` subscribes the whole business account: a message to
+/// another of its numbers reaches the webhook too. Only the configured number's messages
+/// are taken in; the others are acknowledged (Meta must not retry them) and dropped.
+#[tokio::test]
+async fn only_messages_to_the_configured_number_are_enqueued() {
+    let stack = TestBed::start_with(&[("WHATSAPP_PHONE_NUMBER_ID", meta::PHONE_NUMBER_ID)]).await;
+    let user = phone_user(3);
+    let ours = meta::change(
+        &[&user],
+        vec![meta::text(&user, &wamid("N1"), TS, "hi")],
+        vec![],
+    );
+    let mut theirs = meta::change(
+        &[&user],
+        vec![meta::text(&user, &wamid("N2"), TS, "hi")],
+        vec![],
+    );
+    theirs["value"]["metadata"]["phone_number_id"] = "999000111222333".into();
+    let body = meta::notification(vec![ours, theirs.clone()]);
+    assert_eq!(status(&stack.post_signed(&body).await), 200);
+    let ids: Vec<String> = stack
+        .drain()
+        .await
+        .into_iter()
+        .map(|r| r.envelope.id)
+        .collect();
+    assert_eq!(ids, vec![wamid("N1")]);
+
+    let only_theirs = meta::notification(vec![theirs]);
+    assert_eq!(status(&stack.post_signed(&only_theirs).await), 200);
+    stack.assert_nothing_taken_in().await;
+}
 
 #[tokio::test]
 async fn only_allowed_senders_are_enqueued() {

@@ -33,6 +33,7 @@ fn intake(allow: SenderList) -> Intake {
     Intake {
         allow,
         tags: tags(),
+        numbers: Vec::new(),
     }
 }
 
@@ -47,7 +48,7 @@ fn tags() -> TagKey {
 ///
 /// - every queue message is a body SQS accepts, decodes back into an envelope of this
 ///   version with the same message id, and is grouped and deduplicated as the webhook
-///   promises (group = the sender's tag, dedup id = the message id);
+///   promises (group = the sender's tag, dedup id = the message's keyed tag);
 /// - the allow-list only removes messages: open = allowed + refused, nothing else changes;
 /// - a signed body verifies and plans the same; a wrong signature is refused.
 ///
@@ -135,7 +136,15 @@ fn check_outgoing(outgoing: &Outgoing) {
         message.user_key().tag(&tags()),
         "the tag is not the keyed tag of the sender"
     );
-    assert_eq!(outgoing.dedup_id, queue::dedup_id(&message.id, None));
+    assert_eq!(
+        message.message_tag,
+        tags().message(&message.id),
+        "the message tag is not the keyed tag of its id"
+    );
+    assert_eq!(
+        outgoing.dedup_id,
+        queue::dedup_id(message.message_tag.as_str(), None)
+    );
     assert!(
         (1..=128).contains(&outgoing.dedup_id.len())
             && outgoing.dedup_id.bytes().all(|b| b.is_ascii_graphic()),

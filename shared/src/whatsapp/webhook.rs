@@ -41,18 +41,38 @@ pub struct ChangeValue {
     #[serde(default)]
     pub messaging_product: Option<String>,
     #[serde(default)]
-    pub metadata: Option<Metadata>,
+    pub metadata: Option<Lenient<Metadata>>,
+    /// Each element of every list parsed on its own: one that does not parse (a field of
+    /// the wrong type) does not take the others, or the notification's messages, with it.
     #[serde(default)]
-    pub contacts: Vec<Contact>,
-    /// Each message parsed on its own: one that does not parse does not take the
-    /// others of the notification with it.
+    pub contacts: Vec<Lenient<Contact>>,
     #[serde(default)]
     pub messages: Vec<Lenient<Message>>,
     #[serde(default)]
-    pub statuses: Vec<Status>,
+    pub statuses: Vec<Lenient<Status>>,
     /// Errors about the notification itself (not tied to one message).
     #[serde(default)]
-    pub errors: Vec<ApiError>,
+    pub errors: Vec<Lenient<ApiError>>,
+}
+
+impl ChangeValue {
+    /// The contacts that parsed.
+    pub fn valid_contacts(&self) -> Vec<Contact> {
+        self.contacts
+            .iter()
+            .filter_map(Lenient::valid)
+            .cloned()
+            .collect()
+    }
+
+    /// How many contacts, statuses and errors did not parse (the messages are counted
+    /// apart, each with its id).
+    pub fn invalid_others(&self) -> usize {
+        self.contacts.iter().filter(|c| c.valid().is_none()).count()
+            + self.statuses.iter().filter(|s| s.valid().is_none()).count()
+            + self.errors.iter().filter(|e| e.valid().is_none()).count()
+            + self.metadata.iter().filter(|m| m.valid().is_none()).count()
+    }
 }
 
 /// One element of a list, parsed apart from the others: a message whose fields do not
@@ -100,9 +120,20 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Lenient<T> {
 /// Our business number that the change concerns.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Metadata {
-    #[serde(default)]
+    /// Only for the envelope: a number where the string belongs is taken as its digits,
+    /// anything else as no value, rather than costing the notification its messages.
+    #[serde(default, deserialize_with = "loose_string")]
     pub display_phone_number: Option<String>,
     pub phone_number_id: String,
+}
+
+/// A string, or a number written as one; any other value is none.
+fn loose_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
 }
 
 /// The WhatsApp user who sent the messages of a change.

@@ -57,6 +57,21 @@ pub async fn object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<
     Some(out.body.collect().await.ok()?.into_bytes().to_vec())
 }
 
+/// Every object name in the bucket.
+pub async fn list(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.unwrap_or_else(|e| panic!("list the bucket: {e}"));
+        names.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+    }
+    names
+}
+
 /// Sends a voice note (Ogg/Opus bytes) and waits for its replies.
 pub async fn send_voice(chat: &mut Chat, audio: Vec<u8>) -> Exchange {
     chat.send(

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use remedios_shared::keys;
-use remedios_shared::user::{TagKey, UserKey, UserTag};
+use remedios_shared::user::{MessageTag, TagKey, UserKey, UserTag};
 use thiserror::Error;
 
 use crate::stack::StackInfo;
@@ -131,6 +131,8 @@ pub fn human(d: Duration) -> String {
 pub struct Exchange {
     /// The WhatsApp message id we sent.
     pub message_id: String,
+    /// Its keyed tag: its name in S3 keys.
+    pub message_tag: MessageTag,
     /// The reply texts, in order.
     pub replies: Vec<String>,
     pub stages: Stages,
@@ -162,6 +164,7 @@ pub struct Chat {
     info: StackInfo,
     user: meta::User,
     tag: UserTag,
+    tags: TagKey,
     http: reqwest::Client,
     emulator: EmulatorClient,
     s3: aws_sdk_s3::Client,
@@ -191,6 +194,7 @@ impl Chat {
         let tags = TagKey::new(&info.user_tag_key).map_err(|e| ChatError::Stack(e.to_string()))?;
         Ok(Chat {
             tag: key.tag(&tags),
+            tags,
             user,
             http: reqwest::Client::new(),
             emulator: EmulatorClient::new(&url),
@@ -206,6 +210,11 @@ impl Chat {
         &self.tag
     }
 
+    /// The keyed tag of one of this chat's message ids (its S3 keys).
+    pub fn message_tag(&self, message_id: &str) -> MessageTag {
+        self.tags.message(message_id)
+    }
+
     /// Sends `outgoing` and waits up to `timeout` for the reply. `tick` is called about
     /// ten times a second with the stage being waited for (for a spinner).
     pub async fn send(
@@ -219,7 +228,11 @@ impl Chat {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         self.sent += 1;
-        let message_id = format!("wamid.LOCAL{}{:04}", now.as_nanos(), self.sent);
+        let party = self.user.wa_id.as_ref().or(self.user.user_id.as_ref());
+        let message_id = meta::wamid(
+            party.map(String::as_str).unwrap_or_default(),
+            now.as_nanos() * 10_000 + u128::from(self.sent),
+        );
         let timestamp = now.as_secs() as i64;
         let (message, voice) = match outgoing {
             Outgoing::Text(text) => (meta::text(&self.user, &message_id, timestamp, &text), false),
@@ -252,8 +265,9 @@ impl Chat {
             webhook: started.elapsed(),
             ..Stages::default()
         };
-        let record_key = keys::message_record(&self.tag, &message_id);
-        let transcript_key = keys::transcript(&self.tag, &message_id);
+        let message_tag = self.message_tag(&message_id);
+        let record_key = keys::message_record(&self.tag, &message_tag);
+        let transcript_key = keys::transcript(&self.tag, &message_tag);
         let mut replies: Vec<(u64, String)> = Vec::new();
         let mut last_reply_at: Option<Instant> = None;
         loop {
@@ -310,6 +324,7 @@ impl Chat {
         replies.sort_by_key(|(seq, _)| *seq);
         Ok(Exchange {
             message_id,
+            message_tag,
             replies: replies.into_iter().map(|(_, body)| body).collect(),
             stages,
         })

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use remedios_shared::keys;
 use remedios_shared::store::{Store, StoreError};
-use responder::knowledge::{self, KnowledgeError, Loaded, MAX_FILE_BYTES};
+use responder::knowledge::{self, KnowledgeError, Loaded, Skip};
 use thiserror::Error;
 
 /// Why the material could not be synchronised.
@@ -19,10 +19,6 @@ pub enum SyncError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is {bytes} bytes; material files must be at most {MAX_FILE_BYTES} bytes")]
-    TooBig { path: PathBuf, bytes: u64 },
-    #[error("{path} is not UTF-8 text: save it as UTF-8 Markdown or plain text")]
-    NotText { path: PathBuf },
     #[error(
         "the knowledge folder {0} holds no Markdown or text files (.md, .markdown, .txt, .text)"
     )]
@@ -38,34 +34,40 @@ pub struct Synced {
     pub uploaded: Vec<String>,
     /// Material in the bucket that the folder no longer has, deleted.
     pub removed: Vec<String>,
+    /// Files left out by the rules a responder applies ([`knowledge::admit`]), and why.
+    pub skipped: Vec<(String, Skip)>,
+    /// Symbolic links to folders, not followed (relative to the folder).
+    pub links_not_followed: Vec<String>,
 }
 
-/// Makes the bucket's material what `dir` holds: every Markdown or text file under it is
-/// uploaded to `knowledge/<its path>`, and material the folder no longer has is deleted.
-/// Other files (images, PDFs) are left out, and everything is checked before anything is
+/// Makes the bucket's material what `dir` holds: every Markdown or text file under it that
+/// passes a responder's rules ([`knowledge::admit`]: UTF-8, size, total) is uploaded to
+/// `knowledge/<its path>`, and material the folder no longer has is deleted. Other files
+/// (images, PDFs) are left out, files that fail the rules are reported and not uploaded,
+/// symbolic links to folders are not followed, and every file is read before anything is
 /// written.
 pub async fn sync_folder(store: &Store, dir: &Path) -> Result<Synced, SyncError> {
     let mut files = Vec::new();
-    walk(dir, dir, &mut files)?;
+    let mut links_not_followed = Vec::new();
+    walk(dir, dir, &mut files, &mut links_not_followed)?;
     if files.is_empty() {
         return Err(SyncError::Empty(dir.to_owned()));
     }
     let mut contents = Vec::with_capacity(files.len());
+    let mut skipped = Vec::new();
+    let mut total = 0;
     for (name, path) in &files {
         let bytes = std::fs::read(path).map_err(|source| SyncError::Read {
             path: path.clone(),
             source,
         })?;
-        if bytes.len() > MAX_FILE_BYTES {
-            return Err(SyncError::TooBig {
-                path: path.clone(),
-                bytes: bytes.len() as u64,
-            });
+        match knowledge::admit(&bytes, total) {
+            Ok(_) => {
+                total += bytes.len();
+                contents.push((name.clone(), bytes));
+            }
+            Err(why) => skipped.push((name.clone(), why)),
         }
-        if std::str::from_utf8(&bytes).is_err() {
-            return Err(SyncError::NotText { path: path.clone() });
-        }
-        contents.push((name.clone(), bytes));
     }
     let mut uploaded = Vec::new();
     for (name, bytes) in contents {
@@ -88,12 +90,33 @@ pub async fn sync_folder(store: &Store, dir: &Path) -> Result<Synced, SyncError>
             removed.push(name.to_owned());
         }
     }
-    Ok(Synced { uploaded, removed })
+    Ok(Synced {
+        uploaded,
+        removed,
+        skipped,
+        links_not_followed,
+    })
+}
+
+/// `path` relative to `root`, with `/` between its parts.
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The material files under `dir`, as (path relative to `root` with `/`, full path), in
-/// name order; hidden files and folders are skipped.
-fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), SyncError> {
+/// name order; hidden files and folders are skipped, and symbolic links to folders are
+/// listed in `links` instead of followed (they may lead outside the folder, or in circles).
+fn walk(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+    links: &mut Vec<String>,
+) -> Result<(), SyncError> {
     let read = |source| SyncError::Read {
         path: dir.to_owned(),
         source,
@@ -108,19 +131,18 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(),
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        if path.is_dir() {
-            walk(root, &path, out)?;
+        let kind = entry.file_type().map_err(read)?;
+        if kind.is_symlink() && path.is_dir() {
+            links.push(relative(root, &path));
             continue;
         }
-        let relative = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join("/");
-        if knowledge::is_material(&relative) {
-            out.push((relative, path));
+        if kind.is_dir() {
+            walk(root, &path, out, links)?;
+            continue;
+        }
+        let name = relative(root, &path);
+        if knowledge::is_material(&name) {
+            out.push((name, path));
         }
     }
     Ok(())
@@ -129,7 +151,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(),
 /// What `remedios knowledge build` reports.
 #[derive(Debug)]
 pub struct Built {
+    /// Material files indexed.
     pub files: usize,
+    /// Material files in the bucket left out of the index, and why.
+    pub skipped: Vec<(String, Skip)>,
     pub passages: usize,
     pub loaded: Loaded,
     pub took: std::time::Duration,
@@ -141,8 +166,9 @@ pub async fn build(store: &Store) -> Result<Built, KnowledgeError> {
     let (knowledge, loaded) =
         knowledge::load_or_build(store, remedios_shared::clock::now_ms()).await?;
     Ok(Built {
-        files: knowledge.material.len(),
+        files: knowledge.material.len() - knowledge.skipped.len(),
         passages: knowledge.passages().len(),
+        skipped: knowledge.skipped.into_iter().collect(),
         loaded,
         took: started.elapsed(),
     })

@@ -11,12 +11,14 @@
 //! - [`deploy`]: `remedios deploy`: secrets, SAM, the model, Meta's subscription.
 //! - [`knowledge`]: `remedios knowledge build`: a folder of material into the bucket, indexed.
 //! - [`stats`]: `remedios stats`: the stack's figures from the functions' metric lines.
+//! - [`quarantine`]: `remedios quarantine replay`: kept webhook bodies fed through it again.
 
 pub mod chat;
 pub mod deploy;
 pub mod dlq;
 pub mod knowledge;
 pub mod pump;
+pub mod quarantine;
 pub mod stack;
 pub mod stats;
 pub mod webhook_proxy;

@@ -6,6 +6,8 @@
 //! - `remedios dlq replay`: move dead-lettered messages back to their queue after a fix.
 //! - `remedios stats`: per-stage latencies and counts, from the functions' metric lines.
 //! - `remedios knowledge build|search`: the business's material into the bucket, indexed.
+//! - `remedios quarantine list|replay`: the bodies the webhook could not read, fed through
+//!   it again after a fix.
 //! - `remedios deploy`: secrets into SSM, build and deploy with SAM, the whisper model into
 //!   the bucket, what Meta's dashboard needs; `--check` reports on a deployed stack.
 
@@ -72,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         command: KnowledgeCommand,
     },
+    /// Notification bodies the webhook kept because it could not read them.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
     /// Serve a fast stand-in for the GPT4All host (no model; for load tests).
     #[command(hide = true)]
     StandInModel {
@@ -104,6 +111,25 @@ enum DlqCommand {
         /// Show what would be moved; move nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// List the kept bodies (their keys under quarantine/).
+    List {
+        #[command(flatten)]
+        target: BucketTarget,
+    },
+    /// Feed the kept bodies through the webhook again (after deploying a release that
+    /// reads them), signed with the app secret; each one taken is removed from quarantine/.
+    Replay {
+        /// The webhook's URL (the deployed stack's `WebhookUrl` output); with --bucket.
+        /// The app secret is read from WHATSAPP_APP_SECRET.
+        #[arg(long, requires = "bucket")]
+        webhook_url: Option<String>,
+        #[command(flatten)]
+        target: BucketTarget,
     },
 }
 
@@ -240,6 +266,7 @@ async fn main() -> ExitCode {
             dlq_replay(queue, queue_url, dlq_url, endpoint_url, options).await
         }
         Command::Knowledge { command } => knowledge(command).await,
+        Command::Quarantine { command } => quarantine(command).await,
         Command::Deploy(args) => deploy(args).await,
         Command::StandInModel { port } => stand_in_model(port).await,
     };
@@ -604,6 +631,66 @@ async fn bucket_store(target: &BucketTarget) -> Result<remedios_shared::store::S
     }
 }
 
+async fn quarantine(command: QuarantineCommand) -> Result<(), String> {
+    use remedios_local::quarantine as q;
+    match command {
+        QuarantineCommand::List { target } => {
+            let store = bucket_store(&target).await?;
+            let kept = q::kept(&store).await.map_err(|e| e.to_string())?;
+            for key in &kept {
+                println!("{key}");
+            }
+            println!(
+                "{} kept bod(ies) in s3://{}/quarantine/",
+                kept.len(),
+                store.bucket()
+            );
+            Ok(())
+        }
+        QuarantineCommand::Replay {
+            webhook_url,
+            target,
+        } => {
+            let store = bucket_store(&target).await?;
+            let (url, secret) = match webhook_url {
+                Some(url) => {
+                    let secret = std::env::var("WHATSAPP_APP_SECRET").map_err(|_| {
+                        "set WHATSAPP_APP_SECRET to the app secret the deployed webhook checks"
+                            .to_owned()
+                    })?;
+                    (url, secret)
+                }
+                None if target.bucket.is_some() => {
+                    return Err(
+                        "with --bucket, give --webhook-url (the stack's WebhookUrl output)".into(),
+                    );
+                }
+                None => {
+                    let info = StackInfo::load()?;
+                    (info.webhook_url, info.app_secret)
+                }
+            };
+            println!("Replaying the kept bodies through {url} ...");
+            let done = q::replay(&store, &url, secret.as_bytes(), |key, status| {
+                println!("  {key}: HTTP {status}");
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            println!(
+                "{} read and taken in, {} kept again (still unreadable), {} refused and put back",
+                done.accepted.len(),
+                done.still_unreadable.len(),
+                done.refused.len()
+            );
+            if done.refused.is_empty() {
+                Ok(())
+            } else {
+                Err("some bodies were refused: check the app secret and the webhook URL".into())
+            }
+        }
+    }
+}
+
 async fn knowledge(command: KnowledgeCommand) -> Result<(), String> {
     use remedios_local::knowledge as kb;
     match command {
@@ -623,6 +710,12 @@ async fn knowledge(command: KnowledgeCommand) -> Result<(), String> {
                     synced.uploaded.len(),
                     synced.removed.len()
                 );
+                for (name, why) in &synced.skipped {
+                    println!("  skipped {name}: {why}");
+                }
+                for link in &synced.links_not_followed {
+                    println!("  not followed: {link} is a link to a folder");
+                }
             }
             println!("Indexing the material under knowledge/ ...");
             let built = kb::build(&store).await.map_err(|e| e.to_string())?;
@@ -636,6 +729,9 @@ async fn knowledge(command: KnowledgeCommand) -> Result<(), String> {
                 built.files,
                 built.took.as_millis()
             );
+            for (name, why) in &built.skipped {
+                println!("  left out of the index: knowledge/{name}: {why}");
+            }
             if built.files == 0 {
                 println!(
                     "  no material yet: put Markdown or text files under knowledge/, or use --dir"

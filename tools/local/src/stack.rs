@@ -311,7 +311,8 @@ impl StackInfo {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(&path, serde_json::to_vec_pretty(self)?)
+        // It holds the app secret, the tag key and the emulator's admin key.
+        private_file(&path, &serde_json::to_string_pretty(self)?)
     }
 }
 
@@ -1176,6 +1177,8 @@ fn function_env(
     );
     set("S3_FORCE_PATH_STYLE", "true");
     set("BUCKET_NAME", &info.bucket);
+    // The webhook answers for this number only, as a deployed stack for its own.
+    set("WHATSAPP_PHONE_NUMBER_ID", &info.phone_number_id);
     set("INBOUND_QUEUE_URL", &info.inbound.url);
     set("REPLY_QUEUE_URL", &info.reply.url);
     set("GPT4ALL_URL", &info.model_url);
@@ -1310,7 +1313,7 @@ pub fn webhook_secrets(options: &Options, keep_dir: &Path) -> Result<(String, St
         _ => {
             let token = random_key().map_err(|e| spawn("a random verify token for", e))?;
             std::fs::create_dir_all(keep_dir).map_err(|e| spawn("the folder of", e))?;
-            std::fs::write(&kept, &token).map_err(|e| spawn("writing", e))?;
+            private_file(&kept, &token).map_err(|e| spawn("writing", e))?;
             token
         }
     };
@@ -1386,15 +1389,18 @@ fn config_file(credentials: &Path) -> PathBuf {
     credentials.with_file_name("aws-config")
 }
 
+/// Writes `text` to `path` readable and writable by its owner only (0600), a file that
+/// existed with wider permissions included: before anything is written.
 fn private_file(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(text.as_bytes())
 }
 
@@ -1584,6 +1590,26 @@ async fn spawn_webhook_proxy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_files_are_owner_only_even_when_they_existed_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let fresh = dir.path().join("fresh");
+        private_file(&fresh, "secret").expect("written");
+        let old = dir.path().join("stack.json");
+        std::fs::write(&old, "{}").expect("an old file");
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("0644");
+        private_file(&old, "secret").expect("rewritten");
+        for path in [&fresh, &old] {
+            let mode = std::fs::metadata(path)
+                .expect("metadata")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+            assert_eq!(std::fs::read_to_string(path).expect("read"), "secret");
+        }
+    }
 
     #[test]
     fn build_progress_counts_cargos_compiling_lines_and_names_the_latest() {

@@ -65,7 +65,7 @@ async fn a_folder_becomes_the_material_and_its_index() {
 }
 
 #[tokio::test]
-async fn bad_folders_are_refused_before_anything_is_written() {
+async fn empty_or_missing_folders_are_refused_before_anything_is_written() {
     let (_moto, store) = bucket().await;
     let empty = tempfile::tempdir().expect("tempdir");
     let err = sync_folder(&store, empty.path()).await.unwrap_err();
@@ -79,14 +79,41 @@ async fn bad_folders_are_refused_before_anything_is_written() {
             .contains("cannot read the knowledge folder"),
         "{missing}"
     );
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    write(dir.path(), "a.md", b"fine");
-    write(dir.path(), "b.txt", &[0xff, 0xfe, 0x00, 0x41]);
-    let err = sync_folder(&store, dir.path()).await.unwrap_err();
-    assert!(err.to_string().contains("is not UTF-8 text"), "{err}");
     assert!(
         store.list("knowledge/").await.expect("list").is_empty(),
         "nothing was uploaded"
     );
+}
+
+/// The rules a responder applies, applied before uploading: a file that is not UTF-8 is
+/// left out and named, the others go up; Windows line endings keep their headings; a link
+/// to a folder (here, one outside the material) is not followed.
+#[tokio::test]
+async fn bad_files_are_left_out_and_named_and_links_to_folders_not_followed() {
+    let (_moto, store) = bucket().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "a.md", b"## Hours\r\n\r\nWe open at nine.\r\n");
+    write(dir.path(), "b.txt", &[0xff, 0xfe, 0x00, 0x41]);
+    let outside = tempfile::tempdir().expect("tempdir");
+    write(outside.path(), "secret.md", b"not for the bucket");
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("linked")).expect("symlink");
+
+    let synced = sync_folder(&store, dir.path()).await.expect("synced");
+    assert_eq!(synced.uploaded, ["a.md"]);
+    assert_eq!(
+        synced.skipped,
+        [("b.txt".to_owned(), responder::knowledge::Skip::NotText)]
+    );
+    assert_eq!(synced.links_not_followed, ["linked"]);
+    let listed: Vec<String> = store
+        .list("knowledge/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(listed, ["knowledge/a.md"]);
+    let built = build(&store).await.expect("built");
+    assert_eq!((built.files, built.passages), (1, 1));
+    assert!(built.skipped.is_empty());
 }

@@ -185,6 +185,7 @@ pub fn message(id: &str, sender: Sender, content: Content) -> InboundMessage {
         display_phone_number: Some("15550000000".into()),
         user: remedios_testkit::meta::user_tag(sender.key().as_str()),
         sender,
+        message_tag: remedios_testkit::meta::message_tag(id),
         id: id.into(),
         timestamp: 1_767_225_600,
         received_at_ms: 1_767_225_600_000,

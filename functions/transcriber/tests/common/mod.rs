@@ -60,6 +60,46 @@ pub struct TestBed {
     pub transcriber: Transcriber,
 }
 
+/// The transcriber's cold start over these components, signed as its own role; `vars`
+/// override its environment (an empty value unsets a variable).
+async fn connect(
+    moto: &Moto,
+    graph: &GraphEmulator,
+    reply: &QueuePair,
+    model: &str,
+    vars: &[(&str, &str)],
+) -> Transcriber {
+    let model = model_path(model);
+    let mut env: HashMap<String, String> = [
+        ("BUCKET_NAME", BUCKET),
+        ("REPLY_QUEUE_URL", reply.url.as_str()),
+        ("WHATSAPP_ACCESS_TOKEN", TOKEN),
+        ("GRAPH_API_BASE_URL", graph.base_url().as_str()),
+        ("GRAPH_MEDIA_HOSTS", "127.0.0.1"),
+        (
+            "WHISPER_MODEL_PATH",
+            model.to_str().expect("UTF-8 model path"),
+        ),
+        ("WHISPER_THREADS", "2"),
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    for (k, v) in vars {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = Config::from_env(&Env(env)).unwrap_or_else(|e| panic!("{e}"));
+    // The function signs as its own role, as in Lambda; the setup as the admin.
+    let function_sdk = moto
+        .sdk_config_as(&iam::principal_name(TRANSCRIBER_FUNCTION))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    Transcriber::connect(&config, &function_sdk)
+        .await
+        .unwrap_or_else(|e| panic!("transcriber cold start failed: {e}"))
+}
+
 /// A reply job as the responder would receive it, with its FIFO attributes.
 #[derive(Debug)]
 pub struct Received {
@@ -90,35 +130,7 @@ impl TestBed {
         .await
         .expect("reply queue");
         let graph = GraphEmulator::start(TOKEN).await.expect("graph emulator");
-        let model = model_path(model);
-        let mut env: HashMap<String, String> = [
-            ("BUCKET_NAME", BUCKET),
-            ("REPLY_QUEUE_URL", reply.url.as_str()),
-            ("WHATSAPP_ACCESS_TOKEN", TOKEN),
-            ("GRAPH_API_BASE_URL", graph.base_url().as_str()),
-            ("GRAPH_MEDIA_HOSTS", "127.0.0.1"),
-            (
-                "WHISPER_MODEL_PATH",
-                model.to_str().expect("UTF-8 model path"),
-            ),
-            ("WHISPER_THREADS", "2"),
-            ("AWS_ENDPOINT_URL", moto.endpoint()),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        for (k, v) in vars {
-            env.insert((*k).to_owned(), (*v).to_owned());
-        }
-        let config = Config::from_env(&Env(env)).unwrap_or_else(|e| panic!("{e}"));
-        // The function signs as its own role, as in Lambda; the setup above as the admin.
-        let function_sdk = moto
-            .sdk_config_as(&iam::principal_name(TRANSCRIBER_FUNCTION))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let transcriber = Transcriber::connect(&config, &function_sdk)
-            .await
-            .unwrap_or_else(|e| panic!("transcriber cold start failed: {e}"));
+        let transcriber = connect(&moto, &graph, &reply, model, vars).await;
         TestBed {
             store: Store::new(s3, BUCKET),
             moto,
@@ -127,6 +139,12 @@ impl TestBed {
             reply,
             transcriber,
         }
+    }
+
+    /// Another transcriber over the same components (another container's cold start),
+    /// with `model` and `vars`.
+    pub async fn connect(&self, model: &str, vars: &[(&str, &str)]) -> Transcriber {
+        connect(&self.moto, &self.graph, &self.reply, model, vars).await
     }
 
     /// Everything on the reply queue, received and deleted, in order.
@@ -168,6 +186,7 @@ pub fn message(wa_id: &str, id: &str, content: Content) -> InboundMessage {
             profile_name: Some("Test User".into()),
         },
         user: meta::user_tag(wa_id),
+        message_tag: remedios_testkit::meta::message_tag(id),
         id: id.into(),
         timestamp: 1_764_000_000,
         received_at_ms: 1_764_000_000_123,
