@@ -478,6 +478,7 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "GPT4ALL_MODEL",
             "GPT4ALL_API_KEY_PARAM",
             "GPT4ALL_MAX_TOKENS",
+            "GPT4ALL_CONTEXT_TOKENS",
             "GPT4ALL_TEMPERATURE",
             "GPT4ALL_TIMEOUT_SECONDS",
             "HISTORY_MAX_TURNS",
@@ -629,6 +630,7 @@ fn every_variable_the_functions_read_is_set_and_secrets_are_parameter_names() {
         "GPT4ALL_URL",
         "GPT4ALL_MODEL",
         "GPT4ALL_MAX_TOKENS",
+        "GPT4ALL_CONTEXT_TOKENS",
         "GPT4ALL_TEMPERATURE",
         "GPT4ALL_TIMEOUT_SECONDS",
         "HISTORY_MAX_TURNS",
@@ -1559,4 +1561,38 @@ fn the_cost_estimate_assumes_the_templates_default_sizes() {
         checked += 1;
     }
     assert_eq!(checked, 3, "one row per function");
+}
+
+/// With the template's default parameters, the responder's prompt fits the host's
+/// context (`Gpt4AllContextTokens`) with the answer: the system prompt, a question cut to
+/// its bound and the passages of the material, with room left for history; the history
+/// sent is cut to what is left (`Conversation::recent_messages`).
+#[test]
+fn the_templates_default_prompt_fits_the_hosts_default_context() {
+    let template = template();
+    let stack = stack(&template, &[]);
+    let mut env = base_environment(&stack, RESPONDER_FUNCTION);
+    env.insert("GPT4ALL_API_KEY".into(), "k".into());
+    env.remove("GPT4ALL_API_KEY_PARAM");
+    let env =
+        remedios_shared::config::Env(env.into_iter().collect::<std::collections::HashMap<_, _>>());
+    let config = responder::Config::from_env(&env).expect("the template's configuration");
+    let model = &config.model;
+    assert_eq!(model.context_tokens, 2048, "GPT4All's usual context");
+    let knowledge = config.behaviour.knowledge.max_chars;
+    let system = config.behaviour.system_prompt.chars().count();
+    let worst = system + responder::decision::QUESTION_MAX_CHARS + knowledge;
+    let room = model.prompt_chars();
+    assert!(
+        system + responder::decision::QUESTION_MAX_CHARS < room,
+        "a question cut to its bound fits with the system prompt ({room} characters of prompt)"
+    );
+    assert!(
+        system + 500 + knowledge + 1000 < room,
+        "an everyday question, its passages and some history fit ({room} characters)"
+    );
+    eprintln!(
+        "prompt room {room} characters; the longest question with passages takes {worst}: \
+         longer ones are asked again without passages"
+    );
 }

@@ -9,6 +9,7 @@
 //! | `GPT4ALL_MODEL` | the host's first model | the model name, exactly as the host lists it (`GET /v1/models`) |
 //! | `GPT4ALL_API_KEY` or `GPT4ALL_API_KEY_PARAM` | unset | a bearer key, when a proxy in front of the host wants one |
 //! | `GPT4ALL_MAX_TOKENS` | 400 | answer length bound (always sent: GPT4All defaults to 16) |
+//! | `GPT4ALL_CONTEXT_TOKENS` | 2048 | the host's context (GPT4All's "Context Length"): prompts are sized to fit it with the answer |
 //! | `GPT4ALL_TEMPERATURE` | 0.7 | sampling temperature |
 //! | `GPT4ALL_TOP_P` | 0.95 | nucleus sampling |
 //! | `GPT4ALL_TIMEOUT_SECONDS` | 60 | how long one request may take |
@@ -62,6 +63,9 @@ pub struct ModelSettings {
     /// The model name; `None` asks the host for its first model (`GET {base}/models`).
     pub model: Option<String>,
     pub max_tokens: u32,
+    /// The host's context in tokens (`GPT4ALL_CONTEXT_TOKENS`): the prompt and the answer
+    /// together must fit it, or the host refuses the request.
+    pub context_tokens: u32,
     pub temperature: f32,
     pub top_p: f32,
     pub timeout: Duration,
@@ -71,13 +75,32 @@ pub struct ModelSettings {
     pub backoff: Duration,
 }
 
+/// GPT4All's usual context length (its default "Context Length" setting).
+pub const DEFAULT_CONTEXT_TOKENS: u32 = 2048;
+/// Characters per token assumed when sizing a prompt: fewer than English (about 4) or
+/// Spanish text takes, so an estimate errs on the side of fitting.
+pub const CHARS_PER_TOKEN: usize = 3;
+/// Tokens the chat template adds around the messages (role markers), generously.
+pub const TEMPLATE_TOKENS: u32 = 64;
+
 impl ModelSettings {
+    /// How many characters of prompt (system message, history, question) fit the host's
+    /// context beside an answer of `max_tokens`.
+    pub fn prompt_chars(&self) -> usize {
+        let tokens = self
+            .context_tokens
+            .saturating_sub(self.max_tokens)
+            .saturating_sub(TEMPLATE_TOKENS);
+        tokens as usize * CHARS_PER_TOKEN
+    }
+
     /// Defaults for a host at `base_url` (tests and the local stack).
     pub fn new(base_url: Url, model: Option<String>) -> Self {
         ModelSettings {
             base_url,
             model,
             max_tokens: DEFAULT_MAX_TOKENS,
+            context_tokens: DEFAULT_CONTEXT_TOKENS,
             temperature: DEFAULT_TEMPERATURE,
             top_p: DEFAULT_TOP_P,
             timeout: DEFAULT_TIMEOUT,
@@ -269,10 +292,18 @@ impl Config {
                 "is 0; give the seconds one request to the GPT4All host may take",
             ));
         }
+        let max_tokens = env.number_in("GPT4ALL_MAX_TOKENS", DEFAULT_MAX_TOKENS, 16, 8192)?;
+        let context_tokens = env.number_in(
+            "GPT4ALL_CONTEXT_TOKENS",
+            DEFAULT_CONTEXT_TOKENS,
+            512,
+            1_048_576,
+        )?;
         let model = ModelSettings {
             base_url: env.url("GPT4ALL_URL", Some(DEFAULT_GPT4ALL_URL))?,
             model: env.optional("GPT4ALL_MODEL"),
-            max_tokens: env.number_in("GPT4ALL_MAX_TOKENS", DEFAULT_MAX_TOKENS, 16, 8192)?,
+            max_tokens,
+            context_tokens,
             temperature,
             top_p,
             timeout,

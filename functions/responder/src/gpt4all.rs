@@ -157,6 +157,24 @@ impl Gpt4AllError {
         ) || matches!(self, Gpt4AllError::Refused { status, .. } if matches!(status, 408 | 429))
     }
 
+    /// The host refused the prompt as longer than its context (llama.cpp: "exceeds the
+    /// available context size"; GPT4All: "exceeds the context window size").
+    pub fn is_context_overflow(&self) -> bool {
+        match self {
+            Gpt4AllError::Refused {
+                status: 400,
+                message,
+            } => {
+                let message = message.to_lowercase();
+                message.contains("context")
+                    && ["exceed", "too long", "window", "n_ctx", "length"]
+                        .iter()
+                        .any(|s| message.contains(s))
+            }
+            _ => false,
+        }
+    }
+
     /// The host refused this request and would refuse it again: a prompt over the
     /// model's context, a body it cannot take (4xx but 408/429, which are load). Retrying
     /// only makes the user wait; the failure policy answers at once.
@@ -499,6 +517,18 @@ mod tests {
             r#"{"error":{"message":"the request exceeds the available context size"}}"#,
         );
         assert_eq!(overflow.kind(), "refused");
+        assert!(overflow.is_context_overflow());
+        assert!(
+            status_error(
+                400,
+                r#"{"error":{"message":"The prompt size exceeds the context window size and cannot be processed."}}"#
+            )
+            .is_context_overflow()
+        );
+        assert!(
+            !status_error(400, "Unrecognized request argument supplied: stream")
+                .is_context_overflow()
+        );
         for status in [401, 403, 408, 429] {
             assert!(!status_error(status, "").is_permanent(), "{status}");
         }

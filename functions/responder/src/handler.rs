@@ -167,6 +167,13 @@ impl Responder {
         let graph = GraphClient::new(config.graph.clone().with_token(token))?
             .with_token_source(sdk.clone(), config.access_token.clone());
         let model = Gpt4AllClient::new(config.model.clone(), api_key)?;
+        if config.model.prompt_chars() < plan::QUESTION_MAX_CHARS {
+            warn!(
+                max_tokens = config.model.max_tokens,
+                context_tokens = config.model.context_tokens,
+                "GPT4ALL_MAX_TOKENS leaves little of GPT4ALL_CONTEXT_TOKENS for the prompt: long questions will be refused; lower it or raise the host's context"
+            );
+        }
         let knowledge = if config.behaviour.knowledge.enabled {
             let (knowledge, _) = knowledge::load_or_build(&store, now_ms()).await?;
             if knowledge.passages().is_empty() {
@@ -521,12 +528,35 @@ impl Responder {
                         system.push_str(&knowledge::instruction(&found));
                     }
                 }
+                // Sized to the host's context: the latest turns that fit beside the system
+                // message and the question. Should the host still find it too long (a
+                // context set lower than GPT4ALL_CONTEXT_TOKENS says, a dense script), it
+                // is asked once more with neither history nor passages: a user never stays
+                // stuck behind history they cannot see.
+                let prompt_chars = self.model.settings().prompt_chars();
+                let question_chars = question.chars().count();
+                if system.chars().count() + question_chars > prompt_chars {
+                    // A long question leaves no room for passages.
+                    system = self.behaviour.system_prompt.clone();
+                }
                 let conversation = &snapshot.conversation;
-                let mut messages = Vec::with_capacity(conversation.turns.len() + 2);
+                let room = prompt_chars.saturating_sub(system.chars().count() + question_chars);
+                let history = conversation.recent_messages(room);
+                let mut messages = Vec::with_capacity(history.len() + 2);
                 messages.push(ChatMessage::new(Role::System, &system));
-                messages.extend(conversation.messages());
+                messages.extend(history);
                 messages.push(ChatMessage::new(Role::User, question));
-                let answered = self.ask_model(&messages, deadline).await;
+                let answered = match self.ask_model(&messages, deadline).await {
+                    Err(e) if e.is_context_overflow() => {
+                        warn!(user = %user, history_turns = messages.len() - 2, "the prompt was over the host's context; asking once more without history or passages");
+                        let bare = [
+                            ChatMessage::new(Role::System, &self.behaviour.system_prompt),
+                            ChatMessage::new(Role::User, question),
+                        ];
+                        self.ask_model(&bare, deadline).await
+                    }
+                    answered => answered,
+                };
                 match answered {
                     Ok(completion) => {
                         info!(

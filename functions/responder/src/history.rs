@@ -106,6 +106,22 @@ impl Conversation {
         })
     }
 
+    /// The latest turns whose texts fit in `max_chars` together, as chat messages in
+    /// order: what of the conversation fits the host's context beside this turn's prompt.
+    pub fn recent_messages(&self, max_chars: usize) -> Vec<ChatMessage> {
+        let mut used = 0;
+        let keep = self
+            .turns
+            .iter()
+            .rev()
+            .take_while(|t| {
+                used += t.text.chars().count();
+                used <= max_chars
+            })
+            .count();
+        self.messages().skip(self.turns.len() - keep).collect()
+    }
+
     /// Total characters of the turns.
     pub fn chars(&self) -> usize {
         self.turns.iter().map(|t| t.text.chars().count()).sum()
@@ -277,6 +293,27 @@ mod tests {
                 .push(turn(speaker, &"x".repeat(len), &format!("m{}", i / 2)));
         }
         c
+    }
+
+    #[test]
+    fn recent_messages_are_the_latest_turns_that_fit() {
+        let mut c = Conversation::default();
+        for (i, text) in ["aaaa", "bbbbbb", "cc", "ddd"].iter().enumerate() {
+            c.turns.push(Turn {
+                speaker: if i % 2 == 0 {
+                    Speaker::User
+                } else {
+                    Speaker::Assistant
+                },
+                text: (*text).to_owned(),
+                message_id: format!("m{i}"),
+                at_ms: 0,
+            });
+        }
+        let texts = |m: Vec<ChatMessage>| m.into_iter().map(|m| m.content).collect::<Vec<_>>();
+        assert_eq!(texts(c.recent_messages(5)), ["cc", "ddd"]);
+        assert_eq!(texts(c.recent_messages(100)).len(), 4);
+        assert!(c.recent_messages(2).is_empty());
     }
 
     #[test]

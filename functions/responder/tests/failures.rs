@@ -431,3 +431,109 @@ async fn state_that_does_not_parse_is_moved_aside_and_its_user_starts_afresh() {
         "a fresh conversation"
     );
 }
+
+/// Seeds `turns` exchanges of `text` (question and answer each) in the phone user's
+/// conversation.
+async fn seed_history(bench: &TestBed, turns: usize, text: &str) {
+    let history = responder::history::History::new(
+        bench.responder_store.clone(),
+        responder::history::Bounds {
+            max_turns: 1000,
+            max_chars: 1_000_000,
+        },
+    );
+    let user = remedios_testkit::meta::user_tag(PHONE);
+    for i in 0..turns {
+        history
+            .append(&user, &format!("wamid.SEED{i}"), text, text, i as i64)
+            .await
+            .expect("seed the history");
+    }
+}
+
+/// A conversation longer than the host's context (as the template's defaults allow:
+/// 8,000 characters of history beside the system prompt and the answer, on a host with
+/// GPT4All's usual 2,048 tokens): the history sent is cut to what fits, and the question
+/// is answered in one request.
+#[tokio::test]
+async fn a_history_longer_than_the_context_is_cut_to_fit_and_the_question_answered() {
+    let bench = TestBed::start().await;
+    let paragraph = "We talked about the opening hours of the clinic, the parking in the \
+        garage on the second floor below the street, and which insurance companies pay \
+        for a cleaning. ";
+    seed_history(&bench, 16, &paragraph.repeat(3)).await;
+    let behaviour = Behaviour {
+        history_max_turns: 40,
+        history_max_chars: 8000,
+        ..Behaviour::default()
+    };
+    let responder = bench.responder_with(bench.model_settings(), behaviour);
+    let job = text_job("wamid.CTXFIT1", "So, is there parking?");
+
+    let response = responder.handle(event(&[(&job, 1)])).await;
+
+    assert!(failed(&response).is_empty(), "{response:?}");
+    let records = bench.gate.records();
+    let statuses: Vec<u16> = records
+        .iter()
+        .filter_map(|r| match r {
+            GateRecord::Forwarded { status, .. } => Some(*status),
+            GateRecord::Refused { .. } => None,
+        })
+        .collect();
+    assert_eq!(statuses, [200], "one request, within the context");
+    let sent_history = bench.gate.forwarded()[0].messages.len() - 2;
+    assert!(
+        (1..16).contains(&sent_history),
+        "some of the history, not all 32 turns: {sent_history}"
+    );
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 1);
+    assert_ne!(sent[0].body, Fixed::CannotAnswer.default_text(Lang::En));
+}
+
+/// GPT4ALL_CONTEXT_TOKENS set higher than the host really has (16,384 for a 2,048 host)
+/// and a history the host cannot take: the 400 that says the context is exceeded is asked
+/// once more without history, and answered; the user's next question too. Before, every
+/// later question of this user was refused.
+#[tokio::test]
+async fn a_prompt_over_the_real_context_is_asked_again_without_history_and_answered() {
+    let bench = TestBed::start().await;
+    seed_history(&bench, 3, &"漢字仮名交じり文".repeat(120)).await;
+    let mut model = bench.model_settings();
+    model.context_tokens = 16_384;
+    let responder = bench.responder_with(model, Behaviour::default());
+    let first = text_job("wamid.CTXOVER1", "Hello, are you there?");
+    let second = text_job("wamid.CTXOVER2", "What can you do?");
+
+    for job in [&first, &second] {
+        let response = responder.handle(event(&[(job, 1)])).await;
+        assert!(failed(&response).is_empty(), "{response:?}");
+    }
+
+    let statuses: Vec<(u16, usize)> = bench
+        .gate
+        .records()
+        .iter()
+        .filter_map(|r| match r {
+            GateRecord::Forwarded {
+                status, request, ..
+            } => Some((*status, request.messages.len())),
+            GateRecord::Refused { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses[0].0, 400,
+        "the host refused the whole history: {statuses:?}"
+    );
+    assert_eq!(
+        statuses[1],
+        (200, 2),
+        "asked again with the system prompt and the question"
+    );
+    let sent = bench.graph.sent_texts();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for s in &sent {
+        assert_ne!(s.body, Fixed::CannotAnswer.default_text(Lang::En));
+    }
+}
