@@ -21,16 +21,25 @@ below removes one such cost without changing any answer:
 - The request log. werkzeug logs every request line at INFO to a stderr nobody reads
   (the process's output goes to /dev/null): warnings and errors only. 4% of the profile.
 
+One change makes it behave as S3 does where it did not:
+
+- Conditional writes. moto checks `If-Match` / `If-None-Match` and then stores the object
+  as two steps, with other request threads free to run between them, so two writers of
+  the same key could both succeed (a lost update S3 never allows). Object writes are made
+  one at a time, so the check and the write are one step, as in S3.
+
 Run by `remedios_emulators::moto` as `python -c <this file> -H HOST -p PORT`.
 """
 
 import logging
 import sys
+import threading
 import time
 
 import moto.backends as backends
 import moto.sqs.models as sqs_models
 from moto.core.utils import camelcase_to_underscores
+from moto.s3.responses import S3Response
 from moto.server import main
 
 # The clock.
@@ -148,6 +157,18 @@ sqs_models.Queue.attributes = property(_attributes)
 # The service lookup: moto's services do not change while it runs.
 _services = tuple(backends.list_of_moto_modules())
 backends.list_of_moto_modules = lambda: _services
+
+# Conditional writes: the precondition check and the write as one step.
+_writes = threading.RLock()
+_put_object = S3Response.put_object
+
+
+def _put_object_atomically(self):
+    with _writes:
+        return _put_object(self)
+
+
+S3Response.put_object = _put_object_atomically
 
 # The request log.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
