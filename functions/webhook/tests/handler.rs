@@ -733,12 +733,7 @@ async fn the_same_notification_delivered_twice_is_received_once() {
         vec![],
     )]);
     assert_eq!(status(&stack.post_signed(&again).await), 200);
-    let mut ids: Vec<String> = stack
-        .drain()
-        .await
-        .into_iter()
-        .map(|r| r.envelope.id)
-        .collect();
+    let mut ids: Vec<String> = stack.drained_ids().await;
     ids.sort();
     assert_eq!(ids, vec![wamid("DUP1"), wamid("DUP2"), wamid("NEW3")]);
 }
@@ -977,12 +972,7 @@ async fn when_sqs_is_down_the_webhook_answers_500_and_the_retry_enqueues() {
 
     // Meta's retry, through the same webhook (same clients) as before the outage.
     assert_eq!(status(&stack.post_signed(&body).await), 200);
-    let ids: Vec<String> = stack
-        .drain()
-        .await
-        .into_iter()
-        .map(|r| r.envelope.id)
-        .collect();
+    let ids: Vec<String> = stack.drained_ids().await;
     assert_eq!(ids, vec![wamid("OUT1"), wamid("OUT2")]);
 }
 
@@ -1083,12 +1073,7 @@ async fn only_messages_to_the_configured_number_are_enqueued() {
     theirs["value"]["metadata"]["phone_number_id"] = "999000111222333".into();
     let body = meta::notification(vec![ours, theirs.clone()]);
     assert_eq!(status(&stack.post_signed(&body).await), 200);
-    let ids: Vec<String> = stack
-        .drain()
-        .await
-        .into_iter()
-        .map(|r| r.envelope.id)
-        .collect();
+    let ids: Vec<String> = stack.drained_ids().await;
     assert_eq!(ids, vec![wamid("N1")]);
 
     let only_theirs = meta::notification(vec![theirs]);
@@ -1126,12 +1111,7 @@ async fn only_allowed_senders_are_enqueued() {
         ),
     ]);
     assert_eq!(status(&stack.post_signed(&body).await), 200);
-    let mut ids: Vec<String> = stack
-        .drain()
-        .await
-        .into_iter()
-        .map(|r| r.envelope.id)
-        .collect();
+    let mut ids: Vec<String> = stack.drained_ids().await;
     ids.sort();
     assert_eq!(ids, vec![wamid("A1"), wamid("A2")]);
 

@@ -86,6 +86,15 @@ impl TestBed {
         drain(&self.sqs, &self.queue.url).await
     }
 
+    /// The WhatsApp ids of everything on the queue, received and deleted, in order.
+    pub async fn drained_ids(&self) -> Vec<String> {
+        self.drain()
+            .await
+            .into_iter()
+            .map(|r| r.envelope.id)
+            .collect()
+    }
+
     /// The keys under `quarantine/` in the bucket.
     pub async fn quarantined(&self) -> Vec<String> {
         let out = self
