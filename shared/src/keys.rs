@@ -10,6 +10,7 @@
 //! | `conversations/{user}.json` | a user's recent turns | responder |
 //! | `replies/{user}/{message}.json` | which reply parts went out (idempotency) | responder |
 //! | `usage/{user}.json` | a user's counters for the fair limits | transcriber |
+//! | `lanes/{user}.json` | the last message of the user sent to a speech lane | transcriber |
 //! | `knowledge/…` | the business's own material (Markdown, text) | the operator |
 //! | `knowledge-index/index.json` | its search index, rebuilt when the material changes | responder, `remedios knowledge build` |
 //!
@@ -41,6 +42,8 @@ pub const KNOWLEDGE: &str = "knowledge/";
 pub const KNOWLEDGE_INDEX: &str = "knowledge-index/";
 /// Per-user counters of the fair limits.
 pub const USAGE: &str = "usage/";
+/// Per-user markers of messages waiting in a speech lane.
+pub const LANES: &str = "lanes/";
 
 /// Where a signed body that did not parse is kept: content-addressed, so Meta's
 /// retries of the same body land on the same key.
@@ -80,6 +83,11 @@ pub fn conversation(user: &UserTag) -> String {
 /// A user's counters for the fair limits.
 pub fn usage(user: &UserTag) -> String {
     format!("{USAGE}{user}.json")
+}
+
+/// The marker of a user's messages in a speech lane: the last one sent there.
+pub fn lane(user: &UserTag) -> String {
+    format!("{LANES}{user}.json")
 }
 
 /// The reply record of one inbound message.

@@ -67,6 +67,8 @@ pub const SCHEMA: &[Line] = &[
     // A cold start without the whisper model, and each voice note it could not hear.
     line("transcriber", &["Function"], &["SpeechModelUnavailable"]),
     line("transcriber", &["Function", "Outcome"], &["Forwarded"]),
+    // A message sent on to its speech lane (`transcriber::lanes`), to be handled there.
+    line("transcriber", &["Function"], &["Laned"]),
     line("transcriber", &["Function", "Cause"], &["Retries"]),
     // A state object that did not parse, moved aside (`Store::get_state`).
     line("transcriber", &["Function"], &["StateQuarantined"]),

@@ -319,7 +319,9 @@ fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
                 add(a, r);
             }
             add("sqs:SendMessage", "${ReplyQueue.Arn}".into());
-            for prefix in ["messages", "media", "transcripts", "usage"] {
+            // Voice notes go back to the inbound queue, in their speech lane.
+            add("sqs:SendMessage", "${InboundQueue.Arn}".into());
+            for prefix in ["messages", "media", "transcripts", "usage", "lanes"] {
                 add("s3:GetObject", format!("${{Bucket.Arn}}/{prefix}/*"));
                 add("s3:PutObject", format!("${{Bucket.Arn}}/{prefix}/*"));
             }
@@ -469,6 +471,8 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "LIMIT_MESSAGES_PER_DAY",
             "LIMIT_AUDIO_MINUTES_PER_DAY",
             "LIMITS_EXEMPT",
+            "SPEECH_LANES",
+            "INBOUND_MAX_CONCURRENCY",
         ],
         RESPONDER_FUNCTION => vec![
             "REPLY_QUEUE_URL",
@@ -1034,6 +1038,7 @@ fn local_resources_are_the_templates_with_default_parameters() {
         (Some("quarantine/"), Some(30)),
         (Some("conversations/"), Some(90)),
         (Some("usage/"), Some(2)),
+        (Some("lanes/"), Some(5)),
         (None, None),
     ]
     .into_iter()

@@ -14,6 +14,8 @@
 //! | `WHISPER_LANGUAGE` | `auto` | a whisper language code to force, or `auto` to detect (detection costs one more encoder pass per note) |
 //! | `WHISPER_THREADS` | the CPUs the container has | whisper.cpp threads |
 //! | `LIMIT_MESSAGES_PER_MINUTE`, `LIMIT_MESSAGES_PER_DAY`, `LIMIT_AUDIO_MINUTES_PER_DAY`, `LIMITS_EXEMPT` | 0 (off), empty | fair limits per user; see [`Allowance`] |
+//! | `SPEECH_LANES` | 2 | voice notes are transcribed in this many lanes of the inbound queue, apart from everything else ([`crate::lanes`]); 0 transcribes them where they arrive |
+//! | `INBOUND_MAX_CONCURRENCY` | unset | the inbound queue's `MaximumConcurrency`: the lanes always leave one instance for the rest |
 //! | `INBOUND_MAX_RECEIVE_COUNT` | 5 | the inbound queue's `maxReceiveCount`: the last attempt forwards the message with what went wrong, so the user is told |
 
 use std::path::PathBuf;
@@ -26,10 +28,13 @@ use remedios_shared::graph::GraphEndpoint;
 use remedios_shared::secrets::SecretSource;
 
 use crate::audio::DecodeLimits;
+use crate::lanes::{Lanes, MAX_LANES};
 use crate::speech::{Language, MAX_AUDIO_DURATION, MAX_THREADS};
 
 /// WhatsApp's own limit for audio and video: 16 MiB.
 pub const DEFAULT_MEDIA_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Default number of speech lanes.
+pub const DEFAULT_SPEECH_LANES: u32 = 2;
 /// Default longest audio transcribed: 15 minutes.
 pub const DEFAULT_AUDIO_MAX_SECONDS: u64 = 900;
 /// Where a model from a Lambda layer is by default (layers are mounted under `/opt`).
@@ -61,6 +66,8 @@ pub struct Config {
     pub language: Language,
     pub threads: usize,
     pub max_receive_count: u32,
+    /// Where voice notes are transcribed.
+    pub lanes: Lanes,
     /// The fair limits per user.
     pub allowance: Allowance,
     pub aws: AwsSettings,
@@ -121,6 +128,13 @@ impl Config {
                 *MAX_RECEIVE_COUNT_RANGE.start(),
                 *MAX_RECEIVE_COUNT_RANGE.end(),
             )?,
+            lanes: Lanes::new(
+                env.number_in("SPEECH_LANES", DEFAULT_SPEECH_LANES, 0, MAX_LANES)?,
+                match env.optional("INBOUND_MAX_CONCURRENCY") {
+                    None => None,
+                    Some(_) => Some(env.number_in("INBOUND_MAX_CONCURRENCY", 2, 2, 1000)?),
+                },
+            ),
             allowance: Allowance::from_env(env)?,
             aws: AwsSettings::from_env(env)?,
         })
@@ -170,6 +184,7 @@ mod tests {
         assert!(config.threads >= 1);
         assert_eq!(config.graph.version, "v24.0");
         assert!(!config.allowance.is_on(), "no limits unless asked");
+        assert_eq!(config.lanes, Lanes::new(2, None));
         assert_eq!(
             config.access_token,
             SecretSource::SsmParameter("/remedios/access-token".into())
@@ -185,6 +200,8 @@ mod tests {
             ("WHISPER_THREADS", "3"),
             ("MEDIA_MAX_BYTES", "2048"),
             ("AUDIO_MAX_SECONDS", "60"),
+            ("SPEECH_LANES", "4"),
+            ("INBOUND_MAX_CONCURRENCY", "3"),
         ]))
         .unwrap();
         assert_eq!(
@@ -198,6 +215,7 @@ mod tests {
         assert_eq!(config.threads, 3);
         assert_eq!(config.media_max_bytes, 2048);
         assert_eq!(config.audio_max, Duration::from_secs(60));
+        assert_eq!(config.lanes.count(), 2, "one instance stays free for texts");
     }
 
     #[test]
@@ -209,6 +227,8 @@ mod tests {
             ("AUDIO_MAX_SECONDS", "100000"),
             ("GRAPH_API_VERSION", "latest"),
             ("LIMIT_AUDIO_MINUTES_PER_DAY", "2000"),
+            ("SPEECH_LANES", "many"),
+            ("INBOUND_MAX_CONCURRENCY", "1"),
         ] {
             let err = Config::from_env(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.name, name, "{err}");

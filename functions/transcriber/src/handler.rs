@@ -26,6 +26,11 @@
 //! [`FORWARD_MARGIN`] of the invocation's time for that: audio that cannot be transcribed
 //! in time is answered as unusable at once (a retry would run out the same way).
 //!
+//! With speech lanes on ([`crate::lanes`]), step 1 and the fair limits happen where the
+//! message arrives, and a voice note (or any message of a user with one in their lane) is
+//! then sent to its lane of the inbound queue instead ([`Handled::Laned`]); the lane's
+//! delivery does steps 1 to 4 (1 and the limits again, which changes nothing).
+//!
 //! Order: records of one user form a FIFO group. Once a record of a group fails, the later
 //! records of that group in the batch are not processed and are reported failed too, so
 //! they are retried after it, in order.
@@ -55,6 +60,7 @@ use remedios_shared::{aws, batch, keys};
 
 use crate::audio::{self, AudioError, DecodeLimits};
 use crate::config::Config;
+use crate::lanes::{self, Lanes, Markers};
 use crate::speech::{Engine, SpeechError, SpeechSettings, Transcript};
 use crate::whisper_model::{self, ModelError};
 
@@ -147,12 +153,24 @@ pub enum Speech {
     Unavailable(String),
 }
 
+/// What became of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handled {
+    /// Its reply job went to the reply queue.
+    Forwarded(Prepared),
+    /// It went to its user's speech lane, to be handled there ([`crate::lanes`]).
+    Laned,
+}
+
 /// The transcriber, built once per container.
 #[derive(Debug, Clone)]
 pub struct Transcriber {
     store: Store,
-    /// The inbound queue, when known: failed records come back after their backoff.
+    /// The inbound queue, when known: failed records come back after their backoff, and
+    /// voice notes go to their lane.
     source: Option<Queue>,
+    lanes: Lanes,
+    markers: Markers,
     replies: Queue,
     graph: GraphClient,
     speech: Speech,
@@ -187,8 +205,10 @@ impl Transcriber {
     ) -> Self {
         Transcriber {
             allowances: Allowances::new(store.clone(), Default::default()),
+            markers: Markers::new(store.clone()),
             store,
             source: None,
+            lanes: Lanes::OFF,
             replies,
             graph,
             speech,
@@ -199,6 +219,13 @@ impl Transcriber {
     /// Brings failed records of `source` (the inbound queue) back after their backoff.
     pub fn with_source(mut self, source: Queue) -> Self {
         self.source = Some(source);
+        self
+    }
+
+    /// Transcribes voice notes in `lanes` of the inbound queue (see [`crate::lanes`]);
+    /// needs [`Self::with_source`].
+    pub fn with_lanes(mut self, lanes: Lanes) -> Self {
+        self.lanes = lanes;
         self
     }
 
@@ -236,7 +263,8 @@ impl Transcriber {
                 max_receive_count: config.max_receive_count,
             },
         )
-        .with_allowance(config.allowance.clone());
+        .with_allowance(config.allowance.clone())
+        .with_lanes(config.lanes);
         Ok(match &config.inbound_queue_url {
             Some(url) => transcriber.with_source(Queue::new(sqs, url)),
             None => transcriber,
@@ -263,6 +291,7 @@ impl Transcriber {
         batch::in_order(&event.records, redelivery, group, |record| async move {
             let sqs_id = record.message_id.as_deref().unwrap_or_default();
             let receive_count = batch::receive_count(record);
+            let from_lane = lanes::is_lane(batch::group_of(record).as_deref());
             let message = match parse(record) {
                 Ok(message) => message,
                 Err(error) => {
@@ -271,10 +300,17 @@ impl Transcriber {
                     return Err(());
                 }
             };
-            let error = match self.process_by(&message, deadline).await {
-                Ok(prepared) => {
-                    tracing::info!(sqs_id, outcome = outcome(&prepared), "forwarded");
+            let error = match self.take(&message, from_lane, deadline).await {
+                Ok(Handled::Forwarded(prepared)) => {
+                    tracing::info!(sqs_id, outcome = outcome(&prepared), from_lane, "forwarded");
                     count_forwarded(&prepared);
+                    return Ok(());
+                }
+                Ok(Handled::Laned) => {
+                    tracing::info!(sqs_id, "sent to its speech lane");
+                    Metrics::of("transcriber")
+                        .value("Laned", Unit::Count, 1.0)
+                        .emit();
                     return Ok(());
                 }
                 Err(error) => error,
@@ -298,6 +334,45 @@ impl Transcriber {
             }
         })
         .await
+    }
+
+    /// Handles one message: in its speech lane when it is a voice note (or its user has
+    /// one waiting there) and lanes are on, else at once ([`Self::process_by`]).
+    /// `from_lane`: the message is its lane's delivery.
+    pub async fn take(
+        &self,
+        message: &InboundMessage,
+        from_lane: bool,
+        deadline: Deadline,
+    ) -> Result<Handled, RecordError> {
+        let user = &message.user;
+        if from_lane {
+            let prepared = self.process_by(message, deadline).await?;
+            self.markers.leave(user, &message.message_tag).await?;
+            return Ok(Handled::Forwarded(prepared));
+        }
+        let inbound = match &self.source {
+            Some(inbound) if self.lanes.on() => inbound,
+            _ => {
+                return self
+                    .process_by(message, deadline)
+                    .await
+                    .map(Handled::Forwarded);
+            }
+        };
+        let is_audio = matches!(message.content, Content::Audio { .. });
+        if !is_audio && !self.markers.waiting(user).await? {
+            return self
+                .process_by(message, deadline)
+                .await
+                .map(Handled::Forwarded);
+        }
+        // Marked before it is sent, so the user's next message cannot overtake it.
+        self.markers.enter(user, &message.message_tag).await?;
+        let mut outgoing = Outgoing::new(message, user, lanes::dedup_id(&message.message_tag))?;
+        outgoing.group_id = self.lanes.group(user);
+        inbound.send_all(&[outgoing]).await?;
+        Ok(Handled::Laned)
     }
 
     /// Prepares and forwards one message without a deadline; see [`Self::process_by`].

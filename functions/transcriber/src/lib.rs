@@ -3,14 +3,16 @@
 //! - [`config`]: the environment, read at cold start.
 //! - [`whisper_model`]: the whisper model file, from a layer or from S3.
 //! - [`handler`]: the SQS batch handler.
+//! - [`lanes`]: voice notes transcribed in lanes of their own, so texts never wait behind them.
 //! - [`audio`]: voice notes and audio files to 16 kHz mono samples.
 //! - [`speech`]: samples to text with whisper.cpp.
 
 pub mod audio;
 pub mod config;
 pub mod handler;
+pub mod lanes;
 pub mod speech;
 pub mod whisper_model;
 
 pub use config::Config;
-pub use handler::{Limits, RecordError, Speech, StartError, Transcriber};
+pub use handler::{Handled, Limits, RecordError, Speech, StartError, Transcriber};

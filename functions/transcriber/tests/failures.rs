@@ -139,7 +139,8 @@ async fn a_note_that_cannot_be_transcribed_in_time_is_forwarded_as_unusable_at_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_record_comes_back_after_its_backoff_not_the_visibility_timeout() {
-    let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
+    // No speech lanes: the note is fetched where it arrives, so its first delivery fails.
+    let stack = TestBed::start("ggml-tiny.en.bin", &[("SPEECH_LANES", "0")]).await;
     let visibility = Duration::from_secs(120);
     let inbound = moto::create_queue_pair(
         &stack.sqs,

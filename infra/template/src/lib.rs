@@ -116,6 +116,13 @@ pub struct Consumer {
     pub report_batch_item_failures: bool,
 }
 
+impl Consumer {
+    /// Invocations at once: the event source's `MaximumConcurrency`, or 1 without one.
+    pub fn concurrency(&self) -> usize {
+        self.maximum_concurrency.map_or(1, |c| c.max(1) as usize)
+    }
+}
+
 /// Reads the workspace's template and returns the queues and bucket settings of a
 /// stack called `stack_name` with default parameters.
 ///

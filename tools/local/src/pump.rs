@@ -49,6 +49,9 @@ pub struct Source {
     /// The client this queue is polled with: the function's own principal, as Lambda's
     /// event source mapping polls with the function's role. `None`: the pump's client.
     pub sqs: Option<aws_sdk_sqs::Client>,
+    /// Invocations at once (the event source's `MaximumConcurrency`): one poller each.
+    /// The queue's FIFO groups keep each group's messages one at a time, as in Lambda.
+    pub concurrency: usize,
 }
 
 /// How the pollers behave.
@@ -266,13 +269,17 @@ impl<I: Invoke> Pump<I> {
             .clone()
     }
 
-    /// Starts one poller per source; they stop when the handle is dropped.
+    /// Starts [`Source::concurrency`] pollers per source; they stop when the handle is
+    /// dropped.
     pub fn start(&self, sources: Vec<Source>) -> PumpHandle {
         let tasks = sources
             .into_iter()
-            .map(|source| {
-                let pump = self.clone();
-                tokio::spawn(async move { pump.run(source).await })
+            .flat_map(|source| {
+                (0..source.concurrency.max(1)).map(move |_| {
+                    let pump = self.clone();
+                    let source = source.clone();
+                    tokio::spawn(async move { pump.run(source).await })
+                })
             })
             .collect();
         PumpHandle { tasks }

@@ -155,6 +155,13 @@ pub struct Options {
     /// (`cargo lambda watch` leaves a dead function dead). On for `remedios up`; tests
     /// that kill functions on purpose and restart them themselves leave it off.
     pub revive_crashed: bool,
+    /// Run as many invocations of a function at once as its event source's
+    /// `MaximumConcurrency` allows (transcriber 5, responder 2), as Lambda does; off,
+    /// one at a time per function. Off by default: the local stack cannot stop an
+    /// invocation at its timeout as Lambda does (`cargo lambda watch` lets it run on), so
+    /// with several at once a timed-out invocation can still be running when its message
+    /// comes back to another one.
+    pub concurrent: bool,
 }
 
 /// Variables the stack reads from its own environment and hands to the functions.
@@ -189,6 +196,7 @@ pub const PASSED_VARS: &[&str] = &[
     "WHISPER_LANGUAGE",
     "WHISPER_THREADS",
     "AUDIO_MAX_SECONDS",
+    "SPEECH_LANES",
     "LIMIT_MESSAGES_PER_MINUTE",
     "LIMIT_MESSAGES_PER_DAY",
     "LIMIT_AUDIO_MINUTES_PER_DAY",
@@ -225,6 +233,7 @@ impl Options {
             aws_link: false,
             visibility_timeout: None,
             revive_crashed: true,
+            concurrent: false,
         }
     }
 
@@ -243,6 +252,7 @@ impl Options {
             aws_link: false,
             visibility_timeout: None,
             revive_crashed: false,
+            concurrent: false,
         })
     }
 
@@ -596,12 +606,21 @@ impl LocalStack {
         build_functions(&options, &progress).await?;
 
         progress("starting the functions under `cargo lambda watch`");
-        let watch = spawn_functions(&options, &env)?;
+        let at_once = |consumer: &remedios_template::Consumer| {
+            if options.concurrent {
+                consumer.concurrency()
+            } else {
+                1
+            }
+        };
+        let concurrency = at_once(&resources.transcriber).max(at_once(&resources.responder));
+        let watch = spawn_functions(&options, &env, concurrency)?;
         let functions_pgid = Arc::new(AtomicI32::new(watch.pgid()));
         let functions = Arc::new(tokio::sync::Mutex::new(Functions {
             watch,
             options: options.clone(),
             env,
+            concurrency,
             functions_url: info.functions_url.clone(),
             pgid: functions_pgid.clone(),
             missing: BTreeMap::new(),
@@ -637,6 +656,7 @@ impl LocalStack {
                 batch_size: resources.transcriber.batch_size as i32,
                 timeout: resources.transcriber.timeout,
                 sqs: Some(poller("transcriber").await?),
+                concurrency: at_once(&resources.transcriber),
             },
             Source {
                 function: "responder".into(),
@@ -645,6 +665,7 @@ impl LocalStack {
                 batch_size: resources.responder.batch_size as i32,
                 timeout: resources.responder.timeout,
                 sqs: Some(poller("responder").await?),
+                concurrency: at_once(&resources.responder),
             },
         ]);
 
@@ -963,6 +984,8 @@ struct Functions {
     watch: GroupChild,
     options: Options,
     env: BTreeMap<String, String>,
+    /// Instances of one function at once, as the busiest event source may run them.
+    concurrency: usize,
     functions_url: String,
     pgid: Arc<AtomicI32>,
     /// Per function seen running since the watcher started: how many looks in a row
@@ -992,7 +1015,7 @@ impl Functions {
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.watch = spawn_functions(&self.options, &self.env)?;
+        self.watch = spawn_functions(&self.options, &self.env, self.concurrency)?;
         self.pgid.store(self.watch.pgid(), Ordering::SeqCst);
         self.missing.clear();
         let limit = self.options.ready_timeout;
@@ -1206,6 +1229,12 @@ fn function_env(
         "INBOUND_MAX_RECEIVE_COUNT",
         &resources.inbound.spec.max_receive_count.to_string(),
     );
+    if options.concurrent {
+        set(
+            "INBOUND_MAX_CONCURRENCY",
+            &resources.transcriber.concurrency().to_string(),
+        );
+    }
     set(
         "WHISPER_MODEL_PATH",
         &default_whisper_model().display().to_string(),
@@ -1541,13 +1570,15 @@ fn last_lines(path: &Path, n: usize) -> String {
 fn spawn_functions(
     options: &Options,
     env: &BTreeMap<String, String>,
+    concurrency: usize,
 ) -> Result<GroupChild, StackError> {
     let mut command = Command::new(cargo_lambda());
     command
         .current_dir(paths::workspace_root())
         .args(["lambda", "watch", "-A", "127.0.0.1", "-P"])
         .arg(options.ports.functions.to_string())
-        .args(["--timeout", "900"]);
+        .args(["--timeout", "900"])
+        .args(["--concurrency", &concurrency.to_string()]);
     if !options.hot_reload {
         command.arg("--ignore-changes");
     }

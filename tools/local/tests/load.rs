@@ -942,3 +942,309 @@ async fn faults_during_a_burst_lose_nothing_and_send_nothing_twice() {
     replay_old(&stack, &plan, &pump, 50).await;
     stack.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Long voice notes beside texts.
+
+/// Accounts sending long voice notes back to back.
+const LONG_AUDIO_SENDERS: usize = 5;
+/// Notes each of them sends.
+const NOTES_EACH: usize = 2;
+/// Users writing texts while they do (one text each).
+const TEXT_USERS: usize = 100;
+/// How long each long note is: `REMEDIOS_LOAD_NOTE_SECONDS`, 180 by default, to keep
+/// the suite's time (the deployed limit, `AudioMaxSeconds`, is 600).
+fn note_seconds() -> u32 {
+    std::env::var("REMEDIOS_LOAD_NOTE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(180)
+}
+
+/// One text from each of `count` users numbered from `first`: (id, body, signature).
+fn texts(secret: &str, first: usize, count: usize, round: &str) -> Vec<Planned> {
+    (first..first + count)
+        .map(|u| {
+            let wa_id = format!("1556{u:07}");
+            let user = User::phone(&wa_id, &format!("Text user {u}"));
+            let id = format!("wamid.TEXT{round}{u:04}");
+            let text = format!("user {u} asks in round {round}");
+            let body = meta::single(&user, meta::text(&user, &id, 1_764_000_000, &text));
+            let signature = meta::sign(secret.as_bytes(), body.as_bytes());
+            Planned {
+                user: u,
+                wa_id,
+                id,
+                text,
+                body,
+                signature,
+                twice: false,
+                refused: false,
+            }
+        })
+        .collect()
+}
+
+/// Sends `planned` (at most `SENDERS` at once) and returns when each was accepted.
+async fn send_all(url: &str, planned: &[Planned]) -> HashMap<String, Instant> {
+    let answers = Mutex::new(Answers::default());
+    let accepted = Mutex::new(HashMap::new());
+    let http = reqwest::Client::new();
+    futures::stream::iter(planned)
+        .map(|p| {
+            let (http, answers, accepted) = (&http, &answers, &accepted);
+            async move {
+                deliver(http, url, p, answers).await;
+                accepted
+                    .lock()
+                    .expect("accepted")
+                    .insert(p.id.clone(), Instant::now());
+            }
+        })
+        .buffer_unordered(SENDERS)
+        .collect::<Vec<()>>()
+        .await;
+    let answers = answers.into_inner().expect("answers");
+    assert!(answers.gave_up.is_empty(), "{:?}", answers.gave_up);
+    accepted.into_inner().expect("accepted")
+}
+
+/// Watches the Graph API emulator until every id in `ids` has a reply (or `limit`
+/// passes): when each was first answered, and every reply by the id it answers.
+async fn first_answers(
+    stack: &LocalStack,
+    ids: &HashSet<String>,
+    limit: Duration,
+) -> (HashMap<String, Instant>, BTreeMap<String, Vec<SentText>>) {
+    let graph = stack.graph_emulator().expect("the Graph API emulator");
+    let started = Instant::now();
+    let mut seen: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let sent = graph.sent_texts();
+        let now = Instant::now();
+        let mut replies: BTreeMap<String, Vec<SentText>> = BTreeMap::new();
+        for t in sent {
+            if let Some(id) = t.reply_to.clone().filter(|id| ids.contains(id)) {
+                seen.entry(id.clone()).or_insert(now);
+                replies.entry(id).or_default().push(t);
+            }
+        }
+        if seen.len() == ids.len() || started.elapsed() > limit {
+            return (seen, replies);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Latencies of `planned` texts from acceptance to first answer, sorted.
+fn latencies(
+    planned: &[Planned],
+    accepted: &HashMap<String, Instant>,
+    answered: &HashMap<String, Instant>,
+) -> Vec<Duration> {
+    let mut all: Vec<Duration> = planned
+        .iter()
+        .filter_map(|p| {
+            Some(
+                answered
+                    .get(&p.id)?
+                    .saturating_duration_since(accepted[&p.id]),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// Checks that each of `planned` got exactly one answer, its own, to its sender.
+fn assert_texts_answered(planned: &[Planned], replies: &BTreeMap<String, Vec<SentText>>) {
+    for p in planned {
+        let got = replies
+            .get(&p.id)
+            .unwrap_or_else(|| panic!("{} was never answered", p.id));
+        assert_eq!(got.len(), 1, "{} answered {} times", p.id, got.len());
+        assert_eq!(got[0].body, answer_to(&p.text), "{}", p.id);
+        assert_eq!(
+            got[0].to.as_deref().map(|t| t.trim_start_matches('+')),
+            Some(p.wa_id.as_str())
+        );
+    }
+}
+
+fn p(sorted: &[Duration], q: f64) -> f64 {
+    percentile(sorted, q).as_secs_f64()
+}
+
+/// Five accounts sending long voice notes back to back, with the template's transcriber
+/// concurrency (5), must not make 100 other users' texts wait: voice notes are transcribed
+/// in their speech lanes (`SPEECH_LANES`, 2 by default), so the rest of the inbound
+/// queue's instances keep serving texts. Texts are timed alone first, then while the
+/// notes are being transcribed; every text is answered once, and nine in ten at least
+/// before the first long note is (which waiting behind them prevents). `SPEECH_LANES=0`
+/// in the environment runs the same load as before lanes, for the comparison (it then
+/// fails that check: the texts wait behind the notes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_voice_notes_from_a_few_senders_do_not_hold_up_everyone_elses_texts() {
+    let logs = tempfile::tempdir().expect("log dir");
+    let fixtures = tempfile::tempdir().expect("fixture dir");
+    let model = StandIn::start().await;
+    let mut options = Options::isolated(logs.path()).expect("free ports");
+    // As many invocations at once as the template allows (transcriber 5, responder 2):
+    // what lets a few long notes hold every instance without lanes. Invocations here
+    // end well within the visibility timeout.
+    options.concurrent = true;
+    options.visibility_timeout = Some(Duration::from_secs(300));
+    let mut vars = vec![
+        ("GPT4ALL_URL", model.url()),
+        ("GPT4ALL_MODEL", STAND_IN_MODEL.to_owned()),
+        ("GPT4ALL_TIMEOUT_SECONDS", "10".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+        // One machine's two cores stand for the lanes' own Lambda instances: one whisper
+        // thread each, so the texts' instances still get CPU, as they would in AWS.
+        ("WHISPER_THREADS", "1".to_owned()),
+        (
+            "WHISPER_MODEL_PATH",
+            remedios_testkit::paths::whisper_model("ggml-tiny.en-q8_0.bin")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .display()
+                .to_string(),
+        ),
+    ];
+    if let Ok(lanes) = std::env::var("SPEECH_LANES") {
+        vars.push(("SPEECH_LANES", lanes));
+    }
+    for (k, v) in vars {
+        options.vars.insert(k.to_owned(), v);
+    }
+    let stack = LocalStack::up(options, |step| eprintln!("stack: {step}"))
+        .await
+        .unwrap_or_else(|e| panic!("the local stack did not start: {e}"));
+    let secret = stack.info().app_secret.clone();
+    let url = stack.info().webhook_url.clone();
+
+    // Texts alone.
+    let alone = texts(&secret, 0, TEXT_USERS, "A");
+    let accepted = send_all(&url, &alone).await;
+    let ids: HashSet<String> = alone.iter().map(|p| p.id.clone()).collect();
+    let (answered, replies) = first_answers(&stack, &ids, Duration::from_secs(300)).await;
+    assert_texts_answered(&alone, &replies);
+    let baseline = latencies(&alone, &accepted, &answered);
+
+    // Long notes, back to back, then the texts.
+    let seconds = note_seconds();
+    let audio = remedios_testkit::voice::voice_note(
+        fixtures.path(),
+        "long",
+        &remedios_testkit::audio::long_text(seconds),
+    );
+    let graph = stack.graph_emulator().expect("the Graph API emulator");
+    let notes: Vec<Planned> = (0..LONG_AUDIO_SENDERS)
+        .flat_map(|s| (0..NOTES_EACH).map(move |n| (s, n)))
+        .map(|(s, n)| {
+            let wa_id = format!("1557{s:07}");
+            let user = User::phone(&wa_id, &format!("Long audio {s}"));
+            let id = format!("wamid.LONGAUDIO{s:02}x{n}");
+            let media = graph.add_media(audio.clone(), "audio/ogg; codecs=opus");
+            let body = meta::single(
+                &user,
+                meta::audio(
+                    &user,
+                    &id,
+                    1_764_000_000 + n as i64,
+                    &media,
+                    "audio/ogg; codecs=opus",
+                    true,
+                ),
+            );
+            let signature = meta::sign(secret.as_bytes(), body.as_bytes());
+            Planned {
+                user: s,
+                wa_id,
+                id,
+                text: String::new(),
+                body,
+                signature,
+                twice: false,
+                refused: false,
+            }
+        })
+        .collect();
+    let notes_sent = Instant::now();
+    // Each sender's notes in order, the senders at once.
+    futures::future::join_all((0..LONG_AUDIO_SENDERS).map(|s| {
+        let mine: Vec<&Planned> = notes.iter().filter(|p| p.user == s).collect();
+        let url = &url;
+        async move {
+            let answers = Mutex::new(Answers::default());
+            let http = reqwest::Client::new();
+            for p in mine {
+                deliver(&http, url, p, &answers).await;
+            }
+        }
+    }))
+    .await;
+    // Let the transcriber take the notes up before the texts arrive.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let beside = texts(&secret, TEXT_USERS, TEXT_USERS, "B");
+    let accepted = send_all(&url, &beside).await;
+    let ids: HashSet<String> = beside
+        .iter()
+        .map(|p| p.id.clone())
+        .chain(notes.iter().map(|p| p.id.clone()))
+        .collect();
+    let (answered, replies) = first_answers(&stack, &ids, DRAIN_LIMIT).await;
+    let mut note_times: Vec<Duration> = notes
+        .iter()
+        .filter_map(|p| Some(answered.get(&p.id)?.saturating_duration_since(notes_sent)))
+        .collect();
+    note_times.sort();
+    let busy = latencies(&beside, &accepted, &answered);
+    eprintln!(
+        "\n== {TEXT_USERS} users' texts, alone and beside {LONG_AUDIO_SENDERS} senders of \
+         {NOTES_EACH} voice notes of {seconds} s each (SPEECH_LANES {})\n\
+         texts alone: p50 {:.2} s, p90 {:.2} s, max {:.2} s\n\
+         texts beside the long notes: p50 {:.2} s, p90 {:.2} s, max {:.2} s (answered {} of {TEXT_USERS})\n\
+         long notes answered after: first {:.1} s, last {:.1} s ({} of {})\n",
+        std::env::var("SPEECH_LANES").unwrap_or_else(|_| "default".into()),
+        p(&baseline, 0.5),
+        p(&baseline, 0.9),
+        p(&baseline, 1.0),
+        p(&busy, 0.5),
+        p(&busy, 0.9),
+        p(&busy, 1.0),
+        busy.len(),
+        note_times.first().map_or(f64::NAN, Duration::as_secs_f64),
+        note_times.last().map_or(f64::NAN, Duration::as_secs_f64),
+        note_times.len(),
+        notes.len(),
+    );
+    assert_texts_answered(&beside, &replies);
+    for n in &notes {
+        assert!(
+            replies.get(&n.id).is_some_and(|r| !r.is_empty()),
+            "the long note {} was answered",
+            n.id
+        );
+    }
+    let first_note = notes
+        .iter()
+        .filter_map(|p| answered.get(&p.id))
+        .min()
+        .copied()
+        .expect("a note answered");
+    let before_first_note = beside
+        .iter()
+        .filter(|p| answered.get(&p.id).is_some_and(|at| *at < first_note))
+        .count();
+    // Waiting behind the transcriptions, none would be (the run without lanes answers 0);
+    // a few may come after it on a slow machine, where the text path and whisper share
+    // two cores.
+    assert!(
+        before_first_note * 10 >= TEXT_USERS * 9,
+        "texts answered before the first long note: {before_first_note} of {TEXT_USERS}; \
+         texts must not wait behind transcriptions"
+    );
+    wait_for_empty_queues(&stack, Duration::from_secs(120)).await;
+    assert_no_dead_letters(&stack).await;
+    stack.shutdown().await;
+}

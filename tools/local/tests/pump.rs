@@ -179,6 +179,7 @@ async fn harness_with(
         batch_size,
         timeout: Duration::from_secs(1),
         sqs: None,
+        concurrency: 1,
     }]);
     Harness {
         _moto: moto,
