@@ -29,22 +29,28 @@
 //! user's messages are never answered out of order.
 
 //!
-//! Modules: [`handler`] (the Lambda handler, [`Responder`]); [`decision`] (what to do with
-//! a job); [`gpt4all`] (the GPT4All host's OpenAI-compatible API); [`history`]
+//! Modules: [`handler`] (the Lambda face, [`Responder`]: plan, read, resume or compose,
+//! claim, deliver); [`compose`] (the only place that asks the model); [`deliver`] (mark
+//! read, send, record each part, remember the exchange); [`outcome`] (what became of a
+//! job, why it comes back, their metrics); [`decision`] (what to do with a job); [`gpt4all`] (the GPT4All host's OpenAI-compatible API); [`history`]
 //! (conversations in S3); [`knowledge`] (the business's own material); [`ledger`] (reply records); [`split`] (WhatsApp's text limit);
 //! [`recipient`] (where a reply goes); [`config`] (the environment).
 
+pub mod compose;
 pub mod config;
 pub mod decision;
+pub mod deliver;
 pub mod gpt4all;
 pub mod handler;
 pub mod history;
 pub mod knowledge;
 pub mod ledger;
+pub mod outcome;
 pub mod recipient;
 pub mod split;
 pub mod texts;
 
 pub use config::{Behaviour, Config, ModelSettings};
-pub use handler::{Outcome, Responder, RetryLater, StartError};
+pub use handler::{Responder, StartError};
+pub use outcome::{Outcome, RetryLater};
 pub use recipient::{normalize_test_number, recipient_of};

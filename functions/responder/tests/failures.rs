@@ -12,7 +12,7 @@ use remedios_shared::clock::Deadline;
 use remedios_testkit::model_server::GateRecord;
 use responder::Behaviour;
 use responder::decision::{CUT_NOTE, QUESTION_MAX_CHARS};
-use responder::handler::{LAST_ATTEMPT_MARGIN, REPLY_MARGIN};
+use responder::deliver::{LAST_ATTEMPT_MARGIN, REPLY_MARGIN};
 use responder::texts::{Fixed, Lang};
 use tokio::net::TcpListener;
 

@@ -683,7 +683,7 @@ move it to the afternoon, at three or later. Please call me back to confirm. Tha
     assert_eq!(forwarded.len(), 1, "one model call, for the long note");
     assert_eq!(
         forwarded[0].messages[0].content,
-        responder::handler::SUMMARY_PROMPT
+        responder::compose::SUMMARY_PROMPT
     );
     assert_eq!(forwarded[0].messages[1].content, heard);
 }

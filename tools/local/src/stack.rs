@@ -1213,7 +1213,7 @@ fn function_env(
         let budget = resources
             .responder
             .timeout
-            .saturating_sub(responder::handler::REPLY_MARGIN)
+            .saturating_sub(responder::deliver::REPLY_MARGIN)
             .as_secs()
             .max(1);
         set("GPT4ALL_TIMEOUT_SECONDS", &budget.to_string());

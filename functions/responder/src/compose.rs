@@ -1,0 +1,297 @@
+//! Composing a reply: the only place that asks the model. A question becomes the model's
+//! answer (with the business's knowledge and the conversation, sized to the host's
+//! context), a voice note's transcript its parts (with a summary when asked for), and
+//! everything else the fixed text the plan names; each as a [`ReplyRecord`] to claim.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use remedios_shared::clock::{Deadline, now_ms};
+use remedios_shared::envelope::ReplyJob;
+use remedios_shared::metrics::{Metrics, Unit};
+use remedios_shared::user::UserTag;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Behaviour;
+use crate::config::{SummaryMode, Uncovered};
+use crate::decision::{self as plan, Heard, Plan};
+use crate::deliver::{LAST_ATTEMPT_MARGIN, REPLY_MARGIN};
+use crate::gpt4all::Gpt4AllClient;
+use crate::gpt4all::{ChatMessage, Completion, Gpt4AllError, Role};
+use crate::history::{History, Snapshot};
+use crate::knowledge::{self, Knowledge};
+use crate::ledger::{Exchange, ReplyKind, ReplyRecord};
+use crate::outcome::RetryLater;
+use crate::split::{WHATSAPP_TEXT_LIMIT, split_message};
+use crate::texts::{Fixed, Lang};
+
+/// What the model is told when it summarises a voice note (`SUMMARY`).
+pub const SUMMARY_PROMPT: &str = "Summarise the voice note the user gives you in one to \
+three short sentences, in the language it is spoken in. Reply with the summary only.";
+
+/// This delivery of a job: how many times SQS has delivered it (1 at first), the
+/// invocation's deadline, and the language its fixed texts are in.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    pub receive_count: u32,
+    pub deadline: Deadline,
+    pub language: Lang,
+}
+
+/// What composing needs: the model host, the conversations, the settings, the knowledge.
+#[derive(Debug)]
+pub struct Composer {
+    pub(crate) model: Gpt4AllClient,
+    pub(crate) history: History,
+    pub(crate) behaviour: Behaviour,
+    /// The business's own material, when `KNOWLEDGE` is on.
+    pub(crate) knowledge: Option<Arc<Knowledge>>,
+}
+
+impl Composer {
+    /// Works out the reply of a job that has none yet; for a question, also gives back the
+    /// conversation it was asked in, so saving the exchange needs no second read.
+    pub(crate) async fn compose(
+        &self,
+        job: &ReplyJob,
+        user: &UserTag,
+        plan: &Plan,
+        Attempt {
+            receive_count,
+            deadline,
+            language,
+        }: Attempt,
+        snapshot: Option<Snapshot>,
+    ) -> Result<(ReplyRecord, Option<Snapshot>), RetryLater> {
+        let message = &job.message;
+        let now = now_ms();
+        // The model's deadline: on the last attempt it leaves time for the apology to go
+        // out however slow the Graph API is ([`LAST_ATTEMPT_MARGIN`]).
+        let deadline = if receive_count >= self.behaviour.max_receive_count {
+            deadline.keeping(LAST_ATTEMPT_MARGIN.saturating_sub(REPLY_MARGIN))
+        } else {
+            deadline
+        };
+        let fixed = |kind, text: &str| {
+            ReplyRecord::new(
+                &message.message_tag,
+                kind,
+                split_message(text, WHATSAPP_TEXT_LIMIT),
+                None,
+                now,
+            )
+        };
+        // An apology after what went first (a transcript), without the preface.
+        let apologise = |parts: Vec<String>, apology: &str| {
+            ReplyRecord::new(
+                &message.message_tag,
+                ReplyKind::Apology,
+                parts
+                    .into_iter()
+                    .chain(split_message(apology, WHATSAPP_TEXT_LIMIT))
+                    .collect(),
+                None,
+                now,
+            )
+        };
+        match plan {
+            Plan::Ignore { .. } => Ok((fixed(ReplyKind::Fixed, ""), None)),
+            Plan::Fixed { text } | Plan::ModeNote { text } | Plan::OverLimit { text } => {
+                Ok((fixed(ReplyKind::Fixed, text), None))
+            }
+            Plan::Command(command) => {
+                let answer = self.behaviour.texts.get(command.answer(), language);
+                Ok((fixed(ReplyKind::Fixed, answer), None))
+            }
+            Plan::Transcript(heard) => {
+                let parts = self.heard_parts(heard, language, deadline).await;
+                let record =
+                    ReplyRecord::new(&message.message_tag, ReplyKind::Fixed, parts, None, now);
+                Ok((record, None))
+            }
+            Plan::Ask {
+                question,
+                preface,
+                heard,
+            } => {
+                let snapshot = match snapshot {
+                    Some(snapshot) => snapshot,
+                    None => self.history.snapshot(user).await?,
+                };
+                // The transcript goes first, whatever the model does after.
+                let mut parts = match heard {
+                    Some(heard) => self.heard_parts(heard, language, deadline).await,
+                    None => Vec::new(),
+                };
+                let mut reply = |kind, text: &str, exchange| {
+                    let text = plan::with_preface(preface.as_deref(), text);
+                    parts.extend(split_message(&text, WHATSAPP_TEXT_LIMIT));
+                    ReplyRecord::new(
+                        &message.message_tag,
+                        kind,
+                        std::mem::take(&mut parts),
+                        exchange,
+                        now,
+                    )
+                };
+                let mut system = self.behaviour.system_prompt.clone();
+                if let Some(knowledge) = &self.knowledge {
+                    let settings = self.behaviour.knowledge;
+                    let searched = Instant::now();
+                    let found = knowledge.search(question, settings.passages, settings.max_chars);
+                    debug!(
+                        user = %user,
+                        passages = found.len(),
+                        best_score = found.first().map(|f| f.score),
+                        search_us = searched.elapsed().as_micros() as u64,
+                        "knowledge searched"
+                    );
+                    if found.is_empty() && settings.uncovered == Uncovered::Decline {
+                        info!(user = %user, "the knowledge does not cover the question; declining");
+                        let text = self.behaviour.texts.get(Fixed::NotCovered, language);
+                        return Ok((reply(ReplyKind::Fixed, text, None), None));
+                    }
+                    if !found.is_empty() {
+                        system.push_str(&knowledge::instruction(&found));
+                    }
+                }
+                // Sized to the host's context: the latest turns that fit beside the system
+                // message and the question. Should the host still find it too long (a
+                // context set lower than GPT4ALL_CONTEXT_TOKENS says, a dense script), it
+                // is asked once more with neither history nor passages: a user never stays
+                // stuck behind history they cannot see.
+                let prompt_chars = self.model.settings().prompt_chars();
+                let question_chars = question.chars().count();
+                if system.chars().count() + question_chars > prompt_chars {
+                    // A long question leaves no room for passages.
+                    system = self.behaviour.system_prompt.clone();
+                }
+                let conversation = &snapshot.conversation;
+                let room = prompt_chars.saturating_sub(system.chars().count() + question_chars);
+                let history = conversation.recent_messages(room);
+                let mut messages = Vec::with_capacity(history.len() + 2);
+                messages.push(ChatMessage::new(Role::System, &system));
+                messages.extend(history);
+                messages.push(ChatMessage::new(Role::User, question));
+                let answered = match self.ask_model(&messages, deadline).await {
+                    Err(e) if e.is_context_overflow() => {
+                        warn!(user = %user, history_turns = messages.len() - 2, "the prompt was over the host's context; asking once more without history or passages");
+                        let bare = [
+                            ChatMessage::new(Role::System, &self.behaviour.system_prompt),
+                            ChatMessage::new(Role::User, question),
+                        ];
+                        self.ask_model(&bare, deadline).await
+                    }
+                    answered => answered,
+                };
+                match answered {
+                    Ok(completion) => {
+                        info!(
+                            user = %user,
+                            history_turns = conversation.turns.len(),
+                            model_ms = completion.elapsed.as_millis() as u64,
+                            completion_tokens = completion.usage.map(|u| u.completion_tokens),
+                            truncated = completion.truncated,
+                            "the model answered"
+                        );
+                        let exchange = Exchange {
+                            question: question.clone(),
+                            answer: completion.text.clone(),
+                        };
+                        let record = reply(ReplyKind::Answer, &completion.text, Some(exchange));
+                        Ok((record, Some(snapshot)))
+                    }
+                    Err(Gpt4AllError::Empty) => {
+                        warn!(user = %user, "the model answered nothing; sending a fixed answer");
+                        let text = self.behaviour.texts.get(Fixed::NoAnswer, language);
+                        Ok((reply(ReplyKind::Fixed, text, None), None))
+                    }
+                    Err(e) if e.is_permanent() => {
+                        error!(user = %user, error = %e, receive_count, "the GPT4All host refused this question and would again; telling the user at once");
+                        let text = self.behaviour.texts.get(Fixed::CannotAnswer, language);
+                        Ok((reply(ReplyKind::Fixed, text, None), None))
+                    }
+                    // Every user gets the same until an operator fixes it: say so at once,
+                    // honestly; an apology record lets a redrive answer properly later.
+                    Err(e @ Gpt4AllError::Misconfigured { .. }) => {
+                        error!(user = %user, error = %e, receive_count, "the GPT4All host is misconfigured for us; apologising to the user at once");
+                        let apology = self.behaviour.texts.get(Fixed::Misconfigured, language);
+                        Ok((apologise(parts, apology), None))
+                    }
+                    Err(e) if receive_count >= self.behaviour.max_receive_count => {
+                        error!(user = %user, error = %e, receive_count, "no answer from the GPT4All host on the last attempt; apologising to the user");
+                        let apology = self.behaviour.texts.get(Fixed::Apology, language);
+                        Ok((apologise(parts, apology), None))
+                    }
+                    Err(e) => Err(RetryLater::Model(e)),
+                }
+            }
+        }
+    }
+
+    /// One call of the model host with what is left before `deadline` (less
+    /// [`REPLY_MARGIN`]), counted in the `ModelCalls` metric.
+    async fn ask_model(
+        &self,
+        messages: &[ChatMessage],
+        deadline: Deadline,
+    ) -> Result<Completion, Gpt4AllError> {
+        let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
+        let asked = Instant::now();
+        let answered = self.model.complete(messages, budget).await;
+        count_model_call(&answered, asked.elapsed());
+        answered
+    }
+
+    /// The messages that send a voice note's transcript back: the transcript (split as
+    /// answers are), with a summary from the model before it or instead of it when the
+    /// note is long and `SUMMARY` asks for one. A summary the model cannot give now is
+    /// left out (the transcript is what the user asked for), never waited for.
+    async fn heard_parts(&self, heard: &Heard, language: Lang, deadline: Deadline) -> Vec<String> {
+        let transcript = split_message(&heard.text, WHATSAPP_TEXT_LIMIT);
+        if !heard.summarise {
+            return transcript;
+        }
+        let messages = [
+            ChatMessage::new(Role::System, SUMMARY_PROMPT),
+            ChatMessage::new(Role::User, plan::bounded(&heard.text)),
+        ];
+        let answered = self.ask_model(&messages, deadline).await;
+        let summary = match answered {
+            Ok(completion) => completion.text,
+            Err(e) => {
+                warn!(error = %e, "no summary of a long voice note; sending its transcript alone");
+                return transcript;
+            }
+        };
+        let preface = self.behaviour.texts.get(Fixed::SummaryPreface, language);
+        let summary = split_message(&format!("{preface}\n{summary}"), WHATSAPP_TEXT_LIMIT);
+        match self.behaviour.summary {
+            SummaryMode::Instead => summary,
+            _ => summary.into_iter().chain(transcript).collect(),
+        }
+    }
+}
+
+/// One call of the model host: its time, and the tokens it reports when it answered.
+fn count_model_call(answered: &Result<Completion, Gpt4AllError>, took: Duration) {
+    let outcome = match answered {
+        Ok(c) if c.truncated => "truncated",
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    let mut line = Metrics::of("responder")
+        .dimension("Outcome", outcome)
+        .value("ModelCalls", Unit::Count, 1.0)
+        .value("ModelMs", Unit::Milliseconds, took.as_millis() as f64);
+    if let Ok(Some(usage)) = answered.as_ref().map(|c| c.usage) {
+        line = line
+            .value("PromptTokens", Unit::Count, f64::from(usage.prompt_tokens))
+            .value(
+                "CompletionTokens",
+                Unit::Count,
+                f64::from(usage.completion_tokens),
+            );
+    }
+    line.emit();
+}
