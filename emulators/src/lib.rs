@@ -2,6 +2,7 @@
 //! `remedios up` for a developer, and by the tests (through `remedios-testkit`).
 //!
 //! - [`moto`]: the AWS emulator (SQS, S3, SSM) from the project venv, and its setup.
+//! - [`lambda`]: received SQS messages as the event Lambda hands a function.
 //! - [`iam`]: each function's role from the template as an IAM user moto enforces.
 //! - [`graph`]: the WhatsApp Cloud API endpoints we call, as Meta documents them.
 //! - [`meta`]: notification bodies as Meta sends them, signed.
@@ -14,6 +15,7 @@
 pub mod child;
 pub mod graph;
 pub mod iam;
+pub mod lambda;
 pub mod link;
 pub mod meta;
 pub mod model_server;

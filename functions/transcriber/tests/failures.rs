@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsMessage;
 use common::{TestBed, audio, event, failed_ids, message, record, text};
-use remedios_local::pump::sqs_event;
 use remedios_shared::clock::Deadline;
 use remedios_shared::envelope::{InboundMessage, Prepared};
 use remedios_shared::queue::{self, Outgoing, Queue};
@@ -18,6 +17,7 @@ use remedios_template::TRANSCRIBER_FUNCTION;
 use remedios_testkit::audio::{self, Fixtures};
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault};
 use remedios_testkit::iam;
+use remedios_testkit::lambda::sqs_event;
 use remedios_testkit::moto::{self, QueueSpec};
 use transcriber::handler::FORWARD_MARGIN;
 

@@ -8,13 +8,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestBed, audio, message, record, text};
-use remedios_local::pump::sqs_event;
 use remedios_shared::envelope::Prepared;
 use remedios_shared::keys;
 use remedios_shared::queue::Queue;
 use remedios_template::TRANSCRIBER_FUNCTION;
 use remedios_testkit::audio::{self as sound, Fixtures};
 use remedios_testkit::iam;
+use remedios_testkit::lambda::sqs_event;
 use remedios_testkit::moto::{self, QueueSpec};
 use transcriber::Transcriber;
 use transcriber::lanes::GROUP_PREFIX;

@@ -23,10 +23,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use aws_sdk_ssm::types::ParameterType;
 use remedios_shared::store::Store;
 use serde::Deserialize;
 use thiserror::Error;
+
+use crate::secrets::{SecretError, put_secret, random_key};
 
 /// Why a deploy step failed.
 #[derive(Debug, Error)]
@@ -35,6 +36,8 @@ pub enum DeployError {
     Missing(String),
     #[error("SSM: {0}")]
     Ssm(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     #[error("S3: {0}")]
     S3(String),
     #[error("cannot read the whisper model {path}: {source}")]
@@ -194,9 +197,7 @@ pub async fn ensure_secrets(
             (Some(v), false) => (Some(v), Action::Created),
             (None, true) => (None, Action::Kept),
             (None, false) if secret_sources(var) == Source::Generated => {
-                let secret = crate::stack::random_key().map_err(|e| {
-                    DeployError::Missing(format!("no random numbers from /dev/urandom: {e}"))
-                })?;
+                let secret = random_key()?;
                 (Some(secret), Action::Generated)
             }
             (None, false) if dry_run => (None, Action::Would("missing: would be asked for")),
@@ -216,9 +217,7 @@ pub async fn ensure_secrets(
             (_, action) => action,
         };
         if let (false, Some(value)) = (dry_run, value) {
-            put_secret(ssm, parameter, &value)
-                .await
-                .map_err(DeployError::Ssm)?;
+            put_secret(ssm, parameter, &value).await?;
         }
         out.push(SecretAction {
             var: var.clone(),
@@ -227,29 +226,6 @@ pub async fn ensure_secrets(
         });
     }
     Ok(out)
-}
-
-/// Writes `value` as the SecureString `parameter` (replacing it): the local stack's secrets
-/// and a deployment's go the same way.
-pub async fn put_secret(
-    ssm: &aws_sdk_ssm::Client,
-    parameter: &str,
-    value: &str,
-) -> Result<(), String> {
-    ssm.put_parameter()
-        .name(parameter)
-        .value(value)
-        .r#type(ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .map(drop)
-        .map_err(|e| {
-            format!(
-                "cannot write {parameter}: {}",
-                aws_sdk_ssm::error::DisplayErrorContext(&e)
-            )
-        })
 }
 
 /// The command lines that build and deploy: `--guided` while `samconfig` holds no

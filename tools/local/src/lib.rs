@@ -12,6 +12,7 @@
 //! - [`knowledge`]: `remedios knowledge build`: a folder of material into the bucket, indexed.
 //! - [`stats`]: `remedios stats`: the stack's figures from the functions' metric lines.
 //! - [`quarantine`]: `remedios quarantine replay`: kept webhook bodies fed through it again.
+//! - [`secrets`]: random keys and SecureString parameters, for the local stack and deploys.
 
 pub mod chat;
 pub mod deploy;
@@ -19,6 +20,7 @@ pub mod dlq;
 pub mod knowledge;
 pub mod pump;
 pub mod quarantine;
+pub mod secrets;
 pub mod stack;
 pub mod stats;
 pub mod webhook_proxy;

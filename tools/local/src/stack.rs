@@ -29,6 +29,7 @@ use thiserror::Error;
 use tokio::process::Command;
 
 use crate::pump::{HttpInvoker, Pump, PumpHandle, Settings, Source};
+use crate::secrets::{SecretError, put_secret, random_key};
 use crate::webhook_proxy;
 use remedios_emulators::meta;
 
@@ -56,6 +57,8 @@ pub const STATE_FILE: &str = "local/stack.json";
 pub enum StackError {
     #[error("{0}")]
     Prerequisite(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     #[error("the AWS emulator: {0}")]
     Moto(#[from] MotoError),
     #[error("the Graph API emulator could not listen on {addr}: {source}")]
@@ -560,10 +563,7 @@ impl LocalStack {
             verify_token,
             user_tag_key: match options.var("USER_TAG_KEY") {
                 Some(key) => key.to_owned(),
-                None => random_key().map_err(|source| StackError::Spawn {
-                    what: "a random user tag key from /dev/urandom".into(),
-                    source,
-                })?,
+                None => random_key()?,
             },
             phone_number_id: options
                 .var("WHATSAPP_PHONE_NUMBER_ID")
@@ -579,9 +579,7 @@ impl LocalStack {
         let ssm = aws_sdk_ssm::Client::new(&sdk);
         for (var, parameter) in &resources.secret_parameters {
             if let Some(value) = secrets.get(var.as_str()) {
-                crate::deploy::put_secret(&ssm, parameter, value)
-                    .await
-                    .map_err(|e| StackError::Template(format!("{var}: {e}")))?;
+                put_secret(&ssm, parameter, value).await?;
             }
         }
         let credentials = options.log_dir.join("aws-credentials");
@@ -1341,21 +1339,13 @@ pub fn webhook_secrets(options: &Options, keep_dir: &Path) -> Result<(String, St
     let token = match std::fs::read_to_string(&kept) {
         Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
         _ => {
-            let token = random_key().map_err(|e| spawn("a random verify token for", e))?;
+            let token = random_key()?;
             std::fs::create_dir_all(keep_dir).map_err(|e| spawn("the folder of", e))?;
             private_file(&kept, &token).map_err(|e| spawn("writing", e))?;
             token
         }
     };
     Ok((app_secret, token))
-}
-
-/// 32 random bytes from the kernel, as hex: local secrets and generated deploy secrets.
-pub fn random_key() -> std::io::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The functions' principals on the emulator, each with exactly its role's statements
