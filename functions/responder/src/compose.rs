@@ -97,7 +97,8 @@ impl Composer {
         match plan {
             Plan::Ignore { .. } => Ok((fixed(ReplyKind::Fixed, ""), None)),
             Plan::Fixed { text } | Plan::ModeNote { text } | Plan::OverLimit { text } => {
-                Ok((fixed(ReplyKind::Fixed, text), None))
+                let words = text.words(&self.behaviour.texts, language);
+                Ok((fixed(ReplyKind::Fixed, &words), None))
             }
             Plan::Command(command) => {
                 let answer = self.behaviour.texts.get(command.answer(), language);
@@ -123,6 +124,9 @@ impl Composer {
                     Some(heard) => self.heard_parts(heard, language, deadline).await,
                     None => Vec::new(),
                 };
+                let preface = preface
+                    .as_ref()
+                    .map(|p| p.words(&self.behaviour.texts, language));
                 let mut reply = |kind, text: &str, exchange| {
                     let text = plan::with_preface(preface.as_deref(), text);
                     parts.extend(split_message(&text, WHATSAPP_TEXT_LIMIT));

@@ -1,12 +1,72 @@
-//! What to do with a reply job: answer with the model, answer with a fixed text (in the
-//! user's language), run a command, or say nothing. Pure functions over the job, so every
-//! case is unit-tested.
+//! What to do with a reply job: answer with the model, answer with a fixed text, run a
+//! command, or say nothing. Pure functions over the job, so every case is unit-tested.
+//!
+//! A plan names its fixed texts ([`Said`]: which text, with its blanks) rather than
+//! writing them out, so it is made once, before the user's language is known; the words
+//! are written in that language when the reply is composed.
 
 use remedios_shared::allowance::Limit;
 use remedios_shared::envelope::{Content, Prepared, ReplyJob};
 
 use crate::config::{Behaviour, ReplyMode, SummaryMode};
 use crate::texts::{Fixed, Lang, Texts};
+
+/// A fixed text by name, with its blanks, to be written in the user's language.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Said {
+    pub text: Fixed,
+    /// The kind of file (`image`, `video`, ...) in the texts about media.
+    pub what: &'static str,
+    /// The place in the text about a shared location.
+    pub place: String,
+}
+
+impl Said {
+    /// `text`, with no blanks to fill.
+    pub fn new(text: Fixed) -> Self {
+        Said {
+            text,
+            what: "",
+            place: String::new(),
+        }
+    }
+
+    /// `text` about a file of kind `what`.
+    pub fn about(text: Fixed, what: &'static str) -> Self {
+        Said {
+            what,
+            ..Said::new(text)
+        }
+    }
+
+    /// The words, in `lang`.
+    pub fn words(&self, texts: &Texts, lang: Lang) -> String {
+        if self.what.is_empty() && self.place.is_empty() {
+            texts.get(self.text, lang).to_owned()
+        } else {
+            texts.render(self.text, lang, self.what, &self.place)
+        }
+    }
+}
+
+/// What goes before the model's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preface {
+    /// What was heard in a voice note, quoted as it is.
+    Heard(String),
+    /// A fixed text (what we cannot see).
+    Said(Said),
+}
+
+impl Preface {
+    /// The words, in `lang`.
+    pub fn words(&self, texts: &Texts, lang: Lang) -> String {
+        match self {
+            Preface::Heard(quote) => quote.clone(),
+            Preface::Said(said) => said.words(texts, lang),
+        }
+    }
+}
 
 /// What the responder does for one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +78,7 @@ pub enum Plan {
         /// The user turn sent to the model and stored in the history.
         question: String,
         /// Put before the model's answer (what was heard, what we cannot see).
-        preface: Option<String>,
+        preface: Option<Preface>,
         /// A voice note's transcript, sent as its own message(s) before the answer
         /// (`REPLY_MODE=both`).
         heard: Option<Heard>,
@@ -27,12 +87,12 @@ pub enum Plan {
     /// (`REPLY_MODE=transcript`).
     Transcript(Heard),
     /// Answer with a fixed text.
-    Fixed { text: String },
+    Fixed { text: Said },
     /// Say what this number does, instead of asking the model (a text when
     /// `REPLY_MODE=transcript`).
-    ModeNote { text: String },
+    ModeNote { text: Said },
     /// Tell the user they are over a fair limit, and until when (once per window).
-    OverLimit { text: String },
+    OverLimit { text: Said },
     /// A command.
     Command(Command),
 }
@@ -113,10 +173,10 @@ pub fn language_of(job: &ReplyJob) -> Option<Lang> {
     }
 }
 
-/// What to do with `job`; fixed texts come from `texts` in `lang`.
-pub fn plan(job: &ReplyJob, echo_transcript: bool, texts: &Texts, lang: Lang) -> Plan {
+/// What to do with `job`.
+pub fn plan(job: &ReplyJob, echo_transcript: bool) -> Plan {
     let fixed = |text: Fixed| Plan::Fixed {
-        text: texts.get(text, lang).to_owned(),
+        text: Said::new(text),
     };
     let content = &job.message.content;
     match (content, &job.prepared) {
@@ -124,19 +184,19 @@ pub fn plan(job: &ReplyJob, echo_transcript: bool, texts: &Texts, lang: Lang) ->
             why: "over a fair limit, and told so already",
         },
         (_, Prepared::OverLimit { limit, .. }) => Plan::OverLimit {
-            text: texts.get(limit_notice(*limit), lang).to_owned(),
+            text: Said::new(limit_notice(*limit)),
         },
         (Content::Reaction { .. }, _) => Plan::Ignore { why: "reaction" },
         (Content::System { .. }, _) => Plan::Ignore {
             why: "system notice",
         },
-        (Content::Text { body }, _) => ask_or_command(body, None, texts, lang),
+        (Content::Text { body }, _) => ask_or_command(body),
         (Content::Audio { .. }, Prepared::Transcribed { text, .. }) => {
             let text = text.trim();
             if text.is_empty() {
                 return fixed(Fixed::SilentAudio);
             }
-            let preface = echo_transcript.then(|| format!("🎤 “{text}”"));
+            let preface = echo_transcript.then(|| Preface::Heard(format!("🎤 “{text}”")));
             Plan::Ask {
                 question: bounded(text),
                 preface,
@@ -144,13 +204,16 @@ pub fn plan(job: &ReplyJob, echo_transcript: bool, texts: &Texts, lang: Lang) ->
             }
         }
         (Content::Audio { .. }, _) => fixed(Fixed::AudioUnsupported),
-        (Content::Interactive { title, .. }, _) => ask_or_command(title, None, texts, lang),
-        (Content::Button { text, .. }, _) => ask_or_command(text, None, texts, lang),
-        (media, prepared) if media.media().is_some() => media_plan(media, prepared, texts, lang),
+        (Content::Interactive { title, .. }, _) => ask_or_command(title),
+        (Content::Button { text, .. }, _) => ask_or_command(text),
+        (media, prepared) if media.media().is_some() => media_plan(media, prepared),
         (Content::Location { name, address, .. }, _) => {
             match name.as_deref().or(address.as_deref()) {
                 Some(place) => Plan::Fixed {
-                    text: texts.render(Fixed::LocationNamed, lang, "", place),
+                    text: Said {
+                        place: place.to_owned(),
+                        ..Said::new(Fixed::LocationNamed)
+                    },
                 },
                 None => fixed(Fixed::Location),
             }
@@ -169,26 +232,26 @@ fn limit_notice(limit: Limit) -> Fixed {
     }
 }
 
-fn ask_or_command(text: &str, preface: Option<String>, texts: &Texts, lang: Lang) -> Plan {
+fn ask_or_command(text: &str) -> Plan {
     if let Some(command) = Command::parse(text) {
         return Plan::Command(command);
     }
     let text = text.trim();
     if text.is_empty() {
         return Plan::Fixed {
-            text: texts.get(Fixed::Unsupported, lang).to_owned(),
+            text: Said::new(Fixed::Unsupported),
         };
     }
     Plan::Ask {
         question: bounded(text),
-        preface,
+        preface: None,
         heard: None,
     }
 }
 
 /// An image, video, document or sticker: the caption is answered, with a note that we
 /// cannot see the file.
-fn media_plan(content: &Content, prepared: &Prepared, texts: &Texts, lang: Lang) -> Plan {
+fn media_plan(content: &Content, prepared: &Prepared) -> Plan {
     let what = match content {
         Content::Image { .. } => "image",
         Content::Video { .. } => "video",
@@ -198,7 +261,7 @@ fn media_plan(content: &Content, prepared: &Prepared, texts: &Texts, lang: Lang)
     };
     if let Prepared::MediaUnavailable { .. } = prepared {
         return Plan::Fixed {
-            text: texts.render(Fixed::MediaUnavailable, lang, what, ""),
+            text: Said::about(Fixed::MediaUnavailable, what),
         };
     }
     match content.caption().map(str::trim).filter(|c| !c.is_empty()) {
@@ -207,14 +270,14 @@ fn media_plan(content: &Content, prepared: &Prepared, texts: &Texts, lang: Lang)
                 "{}\n\n(I sent a {what} with this message; you cannot see it.)",
                 bounded(caption)
             ),
-            preface: Some(texts.render(Fixed::CaptionPreface, lang, what, "")),
+            preface: Some(Preface::Said(Said::about(Fixed::CaptionPreface, what))),
             heard: None,
         },
         None if what == "sticker" => Plan::Ignore {
             why: "sticker without text",
         },
         None => Plan::Fixed {
-            text: texts.render(Fixed::MediaNoCaption, lang, what, ""),
+            text: Said::about(Fixed::MediaNoCaption, what),
         },
     }
 }
@@ -222,10 +285,9 @@ fn media_plan(content: &Content, prepared: &Prepared, texts: &Texts, lang: Lang)
 /// What to do with `job` in `behaviour`'s reply mode: [`plan`], then in `transcript`
 /// mode a voice note's transcript instead of a question (and a fixed note instead of
 /// asking about a text), in `both` mode the transcript sent before the answer.
-pub fn plan_for(job: &ReplyJob, behaviour: &Behaviour, lang: Lang) -> Plan {
-    let texts = &behaviour.texts;
+pub fn plan_for(job: &ReplyJob, behaviour: &Behaviour) -> Plan {
     let echo = behaviour.echo_transcript && behaviour.reply_mode == ReplyMode::Answer;
-    let planned = plan(job, echo, texts, lang);
+    let planned = plan(job, echo);
     if behaviour.reply_mode == ReplyMode::Answer {
         return planned;
     }
@@ -242,7 +304,7 @@ pub fn plan_for(job: &ReplyJob, behaviour: &Behaviour, lang: Lang) -> Plan {
     match (behaviour.reply_mode, planned, heard) {
         (ReplyMode::Transcript, Plan::Ask { .. }, Some(heard)) => Plan::Transcript(heard),
         (ReplyMode::Transcript, Plan::Ask { .. }, None) => Plan::ModeNote {
-            text: texts.get(Fixed::TranscriptOnly, lang).to_owned(),
+            text: Said::new(Fixed::TranscriptOnly),
         },
         (ReplyMode::Both, Plan::Ask { question, .. }, Some(heard)) => Plan::Ask {
             question,
@@ -307,7 +369,7 @@ mod tests {
     fn texts_are_asked_and_commands_recognised() {
         let text = |b: &str| job(Content::Text { body: b.into() }, Prepared::Nothing);
         assert_eq!(
-            plan(&text(" hola "), true, &Texts::default(), Lang::En),
+            plan(&text(" hola "), true),
             Plan::Ask {
                 question: "hola".into(),
                 preface: None,
@@ -315,17 +377,11 @@ mod tests {
             }
         );
         assert_eq!(
-            plan(&text("/RESET please"), true, &Texts::default(), Lang::En),
+            plan(&text("/RESET please"), true),
             Plan::Command(Command::Reset)
         );
-        assert_eq!(
-            plan(&text("/help"), true, &Texts::default(), Lang::En),
-            Plan::Command(Command::Help)
-        );
-        assert!(matches!(
-            plan(&text("/unknown"), true, &Texts::default(), Lang::En),
-            Plan::Ask { .. }
-        ));
+        assert_eq!(plan(&text("/help"), true), Plan::Command(Command::Help));
+        assert!(matches!(plan(&text("/unknown"), true), Plan::Ask { .. }));
     }
 
     #[test]
@@ -345,21 +401,21 @@ mod tests {
             )
         };
         assert_eq!(
-            plan(&voice("what time is it"), true, &Texts::default(), Lang::En),
+            plan(&voice("what time is it"), true),
             Plan::Ask {
                 question: "what time is it".into(),
-                preface: Some("🎤 “what time is it”".into()),
+                preface: Some(Preface::Heard("🎤 “what time is it”".into())),
                 heard: None,
             }
         );
         assert!(matches!(
-            plan(&voice("hi"), false, &Texts::default(), Lang::En),
+            plan(&voice("hi"), false),
             Plan::Ask { preface: None, .. }
         ));
         assert_eq!(
-            plan(&voice("  "), true, &Texts::default(), Lang::En),
+            plan(&voice("  "), true),
             Plan::Fixed {
-                text: Fixed::SilentAudio.default_text(Lang::En).into()
+                text: Said::new(Fixed::SilentAudio)
             }
         );
         let amr = job(
@@ -372,9 +428,9 @@ mod tests {
             },
         );
         assert_eq!(
-            plan(&amr, true, &Texts::default(), Lang::En),
+            plan(&amr, true),
             Plan::Fixed {
-                text: Fixed::AudioUnsupported.default_text(Lang::En).into()
+                text: Said::new(Fixed::AudioUnsupported)
             }
         );
     }
@@ -393,7 +449,7 @@ mod tests {
             stored.clone(),
         );
         assert!(
-            matches!(plan(&captioned, true, &Texts::default(), Lang::En), Plan::Ask { question, preface: Some(p), .. } if question.starts_with("is this a cat?") && p.contains("images"))
+            matches!(plan(&captioned, true), Plan::Ask { question, preface: Some(p), .. } if question.starts_with("is this a cat?") && p.words(&Texts::default(), Lang::En).contains("images"))
         );
         let bare = job(
             Content::Document {
@@ -404,7 +460,7 @@ mod tests {
             stored,
         );
         assert!(
-            matches!(plan(&bare, true, &Texts::default(), Lang::En), Plan::Fixed { text } if text.contains("documents"))
+            matches!(plan(&bare, true), Plan::Fixed { text } if text.words(&Texts::default(), Lang::En).contains("documents"))
         );
         let gone = job(
             Content::Video {
@@ -416,7 +472,7 @@ mod tests {
             },
         );
         assert!(
-            matches!(plan(&gone, true, &Texts::default(), Lang::En), Plan::Fixed { text } if text.contains("video"))
+            matches!(plan(&gone, true), Plan::Fixed { text } if text.words(&Texts::default(), Lang::En).contains("video"))
         );
     }
 
@@ -429,10 +485,7 @@ mod tests {
             },
             Prepared::Nothing,
         );
-        assert!(matches!(
-            plan(&reaction, true, &Texts::default(), Lang::En),
-            Plan::Ignore { .. }
-        ));
+        assert!(matches!(plan(&reaction, true), Plan::Ignore { .. }));
         let system = job(
             Content::System {
                 kind: Some("user_changed_number".into()),
@@ -440,10 +493,7 @@ mod tests {
             },
             Prepared::Nothing,
         );
-        assert!(matches!(
-            plan(&system, true, &Texts::default(), Lang::En),
-            Plan::Ignore { .. }
-        ));
+        assert!(matches!(plan(&system, true), Plan::Ignore { .. }));
         let poll = job(
             Content::Unsupported {
                 original_type: "unsupported".into(),
@@ -453,9 +503,9 @@ mod tests {
             Prepared::Nothing,
         );
         assert_eq!(
-            plan(&poll, true, &Texts::default(), Lang::En),
+            plan(&poll, true),
             Plan::Fixed {
-                text: Fixed::Unsupported.default_text(Lang::En).into()
+                text: Said::new(Fixed::Unsupported)
             }
         );
     }
@@ -472,11 +522,12 @@ mod tests {
             },
         );
         let texts = Texts::default();
+        let Plan::Fixed { text } = plan(&voice, true) else {
+            panic!("a fixed text");
+        };
         assert_eq!(
-            plan(&voice, true, &texts, Lang::Es),
-            Plan::Fixed {
-                text: Fixed::AudioUnsupported.default_text(Lang::Es).into()
-            }
+            text.words(&texts, Lang::Es),
+            Fixed::AudioUnsupported.default_text(Lang::Es)
         );
         let heard = job(
             Content::Audio {
@@ -558,39 +609,43 @@ mod tests {
         };
         let answer = mode(ReplyMode::Answer, SummaryMode::Before);
         assert_eq!(
-            plan_for(&voice(5_000), &answer, Lang::En),
-            plan(&voice(5_000), true, &answer.texts, Lang::En),
+            plan_for(&voice(5_000), &answer),
+            plan(&voice(5_000), true),
             "answer mode is today's"
         );
         let transcript = mode(ReplyMode::Transcript, SummaryMode::Off);
         assert_eq!(
-            plan_for(&voice(90_000), &transcript, Lang::En),
+            plan_for(&voice(90_000), &transcript),
             Plan::Transcript(heard(false))
         );
         assert_eq!(
-            plan_for(&text, &transcript, Lang::Es),
+            plan_for(&text, &transcript),
             Plan::ModeNote {
-                text: Fixed::TranscriptOnly.default_text(Lang::Es).into()
+                text: Said::new(Fixed::TranscriptOnly)
             },
             "no model for a text in transcript mode"
         );
         assert_eq!(
-            plan_for(&text_job("/help"), &transcript, Lang::En),
+            Said::new(Fixed::TranscriptOnly).words(&transcript.texts, Lang::Es),
+            Fixed::TranscriptOnly.default_text(Lang::Es)
+        );
+        assert_eq!(
+            plan_for(&text_job("/help"), &transcript),
             Plan::Command(Command::Help)
         );
         let summarised = mode(ReplyMode::Transcript, SummaryMode::Instead);
         assert_eq!(
-            plan_for(&voice(59_999), &summarised, Lang::En),
+            plan_for(&voice(59_999), &summarised),
             Plan::Transcript(heard(false)),
             "short notes get no summary"
         );
         assert_eq!(
-            plan_for(&voice(60_000), &summarised, Lang::En),
+            plan_for(&voice(60_000), &summarised),
             Plan::Transcript(heard(true))
         );
         let both = mode(ReplyMode::Both, SummaryMode::Off);
         assert_eq!(
-            plan_for(&voice(5_000), &both, Lang::En),
+            plan_for(&voice(5_000), &both),
             Plan::Ask {
                 question: "book me for tuesday".into(),
                 preface: None,
@@ -598,7 +653,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            plan_for(&text, &both, Lang::En),
+            plan_for(&text, &both),
             Plan::Ask { heard: None, .. }
         ));
     }

@@ -200,8 +200,10 @@ impl Responder {
         let message = &job.message;
         let user = message.user.clone();
         let behaviour = &self.behaviour;
+        // Planned once: the plan names its fixed texts, written in the user's language
+        // when the reply is composed.
         let own_language = plan::language_of(job);
-        let plan = plan::plan_for(job, behaviour, own_language.unwrap_or_default());
+        let plan = plan::plan_for(job, behaviour);
         if let Plan::Ignore { why } = plan {
             debug!(user = %user, kind = message.content.kind(), why, "nothing to answer");
             count_job("ignored");
@@ -230,11 +232,6 @@ impl Responder {
                     .and_then(|s| conversation_language(&s.conversation))
             })
             .unwrap_or_default();
-        let plan = if own_language == Some(language) {
-            plan
-        } else {
-            plan::plan_for(job, behaviour, language)
-        };
         let mut snapshot_for_history = None;
         let held = match existing {
             Some(held) if held.record.kind != ReplyKind::Apology || !held.record.finished() => {
