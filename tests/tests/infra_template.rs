@@ -1601,3 +1601,32 @@ fn the_templates_default_prompt_fits_the_hosts_default_context() {
          longer ones are asked again without passages"
     );
 }
+
+/// `remedios up` hands the functions every variable the README documents: passed on from
+/// the shell (`PASSED_VARS`, `PASSED_PREFIXES`), set by the stack itself, or named as
+/// making no sense locally. A setting missing from all three would be silently ignored.
+#[test]
+fn every_documented_variable_reaches_the_functions_under_remedios_up() {
+    use remedios_local::stack::{NOT_LOCAL, PASSED_PREFIXES, PASSED_VARS, SET_BY_STACK};
+    let mut checked = 0;
+    for row in readme_rows() {
+        for name in &row.names {
+            // A secret's parameter name is the stack's (SSM); its value passes as NAME.
+            if name.ends_with("_PARAM") {
+                continue;
+            }
+            let family = name.split('<').next().unwrap_or_default();
+            let reaches = PASSED_VARS.contains(&name.as_str())
+                || SET_BY_STACK.contains(&name.as_str())
+                || NOT_LOCAL.contains(&name.as_str())
+                || (name.contains('<') && PASSED_PREFIXES.contains(&family));
+            assert!(
+                reaches,
+                "{name} is in the README's table, but `remedios up` neither passes it on \
+                 nor sets it: add it to PASSED_VARS (tools/local/src/stack.rs)"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "the table's variables: {checked}");
+}

@@ -188,6 +188,10 @@ pub const PASSED_VARS: &[&str] = &[
     // The stack's own: a folder uploaded to knowledge/ and indexed before the functions start.
     "KNOWLEDGE_DIR",
     "HISTORY_MAX_TURNS",
+    "HISTORY_MAX_CHARS",
+    "GPT4ALL_TOP_P",
+    "GPT4ALL_RETRIES",
+    "USER_TAG_KEY",
     "WHATSAPP_ACCESS_TOKEN",
     "WHATSAPP_APP_SECRET",
     "WHATSAPP_VERIFY_TOKEN",
@@ -199,29 +203,50 @@ pub const PASSED_VARS: &[&str] = &[
     "WHISPER_LANGUAGE",
     "WHISPER_THREADS",
     "AUDIO_MAX_SECONDS",
+    "MEDIA_MAX_BYTES",
+    "WEBHOOK_MAX_BODY_BYTES",
     "SPEECH_LANES",
     "LIMIT_MESSAGES_PER_MINUTE",
     "LIMIT_MESSAGES_PER_DAY",
     "LIMIT_AUDIO_MINUTES_PER_DAY",
     "LIMITS_EXEMPT",
     "RUST_LOG",
+    "LOG_FORMAT",
 ];
+
+/// Families of variables the stack passes on whole: the responder's reworded fixed texts
+/// (`TEXT_<NAME>_<LANG>`).
+pub const PASSED_PREFIXES: &[&str] = &["TEXT_"];
+
+/// Variables the functions read that the stack sets itself, from what it started.
+pub const SET_BY_STACK: &[&str] = &[
+    "BUCKET_NAME",
+    "INBOUND_QUEUE_URL",
+    "REPLY_QUEUE_URL",
+    "INBOUND_MAX_RECEIVE_COUNT",
+    "REPLY_MAX_RECEIVE_COUNT",
+    "INBOUND_MAX_CONCURRENCY",
+    "GRAPH_API_BASE_URL",
+    "GRAPH_MEDIA_HOSTS",
+];
+
+/// Variables a deployed stack has that make no sense on one machine: the model is read
+/// from disk (`WHISPER_MODEL_PATH`), not fetched from the bucket.
+pub const NOT_LOCAL: &[&str] = &["WHISPER_MODEL_S3_KEY"];
 
 impl Options {
     /// From the process environment: `REMEDIOS_PORT`, `REMEDIOS_RELEASE`, and the
-    /// variables of [`PASSED_VARS`].
+    /// variables of [`PASSED_VARS`] and [`PASSED_PREFIXES`].
     pub fn from_env() -> Self {
         let base = std::env::var("REMEDIOS_PORT")
             .ok()
             .and_then(|p| p.parse().ok())
             .unwrap_or(DEFAULT_BASE_PORT);
-        let vars = PASSED_VARS
-            .iter()
-            .filter_map(|name| {
-                std::env::var(name)
-                    .ok()
-                    .filter(|v| !v.trim().is_empty())
-                    .map(|v| ((*name).to_owned(), v))
+        let vars = std::env::vars()
+            .filter(|(name, value)| {
+                (PASSED_VARS.contains(&name.as_str())
+                    || PASSED_PREFIXES.iter().any(|p| name.starts_with(p)))
+                    && !value.trim().is_empty()
             })
             .collect();
         Options {
