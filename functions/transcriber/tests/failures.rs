@@ -13,12 +13,9 @@ use common::{TestBed, audio, event, failed_ids, message, record, text};
 use remedios_shared::clock::Deadline;
 use remedios_shared::envelope::{InboundMessage, Prepared};
 use remedios_shared::queue::{self, Outgoing, Queue};
-use remedios_template::TRANSCRIBER_FUNCTION;
 use remedios_testkit::audio::{self, Fixtures};
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault};
-use remedios_testkit::iam;
 use remedios_testkit::lambda::sqs_event;
-use remedios_testkit::moto::{self, QueueSpec};
 use transcriber::handler::FORWARD_MARGIN;
 
 const OPUS: &str = "audio/ogg; codecs=opus";
@@ -142,28 +139,8 @@ async fn a_failed_record_comes_back_after_its_backoff_not_the_visibility_timeout
     // No speech lanes: the note is fetched where it arrives, so its first delivery fails.
     let stack = TestBed::start("ggml-tiny.en.bin", &[("SPEECH_LANES", "0")]).await;
     let visibility = Duration::from_secs(120);
-    let inbound = moto::create_queue_pair(
-        &stack.sqs,
-        &QueueSpec {
-            name: "remedios-inbound".into(),
-            visibility_timeout: visibility,
-            max_receive_count: 5,
-        },
-    )
-    .await
-    .expect("the inbound queue");
-    // The transcriber consumes it signed as its own role, as under Lambda.
-    let function_sqs = aws_sdk_sqs::Client::new(
-        &stack
-            .moto
-            .sdk_config_as(&iam::principal_name(TRANSCRIBER_FUNCTION))
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
-    let transcriber = stack
-        .transcriber
-        .clone()
-        .with_source(Queue::new(function_sqs, &inbound.url));
+    let (inbound, consumer) = stack.inbound_queue(visibility).await;
+    let transcriber = stack.transcriber.clone().with_source(consumer);
     stack.graph.inject(Fault::during(
         Endpoint::MediaLookup,
         Duration::from_secs(3600),

@@ -10,12 +10,8 @@ use std::time::{Duration, Instant};
 use common::{TestBed, audio, message, record, text};
 use remedios_shared::envelope::Prepared;
 use remedios_shared::keys;
-use remedios_shared::queue::Queue;
-use remedios_template::TRANSCRIBER_FUNCTION;
 use remedios_testkit::audio::{self as sound, Fixtures};
-use remedios_testkit::iam;
 use remedios_testkit::lambda::sqs_event;
-use remedios_testkit::moto::{self, QueueSpec};
 use transcriber::Transcriber;
 use transcriber::lanes::GROUP_PREFIX;
 
@@ -67,24 +63,8 @@ fn group(m: &aws_sdk_sqs::types::Message) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voice_notes_wait_in_their_lane_and_the_users_texts_keep_their_order() {
     let stack = TestBed::start("ggml-tiny.en.bin", &[]).await;
-    let inbound = moto::create_queue_pair(
-        &stack.sqs,
-        &QueueSpec {
-            name: "remedios-inbound".into(),
-            visibility_timeout: Duration::from_secs(60),
-            max_receive_count: 5,
-        },
-    )
-    .await
-    .expect("the inbound queue");
-    // Its own role sends to the lane, as in Lambda.
-    let function_sqs = aws_sdk_sqs::Client::new(
-        &stack
-            .moto
-            .sdk_config_as(&iam::principal_name(TRANSCRIBER_FUNCTION))
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    // The transcriber's own role sends to the lane, as in Lambda.
+    let (inbound, consumer) = stack.inbound_queue(Duration::from_secs(60)).await;
     let transcriber: Transcriber = stack
         .connect(
             "ggml-tiny.en.bin",
@@ -95,7 +75,7 @@ async fn voice_notes_wait_in_their_lane_and_the_users_texts_keep_their_order() {
             ],
         )
         .await
-        .with_source(Queue::new(function_sqs, &inbound.url));
+        .with_source(consumer);
 
     let fx = Fixtures::new();
     let note = sound::read(&fx.voice_note("lane.ogg", "en", sound::SENTENCE));

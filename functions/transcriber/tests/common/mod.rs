@@ -147,6 +147,34 @@ impl TestBed {
         connect(&self.moto, &self.graph, &self.reply, model, vars).await
     }
 
+    /// The inbound queue (failed records come back after `visibility`), and the
+    /// transcriber's client of it, signed as its own role as under Lambda: to consume it,
+    /// and to send voice notes to their lanes.
+    pub async fn inbound_queue(
+        &self,
+        visibility: std::time::Duration,
+    ) -> (QueuePair, remedios_shared::queue::Queue) {
+        let inbound = moto::create_queue_pair(
+            &self.sqs,
+            &QueueSpec {
+                name: "remedios-inbound".into(),
+                visibility_timeout: visibility,
+                max_receive_count: 5,
+            },
+        )
+        .await
+        .expect("the inbound queue");
+        let function_sqs = aws_sdk_sqs::Client::new(
+            &self
+                .moto
+                .sdk_config_as(&iam::principal_name(TRANSCRIBER_FUNCTION))
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let queue = remedios_shared::queue::Queue::new(function_sqs, &inbound.url);
+        (inbound, queue)
+    }
+
     /// Everything on the reply queue, received and deleted, in order.
     pub async fn replies(&self) -> Vec<Received> {
         moto::drain(&self.sqs, &self.reply.url, 0)
