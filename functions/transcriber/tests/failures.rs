@@ -154,7 +154,7 @@ async fn a_failed_record_comes_back_after_its_backoff_not_the_visibility_timeout
         .await
         .expect("enqueued");
 
-    let first = receive(&stack.sqs, &inbound.url, Duration::from_secs(5)).await;
+    let first = stack.receive(&inbound.url, Duration::from_secs(5)).await;
     assert_eq!(first.len(), 1);
     let response = transcriber
         .handle(sqs_event(&first, &inbound.arn, "us-east-1"))
@@ -166,7 +166,7 @@ async fn a_failed_record_comes_back_after_its_backoff_not_the_visibility_timeout
     );
     let failed_at = Instant::now();
 
-    let again = receive(&stack.sqs, &inbound.url, Duration::from_secs(60)).await;
+    let again = stack.receive(&inbound.url, Duration::from_secs(60)).await;
     let waited = failed_at.elapsed();
     assert_eq!(again.len(), 1, "delivered again");
     assert!(
@@ -180,30 +180,4 @@ async fn a_failed_record_comes_back_after_its_backoff_not_the_visibility_timeout
         })
         .cloned();
     assert_eq!(count.as_deref(), Some("2"));
-}
-
-/// Received messages of `url` (with their system attributes, as Lambda gets them), waiting
-/// up to `limit` for the first.
-async fn receive(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-    limit: Duration,
-) -> Vec<aws_sdk_sqs::types::Message> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive");
-        let messages = out.messages.unwrap_or_default();
-        if !messages.is_empty() {
-            return messages;
-        }
-    }
-    Vec::new()
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TestBed, audio, message, record, text};
 use remedios_shared::envelope::Prepared;
@@ -16,42 +16,6 @@ use transcriber::Transcriber;
 use transcriber::lanes::GROUP_PREFIX;
 
 const OPUS: &str = "audio/ogg; codecs=opus";
-
-/// Everything waiting on `url`, received (with the system attributes Lambda gets) and
-/// deleted, waiting up to `limit` for the first.
-async fn take_all(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-    limit: Duration,
-) -> Vec<aws_sdk_sqs::types::Message> {
-    let started = Instant::now();
-    let mut all = Vec::new();
-    while started.elapsed() < limit {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive");
-        let messages = out.messages.unwrap_or_default();
-        if messages.is_empty() && !all.is_empty() {
-            break;
-        }
-        for m in &messages {
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
-        }
-        all.extend(messages);
-    }
-    all
-}
 
 fn group(m: &aws_sdk_sqs::types::Message) -> String {
     m.attributes()
@@ -119,7 +83,7 @@ async fn voice_notes_wait_in_their_lane_and_the_users_texts_keep_their_order() {
         "not transcribed where it arrived"
     );
 
-    let laned = take_all(&stack.sqs, &inbound.url, Duration::from_secs(10)).await;
+    let laned = stack.take_all(&inbound.url, Duration::from_secs(10)).await;
     assert_eq!(laned.len(), 2, "{laned:?}");
     let lane = group(&laned[0]);
     assert!(lane.starts_with(GROUP_PREFIX), "{lane}");
@@ -169,7 +133,8 @@ async fn voice_notes_wait_in_their_lane_and_the_users_texts_keep_their_order() {
     assert_eq!(direct.len(), 1);
     assert_eq!(direct[0].job.message.id, "wamid.LANE.4");
     assert!(
-        take_all(&stack.sqs, &inbound.url, Duration::from_secs(2))
+        stack
+            .take_all(&inbound.url, Duration::from_secs(2))
             .await
             .is_empty()
     );

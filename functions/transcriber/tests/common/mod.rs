@@ -175,6 +175,62 @@ impl TestBed {
         (inbound, queue)
     }
 
+    /// Messages of `url` with the system attributes Lambda gets, not deleted: the first
+    /// batch received within `limit` (empty if none came).
+    pub async fn receive(
+        &self,
+        url: &str,
+        limit: std::time::Duration,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("receive");
+            let messages = out.messages.unwrap_or_default();
+            if !messages.is_empty() {
+                return messages;
+            }
+        }
+        Vec::new()
+    }
+
+    /// Everything waiting on `url`, received and deleted, waiting up to `limit` for the
+    /// first batch.
+    pub async fn take_all(
+        &self,
+        url: &str,
+        limit: std::time::Duration,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut all = Vec::new();
+        let mut wait = limit;
+        loop {
+            let batch = self.receive(url, wait).await;
+            if batch.is_empty() {
+                return all;
+            }
+            for m in &batch {
+                self.sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+            all.extend(batch);
+            // What is left is there already.
+            wait = std::time::Duration::from_secs(1);
+        }
+    }
+
     /// Everything on the reply queue, received and deleted, in order.
     pub async fn replies(&self) -> Vec<Received> {
         moto::drain(&self.sqs, &self.reply.url, 0)
