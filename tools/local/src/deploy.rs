@@ -100,14 +100,14 @@ pub fn preflight(venv_bin: Option<&Path>) -> Vec<ToolCheck> {
 }
 
 /// Whether the default AWS credential chain gives credentials: `Err` says how to set them.
-pub async fn credentials(sdk: &aws_config::SdkConfig) -> Result<(), String> {
+pub async fn credentials(sdk: &aws_config::SdkConfig) -> Result<(), DeployError> {
     use aws_sdk_ssm::config::ProvideCredentials;
     let Some(provider) = sdk.credentials_provider() else {
-        return Err(NO_CREDENTIALS.into());
+        return Err(DeployError::Missing(NO_CREDENTIALS.into()));
     };
     match provider.provide_credentials().await {
         Ok(_) => Ok(()),
-        Err(e) => Err(format!("{NO_CREDENTIALS} ({e})")),
+        Err(e) => Err(DeployError::Missing(format!("{NO_CREDENTIALS} ({e})"))),
     }
 }
 

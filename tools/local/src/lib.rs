@@ -15,6 +15,7 @@
 //! - [`secrets`]: random keys and SecureString parameters, for the local stack and deploys.
 
 pub mod chat;
+pub mod commands;
 pub mod deploy;
 pub mod dlq;
 pub mod knowledge;

@@ -31,7 +31,7 @@ pub use health::{PartStatus, status_table};
 pub use options::{
     DEFAULT_BASE_PORT, NOT_LOCAL, Options, PASSED_PREFIXES, PASSED_VARS, Ports, SET_BY_STACK,
 };
-pub use state::StackInfo;
+pub use state::{StackInfo, StateError};
 pub use supervise::{Processes, Restart, restart_note};
 
 use std::net::SocketAddr;

@@ -3,12 +3,30 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use remedios_emulators::iam::AccessKey;
 use remedios_emulators::moto::{self, QueuePair};
 use remedios_emulators::paths;
 
 use super::STATE_FILE;
+
+/// Why the running stack's record could not be read.
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("no local stack is recorded at {path}: start it with `remedios up` ({source})")]
+    Missing {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is unreadable: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
 use super::credentials::private_file;
 
 /// What is running where: written to [`STATE_FILE`] for `remedios chat`.
@@ -46,15 +64,13 @@ impl StackInfo {
     }
 
     /// Reads what `remedios up` recorded.
-    pub fn load() -> Result<Self, String> {
+    pub fn load() -> Result<Self, StateError> {
         let path = Self::path();
-        let raw = std::fs::read_to_string(&path).map_err(|_| {
-            format!(
-                "no local stack is recorded at {}: start it with `remedios up`",
-                path.display()
-            )
+        let raw = std::fs::read_to_string(&path).map_err(|source| StateError::Missing {
+            path: path.clone(),
+            source,
         })?;
-        serde_json::from_str(&raw).map_err(|e| format!("{} is unreadable: {e}", path.display()))
+        serde_json::from_str(&raw).map_err(|source| StateError::Unreadable { path, source })
     }
 
     /// An SDK configuration for the emulator, signed as its admin.
