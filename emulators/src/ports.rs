@@ -11,7 +11,7 @@ use std::net::TcpListener;
 /// own bind ("Address already in use" in a parallel test run).
 const RANGE: std::ops::Range<u16> = 20_000..32_768;
 
-/// A free TCP port on loopback, chosen at random in [`RANGE`] and checked by binding it.
+/// A free TCP port on loopback, chosen at random in `RANGE` and checked by binding it.
 /// Another process could still take it before its server binds it, but only by asking for
 /// that very port.
 pub fn free_port() -> std::io::Result<u16> {

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::debug;
 
-use crate::config::{ConfigError, Env, Vars};
+use crate::config::{ConfigError, Env, Number, Setting, Text, Vars};
 use crate::keys;
 use crate::store::{Precondition, Store, StoreError, Written};
 use crate::user::{MessageTag, Sender, SenderList, UserTag};
@@ -59,30 +59,51 @@ pub struct Allowance {
     pub exempt: SenderList,
 }
 
+pub const LIMIT_MESSAGES_PER_MINUTE: Number<u32> = Number {
+    name: "LIMIT_MESSAGES_PER_MINUTE",
+    default: 0,
+    min: 0,
+    max: MAX_MESSAGES_PER_MINUTE,
+    doc: "messages per user per minute (0: no limit)",
+};
+pub const LIMIT_MESSAGES_PER_DAY: Number<u32> = Number {
+    name: "LIMIT_MESSAGES_PER_DAY",
+    default: 0,
+    min: 0,
+    max: MAX_MESSAGES_PER_DAY,
+    doc: "messages per user per UTC day (0: no limit)",
+};
+pub const LIMIT_AUDIO_MINUTES_PER_DAY: Number<u32> = Number {
+    name: "LIMIT_AUDIO_MINUTES_PER_DAY",
+    default: 0,
+    min: 0,
+    max: MAX_AUDIO_MINUTES_PER_DAY,
+    doc: "minutes of voice notes transcribed per user per UTC day (0: no limit)",
+};
+pub const LIMITS_EXEMPT: Text = Text::optional(
+    "LIMITS_EXEMPT",
+    "phone numbers or user ids the limits do not apply to",
+);
+
 impl Allowance {
     pub fn from_env<V: Vars>(env: &Env<V>) -> Result<Self, ConfigError> {
-        let minutes: u32 = env.number_in(
-            "LIMIT_AUDIO_MINUTES_PER_DAY",
-            0,
-            0,
-            MAX_AUDIO_MINUTES_PER_DAY,
-        )?;
+        let minutes = LIMIT_AUDIO_MINUTES_PER_DAY.read(env)?;
         Ok(Allowance {
-            messages_per_minute: env.number_in(
-                "LIMIT_MESSAGES_PER_MINUTE",
-                0,
-                0,
-                MAX_MESSAGES_PER_MINUTE,
-            )?,
-            messages_per_day: env.number_in(
-                "LIMIT_MESSAGES_PER_DAY",
-                0,
-                0,
-                MAX_MESSAGES_PER_DAY,
-            )?,
+            messages_per_minute: LIMIT_MESSAGES_PER_MINUTE.read(env)?,
+            messages_per_day: LIMIT_MESSAGES_PER_DAY.read(env)?,
             audio_per_day: Duration::from_secs(u64::from(minutes) * 60),
-            exempt: SenderList::parse(env.optional("LIMITS_EXEMPT").as_deref()),
+            exempt: SenderList::parse(LIMITS_EXEMPT.get(env).as_deref()),
         })
+    }
+
+    /// What [`Allowance::from_env`] reads.
+    pub fn settings() -> Vec<Setting> {
+        vec![
+            LIMIT_MESSAGES_PER_MINUTE.setting(),
+            LIMIT_MESSAGES_PER_DAY.setting(),
+            LIMIT_AUDIO_MINUTES_PER_DAY.setting(),
+            LIMITS_EXEMPT.setting(),
+        ]
     }
 
     /// Whether any limit is set.

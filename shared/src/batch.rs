@@ -52,6 +52,21 @@ pub const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
 /// The receive counts the functions accept for it (the template parameter's range).
 pub const MAX_RECEIVE_COUNT_RANGE: std::ops::RangeInclusive<u32> = 2..=20;
 
+/// The inbound queue's `maxReceiveCount`, as the transcriber reads it.
+pub const INBOUND_MAX_RECEIVE_COUNT: crate::config::Number<u32> = crate::config::Number {
+    name: "INBOUND_MAX_RECEIVE_COUNT",
+    default: DEFAULT_MAX_RECEIVE_COUNT,
+    min: *MAX_RECEIVE_COUNT_RANGE.start(),
+    max: *MAX_RECEIVE_COUNT_RANGE.end(),
+    doc: "the inbound queue's maxReceiveCount: the last attempt forwards what it has",
+};
+/// The reply queue's `maxReceiveCount`, as the responder reads it.
+pub const REPLY_MAX_RECEIVE_COUNT: crate::config::Number<u32> = crate::config::Number {
+    name: "REPLY_MAX_RECEIVE_COUNT",
+    doc: "the reply queue's maxReceiveCount: the last attempt apologises",
+    ..INBOUND_MAX_RECEIVE_COUNT
+};
+
 /// The SQS attribute holding a FIFO message's group id.
 pub const GROUP_ATTRIBUTE: &str = "MessageGroupId";
 /// The SQS attribute counting deliveries (1 at the first).

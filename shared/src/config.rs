@@ -186,6 +186,317 @@ impl<V: Vars> Env<V> {
     }
 }
 
+// ------------------------------------------------------------------ declarations
+
+/// Who gives a setting its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The operator, or the default.
+    Operator,
+    /// The operator, as a secret: the value itself in `NAME` (local runs) or, deployed,
+    /// the name of its SSM SecureString in `NAME_PARAM`.
+    Secret,
+    /// The deployment, from what it created (queue URLs, the bucket, the queues'
+    /// receive counts) or where it runs (an emulator's endpoint).
+    Deployment,
+}
+
+/// One environment variable a function reads, as its declaration describes it: what
+/// the template and README tests and `remedios up` iterate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The variable (`TEXT_<NAME>_<LANG>` for a family of variables).
+    pub name: &'static str,
+    /// One line: what it does.
+    pub doc: &'static str,
+    /// The value used when it is unset, as text; `None`: nothing, or it is required.
+    pub default: Option<String>,
+    /// The smallest and largest values the code accepts, for numbers.
+    pub range: Option<(String, String)>,
+    pub origin: Origin,
+    /// Whether the function stops without it.
+    pub required: bool,
+    /// A family of variables sharing this prefix (`TEXT_`), each read apart.
+    pub prefix: Option<&'static str>,
+}
+
+impl Setting {
+    fn new(name: &'static str, doc: &'static str, origin: Origin) -> Self {
+        Setting {
+            name,
+            doc,
+            default: None,
+            range: None,
+            origin,
+            required: false,
+            prefix: None,
+        }
+    }
+
+    /// The same setting, given its value by the deployment (a queue's receive count).
+    pub fn deployed(self) -> Self {
+        Setting {
+            origin: Origin::Deployment,
+            ..self
+        }
+    }
+
+    /// Whether `variable` is this setting (or, for a secret, its `_PARAM`; for a family,
+    /// one of its variables).
+    pub fn names(&self, variable: &str) -> bool {
+        match self.prefix {
+            Some(prefix) => variable.starts_with(prefix),
+            None => {
+                variable == self.name
+                    || (self.origin == Origin::Secret
+                        && variable.strip_suffix("_PARAM") == Some(self.name))
+            }
+        }
+    }
+}
+
+/// A whole or decimal number within `min..=max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Number<T> {
+    pub name: &'static str,
+    pub default: T,
+    pub min: T,
+    pub max: T,
+    pub doc: &'static str,
+}
+
+impl<T> Number<T>
+where
+    T: FromStr + PartialOrd + Display + Copy,
+    T::Err: Display,
+{
+    pub fn read<V: Vars>(&self, env: &Env<V>) -> Result<T, ConfigError> {
+        self.read_or(env, self.default)
+    }
+
+    /// With a default known only at run time (the machine's cores).
+    pub fn read_or<V: Vars>(&self, env: &Env<V>, default: T) -> Result<T, ConfigError> {
+        env.number_in(self.name, default, self.min, self.max)
+    }
+
+    /// `None` when unset.
+    pub fn read_optional<V: Vars>(&self, env: &Env<V>) -> Result<Option<T>, ConfigError> {
+        env.optional(self.name).map(|_| self.read(env)).transpose()
+    }
+
+    pub fn setting(&self) -> Setting {
+        Setting {
+            default: Some(self.default.to_string()),
+            range: Some((self.min.to_string(), self.max.to_string())),
+            ..Setting::new(self.name, self.doc, Origin::Operator)
+        }
+    }
+}
+
+/// `true` or `false` (see [`Env::flag`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Flag {
+    pub name: &'static str,
+    pub default: bool,
+    pub doc: &'static str,
+}
+
+impl Flag {
+    pub fn read<V: Vars>(&self, env: &Env<V>) -> Result<bool, ConfigError> {
+        env.flag(self.name, self.default)
+    }
+
+    pub fn setting(&self) -> Setting {
+        Setting {
+            default: Some(self.default.to_string()),
+            ..Setting::new(self.name, self.doc, Origin::Operator)
+        }
+    }
+}
+
+/// One of a few words, read by the type's `FromStr`; the default is the word used when
+/// it is unset.
+#[derive(Debug, Clone, Copy)]
+pub struct Choice {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+impl Choice {
+    pub fn read<T, V: Vars>(&self, env: &Env<V>) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        let raw = env
+            .optional(self.name)
+            .unwrap_or_else(|| self.default.to_owned());
+        raw.parse().map_err(|e| {
+            ConfigError::new(self.name, format!("is {raw:?}, which is not valid: {e}"))
+        })
+    }
+
+    pub fn setting(&self) -> Setting {
+        Setting {
+            default: Some(self.default.to_owned()),
+            ..Setting::new(self.name, self.doc, Origin::Operator)
+        }
+    }
+}
+
+/// Free text: optional, or required.
+#[derive(Debug, Clone, Copy)]
+pub struct Text {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub origin: Origin,
+    pub required: bool,
+}
+
+impl Text {
+    /// An optional text, set by the operator.
+    pub const fn optional(name: &'static str, doc: &'static str) -> Self {
+        Text {
+            name,
+            doc,
+            origin: Origin::Operator,
+            required: false,
+        }
+    }
+
+    /// A text the deployment sets from what it created; `required` when the function
+    /// cannot run without it.
+    pub const fn wired(name: &'static str, doc: &'static str, required: bool) -> Self {
+        Text {
+            name,
+            doc,
+            origin: Origin::Deployment,
+            required,
+        }
+    }
+
+    /// The value, `None` when unset or empty.
+    pub fn get<V: Vars>(&self, env: &Env<V>) -> Option<String> {
+        env.optional(self.name)
+    }
+
+    /// The value, or an error naming it and saying what it is.
+    pub fn require<V: Vars>(&self, env: &Env<V>) -> Result<String, ConfigError> {
+        env.required(self.name, self.doc)
+    }
+
+    pub fn setting(&self) -> Setting {
+        Setting {
+            required: self.required,
+            ..Setting::new(self.name, self.doc, self.origin)
+        }
+    }
+}
+
+/// An `http`/`https` URL (see [`Env::url`]).
+#[derive(Debug, Clone, Copy)]
+pub struct UrlVar {
+    pub name: &'static str,
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+    pub origin: Origin,
+}
+
+impl UrlVar {
+    pub fn read<V: Vars>(&self, env: &Env<V>) -> Result<Url, ConfigError> {
+        env.url(self.name, self.default)
+    }
+
+    pub fn setting(&self) -> Setting {
+        Setting {
+            default: self.default.map(str::to_owned),
+            required: self.default.is_none(),
+            ..Setting::new(self.name, self.doc, self.origin)
+        }
+    }
+}
+
+/// A secret (see [`Env::secret`]); an optional one may be left out altogether.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretVar {
+    pub name: &'static str,
+    pub doc: &'static str,
+    pub required: bool,
+}
+
+impl SecretVar {
+    pub fn read<V: Vars>(&self, env: &Env<V>) -> Result<SecretSource, ConfigError> {
+        env.secret(self.name, self.doc)
+    }
+
+    /// `None` when neither the value nor its parameter is set.
+    pub fn read_optional<V: Vars>(
+        &self,
+        env: &Env<V>,
+    ) -> Result<Option<SecretSource>, ConfigError> {
+        let given = env.optional(self.name).is_some()
+            || env.optional(&format!("{}_PARAM", self.name)).is_some();
+        given.then(|| self.read(env)).transpose()
+    }
+
+    pub fn setting(&self) -> Setting {
+        Setting {
+            required: self.required,
+            ..Setting::new(self.name, self.doc, Origin::Secret)
+        }
+    }
+}
+
+/// A duration in seconds (decimals allowed), more than zero.
+#[derive(Debug, Clone, Copy)]
+pub struct Seconds {
+    pub name: &'static str,
+    pub default: u64,
+    pub doc: &'static str,
+}
+
+impl Seconds {
+    pub fn read<V: Vars>(&self, env: &Env<V>) -> Result<Duration, ConfigError> {
+        let value = env.seconds(self.name, Duration::from_secs(self.default))?;
+        if value.is_zero() {
+            return Err(ConfigError::new(
+                self.name,
+                format!("is 0; give {}, in seconds", self.doc),
+            ));
+        }
+        Ok(value)
+    }
+
+    pub fn setting(&self) -> Setting {
+        Setting {
+            default: Some(self.default.to_string()),
+            ..Setting::new(self.name, self.doc, Origin::Operator)
+        }
+    }
+}
+
+/// A family of variables sharing a prefix, each read apart (`TEXT_RESET_DONE_ES`).
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    /// How the README writes it: `TEXT_<NAME>_<LANG>`.
+    pub pattern: &'static str,
+    pub prefix: &'static str,
+    pub doc: &'static str,
+}
+
+impl Family {
+    pub fn setting(&self) -> Setting {
+        Setting {
+            prefix: Some(self.prefix),
+            ..Setting::new(self.pattern, self.doc, Origin::Operator)
+        }
+    }
+}
+
+/// The bucket every function uses.
+pub const BUCKET_NAME: Text = Text::wired("BUCKET_NAME", "the S3 bucket of Remedios", true);
+
 /// Settings every function shares: where the AWS services are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsSettings {
@@ -194,13 +505,39 @@ pub struct AwsSettings {
     pub s3_force_path_style: bool,
 }
 
+pub const AWS_ENDPOINT_URL: Text = Text::wired(
+    "AWS_ENDPOINT_URL",
+    "an AWS emulator's endpoint instead of AWS (local runs and tests)",
+    false,
+);
+pub const AWS_ENDPOINT_URL_S3: Text = Text::wired(
+    "AWS_ENDPOINT_URL_S3",
+    "an S3 emulator's endpoint instead of AWS",
+    false,
+);
+/// Its default is on when an emulator's endpoint is set.
+pub const S3_FORCE_PATH_STYLE: Flag = Flag {
+    name: "S3_FORCE_PATH_STYLE",
+    default: false,
+    doc: "path-style S3 addressing, for emulators (on by default with an emulator's endpoint)",
+};
+
 impl AwsSettings {
     pub fn from_env<V: Vars>(env: &Env<V>) -> Result<Self, ConfigError> {
-        let emulated = env.optional("AWS_ENDPOINT_URL").is_some()
-            || env.optional("AWS_ENDPOINT_URL_S3").is_some();
+        let emulated =
+            AWS_ENDPOINT_URL.get(env).is_some() || AWS_ENDPOINT_URL_S3.get(env).is_some();
         Ok(AwsSettings {
-            s3_force_path_style: env.flag("S3_FORCE_PATH_STYLE", emulated)?,
+            s3_force_path_style: env.flag(S3_FORCE_PATH_STYLE.name, emulated)?,
         })
+    }
+
+    /// What [`AwsSettings::from_env`] reads.
+    pub fn settings() -> Vec<Setting> {
+        vec![
+            AWS_ENDPOINT_URL.setting(),
+            AWS_ENDPOINT_URL_S3.setting(),
+            S3_FORCE_PATH_STYLE.setting().deployed(),
+        ]
     }
 }
 

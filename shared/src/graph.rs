@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use url::{Host, Url};
 
-use crate::config::{ConfigError, Env, Vars};
+use crate::config::{Choice, ConfigError, Env, Origin, SecretVar, Setting, Text, UrlVar, Vars};
 use crate::secrets::{Secret, SecretSource};
 
 /// Meta's domains that media downloads may come from.
@@ -58,12 +58,7 @@ pub const MESSAGES_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the Graph API is, read from the environment at cold start; the access token is
 /// a secret resolved apart ([`crate::config::Env::secret`], then [`GraphEndpoint::with_token`]).
-///
-/// | variable | default |
-/// |---|---|
-/// | `GRAPH_API_BASE_URL` | [`DEFAULT_BASE_URL`] |
-/// | `GRAPH_API_VERSION` | [`DEFAULT_VERSION`] |
-/// | `GRAPH_MEDIA_HOSTS` | none: hosts (comma-separated names or domains) allowed besides [`META_MEDIA_DOMAINS`], such as the emulator's |
+/// Read from [`GRAPH_API_BASE_URL`], [`GRAPH_API_VERSION`] and [`GRAPH_MEDIA_HOSTS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphEndpoint {
     pub base_url: Url,
@@ -72,13 +67,44 @@ pub struct GraphEndpoint {
     pub timeout: Duration,
 }
 
+/// The token the transcriber and the responder call the Graph API with.
+pub const WHATSAPP_ACCESS_TOKEN: SecretVar = SecretVar {
+    name: "WHATSAPP_ACCESS_TOKEN",
+    doc: "the WhatsApp Cloud API access token (a system-user token)",
+    required: true,
+};
+
+pub const GRAPH_API_BASE_URL: UrlVar = UrlVar {
+    name: "GRAPH_API_BASE_URL",
+    default: Some(DEFAULT_BASE_URL),
+    doc: "where the Graph API is (the emulator in development)",
+    origin: Origin::Deployment,
+};
+pub const GRAPH_API_VERSION: Choice = Choice {
+    name: "GRAPH_API_VERSION",
+    default: DEFAULT_VERSION,
+    doc: "the Graph API version",
+};
+pub const GRAPH_MEDIA_HOSTS: Text = Text::wired(
+    "GRAPH_MEDIA_HOSTS",
+    "hosts media may come from besides Meta's media domains (the emulator)",
+    false,
+);
+
 impl GraphEndpoint {
+    /// What [`GraphEndpoint::from_env`] reads; `media` when the function downloads media.
+    pub fn settings(media: bool) -> Vec<Setting> {
+        let mut settings = vec![GRAPH_API_BASE_URL.setting(), GRAPH_API_VERSION.setting()];
+        if media {
+            settings.push(GRAPH_MEDIA_HOSTS.setting());
+        }
+        settings
+    }
+
     /// Reads `GRAPH_API_BASE_URL`, `GRAPH_API_VERSION` and `GRAPH_MEDIA_HOSTS`.
     pub fn from_env<V: Vars>(env: &Env<V>) -> Result<Self, ConfigError> {
-        let base_url = env.url("GRAPH_API_BASE_URL", Some(DEFAULT_BASE_URL))?;
-        let version = env
-            .optional("GRAPH_API_VERSION")
-            .unwrap_or_else(|| DEFAULT_VERSION.to_owned());
+        let base_url = GRAPH_API_BASE_URL.read(env)?;
+        let version: String = GRAPH_API_VERSION.read(env)?;
         let well_formed = version.len() >= 2
             && version.starts_with('v')
             && version[1..].chars().all(|c| c.is_ascii_digit() || c == '.');
@@ -90,7 +116,7 @@ impl GraphEndpoint {
         }
         let mut media_hosts: Vec<String> =
             META_MEDIA_DOMAINS.iter().map(|d| (*d).to_owned()).collect();
-        if let Some(list) = env.optional("GRAPH_MEDIA_HOSTS") {
+        if let Some(list) = GRAPH_MEDIA_HOSTS.get(env) {
             let extra: Vec<String> = list
                 .split(',')
                 .map(|h| h.trim().to_ascii_lowercase())

@@ -18,7 +18,7 @@
 //! [`MessageTag`], never the WhatsApp message id, which holds the sender's number.
 //!
 //! Releases before keyed message tags named messages by their WhatsApp id
-//! ([`legacy_reply`]); those objects expire with the bucket's retention, and the
+//! (`legacy_reply`); those objects expire with the bucket's retention, and the
 //! responder still looks for an old reply record so that a late duplicate of a message
 //! answered before the upgrade is not answered again.
 

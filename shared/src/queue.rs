@@ -18,6 +18,21 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::config::Text;
+
+/// The inbound queue: the webhook sends to it, the transcriber consumes it.
+pub const INBOUND_QUEUE_URL: Text = Text::wired(
+    "INBOUND_QUEUE_URL",
+    "the URL of the inbound SQS FIFO queue",
+    true,
+);
+/// The reply queue: the transcriber sends to it, the responder consumes it.
+pub const REPLY_QUEUE_URL: Text = Text::wired(
+    "REPLY_QUEUE_URL",
+    "the URL of the responder's SQS FIFO queue",
+    true,
+);
+
 use crate::user::UserTag;
 
 /// Most entries SQS takes in one `SendMessageBatch`.

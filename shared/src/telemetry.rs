@@ -15,6 +15,26 @@
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+use crate::config::{Choice, Setting};
+
+/// The log format when Lambda's logging controls do not set it.
+pub const LOG_FORMAT: Choice = Choice {
+    name: "LOG_FORMAT",
+    default: "json",
+    doc: "`text` for people, else JSON lines (Lambda's `AWS_LAMBDA_LOG_FORMAT` wins)",
+};
+/// The log filter when Lambda's logging controls do not set one.
+pub const RUST_LOG: Choice = Choice {
+    name: "RUST_LOG",
+    default: "info",
+    doc: "the log filter (Lambda's `AWS_LAMBDA_LOG_LEVEL` wins)",
+};
+
+/// What [`LogSettings::from_vars`] reads besides Lambda's own variables.
+pub fn settings() -> Vec<Setting> {
+    vec![LOG_FORMAT.setting(), RUST_LOG.setting()]
+}
+
 /// How lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -35,15 +55,15 @@ pub struct LogSettings {
 impl LogSettings {
     /// Reads the settings through `var` (the process environment in [`init`]).
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
-        let format = match var("AWS_LAMBDA_LOG_FORMAT").or_else(|| var("LOG_FORMAT")) {
+        let format = match var("AWS_LAMBDA_LOG_FORMAT").or_else(|| var(LOG_FORMAT.name)) {
             Some(f) if f.trim().eq_ignore_ascii_case("text") => Format::Text,
             _ => Format::Json,
         };
         let filter = var("AWS_LAMBDA_LOG_LEVEL")
             .map(|l| l.trim().to_lowercase())
-            .or_else(|| var("RUST_LOG"))
+            .or_else(|| var(RUST_LOG.name))
             .filter(|f| !f.trim().is_empty())
-            .unwrap_or_else(|| "info".to_owned());
+            .unwrap_or_else(|| RUST_LOG.default.to_owned());
         LogSettings { format, filter }
     }
 }

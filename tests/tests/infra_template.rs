@@ -3,10 +3,10 @@
 //! local stack's resources created from it on a real moto.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use remedios_shared::config::{Origin, Setting};
 use remedios_template::{
     self as infra, BUCKET, Deployment, DeploymentSettings, EventSource, Function, INBOUND_QUEUE,
     REPLY_QUEUE, RESPONDER_FUNCTION, TRANSCRIBER_FUNCTION, Template, WEBHOOK_FUNCTION,
@@ -504,7 +504,11 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
 }
 
 /// Variables a function reads that the template leaves unset on purpose.
-const LEFT_AT_DEFAULT: [(&str, &str); 8] = [
+const LEFT_AT_DEFAULT: [(&str, &str); 9] = [
+    (
+        "GRAPH_MEDIA_HOSTS",
+        "Meta's media domains are always allowed; more only for the emulator",
+    ),
     (
         "WEBHOOK_MAX_BODY_BYTES",
         "its default, 4 MiB, is above the largest body Meta sends",
@@ -533,46 +537,29 @@ const LEFT_AT_DEFAULT: [(&str, &str); 8] = [
 /// Variables of which one is enough: the whisper model comes from the bucket or a layer.
 const ONE_OF: [(&str, &str); 1] = [("WHISPER_MODEL_PATH", "WHISPER_MODEL_S3_KEY")];
 
-/// Names of environment variables in a function's configuration module: the
-/// string literals that look like one (`UPPER_CASE` with an underscore), outside tests.
-fn variables_read(crate_dir: &Path) -> BTreeSet<String> {
-    let mut files = Vec::new();
-    for candidate in ["src/config.rs", "src/config"] {
-        let path = crate_dir.join(candidate);
-        if path.is_file() {
-            files.push(path);
-        } else if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                let entry = entry.unwrap().path();
-                if entry.extension().is_some_and(|e| e == "rs") {
-                    files.push(entry);
-                }
-            }
-        }
+/// What `function_id` reads, as its configuration declares it.
+fn declared(function_id: &str) -> Vec<Setting> {
+    match function_id {
+        WEBHOOK_FUNCTION => webhook::config::settings(),
+        TRANSCRIBER_FUNCTION => transcriber::config::settings(),
+        RESPONDER_FUNCTION => responder::config::settings(),
+        other => panic!("no configuration for {other}"),
     }
-    let mut names = BTreeSet::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-        for literal in code.split('"').skip(1).step_by(2) {
-            let looks_like_variable = literal.len() > 3
-                && literal.contains('_')
-                && literal.starts_with(|c: char| c.is_ascii_uppercase())
-                && literal
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            if looks_like_variable {
-                names.insert(literal.to_owned());
-            }
-        }
-    }
-    names
+}
+
+/// Names of the environment variables a function reads: its declared settings, a
+/// secret by its `_PARAM` as deployed, families left out (none is deployed).
+fn variables_read(function_id: &str) -> BTreeSet<String> {
+    declared(function_id)
+        .into_iter()
+        .filter(|s| s.prefix.is_none())
+        .map(|s| s.name.to_owned())
+        .collect()
 }
 
 #[test]
 fn every_variable_the_functions_read_is_set_and_secrets_are_parameter_names() {
     let template = template();
-    let root = paths::workspace_root();
     let mut union = BTreeSet::new();
     for extra in VARIANTS {
         let stack = stack(&template, extra);
@@ -584,8 +571,7 @@ fn every_variable_the_functions_read_is_set_and_secrets_are_parameter_names() {
             union.extend(f.environment.keys().cloned());
 
             let code_uri = f.code_uri.as_deref().unwrap();
-            let crate_dir = root.join("infra").join(code_uri);
-            for name in variables_read(&crate_dir) {
+            for name in variables_read(id) {
                 if LEFT_AT_DEFAULT.iter().any(|(n, _)| *n == name) {
                     continue;
                 }
@@ -598,7 +584,7 @@ fn every_variable_the_functions_read_is_set_and_secrets_are_parameter_names() {
                 let param = format!("{name}_PARAM");
                 assert!(
                     set.contains(name.as_str()) || set.contains(param.as_str()),
-                    "{id} reads {name} (in {code_uri}/src/config.rs) but the template sets neither {name} nor {param}"
+                    "{id} reads {name} (declared in {code_uri}/src/config.rs) but the template sets neither {name} nor {param}"
                 );
             }
             for name in &set {
@@ -1602,31 +1588,112 @@ fn the_templates_default_prompt_fits_the_hosts_default_context() {
     );
 }
 
-/// `remedios up` hands the functions every variable the README documents: passed on from
-/// the shell (`PASSED_VARS`, `PASSED_PREFIXES`), set by the stack itself, or named as
-/// making no sense locally. A setting missing from all three would be silently ignored.
+/// `remedios up` hands the functions every variable they declare: passed on from the
+/// shell when it is the operator's, set by the stack itself when the deployment sets it,
+/// or named as making no sense locally. A setting missing from all three would be
+/// silently ignored (`HISTORY_MAX_CHARS=8000 remedios up` once was).
 #[test]
-fn every_documented_variable_reaches_the_functions_under_remedios_up() {
-    use remedios_local::stack::{NOT_LOCAL, PASSED_PREFIXES, PASSED_VARS, SET_BY_STACK};
-    let mut checked = 0;
-    for row in readme_rows() {
-        for name in &row.names {
-            // A secret's parameter name is the stack's (SSM); its value passes as NAME.
-            if name.ends_with("_PARAM") {
-                continue;
+fn every_declared_variable_reaches_the_functions_under_remedios_up() {
+    use remedios_local::stack::{NOT_LOCAL, Options, SET_BY_STACK, function_settings, passes};
+    let settings = function_settings();
+    for s in &settings {
+        let name = match s.prefix {
+            Some(prefix) => format!("{prefix}RESET_DONE_ES"),
+            None => s.name.to_owned(),
+        };
+        match s.origin {
+            Origin::Operator | Origin::Secret if NOT_LOCAL.contains(&s.name) => {
+                assert!(
+                    !passes(&name),
+                    "{name} makes no sense locally, yet is passed on"
+                )
             }
-            let family = name.split('<').next().unwrap_or_default();
-            let reaches = PASSED_VARS.contains(&name.as_str())
-                || SET_BY_STACK.contains(&name.as_str())
-                || NOT_LOCAL.contains(&name.as_str())
-                || (name.contains('<') && PASSED_PREFIXES.contains(&family));
-            assert!(
-                reaches,
-                "{name} is in the README's table, but `remedios up` neither passes it on \
-                 nor sets it: add it to PASSED_VARS (tools/local/src/stack.rs)"
-            );
-            checked += 1;
+            Origin::Operator | Origin::Secret => {
+                let given = [(name.clone(), "a value".to_owned())];
+                assert_eq!(
+                    Options::passed(given.clone()),
+                    BTreeMap::from(given),
+                    "`{name}=... remedios up` must reach the functions"
+                );
+            }
+            Origin::Deployment => assert!(
+                SET_BY_STACK.contains(&s.name) || s.name == "AWS_ENDPOINT_URL_S3",
+                "{name} is set by the deployment, and the local stack does not set it"
+            ),
         }
     }
-    assert!(checked > 40, "the table's variables: {checked}");
+    for set in SET_BY_STACK {
+        assert!(
+            !passes(set),
+            "{set} is the stack's own: the shell must not override it"
+        );
+    }
+    assert!(!passes("HOME") && !passes("AWS_ACCESS_KEY_ID"));
+    assert!(settings.len() > 50, "declared: {}", settings.len());
+}
+
+/// The README's configuration table and the declarations are the same list: every row
+/// is a declared variable and every declared variable has a row, with the declared
+/// default where the row gives a literal one.
+#[test]
+fn the_readme_table_lists_exactly_the_declared_variables_with_their_defaults() {
+    let mut by_name: BTreeMap<String, (Setting, BTreeSet<&str>)> = BTreeMap::new();
+    for id in FUNCTIONS {
+        for s in declared(id) {
+            by_name
+                .entry(s.name.to_owned())
+                .or_insert_with(|| (s.clone(), BTreeSet::new()))
+                .1
+                .insert(id);
+        }
+    }
+    let mut documented = BTreeSet::new();
+    for row in readme_rows() {
+        for (i, name) in row.names.iter().enumerate() {
+            if row.secret && i == 1 {
+                continue;
+            }
+            let (setting, readers) = by_name
+                .get(name)
+                .unwrap_or_else(|| panic!("README documents {name}, which no function declares"));
+            for id in &row.used_by {
+                assert!(readers.contains(id), "README: {id} does not read {name}");
+            }
+            if let (Some(Some(readme)), Some(code)) = (row.defaults.get(i), &setting.default) {
+                let same = readme == code
+                    || readme.parse::<f64>().ok() == code.parse::<f64>().ok()
+                        && readme.parse::<f64>().is_ok()
+                    || flag(readme).is_some() && flag(readme) == flag(code);
+                assert!(
+                    same,
+                    "README: {name}'s default is `{readme}`, declared `{code}`"
+                );
+            }
+            documented.insert(name.clone());
+        }
+    }
+    let undocumented: Vec<&String> = by_name
+        .keys()
+        .filter(|n| !documented.contains(*n) && !EMULATOR_ONLY.contains(&n.as_str()))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "declared but not in the README's table: {undocumented:?}"
+    );
+}
+
+/// Settings only emulators use, which the README's table leaves to the development notes.
+const EMULATOR_ONLY: [&str; 3] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "S3_FORCE_PATH_STYLE",
+];
+
+/// A flag's value in any of its spellings.
+fn flag(text: &str) -> Option<bool> {
+    match text {
+        "true" | "on" | "yes" | "1" => Some(true),
+        "false" | "off" | "no" | "0" => Some(false),
+        _ => None,
+    }
 }

@@ -1,53 +1,202 @@
 //! The responder's configuration, read once at cold start.
 //!
-//! | variable | default | what |
-//! |---|---|---|
-//! | `BUCKET_NAME` | required | the S3 bucket of Remedios |
-//! | `WHATSAPP_ACCESS_TOKEN` or `WHATSAPP_ACCESS_TOKEN_PARAM` | required | the Graph API token, or the name of its SSM SecureString |
-//! | `GRAPH_API_BASE_URL`, `GRAPH_API_VERSION` | Meta's | see [`GraphEndpoint`] |
-//! | `GPT4ALL_URL` | `http://localhost:4891/v1` | the GPT4All host's OpenAI-compatible API |
-//! | `GPT4ALL_MODEL` | the host's first model | the model name, exactly as the host lists it (`GET /v1/models`) |
-//! | `GPT4ALL_API_KEY` or `GPT4ALL_API_KEY_PARAM` | unset | a bearer key, when a proxy in front of the host wants one |
-//! | `GPT4ALL_MAX_TOKENS` | 400 | answer length bound (always sent: GPT4All defaults to 16) |
-//! | `GPT4ALL_CONTEXT_TOKENS` | 2048 | the host's context (GPT4All's "Context Length"): prompts are sized to fit it with the answer |
-//! | `GPT4ALL_TEMPERATURE` | 0.7 | sampling temperature |
-//! | `GPT4ALL_TOP_P` | 0.95 | nucleus sampling |
-//! | `GPT4ALL_TIMEOUT_SECONDS` | 60 | how long one request may take |
-//! | `GPT4ALL_RETRIES` | 2 | extra attempts on connection errors and 5xx, with backoff |
-//! | `HISTORY_MAX_TURNS`, `HISTORY_MAX_CHARS` | 12, 6000 | how much of the conversation is kept and sent |
-//! | `SYSTEM_PROMPT` | [`DEFAULT_SYSTEM_PROMPT`] | the system message |
-//! | `ECHO_TRANSCRIPT` | true | start the answer to a voice note with what was heard |
-//! | `REPLY_MODE` | `answer` | [`ReplyMode`]: answer with the model, send voice notes' transcripts back, or both |
-//! | `SUMMARY` | `off` | [`SummaryMode`]: a short summary from the model before (`on`) or instead of (`only`) a long note's transcript |
-//! | `SUMMARY_MIN_SECONDS` | 60 | how long a voice note must be for `SUMMARY` |
-//! | `KNOWLEDGE` | off | answer from the business's own material under `knowledge/` ([`crate::knowledge`]) |
-//! | `KNOWLEDGE_UNCOVERED` | `answer` | [`Uncovered`]: what a question the material does not cover gets |
-//! | `KNOWLEDGE_PASSAGES`, `KNOWLEDGE_MAX_CHARS` | 3, 2400 | how many passages, and how many characters of them, go into the prompt |
-//! | `REPLY_QUEUE_URL` | unset | the queue this function consumes: failed records come back after a short backoff instead of its visibility timeout |
-//! | `REPLY_MAX_RECEIVE_COUNT` | 5 | the reply queue's `maxReceiveCount`: the last attempt apologises |
-//! | `TEXT_<NAME>_<LANG>` | Remedios's own | replaces one fixed text in one language (`TEXT_RESET_DONE_ES`); see [`crate::texts`] |
-//! | `NORMALIZE_TEST_RECIPIENTS` | false | drop the mobile digit of `521…`/`549…` numbers (Meta's test-mode allowed list) |
+//! Each variable is declared once below (name, default, range, one line of what it does)
+//! and read through its declaration; [`settings`] lists them for the template and README
+//! tests and for `remedios up`, and the README's table documents them for deployers.
 
 use std::time::Duration;
 
-use remedios_shared::batch::MAX_RECEIVE_COUNT_RANGE;
-use remedios_shared::config::{AwsSettings, ConfigError, Env, Vars};
-use remedios_shared::graph::GraphEndpoint;
+use remedios_shared::batch::REPLY_MAX_RECEIVE_COUNT;
+use remedios_shared::config::{
+    AwsSettings, BUCKET_NAME, Choice, ConfigError, Env, Flag, Number, Origin, Seconds, SecretVar,
+    Setting, Text, UrlVar, Vars,
+};
+use remedios_shared::graph::{GraphEndpoint, WHATSAPP_ACCESS_TOKEN};
+use remedios_shared::queue::REPLY_QUEUE_URL;
 use remedios_shared::secrets::SecretSource;
+use remedios_shared::telemetry;
 use url::Url;
 
-use crate::texts::Texts;
+use crate::texts::{self, Texts};
 
 /// The GPT4All API server's address when it runs on the same machine.
 pub const DEFAULT_GPT4ALL_URL: &str = "http://localhost:4891/v1";
-pub const DEFAULT_MAX_TOKENS: u32 = 400;
-pub const DEFAULT_TEMPERATURE: f32 = 0.7;
-pub const DEFAULT_TOP_P: f32 = 0.95;
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-pub const DEFAULT_RETRIES: u32 = 2;
-pub const DEFAULT_HISTORY_MAX_TURNS: usize = 12;
-pub const DEFAULT_HISTORY_MAX_CHARS: usize = 6000;
+pub const DEFAULT_MAX_TOKENS: u32 = GPT4ALL_MAX_TOKENS.default;
+pub const DEFAULT_TEMPERATURE: f32 = GPT4ALL_TEMPERATURE.default;
+pub const DEFAULT_TOP_P: f32 = GPT4ALL_TOP_P.default;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(GPT4ALL_TIMEOUT_SECONDS.default);
+pub const DEFAULT_RETRIES: u32 = GPT4ALL_RETRIES.default;
+pub const DEFAULT_HISTORY_MAX_TURNS: usize = HISTORY_MAX_TURNS.default;
+pub const DEFAULT_HISTORY_MAX_CHARS: usize = HISTORY_MAX_CHARS.default;
 pub use remedios_shared::batch::DEFAULT_MAX_RECEIVE_COUNT;
+
+pub const GPT4ALL_URL: UrlVar = UrlVar {
+    name: "GPT4ALL_URL",
+    default: Some(DEFAULT_GPT4ALL_URL),
+    doc: "the GPT4All host's OpenAI-compatible API",
+    origin: Origin::Operator,
+};
+pub const GPT4ALL_MODEL: Text = Text::optional(
+    "GPT4ALL_MODEL",
+    "the model name, exactly as the host lists it (default: the host's first model)",
+);
+pub const GPT4ALL_API_KEY: SecretVar = SecretVar {
+    name: "GPT4ALL_API_KEY",
+    doc: "the bearer key of the GPT4All host's proxy",
+    required: false,
+};
+pub const GPT4ALL_MAX_TOKENS: Number<u32> = Number {
+    name: "GPT4ALL_MAX_TOKENS",
+    default: 400,
+    min: 16,
+    max: 8192,
+    doc: "answer length bound (always sent: GPT4All defaults to 16)",
+};
+pub const GPT4ALL_CONTEXT_TOKENS: Number<u32> = Number {
+    name: "GPT4ALL_CONTEXT_TOKENS",
+    default: DEFAULT_CONTEXT_TOKENS,
+    min: 512,
+    max: 1_048_576,
+    doc: "the host's context: prompts are sized to fit it with the answer",
+};
+pub const GPT4ALL_TEMPERATURE: Number<f32> = Number {
+    name: "GPT4ALL_TEMPERATURE",
+    default: 0.7,
+    min: 0.0,
+    max: 2.0,
+    doc: "sampling temperature",
+};
+/// 0 itself is refused (no token could be sampled).
+pub const GPT4ALL_TOP_P: Number<f32> = Number {
+    name: "GPT4ALL_TOP_P",
+    default: 0.95,
+    min: 0.0,
+    max: 1.0,
+    doc: "nucleus sampling (more than 0)",
+};
+pub const GPT4ALL_TIMEOUT_SECONDS: Seconds = Seconds {
+    name: "GPT4ALL_TIMEOUT_SECONDS",
+    default: 60,
+    doc: "how long one request to the GPT4All host may take",
+};
+pub const GPT4ALL_RETRIES: Number<u32> = Number {
+    name: "GPT4ALL_RETRIES",
+    default: 2,
+    min: 0,
+    max: 10,
+    doc: "extra attempts on connection errors and 5xx, with backoff",
+};
+pub const HISTORY_MAX_TURNS: Number<usize> = Number {
+    name: "HISTORY_MAX_TURNS",
+    default: 12,
+    min: 0,
+    max: 200,
+    doc: "turns of the conversation kept and sent",
+};
+pub const HISTORY_MAX_CHARS: Number<usize> = Number {
+    name: "HISTORY_MAX_CHARS",
+    default: 6000,
+    min: 0,
+    max: 200_000,
+    doc: "characters of the conversation kept and sent",
+};
+pub const SYSTEM_PROMPT: Text = Text::optional(
+    "SYSTEM_PROMPT",
+    "the system message (default: a short assistant prompt)",
+);
+pub const ECHO_TRANSCRIPT: Flag = Flag {
+    name: "ECHO_TRANSCRIPT",
+    default: true,
+    doc: "start the answer to a voice note with what was heard",
+};
+pub const REPLY_MODE: Choice = Choice {
+    name: "REPLY_MODE",
+    default: "answer",
+    doc: "what a voice note gets: answer, transcript or both",
+};
+pub const SUMMARY: Choice = Choice {
+    name: "SUMMARY",
+    default: "off",
+    doc: "a summary before (on) or instead of (only) a long note's transcript",
+};
+pub const SUMMARY_MIN_SECONDS: Number<u64> = Number {
+    name: "SUMMARY_MIN_SECONDS",
+    default: 60,
+    min: 0,
+    max: 3600,
+    doc: "how long a voice note must be for SUMMARY",
+};
+pub const KNOWLEDGE: Flag = Flag {
+    name: "KNOWLEDGE",
+    default: false,
+    doc: "answer from the business's own material under knowledge/",
+};
+pub const KNOWLEDGE_UNCOVERED: Choice = Choice {
+    name: "KNOWLEDGE_UNCOVERED",
+    default: "answer",
+    doc: "what a question the material does not cover gets: answer or decline",
+};
+pub const KNOWLEDGE_PASSAGES: Number<usize> = Number {
+    name: "KNOWLEDGE_PASSAGES",
+    default: 3,
+    min: 1,
+    max: 10,
+    doc: "passages of the material put into the prompt at most",
+};
+/// About 600 tokens: with the history's 6,000 characters, a 3,000-character question and
+/// the answer, it fits a 4,096-token context.
+pub const KNOWLEDGE_MAX_CHARS: Number<usize> = Number {
+    name: "KNOWLEDGE_MAX_CHARS",
+    default: 2400,
+    min: 200,
+    max: 20_000,
+    doc: "characters of passages in the prompt at most",
+};
+pub const NORMALIZE_TEST_RECIPIENTS: Flag = Flag {
+    name: "NORMALIZE_TEST_RECIPIENTS",
+    default: false,
+    doc: "drop the mobile digit of 521…/549… numbers (Meta's test-mode allowed list)",
+};
+
+/// Every variable the responder reads.
+pub fn settings() -> Vec<Setting> {
+    let mut settings = vec![
+        BUCKET_NAME.setting(),
+        Text {
+            required: false,
+            ..REPLY_QUEUE_URL
+        }
+        .setting(),
+        WHATSAPP_ACCESS_TOKEN.setting(),
+        GPT4ALL_URL.setting(),
+        GPT4ALL_MODEL.setting(),
+        GPT4ALL_API_KEY.setting(),
+        GPT4ALL_MAX_TOKENS.setting(),
+        GPT4ALL_CONTEXT_TOKENS.setting(),
+        GPT4ALL_TEMPERATURE.setting(),
+        GPT4ALL_TOP_P.setting(),
+        GPT4ALL_TIMEOUT_SECONDS.setting(),
+        GPT4ALL_RETRIES.setting(),
+        HISTORY_MAX_TURNS.setting(),
+        HISTORY_MAX_CHARS.setting(),
+        SYSTEM_PROMPT.setting(),
+        ECHO_TRANSCRIPT.setting(),
+        REPLY_MODE.setting(),
+        SUMMARY.setting(),
+        SUMMARY_MIN_SECONDS.setting(),
+        KNOWLEDGE.setting(),
+        KNOWLEDGE_UNCOVERED.setting(),
+        KNOWLEDGE_PASSAGES.setting(),
+        KNOWLEDGE_MAX_CHARS.setting(),
+        REPLY_MAX_RECEIVE_COUNT.setting().deployed(),
+        texts::TEXT_OVERRIDES.setting(),
+        NORMALIZE_TEST_RECIPIENTS.setting(),
+    ];
+    settings.extend(GraphEndpoint::settings(false));
+    settings.extend(AwsSettings::settings());
+    settings.extend(telemetry::settings());
+    settings
+}
 
 /// The system prompt unless `SYSTEM_PROMPT` says otherwise.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are Remedios, a warm and concise assistant \
@@ -110,7 +259,7 @@ impl ModelSettings {
     }
 }
 
-pub const DEFAULT_SUMMARY_MIN: Duration = Duration::from_secs(60);
+pub const DEFAULT_SUMMARY_MIN: Duration = Duration::from_secs(SUMMARY_MIN_SECONDS.default);
 
 /// What a voice note is answered with (`REPLY_MODE`). Text is answered by the model in
 /// `answer` and `both`, and with a fixed note in `transcript`, which needs no model host.
@@ -183,10 +332,8 @@ impl std::str::FromStr for Uncovered {
     }
 }
 
-pub const DEFAULT_KNOWLEDGE_PASSAGES: usize = 3;
-/// About 600 tokens: with the history's 6,000 characters, a 3,000-character question and
-/// the answer, it fits a 4,096-token context.
-pub const DEFAULT_KNOWLEDGE_MAX_CHARS: usize = 2400;
+pub const DEFAULT_KNOWLEDGE_PASSAGES: usize = KNOWLEDGE_PASSAGES.default;
+pub const DEFAULT_KNOWLEDGE_MAX_CHARS: usize = KNOWLEDGE_MAX_CHARS.default;
 
 /// Answers from the business's own material.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,110 +408,51 @@ pub struct Config {
 
 impl Config {
     pub fn from_env<V: Vars>(env: &Env<V>) -> Result<Self, ConfigError> {
-        let model_api_key = if env.optional("GPT4ALL_API_KEY").is_some()
-            || env.optional("GPT4ALL_API_KEY_PARAM").is_some()
-        {
-            Some(env.secret(
-                "GPT4ALL_API_KEY",
-                "the bearer key of the GPT4All host's proxy",
-            )?)
-        } else {
-            None
-        };
-        let temperature = env.parse_or("GPT4ALL_TEMPERATURE", DEFAULT_TEMPERATURE)?;
-        if !(0.0..=2.0).contains(&temperature) {
+        let top_p = GPT4ALL_TOP_P.read(env)?;
+        if top_p <= 0.0 {
             return Err(ConfigError::new(
-                "GPT4ALL_TEMPERATURE",
-                format!("is {temperature}, outside the allowed range 0 to 2"),
-            ));
-        }
-        let top_p = env.parse_or("GPT4ALL_TOP_P", DEFAULT_TOP_P)?;
-        if !(top_p > 0.0 && top_p <= 1.0) {
-            return Err(ConfigError::new(
-                "GPT4ALL_TOP_P",
+                GPT4ALL_TOP_P.name,
                 format!("is {top_p}, outside the allowed range 0 (excluded) to 1"),
             ));
         }
-        let timeout = env.seconds("GPT4ALL_TIMEOUT_SECONDS", DEFAULT_TIMEOUT)?;
-        if timeout.is_zero() {
-            return Err(ConfigError::new(
-                "GPT4ALL_TIMEOUT_SECONDS",
-                "is 0; give the seconds one request to the GPT4All host may take",
-            ));
-        }
-        let max_tokens = env.number_in("GPT4ALL_MAX_TOKENS", DEFAULT_MAX_TOKENS, 16, 8192)?;
-        let context_tokens = env.number_in(
-            "GPT4ALL_CONTEXT_TOKENS",
-            DEFAULT_CONTEXT_TOKENS,
-            512,
-            1_048_576,
-        )?;
         let model = ModelSettings {
-            base_url: env.url("GPT4ALL_URL", Some(DEFAULT_GPT4ALL_URL))?,
-            model: env.optional("GPT4ALL_MODEL"),
-            max_tokens,
-            context_tokens,
-            temperature,
+            base_url: GPT4ALL_URL.read(env)?,
+            model: GPT4ALL_MODEL.get(env),
+            max_tokens: GPT4ALL_MAX_TOKENS.read(env)?,
+            context_tokens: GPT4ALL_CONTEXT_TOKENS.read(env)?,
+            temperature: GPT4ALL_TEMPERATURE.read(env)?,
             top_p,
-            timeout,
-            retries: env.number_in("GPT4ALL_RETRIES", DEFAULT_RETRIES, 0, 10)?,
+            timeout: GPT4ALL_TIMEOUT_SECONDS.read(env)?,
+            retries: GPT4ALL_RETRIES.read(env)?,
             backoff: Duration::from_millis(500),
         };
         let behaviour = Behaviour {
-            system_prompt: env
-                .optional("SYSTEM_PROMPT")
+            system_prompt: SYSTEM_PROMPT
+                .get(env)
                 .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
-            history_max_turns: env.number_in(
-                "HISTORY_MAX_TURNS",
-                DEFAULT_HISTORY_MAX_TURNS,
-                0,
-                200,
-            )?,
-            history_max_chars: env.number_in(
-                "HISTORY_MAX_CHARS",
-                DEFAULT_HISTORY_MAX_CHARS,
-                0,
-                200_000,
-            )?,
-            echo_transcript: env.flag("ECHO_TRANSCRIPT", true)?,
-            reply_mode: env.parse_or("REPLY_MODE", ReplyMode::Answer)?,
-            summary: env.parse_or("SUMMARY", SummaryMode::Off)?,
-            summary_min: Duration::from_secs(env.number_in(
-                "SUMMARY_MIN_SECONDS",
-                DEFAULT_SUMMARY_MIN.as_secs(),
-                0,
-                3600,
-            )?),
-            max_receive_count: env.number_in(
-                "REPLY_MAX_RECEIVE_COUNT",
-                DEFAULT_MAX_RECEIVE_COUNT,
-                *MAX_RECEIVE_COUNT_RANGE.start(),
-                *MAX_RECEIVE_COUNT_RANGE.end(),
-            )?,
-            normalize_test_recipients: env.flag("NORMALIZE_TEST_RECIPIENTS", false)?,
+            history_max_turns: HISTORY_MAX_TURNS.read(env)?,
+            history_max_chars: HISTORY_MAX_CHARS.read(env)?,
+            echo_transcript: ECHO_TRANSCRIPT.read(env)?,
+            reply_mode: REPLY_MODE.read(env)?,
+            summary: SUMMARY.read(env)?,
+            summary_min: Duration::from_secs(SUMMARY_MIN_SECONDS.read(env)?),
+            max_receive_count: REPLY_MAX_RECEIVE_COUNT.read(env)?,
+            normalize_test_recipients: NORMALIZE_TEST_RECIPIENTS.read(env)?,
             knowledge: KnowledgeSettings {
-                enabled: env.flag("KNOWLEDGE", false)?,
-                uncovered: env.parse_or("KNOWLEDGE_UNCOVERED", Uncovered::Answer)?,
-                passages: env.number_in("KNOWLEDGE_PASSAGES", DEFAULT_KNOWLEDGE_PASSAGES, 1, 10)?,
-                max_chars: env.number_in(
-                    "KNOWLEDGE_MAX_CHARS",
-                    DEFAULT_KNOWLEDGE_MAX_CHARS,
-                    200,
-                    20_000,
-                )?,
+                enabled: KNOWLEDGE.read(env)?,
+                uncovered: KNOWLEDGE_UNCOVERED.read(env)?,
+                passages: KNOWLEDGE_PASSAGES.read(env)?,
+                max_chars: KNOWLEDGE_MAX_CHARS.read(env)?,
             },
             texts: Texts::from_env(env)?,
         };
         Ok(Config {
-            bucket: env.required("BUCKET_NAME", "the S3 bucket of Remedios")?,
-            reply_queue_url: env.optional("REPLY_QUEUE_URL"),
-            access_token: env.secret(
-                "WHATSAPP_ACCESS_TOKEN",
-                "the WhatsApp Cloud API access token (a system-user token)",
-            )?,
+            bucket: BUCKET_NAME.require(env)?,
+            reply_queue_url: REPLY_QUEUE_URL.get(env),
+            access_token: WHATSAPP_ACCESS_TOKEN.read(env)?,
             graph: GraphEndpoint::from_env(env)?,
             model,
-            model_api_key,
+            model_api_key: GPT4ALL_API_KEY.read_optional(env)?,
             behaviour,
             aws: AwsSettings::from_env(env)?,
         })

@@ -189,7 +189,7 @@ impl Responder {
     }
 
     /// Answers one job. `receive_count` is how many times SQS delivered it (1 at first);
-    /// the model gets what is left before `deadline`, less [`REPLY_MARGIN`].
+    /// the model gets what is left before `deadline`, less [`REPLY_MARGIN`](crate::deliver::REPLY_MARGIN).
     pub async fn process_by(
         &self,
         job: &ReplyJob,

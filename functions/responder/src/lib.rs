@@ -4,7 +4,7 @@
 //! Triggered by the reply SQS FIFO queue (one message group per user), it handles the
 //! records of a batch one after another (the GPT4All host serves one request at a time;
 //! the function's concurrency is bounded by the event source's maximum concurrency) and
-//! reports partial batch failures. For each [`ReplyJob`]:
+//! reports partial batch failures. For each [`ReplyJob`](remedios_shared::envelope::ReplyJob):
 //!
 //! 1. [`decision::plan`] decides: ask the model, answer a fixed text, run a command
 //!    (`/reset`, `/help`), or say nothing (reactions, system notices).

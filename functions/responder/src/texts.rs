@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use remedios_shared::config::{ConfigError, Env, Vars};
+use remedios_shared::config::{ConfigError, Env, Family, Vars};
 
 /// A language Remedios has fixed texts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -334,6 +334,13 @@ pub fn file_word(what: &str, lang: Lang) -> &'static str {
     }
 }
 
+/// The deployer's rewordings: one variable per fixed text and language.
+pub const TEXT_OVERRIDES: Family = Family {
+    pattern: "TEXT_<NAME>_<LANG>",
+    prefix: "TEXT_",
+    doc: "replaces one fixed text in one language (`TEXT_RESET_DONE_ES`)",
+};
+
 /// The fixed texts of a deployment: Remedios's own, with the deployer's overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Texts {
@@ -346,7 +353,7 @@ impl Texts {
         let mut overrides = HashMap::new();
         for text in Fixed::ALL {
             for lang in Lang::ALL {
-                let var = format!("TEXT_{}_{}", text.name(), lang.suffix());
+                let var = format!("{}{}_{}", TEXT_OVERRIDES.prefix, text.name(), lang.suffix());
                 if let Some(value) = env.optional(&var).filter(|v| !v.trim().is_empty()) {
                     overrides.insert((text, lang), value);
                 }

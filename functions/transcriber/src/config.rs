@@ -1,46 +1,121 @@
 //! The transcriber's configuration, read once at cold start.
 //!
-//! | variable | default | what |
-//! |---|---|---|
-//! | `BUCKET_NAME` | required | the S3 bucket of Remedios |
-//! | `REPLY_QUEUE_URL` | required | the responder's SQS FIFO queue |
-//! | `INBOUND_QUEUE_URL` | unset | the queue this function consumes: failed records come back after a short backoff instead of its visibility timeout |
-//! | `WHATSAPP_ACCESS_TOKEN` or `WHATSAPP_ACCESS_TOKEN_PARAM` | required | the Graph API token, or the name of its SSM SecureString |
-//! | `GRAPH_API_BASE_URL`, `GRAPH_API_VERSION`, `GRAPH_MEDIA_HOSTS` | Meta's | see [`GraphEndpoint`] |
-//! | `MEDIA_MAX_BYTES` | 16 MiB | media larger than this are refused before download |
-//! | `AUDIO_MAX_SECONDS` | 900 | longer audio is answered as unsupported |
-//! | `WHISPER_MODEL_PATH` | `/opt/models/ggml-base-q8_0.bin` | the GGML model (e.g. from a Lambda layer) |
-//! | `WHISPER_MODEL_S3_KEY` | unset | when set, the model is fetched from the bucket into `/tmp` at cold start instead |
-//! | `WHISPER_LANGUAGE` | `auto` | a whisper language code to force, or `auto` to detect (detection costs one more encoder pass per note) |
-//! | `WHISPER_THREADS` | the CPUs the container has | whisper.cpp threads |
-//! | `LIMIT_MESSAGES_PER_MINUTE`, `LIMIT_MESSAGES_PER_DAY`, `LIMIT_AUDIO_MINUTES_PER_DAY`, `LIMITS_EXEMPT` | 0 (off), empty | fair limits per user; see [`Allowance`] |
-//! | `SPEECH_LANES` | 2 | voice notes are transcribed in this many lanes of the inbound queue, apart from everything else ([`crate::lanes`]); 0 transcribes them where they arrive |
-//! | `INBOUND_MAX_CONCURRENCY` | unset | the inbound queue's `MaximumConcurrency`: the lanes always leave one instance for the rest |
-//! | `INBOUND_MAX_RECEIVE_COUNT` | 5 | the inbound queue's `maxReceiveCount`: the last attempt forwards the message with what went wrong, so the user is told |
+//! Each variable is declared once below (name, default, range, one line of what it does)
+//! and read through its declaration; [`settings`] lists them for the template and README
+//! tests and for `remedios up`, and the README's table documents them for deployers.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use remedios_shared::allowance::Allowance;
-use remedios_shared::batch::{DEFAULT_MAX_RECEIVE_COUNT, MAX_RECEIVE_COUNT_RANGE};
-use remedios_shared::config::{AwsSettings, ConfigError, Env, Vars};
-use remedios_shared::graph::GraphEndpoint;
+use remedios_shared::batch::INBOUND_MAX_RECEIVE_COUNT;
+use remedios_shared::config::{
+    AwsSettings, BUCKET_NAME, Choice, ConfigError, Env, Number, Setting, Text, Vars,
+};
+use remedios_shared::graph::{GraphEndpoint, WHATSAPP_ACCESS_TOKEN};
+use remedios_shared::queue::{INBOUND_QUEUE_URL, REPLY_QUEUE_URL};
 use remedios_shared::secrets::SecretSource;
+use remedios_shared::telemetry;
 
 use crate::audio::DecodeLimits;
 use crate::lanes::{Lanes, MAX_LANES};
 use crate::speech::{Language, MAX_AUDIO_DURATION, MAX_THREADS};
 
 /// WhatsApp's own limit for audio and video: 16 MiB.
-pub const DEFAULT_MEDIA_MAX_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_MEDIA_MAX_BYTES: u64 = MEDIA_MAX_BYTES.default;
 /// Default number of speech lanes.
-pub const DEFAULT_SPEECH_LANES: u32 = 2;
+pub const DEFAULT_SPEECH_LANES: u32 = SPEECH_LANES.default;
 /// Default longest audio transcribed: 15 minutes.
-pub const DEFAULT_AUDIO_MAX_SECONDS: u64 = 900;
+pub const DEFAULT_AUDIO_MAX_SECONDS: u64 = AUDIO_MAX_SECONDS.default;
 /// Where a model from a Lambda layer is by default (layers are mounted under `/opt`).
-pub const DEFAULT_MODEL_PATH: &str = "/opt/models/ggml-base-q8_0.bin";
+pub const DEFAULT_MODEL_PATH: &str = WHISPER_MODEL_PATH.default;
 /// Where a model fetched from S3 is written: Lambda's writable disk.
 pub const MODEL_CACHE_DIR: &str = "/tmp";
+
+pub const MEDIA_MAX_BYTES: Number<u64> = Number {
+    name: "MEDIA_MAX_BYTES",
+    default: 16 * 1024 * 1024,
+    min: 1024,
+    max: 100 * 1024 * 1024,
+    doc: "media larger than this is refused before download",
+};
+pub const AUDIO_MAX_SECONDS: Number<u64> = Number {
+    name: "AUDIO_MAX_SECONDS",
+    default: 900,
+    min: 10,
+    max: MAX_AUDIO_DURATION.as_secs(),
+    doc: "longer voice notes get a polite refusal",
+};
+pub const WHISPER_MODEL_S3_KEY: Text = Text::optional(
+    "WHISPER_MODEL_S3_KEY",
+    "the model's key in the bucket, fetched to /tmp at cold start (instead of a path)",
+);
+pub const WHISPER_MODEL_PATH: Choice = Choice {
+    name: "WHISPER_MODEL_PATH",
+    default: "/opt/models/ggml-base-q8_0.bin",
+    doc: "the GGML whisper model on disk (a Lambda layer puts it under /opt)",
+};
+pub const WHISPER_LANGUAGE: Choice = Choice {
+    name: "WHISPER_LANGUAGE",
+    default: "auto",
+    doc: "`auto` detects the language; or a fixed one (`en`, `es`, ...)",
+};
+/// Its default is the machine's cores (at most [`MAX_THREADS`]).
+pub const WHISPER_THREADS: Number<usize> = Number {
+    name: "WHISPER_THREADS",
+    default: 1,
+    min: 1,
+    max: MAX_THREADS,
+    doc: "threads for whisper (default: the container's cores)",
+};
+pub const SPEECH_LANES: Number<u32> = Number {
+    name: "SPEECH_LANES",
+    default: 2,
+    min: 0,
+    max: MAX_LANES,
+    doc: "most voice notes transcribed at once, in lanes of their own",
+};
+pub const INBOUND_MAX_CONCURRENCY: Number<u32> = Number {
+    name: "INBOUND_MAX_CONCURRENCY",
+    default: 2,
+    min: 2,
+    max: 1000,
+    doc: "the inbound queue's concurrency: the lanes leave at least one instance to texts",
+};
+
+/// Every variable the transcriber reads.
+pub fn settings() -> Vec<Setting> {
+    let mut settings = vec![
+        BUCKET_NAME.setting(),
+        Text {
+            required: false,
+            ..INBOUND_QUEUE_URL
+        }
+        .setting(),
+        REPLY_QUEUE_URL.setting(),
+        WHATSAPP_ACCESS_TOKEN.setting(),
+        MEDIA_MAX_BYTES.setting(),
+        AUDIO_MAX_SECONDS.setting(),
+        WHISPER_MODEL_S3_KEY.setting(),
+        WHISPER_MODEL_PATH.setting(),
+        WHISPER_LANGUAGE.setting(),
+        Setting {
+            default: None,
+            ..WHISPER_THREADS.setting()
+        },
+        INBOUND_MAX_RECEIVE_COUNT.setting().deployed(),
+        SPEECH_LANES.setting(),
+        Setting {
+            default: None,
+            ..INBOUND_MAX_CONCURRENCY.setting().deployed()
+        },
+    ];
+    settings.extend(GraphEndpoint::settings(true));
+    settings.extend(Allowance::settings());
+    settings.extend(AwsSettings::settings());
+    settings.extend(telemetry::settings());
+    settings
+}
 
 /// Where the whisper model comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,65 +150,35 @@ pub struct Config {
 
 impl Config {
     pub fn from_env<V: Vars>(env: &Env<V>) -> Result<Self, ConfigError> {
-        let language = match env.optional("WHISPER_LANGUAGE") {
-            None => Language::Auto,
-            Some(raw) => Language::parse(&raw)
-                .map_err(|e| ConfigError::new("WHISPER_LANGUAGE", format!("is {raw:?}: {e}")))?,
-        };
-        let model = match env.optional("WHISPER_MODEL_S3_KEY") {
+        let raw: String = WHISPER_LANGUAGE.read(env)?;
+        let language = Language::parse(&raw)
+            .map_err(|e| ConfigError::new(WHISPER_LANGUAGE.name, format!("is {raw:?}: {e}")))?;
+        let model = match WHISPER_MODEL_S3_KEY.get(env) {
             Some(key) => ModelSource::S3 {
                 key,
                 dir: PathBuf::from(MODEL_CACHE_DIR),
             },
-            None => ModelSource::Path(PathBuf::from(
-                env.optional("WHISPER_MODEL_PATH")
-                    .unwrap_or_else(|| DEFAULT_MODEL_PATH.to_owned()),
-            )),
+            None => ModelSource::Path(WHISPER_MODEL_PATH.read(env)?),
         };
         let cores = std::thread::available_parallelism()
             .map(usize::from)
             .unwrap_or(1)
             .min(MAX_THREADS);
-        let audio_seconds = env.number_in(
-            "AUDIO_MAX_SECONDS",
-            DEFAULT_AUDIO_MAX_SECONDS,
-            10,
-            MAX_AUDIO_DURATION.as_secs(),
-        )?;
         Ok(Config {
-            bucket: env.required("BUCKET_NAME", "the S3 bucket of Remedios")?,
-            inbound_queue_url: env.optional("INBOUND_QUEUE_URL"),
-            reply_queue_url: env.required(
-                "REPLY_QUEUE_URL",
-                "the URL of the responder's SQS FIFO queue",
-            )?,
-            access_token: env.secret(
-                "WHATSAPP_ACCESS_TOKEN",
-                "the WhatsApp Cloud API access token (a system-user token)",
-            )?,
+            bucket: BUCKET_NAME.require(env)?,
+            inbound_queue_url: INBOUND_QUEUE_URL.get(env),
+            reply_queue_url: REPLY_QUEUE_URL.require(env)?,
+            access_token: WHATSAPP_ACCESS_TOKEN.read(env)?,
             graph: GraphEndpoint::from_env(env)?,
-            media_max_bytes: env.number_in(
-                "MEDIA_MAX_BYTES",
-                DEFAULT_MEDIA_MAX_BYTES,
-                1024,
-                100 * 1024 * 1024,
-            )?,
-            audio_max: Duration::from_secs(audio_seconds),
+            media_max_bytes: MEDIA_MAX_BYTES.read(env)?,
+            audio_max: Duration::from_secs(AUDIO_MAX_SECONDS.read(env)?),
             model,
             language,
-            threads: env.number_in("WHISPER_THREADS", cores, 1, MAX_THREADS)?,
-            max_receive_count: env.number_in(
-                "INBOUND_MAX_RECEIVE_COUNT",
-                DEFAULT_MAX_RECEIVE_COUNT,
-                *MAX_RECEIVE_COUNT_RANGE.start(),
-                *MAX_RECEIVE_COUNT_RANGE.end(),
-            )?,
+            threads: WHISPER_THREADS.read_or(env, cores)?,
+            max_receive_count: INBOUND_MAX_RECEIVE_COUNT.read(env)?,
             lanes: Lanes::new(
-                env.number_in("SPEECH_LANES", DEFAULT_SPEECH_LANES, 0, MAX_LANES)?,
-                match env.optional("INBOUND_MAX_CONCURRENCY") {
-                    None => None,
-                    Some(_) => Some(env.number_in("INBOUND_MAX_CONCURRENCY", 2, 2, 1000)?),
-                },
+                SPEECH_LANES.read(env)?,
+                INBOUND_MAX_CONCURRENCY.read_optional(env)?,
             ),
             allowance: Allowance::from_env(env)?,
             aws: AwsSettings::from_env(env)?,

@@ -1,13 +1,68 @@
 //! The webhook's configuration, read once at cold start.
+//!
+//! Each variable is declared once below and read through its declaration; [`settings`]
+//! lists them for the template and README tests and for `remedios up`.
 
-use remedios_shared::config::{AwsSettings, ConfigError, Env, Vars};
+use remedios_shared::config::{
+    AwsSettings, BUCKET_NAME, ConfigError, Env, Number, SecretVar, Setting, Text, Vars,
+};
+use remedios_shared::queue::INBOUND_QUEUE_URL;
 use remedios_shared::secrets::SecretSource;
+use remedios_shared::telemetry;
 use remedios_shared::user::SenderList;
 
 /// Meta reports webhook bodies of up to 3 MB; we never accept less.
 pub const MIN_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// The default body bound: above the largest notification Meta sends.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_MAX_BODY_BYTES: usize = WEBHOOK_MAX_BODY_BYTES.default;
+
+pub const WHATSAPP_VERIFY_TOKEN: SecretVar = SecretVar {
+    name: "WHATSAPP_VERIFY_TOKEN",
+    doc: "the verify token you entered in Meta's webhook settings",
+    required: true,
+};
+pub const WHATSAPP_APP_SECRET: SecretVar = SecretVar {
+    name: "WHATSAPP_APP_SECRET",
+    doc: "the Meta app secret that signs webhook bodies",
+    required: true,
+};
+pub const USER_TAG_KEY: SecretVar = SecretVar {
+    name: "USER_TAG_KEY",
+    doc: "the deployment's secret that keys user tags (32 or more random characters: `openssl rand -hex 32`)",
+    required: true,
+};
+pub const WEBHOOK_MAX_BODY_BYTES: Number<usize> = Number {
+    name: "WEBHOOK_MAX_BODY_BYTES",
+    default: 4 * 1024 * 1024,
+    min: MIN_BODY_BYTES,
+    max: 64 * 1024 * 1024,
+    doc: "larger bodies answer 413",
+};
+pub const ALLOWED_SENDERS: Text = Text::optional(
+    "ALLOWED_SENDERS",
+    "phone numbers or user ids who may talk to Remedios (empty: everyone)",
+);
+pub const WHATSAPP_PHONE_NUMBER_ID: Text = Text::optional(
+    "WHATSAPP_PHONE_NUMBER_ID",
+    "the business phone number ids answered for (empty: every number)",
+);
+
+/// Every variable the webhook reads.
+pub fn settings() -> Vec<Setting> {
+    let mut settings = vec![
+        WHATSAPP_VERIFY_TOKEN.setting(),
+        WHATSAPP_APP_SECRET.setting(),
+        USER_TAG_KEY.setting(),
+        INBOUND_QUEUE_URL.setting(),
+        BUCKET_NAME.setting(),
+        WEBHOOK_MAX_BODY_BYTES.setting(),
+        ALLOWED_SENDERS.setting(),
+        WHATSAPP_PHONE_NUMBER_ID.setting(),
+    ];
+    settings.extend(AwsSettings::settings());
+    settings.extend(telemetry::settings());
+    settings
+}
 
 /// Everything the webhook needs to run.
 #[derive(Debug, Clone)]
@@ -29,30 +84,15 @@ pub struct Config {
 impl Config {
     pub fn from_env<V: Vars>(env: &Env<V>) -> Result<Self, ConfigError> {
         Ok(Config {
-            verify_token: env.secret(
-                "WHATSAPP_VERIFY_TOKEN",
-                "the verify token you entered in Meta's webhook settings",
-            )?,
-            app_secret: env.secret(
-                "WHATSAPP_APP_SECRET",
-                "the Meta app secret that signs webhook bodies",
-            )?,
-            user_tag_key: env.secret(
-                "USER_TAG_KEY",
-                "the deployment's secret that keys user tags (32 or more random characters: `openssl rand -hex 32`)",
-            )?,
-            inbound_queue_url: env
-                .required("INBOUND_QUEUE_URL", "the URL of the inbound SQS FIFO queue")?,
-            bucket: env.required("BUCKET_NAME", "the S3 bucket of Remedios")?,
-            max_body_bytes: env.number_in(
-                "WEBHOOK_MAX_BODY_BYTES",
-                DEFAULT_MAX_BODY_BYTES,
-                MIN_BODY_BYTES,
-                64 * 1024 * 1024,
-            )?,
-            allowed_senders: SenderList::parse(env.optional("ALLOWED_SENDERS").as_deref()),
-            phone_number_ids: env
-                .optional("WHATSAPP_PHONE_NUMBER_ID")
+            verify_token: WHATSAPP_VERIFY_TOKEN.read(env)?,
+            app_secret: WHATSAPP_APP_SECRET.read(env)?,
+            user_tag_key: USER_TAG_KEY.read(env)?,
+            inbound_queue_url: INBOUND_QUEUE_URL.require(env)?,
+            bucket: BUCKET_NAME.require(env)?,
+            max_body_bytes: WEBHOOK_MAX_BODY_BYTES.read(env)?,
+            allowed_senders: SenderList::parse(ALLOWED_SENDERS.get(env).as_deref()),
+            phone_number_ids: WHATSAPP_PHONE_NUMBER_ID
+                .get(env)
                 .unwrap_or_default()
                 .split([',', ';', ' ', '\n'])
                 .filter(|id| !id.is_empty())

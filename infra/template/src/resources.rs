@@ -23,7 +23,7 @@ pub(crate) const DEFAULT_RETENTION: u64 = 4 * 24 * 3600;
 
 /// The essentials of a FIFO queue and its dead-letter queue `{name}-dlq.fifo`, for
 /// tests that make up their own queues. The template's queues, with every setting,
-/// are [`QueueDefinition`]s ([`local_resources`]).
+/// are [`QueueDefinition`]s ([`local_resources`](crate::local_resources)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSpec {
     /// Without `.fifo`.

@@ -13,16 +13,6 @@ use super::{
 };
 use crate::secrets::random_key;
 
-/// The variables holding secrets: the functions get them from SSM, never from the
-/// shell `remedios up` runs in.
-pub(super) const SECRET_VARS: [&str; 5] = [
-    "WHATSAPP_APP_SECRET",
-    "USER_TAG_KEY",
-    "WHATSAPP_VERIFY_TOKEN",
-    "WHATSAPP_ACCESS_TOKEN",
-    "GPT4ALL_API_KEY",
-];
-
 /// The variables that would give every function the same AWS identity: none reaches
 /// them, each has its own profile.
 pub(super) const CREDENTIAL_VARS: [&str; 4] = [

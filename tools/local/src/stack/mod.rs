@@ -29,7 +29,8 @@ pub use build::{BuildProgress, bootstrap, check_prerequisites, default_whisper_m
 pub use credentials::{refuse_public_secrets, webhook_secrets};
 pub use health::{PartStatus, status_table};
 pub use options::{
-    DEFAULT_BASE_PORT, NOT_LOCAL, Options, PASSED_PREFIXES, PASSED_VARS, Ports, SET_BY_STACK,
+    DEFAULT_BASE_PORT, NOT_LOCAL, Options, Ports, SET_BY_STACK, STACK_VARS, function_settings,
+    passes,
 };
 pub use state::{StackInfo, StateError};
 pub use supervise::{Processes, Restart, restart_note};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::webhook_proxy;
 use remedios_emulators::paths;
 use remedios_emulators::ports::free_port;
+use remedios_shared::config::{Origin, Setting};
 
 /// The ports the stack listens on (all on 127.0.0.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,58 +90,28 @@ pub struct Options {
     pub concurrent: bool,
 }
 
-/// Variables the stack reads from its own environment and hands to the functions.
-pub const PASSED_VARS: &[&str] = &[
-    "GPT4ALL_URL",
-    "GPT4ALL_MODEL",
-    "GPT4ALL_API_KEY",
-    "GPT4ALL_MAX_TOKENS",
-    "GPT4ALL_CONTEXT_TOKENS",
-    "GPT4ALL_TIMEOUT_SECONDS",
-    "GPT4ALL_TEMPERATURE",
-    "SYSTEM_PROMPT",
-    "ECHO_TRANSCRIPT",
-    "REPLY_MODE",
-    "SUMMARY",
-    "SUMMARY_MIN_SECONDS",
-    "KNOWLEDGE",
-    "KNOWLEDGE_UNCOVERED",
-    "KNOWLEDGE_PASSAGES",
-    "KNOWLEDGE_MAX_CHARS",
-    // The stack's own: a folder uploaded to knowledge/ and indexed before the functions start.
-    "KNOWLEDGE_DIR",
-    "HISTORY_MAX_TURNS",
-    "HISTORY_MAX_CHARS",
-    "GPT4ALL_TOP_P",
-    "GPT4ALL_RETRIES",
-    "USER_TAG_KEY",
-    "WHATSAPP_ACCESS_TOKEN",
-    "WHATSAPP_APP_SECRET",
-    "WHATSAPP_VERIFY_TOKEN",
-    "WHATSAPP_PHONE_NUMBER_ID",
-    "GRAPH_API_VERSION",
-    "ALLOWED_SENDERS",
-    "NORMALIZE_TEST_RECIPIENTS",
-    "WHISPER_MODEL_PATH",
-    "WHISPER_LANGUAGE",
-    "WHISPER_THREADS",
-    "AUDIO_MAX_SECONDS",
-    "MEDIA_MAX_BYTES",
-    "WEBHOOK_MAX_BODY_BYTES",
-    "SPEECH_LANES",
-    "LIMIT_MESSAGES_PER_MINUTE",
-    "LIMIT_MESSAGES_PER_DAY",
-    "LIMIT_AUDIO_MINUTES_PER_DAY",
-    "LIMITS_EXEMPT",
-    "RUST_LOG",
-    "LOG_FORMAT",
-];
+/// Every variable the three functions read, as each declares it in its configuration
+/// (`settings()`), once per name.
+pub fn function_settings() -> Vec<Setting> {
+    let mut settings = webhook::config::settings();
+    settings.extend(transcriber::config::settings());
+    settings.extend(responder::config::settings());
+    let mut seen = std::collections::BTreeSet::new();
+    settings.retain(|s| seen.insert(s.name));
+    settings
+}
 
-/// Families of variables the stack passes on whole: the responder's reworded fixed texts
-/// (`TEXT_<NAME>_<LANG>`).
-pub const PASSED_PREFIXES: &[&str] = &["TEXT_"];
+/// The stack's own variables besides the functions' settings: a folder uploaded to
+/// `knowledge/` and indexed before the functions start.
+pub const STACK_VARS: &[&str] = &["KNOWLEDGE_DIR"];
 
-/// Variables the functions read that the stack sets itself, from what it started.
+/// Variables the deployment gives the functions that make no sense on one machine: the
+/// model is read from disk (`WHISPER_MODEL_PATH`), not fetched from the bucket.
+pub const NOT_LOCAL: &[&str] = &["WHISPER_MODEL_S3_KEY"];
+
+/// Variables the functions read that the stack sets itself, from what it started (the
+/// settings whose origin is the deployment). `INBOUND_MAX_CONCURRENCY` only with
+/// [`Options::concurrent`]; `AWS_ENDPOINT_URL_S3` never (`AWS_ENDPOINT_URL` serves S3 too).
 pub const SET_BY_STACK: &[&str] = &[
     "BUCKET_NAME",
     "INBOUND_QUEUE_URL",
@@ -150,27 +121,34 @@ pub const SET_BY_STACK: &[&str] = &[
     "INBOUND_MAX_CONCURRENCY",
     "GRAPH_API_BASE_URL",
     "GRAPH_MEDIA_HOSTS",
+    "AWS_ENDPOINT_URL",
+    "S3_FORCE_PATH_STYLE",
 ];
 
-/// Variables a deployed stack has that make no sense on one machine: the model is read
-/// from disk (`WHISPER_MODEL_PATH`), not fetched from the bucket.
-pub const NOT_LOCAL: &[&str] = &["WHISPER_MODEL_S3_KEY"];
+/// Whether `remedios up` hands `name`, found in its own environment, to the functions:
+/// every setting a function declares as the operator's (secrets included, which go to
+/// SSM), and the stack's own; never what the deployment sets.
+pub fn passes(name: &str) -> bool {
+    STACK_VARS.contains(&name)
+        || (!NOT_LOCAL.contains(&name)
+            && function_settings().iter().any(|s| {
+                s.origin != Origin::Deployment
+                    && match s.prefix {
+                        Some(prefix) => name.starts_with(prefix),
+                        None => s.name == name,
+                    }
+            }))
+}
 
 impl Options {
     /// From the process environment: `REMEDIOS_PORT`, `REMEDIOS_RELEASE`, and the
-    /// variables of [`PASSED_VARS`] and [`PASSED_PREFIXES`].
+    /// variables it [`passes`] on.
     pub fn from_env() -> Self {
         let base = std::env::var("REMEDIOS_PORT")
             .ok()
             .and_then(|p| p.parse().ok())
             .unwrap_or(DEFAULT_BASE_PORT);
-        let vars = std::env::vars()
-            .filter(|(name, value)| {
-                (PASSED_VARS.contains(&name.as_str())
-                    || PASSED_PREFIXES.iter().any(|p| name.starts_with(p)))
-                    && !value.trim().is_empty()
-            })
-            .collect();
+        let vars = Self::passed(std::env::vars());
         Options {
             ports: Ports::from_base(base),
             vars,
@@ -204,6 +182,16 @@ impl Options {
             revive_crashed: false,
             concurrent: false,
         })
+    }
+
+    /// The variables of `environment` the stack [`passes`] on (empty ones left out).
+    pub fn passed(
+        environment: impl IntoIterator<Item = (String, String)>,
+    ) -> BTreeMap<String, String> {
+        environment
+            .into_iter()
+            .filter(|(name, value)| passes(name) && !value.trim().is_empty())
+            .collect()
     }
 
     pub(super) fn var(&self, name: &str) -> Option<&str> {

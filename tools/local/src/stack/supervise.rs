@@ -14,11 +14,13 @@ use remedios_emulators::child::GroupChild;
 use remedios_emulators::paths;
 
 use super::build::{cargo_lambda, target_dir};
-use super::credentials::{CREDENTIAL_VARS, SECRET_VARS};
+use super::credentials::CREDENTIAL_VARS;
 use super::health::probe_sqs_function;
+use super::options::function_settings;
 use super::{FUNCTIONS, LocalStack, Options, StackError};
 use crate::pump::HttpInvoker;
 use crate::webhook_proxy;
+use remedios_shared::config::Origin;
 
 /// How often the supervisor looks for function processes that died.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
@@ -283,7 +285,10 @@ pub(super) fn spawn_functions(
         command.arg("--release");
     }
     // A secret in the user's shell must not reach the functions beside its parameter.
-    for var in SECRET_VARS.iter().chain(&CREDENTIAL_VARS) {
+    let secrets = function_settings()
+        .into_iter()
+        .filter(|s| s.origin == Origin::Secret);
+    for var in secrets.map(|s| s.name).chain(CREDENTIAL_VARS) {
         command.env_remove(var);
     }
     command.envs(env).env("CARGO_TARGET_DIR", target_dir());
