@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use local_stack::REPLY_TIMEOUT;
 use remedios_local::chat::{Chat, Outgoing};
 use remedios_testkit::meta;
-use responder::texts::{Fixed, Lang};
+use responder::texts::{FixedText, Lang};
 
 const CLINIC: &str = "# Clínica Sol\n\nClínica Sol is a dental clinic in Valencia.\n\n\
 ## Opening hours\n\nMonday to Friday, 9:00 to 19:00. Closed on public holidays.\n\n\
@@ -56,7 +56,10 @@ async fn questions_are_answered_from_the_material_and_uncovered_ones_declined() 
         )
         .await
         .unwrap_or_else(|e| panic!("no reply: {e}"));
-    assert_eq!(declined.replies, [Fixed::NotCovered.default_text(Lang::En)]);
+    assert_eq!(
+        declined.replies,
+        [FixedText::NotCovered.default_text(Lang::En)]
+    );
 
     let log = std::fs::read_to_string(info.log_dir.join("functions.log")).expect("the log");
     let calls = remedios_shared::metrics::parse_lines(&log)

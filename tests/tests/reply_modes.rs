@@ -14,7 +14,7 @@ use remedios_shared::keys;
 use remedios_testkit::meta;
 use remedios_testkit::voice::voice_note;
 use remedios_testkit::wer::word_error_rate;
-use responder::texts::{Fixed, Lang};
+use responder::texts::{FixedText, Lang};
 
 const SPOKEN: &str = "Please book a table for four people on Tuesday evening.";
 
@@ -63,7 +63,7 @@ async fn transcript_mode_answers_a_voice_note_with_its_text_and_calls_no_model()
         .unwrap_or_else(|e| panic!("no reply to the text: {e}"));
     assert_eq!(
         text.replies,
-        [Fixed::TranscriptOnly.default_text(Lang::En)],
+        [FixedText::TranscriptOnly.default_text(Lang::En)],
         "a text gets the mode's note"
     );
 
@@ -78,7 +78,7 @@ async fn transcript_mode_answers_a_voice_note_with_its_text_and_calls_no_model()
         .unwrap_or_else(|e| panic!("no notice for the third message: {e}"));
     assert_eq!(
         third.replies,
-        [Fixed::LimitDay.default_text(Lang::En)],
+        [FixedText::LimitDay.default_text(Lang::En)],
         "the limit's notice"
     );
     let fourth = chat

@@ -23,7 +23,7 @@ use crate::knowledge::{self, Knowledge};
 use crate::ledger::{Exchange, ReplyKind, ReplyRecord};
 use crate::outcome::RetryLater;
 use crate::split::{WHATSAPP_TEXT_LIMIT, split_message};
-use crate::texts::{Fixed, Lang};
+use crate::texts::{FixedText, Lang};
 
 /// What the model is told when it summarises a voice note (`SUMMARY`).
 pub const SUMMARY_PROMPT: &str = "Summarise the voice note the user gives you in one to \
@@ -152,7 +152,7 @@ impl Composer {
                     );
                     if found.is_empty() && settings.uncovered == Uncovered::Decline {
                         info!(user = %user, "the knowledge does not cover the question; declining");
-                        let text = self.behaviour.texts.get(Fixed::NotCovered, language);
+                        let text = self.behaviour.texts.get(FixedText::NotCovered, language);
                         return Ok((reply(ReplyKind::Fixed, text, None), None));
                     }
                     if !found.is_empty() {
@@ -207,24 +207,24 @@ impl Composer {
                     }
                     Err(Gpt4AllError::Empty) => {
                         warn!(user = %user, "the model answered nothing; sending a fixed answer");
-                        let text = self.behaviour.texts.get(Fixed::NoAnswer, language);
+                        let text = self.behaviour.texts.get(FixedText::NoAnswer, language);
                         Ok((reply(ReplyKind::Fixed, text, None), None))
                     }
                     Err(e) if e.is_permanent() => {
                         error!(user = %user, error = %e, receive_count, "the GPT4All host refused this question and would again; telling the user at once");
-                        let text = self.behaviour.texts.get(Fixed::CannotAnswer, language);
+                        let text = self.behaviour.texts.get(FixedText::CannotAnswer, language);
                         Ok((reply(ReplyKind::Fixed, text, None), None))
                     }
                     // Every user gets the same until an operator fixes it: say so at once,
                     // honestly; an apology record lets a redrive answer properly later.
                     Err(e @ Gpt4AllError::Misconfigured { .. }) => {
                         error!(user = %user, error = %e, receive_count, "the GPT4All host is misconfigured for us; apologising to the user at once");
-                        let apology = self.behaviour.texts.get(Fixed::Misconfigured, language);
+                        let apology = self.behaviour.texts.get(FixedText::Misconfigured, language);
                         Ok((apologise(parts, apology), None))
                     }
                     Err(e) if receive_count >= self.behaviour.max_receive_count => {
                         error!(user = %user, error = %e, receive_count, "no answer from the GPT4All host on the last attempt; apologising to the user");
-                        let apology = self.behaviour.texts.get(Fixed::Apology, language);
+                        let apology = self.behaviour.texts.get(FixedText::Apology, language);
                         Ok((apologise(parts, apology), None))
                     }
                     Err(e) => Err(RetryLater::Model(e)),
@@ -268,7 +268,10 @@ impl Composer {
                 return transcript;
             }
         };
-        let preface = self.behaviour.texts.get(Fixed::SummaryPreface, language);
+        let preface = self
+            .behaviour
+            .texts
+            .get(FixedText::SummaryPreface, language);
         let summary = split_message(&format!("{preface}\n{summary}"), WHATSAPP_TEXT_LIMIT);
         match self.behaviour.summary {
             SummaryMode::Instead => summary,

@@ -9,12 +9,12 @@ use remedios_shared::allowance::Limit;
 use remedios_shared::envelope::{Content, Prepared, ReplyJob};
 
 use crate::config::{Behaviour, ReplyMode, SummaryMode};
-use crate::texts::{Fixed, Lang, Texts};
+use crate::texts::{FixedText, Lang, Texts};
 
 /// A fixed text by name, with its blanks, to be written in the user's language.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Said {
-    pub text: Fixed,
+    pub text: FixedText,
     /// The kind of file (`image`, `video`, ...) in the texts about media.
     pub what: &'static str,
     /// The place in the text about a shared location.
@@ -23,7 +23,7 @@ pub struct Said {
 
 impl Said {
     /// `text`, with no blanks to fill.
-    pub fn new(text: Fixed) -> Self {
+    pub fn new(text: FixedText) -> Self {
         Said {
             text,
             what: "",
@@ -32,7 +32,7 @@ impl Said {
     }
 
     /// `text` about a file of kind `what`.
-    pub fn about(text: Fixed, what: &'static str) -> Self {
+    pub fn about(text: FixedText, what: &'static str) -> Self {
         Said {
             what,
             ..Said::new(text)
@@ -126,10 +126,10 @@ impl Command {
     }
 
     /// The fixed answer.
-    pub fn answer(self) -> Fixed {
+    pub fn answer(self) -> FixedText {
         match self {
-            Command::Reset => Fixed::ResetDone,
-            Command::Help => Fixed::Help,
+            Command::Reset => FixedText::ResetDone,
+            Command::Help => FixedText::Help,
         }
     }
 }
@@ -175,7 +175,7 @@ pub fn language_of(job: &ReplyJob) -> Option<Lang> {
 
 /// What to do with `job`.
 pub fn plan(job: &ReplyJob, echo_transcript: bool) -> Plan {
-    let fixed = |text: Fixed| Plan::Fixed {
+    let fixed = |text: FixedText| Plan::Fixed {
         text: Said::new(text),
     };
     let content = &job.message.content;
@@ -194,7 +194,7 @@ pub fn plan(job: &ReplyJob, echo_transcript: bool) -> Plan {
         (Content::Audio { .. }, Prepared::Transcribed { text, .. }) => {
             let text = text.trim();
             if text.is_empty() {
-                return fixed(Fixed::SilentAudio);
+                return fixed(FixedText::SilentAudio);
             }
             let preface = echo_transcript.then(|| Preface::Heard(format!("🎤 “{text}”")));
             Plan::Ask {
@@ -203,7 +203,7 @@ pub fn plan(job: &ReplyJob, echo_transcript: bool) -> Plan {
                 heard: None,
             }
         }
-        (Content::Audio { .. }, _) => fixed(Fixed::AudioUnsupported),
+        (Content::Audio { .. }, _) => fixed(FixedText::AudioUnsupported),
         (Content::Interactive { title, .. }, _) => ask_or_command(title),
         (Content::Button { text, .. }, _) => ask_or_command(text),
         (media, prepared) if media.media().is_some() => media_plan(media, prepared),
@@ -212,23 +212,23 @@ pub fn plan(job: &ReplyJob, echo_transcript: bool) -> Plan {
                 Some(place) => Plan::Fixed {
                     text: Said {
                         place: place.to_owned(),
-                        ..Said::new(Fixed::LocationNamed)
+                        ..Said::new(FixedText::LocationNamed)
                     },
                 },
-                None => fixed(Fixed::Location),
+                None => fixed(FixedText::Location),
             }
         }
-        (Content::Contacts { .. }, _) => fixed(Fixed::Contacts),
-        _ => fixed(Fixed::Unsupported),
+        (Content::Contacts { .. }, _) => fixed(FixedText::Contacts),
+        _ => fixed(FixedText::Unsupported),
     }
 }
 
 /// The notice of a limit.
-fn limit_notice(limit: Limit) -> Fixed {
+fn limit_notice(limit: Limit) -> FixedText {
     match limit {
-        Limit::MessagesPerMinute => Fixed::LimitMinute,
-        Limit::MessagesPerDay => Fixed::LimitDay,
-        Limit::AudioPerDay => Fixed::LimitAudio,
+        Limit::MessagesPerMinute => FixedText::LimitMinute,
+        Limit::MessagesPerDay => FixedText::LimitDay,
+        Limit::AudioPerDay => FixedText::LimitAudio,
     }
 }
 
@@ -239,7 +239,7 @@ fn ask_or_command(text: &str) -> Plan {
     let text = text.trim();
     if text.is_empty() {
         return Plan::Fixed {
-            text: Said::new(Fixed::Unsupported),
+            text: Said::new(FixedText::Unsupported),
         };
     }
     Plan::Ask {
@@ -261,7 +261,7 @@ fn media_plan(content: &Content, prepared: &Prepared) -> Plan {
     };
     if let Prepared::MediaUnavailable { .. } = prepared {
         return Plan::Fixed {
-            text: Said::about(Fixed::MediaUnavailable, what),
+            text: Said::about(FixedText::MediaUnavailable, what),
         };
     }
     match content.caption().map(str::trim).filter(|c| !c.is_empty()) {
@@ -270,14 +270,14 @@ fn media_plan(content: &Content, prepared: &Prepared) -> Plan {
                 "{}\n\n(I sent a {what} with this message; you cannot see it.)",
                 bounded(caption)
             ),
-            preface: Some(Preface::Said(Said::about(Fixed::CaptionPreface, what))),
+            preface: Some(Preface::Said(Said::about(FixedText::CaptionPreface, what))),
             heard: None,
         },
         None if what == "sticker" => Plan::Ignore {
             why: "sticker without text",
         },
         None => Plan::Fixed {
-            text: Said::about(Fixed::MediaNoCaption, what),
+            text: Said::about(FixedText::MediaNoCaption, what),
         },
     }
 }
@@ -304,7 +304,7 @@ pub fn plan_for(job: &ReplyJob, behaviour: &Behaviour) -> Plan {
     match (behaviour.reply_mode, planned, heard) {
         (ReplyMode::Transcript, Plan::Ask { .. }, Some(heard)) => Plan::Transcript(heard),
         (ReplyMode::Transcript, Plan::Ask { .. }, None) => Plan::ModeNote {
-            text: Said::new(Fixed::TranscriptOnly),
+            text: Said::new(FixedText::TranscriptOnly),
         },
         (ReplyMode::Both, Plan::Ask { question, .. }, Some(heard)) => Plan::Ask {
             question,
@@ -415,7 +415,7 @@ mod tests {
         assert_eq!(
             plan(&voice("  "), true),
             Plan::Fixed {
-                text: Said::new(Fixed::SilentAudio)
+                text: Said::new(FixedText::SilentAudio)
             }
         );
         let amr = job(
@@ -430,7 +430,7 @@ mod tests {
         assert_eq!(
             plan(&amr, true),
             Plan::Fixed {
-                text: Said::new(Fixed::AudioUnsupported)
+                text: Said::new(FixedText::AudioUnsupported)
             }
         );
     }
@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(
             plan(&poll, true),
             Plan::Fixed {
-                text: Said::new(Fixed::Unsupported)
+                text: Said::new(FixedText::Unsupported)
             }
         );
     }
@@ -527,7 +527,7 @@ mod tests {
         };
         assert_eq!(
             text.words(&texts, Lang::Es),
-            Fixed::AudioUnsupported.default_text(Lang::Es)
+            FixedText::AudioUnsupported.default_text(Lang::Es)
         );
         let heard = job(
             Content::Audio {
@@ -621,13 +621,13 @@ mod tests {
         assert_eq!(
             plan_for(&text, &transcript),
             Plan::ModeNote {
-                text: Said::new(Fixed::TranscriptOnly)
+                text: Said::new(FixedText::TranscriptOnly)
             },
             "no model for a text in transcript mode"
         );
         assert_eq!(
-            Said::new(Fixed::TranscriptOnly).words(&transcript.texts, Lang::Es),
-            Fixed::TranscriptOnly.default_text(Lang::Es)
+            Said::new(FixedText::TranscriptOnly).words(&transcript.texts, Lang::Es),
+            FixedText::TranscriptOnly.default_text(Lang::Es)
         );
         assert_eq!(
             plan_for(&text_job("/help"), &transcript),

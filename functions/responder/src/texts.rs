@@ -65,7 +65,7 @@ impl Lang {
 /// One fixed text. `{what}` in a text is the kind of file (image, video…), `{place}` the
 /// name of a shared location.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Fixed {
+pub enum FixedText {
     Help,
     ResetDone,
     /// The model host was unavailable on the last attempt.
@@ -101,55 +101,55 @@ pub enum Fixed {
     NotCovered,
 }
 
-impl Fixed {
-    pub const ALL: [Fixed; 21] = [
-        Fixed::Help,
-        Fixed::ResetDone,
-        Fixed::Apology,
-        Fixed::CannotAnswer,
-        Fixed::Misconfigured,
-        Fixed::NoAnswer,
-        Fixed::AudioUnsupported,
-        Fixed::SilentAudio,
-        Fixed::Unsupported,
-        Fixed::MediaUnavailable,
-        Fixed::MediaNoCaption,
-        Fixed::CaptionPreface,
-        Fixed::Location,
-        Fixed::LocationNamed,
-        Fixed::Contacts,
-        Fixed::TranscriptOnly,
-        Fixed::SummaryPreface,
-        Fixed::LimitMinute,
-        Fixed::LimitDay,
-        Fixed::LimitAudio,
-        Fixed::NotCovered,
+impl FixedText {
+    pub const ALL: [FixedText; 21] = [
+        FixedText::Help,
+        FixedText::ResetDone,
+        FixedText::Apology,
+        FixedText::CannotAnswer,
+        FixedText::Misconfigured,
+        FixedText::NoAnswer,
+        FixedText::AudioUnsupported,
+        FixedText::SilentAudio,
+        FixedText::Unsupported,
+        FixedText::MediaUnavailable,
+        FixedText::MediaNoCaption,
+        FixedText::CaptionPreface,
+        FixedText::Location,
+        FixedText::LocationNamed,
+        FixedText::Contacts,
+        FixedText::TranscriptOnly,
+        FixedText::SummaryPreface,
+        FixedText::LimitMinute,
+        FixedText::LimitDay,
+        FixedText::LimitAudio,
+        FixedText::NotCovered,
     ];
 
     /// The name in the override variables (`TEXT_<NAME>_<LANG>`).
     pub fn name(self) -> &'static str {
         match self {
-            Fixed::Help => "HELP",
-            Fixed::ResetDone => "RESET_DONE",
-            Fixed::Apology => "APOLOGY",
-            Fixed::CannotAnswer => "CANNOT_ANSWER",
-            Fixed::Misconfigured => "MISCONFIGURED",
-            Fixed::NoAnswer => "NO_ANSWER",
-            Fixed::AudioUnsupported => "AUDIO_UNSUPPORTED",
-            Fixed::SilentAudio => "SILENT_AUDIO",
-            Fixed::Unsupported => "UNSUPPORTED",
-            Fixed::MediaUnavailable => "MEDIA_UNAVAILABLE",
-            Fixed::MediaNoCaption => "MEDIA_NO_CAPTION",
-            Fixed::CaptionPreface => "CAPTION_PREFACE",
-            Fixed::Location => "LOCATION",
-            Fixed::LocationNamed => "LOCATION_NAMED",
-            Fixed::Contacts => "CONTACTS",
-            Fixed::TranscriptOnly => "TRANSCRIPT_ONLY",
-            Fixed::SummaryPreface => "SUMMARY_PREFACE",
-            Fixed::LimitMinute => "LIMIT_MINUTE",
-            Fixed::LimitDay => "LIMIT_DAY",
-            Fixed::LimitAudio => "LIMIT_AUDIO",
-            Fixed::NotCovered => "NOT_COVERED",
+            FixedText::Help => "HELP",
+            FixedText::ResetDone => "RESET_DONE",
+            FixedText::Apology => "APOLOGY",
+            FixedText::CannotAnswer => "CANNOT_ANSWER",
+            FixedText::Misconfigured => "MISCONFIGURED",
+            FixedText::NoAnswer => "NO_ANSWER",
+            FixedText::AudioUnsupported => "AUDIO_UNSUPPORTED",
+            FixedText::SilentAudio => "SILENT_AUDIO",
+            FixedText::Unsupported => "UNSUPPORTED",
+            FixedText::MediaUnavailable => "MEDIA_UNAVAILABLE",
+            FixedText::MediaNoCaption => "MEDIA_NO_CAPTION",
+            FixedText::CaptionPreface => "CAPTION_PREFACE",
+            FixedText::Location => "LOCATION",
+            FixedText::LocationNamed => "LOCATION_NAMED",
+            FixedText::Contacts => "CONTACTS",
+            FixedText::TranscriptOnly => "TRANSCRIPT_ONLY",
+            FixedText::SummaryPreface => "SUMMARY_PREFACE",
+            FixedText::LimitMinute => "LIMIT_MINUTE",
+            FixedText::LimitDay => "LIMIT_DAY",
+            FixedText::LimitAudio => "LIMIT_AUDIO",
+            FixedText::NotCovered => "NOT_COVERED",
         }
     }
 
@@ -162,156 +162,158 @@ impl Fixed {
     }
 }
 
-fn en(text: Fixed) -> &'static str {
+fn en(text: FixedText) -> &'static str {
     match text {
-        Fixed::Help => {
+        FixedText::Help => {
             "Hi, I'm Remedios, an assistant you can chat with here.\n\n\
 • Write to me, or send a voice note: I'll answer either.\n\
 • I remember our recent messages; send /reset to make me forget them.\n\
 • I can't see images, videos or documents, open files or make calls.\n\n\
 Send /help to see this again."
         }
-        Fixed::ResetDone => {
+        FixedText::ResetDone => {
             "Done: I've forgotten our conversation. What would you like to talk about?"
         }
-        Fixed::Apology => {
+        FixedText::Apology => {
             "Sorry, I can't answer right now: my thinking machine is not reachable. \
 Please send your message again in a little while."
         }
-        Fixed::CannotAnswer => {
+        FixedText::CannotAnswer => {
             "Sorry, I couldn't answer that message: my thinking machine could not take it. \
 Could you say it in other words, or more briefly?"
         }
-        Fixed::Misconfigured => {
+        FixedText::Misconfigured => {
             "Sorry, I can't answer right now: my thinking machine is set up wrongly, and the \
 people who run me have been alerted. Please send your message again later."
         }
-        Fixed::NoAnswer => "Sorry, I have no answer to that. Could you say it in other words?",
-        Fixed::AudioUnsupported => {
+        FixedText::NoAnswer => "Sorry, I have no answer to that. Could you say it in other words?",
+        FixedText::AudioUnsupported => {
             "Sorry, I couldn't listen to that audio. Could you record it again as a voice \
 note, or write it?"
         }
-        Fixed::SilentAudio => {
+        FixedText::SilentAudio => {
             "I couldn't hear any words in that voice note. Could you record it again, or write it?"
         }
-        Fixed::Unsupported => {
+        FixedText::Unsupported => {
             "Sorry, I can't read that kind of message yet. I understand text and voice notes."
         }
-        Fixed::MediaUnavailable => {
+        FixedText::MediaUnavailable => {
             "Sorry, I couldn't open that {what}. I understand text and voice notes best."
         }
-        Fixed::MediaNoCaption => {
+        FixedText::MediaNoCaption => {
             "Thanks for the {what}! I can't see {what}s yet. Tell me in words what you'd like \
 to know, or send a voice note."
         }
-        Fixed::CaptionPreface => "(I can't see {what}s yet, so I'm answering your caption.)",
-        Fixed::Location => {
+        FixedText::CaptionPreface => "(I can't see {what}s yet, so I'm answering your caption.)",
+        FixedText::Location => {
             "Thanks for sharing a location. I can't look at maps yet: tell me in words what \
 you'd like to know about it."
         }
-        Fixed::LocationNamed => {
+        FixedText::LocationNamed => {
             "Thanks for sharing the location of {place}. I can't look at maps yet: tell me in \
 words what you'd like to know about it."
         }
-        Fixed::Contacts => {
+        FixedText::Contacts => {
             "Thanks for the contact card. I can't do anything with contacts yet: I understand \
 text and voice notes."
         }
-        Fixed::TranscriptOnly => {
+        FixedText::TranscriptOnly => {
             "I write out voice notes: send me one and I'll reply with what it says."
         }
-        Fixed::SummaryPreface => "📝 In short:",
-        Fixed::LimitMinute => {
+        FixedText::SummaryPreface => "📝 In short:",
+        FixedText::LimitMinute => {
             "You're sending messages faster than I can answer them. Please wait a minute, \
 then write again: I'll answer what you send after that."
         }
-        Fixed::LimitDay => {
+        FixedText::LimitDay => {
             "You've reached today's limit of messages, so I won't answer more today. You can \
 write again after midnight (UTC)."
         }
-        Fixed::LimitAudio => {
+        FixedText::LimitAudio => {
             "You've used today's time for voice notes, so I won't listen to more today. You \
 can still write to me, and send voice notes again after midnight (UTC)."
         }
-        Fixed::NotCovered => {
+        FixedText::NotCovered => {
             "Sorry, I don't have information about that. I can help with questions about our \
 services; for anything else, please contact us directly."
         }
     }
 }
 
-fn es(text: Fixed) -> &'static str {
+fn es(text: FixedText) -> &'static str {
     match text {
-        Fixed::Help => {
+        FixedText::Help => {
             "Hola, soy Remedios, un asistente con el que puedes hablar aquí.\n\n\
 • Escríbeme o mándame una nota de voz: respondo a las dos.\n\
 • Recuerdo nuestros mensajes recientes; envía /reset para que los olvide.\n\
 • No puedo ver imágenes, vídeos ni documentos, abrir archivos ni hacer llamadas.\n\n\
 Envía /help para ver esto otra vez."
         }
-        Fixed::ResetDone => "Hecho: he olvidado nuestra conversación. ¿De qué quieres hablar?",
-        Fixed::Apology => {
+        FixedText::ResetDone => "Hecho: he olvidado nuestra conversación. ¿De qué quieres hablar?",
+        FixedText::Apology => {
             "Lo siento, ahora no puedo responder: no logro comunicarme con mi máquina de \
 pensar. Vuelve a enviar tu mensaje dentro de un rato, por favor."
         }
-        Fixed::CannotAnswer => {
+        FixedText::CannotAnswer => {
             "Lo siento, no pude responder a ese mensaje: mi máquina de pensar no pudo con él. \
 ¿Puedes decirlo con otras palabras, o más brevemente?"
         }
-        Fixed::Misconfigured => {
+        FixedText::Misconfigured => {
             "Lo siento, ahora no puedo responder: mi máquina de pensar está mal configurada y \
 ya hemos avisado a quienes la llevan. Vuelve a enviar tu mensaje más tarde, por favor."
         }
-        Fixed::NoAnswer => {
+        FixedText::NoAnswer => {
             "Lo siento, no tengo respuesta para eso. ¿Puedes decirlo con otras palabras?"
         }
-        Fixed::AudioUnsupported => {
+        FixedText::AudioUnsupported => {
             "Lo siento, no pude escuchar ese audio. ¿Puedes grabarlo otra vez como nota de \
 voz, o escribirlo?"
         }
-        Fixed::SilentAudio => {
+        FixedText::SilentAudio => {
             "No oí ninguna palabra en esa nota de voz. ¿Puedes grabarla otra vez, o escribirla?"
         }
-        Fixed::Unsupported => {
+        FixedText::Unsupported => {
             "Lo siento, todavía no puedo leer ese tipo de mensaje. Entiendo texto y notas de voz."
         }
-        Fixed::MediaUnavailable => {
+        FixedText::MediaUnavailable => {
             "Lo siento, no pude abrir ese {what}. Entiendo mejor el texto y las notas de voz."
         }
-        Fixed::MediaNoCaption => {
+        FixedText::MediaNoCaption => {
             "¡Gracias por el {what}! Todavía no puedo verlos. Cuéntame con palabras lo que \
 quieres saber, o mándame una nota de voz."
         }
-        Fixed::CaptionPreface => "(Todavía no puedo ver el {what}, así que respondo a tu texto.)",
-        Fixed::Location => {
+        FixedText::CaptionPreface => {
+            "(Todavía no puedo ver el {what}, así que respondo a tu texto.)"
+        }
+        FixedText::Location => {
             "Gracias por compartir una ubicación. Todavía no puedo mirar mapas: cuéntame con \
 palabras lo que quieres saber de ella."
         }
-        Fixed::LocationNamed => {
+        FixedText::LocationNamed => {
             "Gracias por compartir la ubicación de {place}. Todavía no puedo mirar mapas: \
 cuéntame con palabras lo que quieres saber de ella."
         }
-        Fixed::Contacts => {
+        FixedText::Contacts => {
             "Gracias por la tarjeta de contacto. Todavía no puedo hacer nada con contactos: \
 entiendo texto y notas de voz."
         }
-        Fixed::TranscriptOnly => {
+        FixedText::TranscriptOnly => {
             "Escribo las notas de voz: mándame una y te respondo con lo que dice."
         }
-        Fixed::SummaryPreface => "📝 En resumen:",
-        Fixed::LimitMinute => {
+        FixedText::SummaryPreface => "📝 En resumen:",
+        FixedText::LimitMinute => {
             "Me estás enviando mensajes más rápido de lo que puedo responder. Espera un \
 minuto y vuelve a escribir: responderé a lo que envíes después."
         }
-        Fixed::LimitDay => {
+        FixedText::LimitDay => {
             "Has llegado al límite de mensajes de hoy, así que no responderé más hoy. Puedes \
 volver a escribir después de medianoche (UTC)."
         }
-        Fixed::LimitAudio => {
+        FixedText::LimitAudio => {
             "Has usado el tiempo de notas de voz de hoy, así que no escucharé más hoy. Puedes \
 seguir escribiéndome, y enviar notas de voz otra vez después de medianoche (UTC)."
         }
-        Fixed::NotCovered => {
+        FixedText::NotCovered => {
             "Lo siento, no tengo información sobre eso. Puedo ayudarte con preguntas sobre \
 nuestros servicios; para cualquier otra cosa, contáctanos directamente."
         }
@@ -344,14 +346,14 @@ pub const TEXT_OVERRIDES: Family = Family {
 /// The fixed texts of a deployment: Remedios's own, with the deployer's overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Texts {
-    overrides: HashMap<(Fixed, Lang), String>,
+    overrides: HashMap<(FixedText, Lang), String>,
 }
 
 impl Texts {
     /// Reads every `TEXT_<NAME>_<LANG>` that is set (an empty one keeps Remedios's own).
     pub fn from_env<V: Vars>(env: &Env<V>) -> Result<Self, ConfigError> {
         let mut overrides = HashMap::new();
-        for text in Fixed::ALL {
+        for text in FixedText::ALL {
             for lang in Lang::ALL {
                 let var = format!("{}{}_{}", TEXT_OVERRIDES.prefix, text.name(), lang.suffix());
                 if let Some(value) = env.optional(&var).filter(|v| !v.trim().is_empty()) {
@@ -363,7 +365,7 @@ impl Texts {
     }
 
     /// `text` in `lang`.
-    pub fn get(&self, text: Fixed, lang: Lang) -> &str {
+    pub fn get(&self, text: FixedText, lang: Lang) -> &str {
         self.overrides
             .get(&(text, lang))
             .map(String::as_str)
@@ -371,7 +373,7 @@ impl Texts {
     }
 
     /// `text` in `lang` with its `{what}` and `{place}` filled in.
-    pub fn render(&self, text: Fixed, lang: Lang, what: &str, place: &str) -> String {
+    pub fn render(&self, text: FixedText, lang: Lang, what: &str, place: &str) -> String {
         self.get(text, lang)
             .replace("{what}", file_word(what, lang))
             .replace("{place}", place)
@@ -384,7 +386,7 @@ mod tests {
 
     #[test]
     fn every_text_exists_in_every_language_and_differs_between_them() {
-        for text in Fixed::ALL {
+        for text in FixedText::ALL {
             let en = text.default_text(Lang::En);
             let es = text.default_text(Lang::Es);
             assert!(!en.trim().is_empty() && !es.trim().is_empty(), "{text:?}");
@@ -428,21 +430,21 @@ mod tests {
         )]));
         let texts = Texts::from_env(&env).expect("texts");
         assert_eq!(
-            texts.get(Fixed::ResetDone, Lang::Es),
+            texts.get(FixedText::ResetDone, Lang::Es),
             "Listo, empezamos de cero."
         );
         assert_eq!(
-            texts.get(Fixed::ResetDone, Lang::En),
-            Fixed::ResetDone.default_text(Lang::En)
+            texts.get(FixedText::ResetDone, Lang::En),
+            FixedText::ResetDone.default_text(Lang::En)
         );
         let empty = Env(HashMap::from([("TEXT_HELP_EN".to_owned(), " ".to_owned())]));
         let texts_kept = Texts::from_env(&empty).expect("texts");
         assert_eq!(
-            texts_kept.get(Fixed::Help, Lang::En),
-            Fixed::Help.default_text(Lang::En)
+            texts_kept.get(FixedText::Help, Lang::En),
+            FixedText::Help.default_text(Lang::En)
         );
         assert_eq!(
-            texts.render(Fixed::MediaUnavailable, Lang::Es, "video", ""),
+            texts.render(FixedText::MediaUnavailable, Lang::Es, "video", ""),
             "Lo siento, no pude abrir ese vídeo. Entiendo mejor el texto y las notas de voz."
         );
     }

@@ -13,7 +13,7 @@ use remedios_testkit::model_server::GateRecord;
 use responder::Behaviour;
 use responder::decision::{CUT_NOTE, QUESTION_MAX_CHARS};
 use responder::deliver::{LAST_ATTEMPT_MARGIN, REPLY_MARGIN};
-use responder::texts::{Fixed, Lang};
+use responder::texts::{FixedText, Lang};
 use tokio::net::TcpListener;
 
 /// A question no 2,048-token context holds even cut to [`QUESTION_MAX_CHARS`]: each of
@@ -44,11 +44,11 @@ async fn a_question_the_host_refuses_for_good_is_answered_at_once_and_the_next_o
     assert!(sent_question.ends_with(CUT_NOTE), "cut before it was sent");
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 2, "one answer each: {sent:?}");
-    assert_eq!(sent[0].body, Fixed::CannotAnswer.default_text(Lang::En));
+    assert_eq!(sent[0].body, FixedText::CannotAnswer.default_text(Lang::En));
     assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.CTX1"));
     assert_eq!(sent[1].reply_to.as_deref(), Some("wamid.CTX2"));
-    assert_ne!(sent[1].body, Fixed::CannotAnswer.default_text(Lang::En));
-    assert_ne!(sent[1].body, Fixed::Apology.default_text(Lang::En));
+    assert_ne!(sent[1].body, FixedText::CannotAnswer.default_text(Lang::En));
+    assert_ne!(sent[1].body, FixedText::Apology.default_text(Lang::En));
     // Nothing to remember of the refused one; the next one is remembered.
     let user = remedios_testkit::meta::user_tag(PHONE);
     let turns = bench.conversation(&user).await.turns;
@@ -78,8 +78,8 @@ async fn a_long_question_is_cut_with_a_note_and_answered() {
     assert!(question.chars().count() <= QUESTION_MAX_CHARS + CUT_NOTE.chars().count());
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 1);
-    assert_ne!(sent[0].body, Fixed::CannotAnswer.default_text(Lang::En));
-    assert_ne!(sent[0].body, Fixed::Apology.default_text(Lang::En));
+    assert_ne!(sent[0].body, FixedText::CannotAnswer.default_text(Lang::En));
+    assert_ne!(sent[0].body, FixedText::Apology.default_text(Lang::En));
 }
 
 /// A host that takes connections and never answers (a hung proxy in front of GPT4All).
@@ -148,7 +148,7 @@ async fn a_host_slower_than_the_invocation_still_leaves_the_last_attempt_time_to
     );
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].body, Fixed::Apology.default_text(Lang::En));
+    assert_eq!(sent[0].body, FixedText::Apology.default_text(Lang::En));
     assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.SLOW1"));
 
     // The user's next message is answered once the host is back.
@@ -191,7 +191,7 @@ async fn the_last_attempt_apologises_before_the_deadline_through_a_slow_graph_ap
     assert_eq!(failed(&last).len(), 1, "kept for the dead-letter queue");
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 1, "{sent:?}");
-    assert_eq!(sent[0].body, Fixed::Apology.default_text(Lang::En));
+    assert_eq!(sent[0].body, FixedText::Apology.default_text(Lang::En));
 }
 
 #[tokio::test]
@@ -326,7 +326,7 @@ async fn a_misconfigured_host_gets_every_user_one_honest_apology_at_once_and_a_f
         from_bsuid("wamid.MISCONF2", text("Do you have parking?")),
         remedios_shared::envelope::Prepared::Nothing,
     );
-    let apology = Fixed::Misconfigured.default_text(Lang::En);
+    let apology = FixedText::Misconfigured.default_text(Lang::En);
 
     let responder = bench.responder_with(wrong_path, Behaviour::default());
     let response = responder.handle(event(&[(&first, 1), (&second, 1)])).await;
@@ -357,7 +357,7 @@ async fn a_misconfigured_host_gets_every_user_one_honest_apology_at_once_and_a_f
         [GateRecord::Refused { reason }, ..] if reason.contains("Unknown model")
     ));
 
-    // Fixed: the next delivery is answered.
+    // FixedText: the next delivery is answered.
     let fixed = bench.responder();
     let response = fixed.handle(event(&[(&first, 3)])).await;
     assert!(failed(&response).is_empty(), "{response:?}");
@@ -404,7 +404,7 @@ async fn state_that_does_not_parse_is_moved_aside_and_its_user_starts_afresh() {
     assert_eq!(answered, ["wamid.BADSTATE1", "wamid.BADSTATE2"]);
     assert!(
         sent.iter()
-            .all(|s| s.body != Fixed::Apology.default_text(Lang::En))
+            .all(|s| s.body != FixedText::Apology.default_text(Lang::En))
     );
     let aside: Vec<String> = bench
         .store
@@ -489,7 +489,7 @@ async fn a_history_longer_than_the_context_is_cut_to_fit_and_the_question_answer
     );
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 1);
-    assert_ne!(sent[0].body, Fixed::CannotAnswer.default_text(Lang::En));
+    assert_ne!(sent[0].body, FixedText::CannotAnswer.default_text(Lang::En));
 }
 
 /// GPT4ALL_CONTEXT_TOKENS set higher than the host really has (16,384 for a 2,048 host)
@@ -534,6 +534,6 @@ async fn a_prompt_over_the_real_context_is_asked_again_without_history_and_answe
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 2, "{sent:?}");
     for s in &sent {
-        assert_ne!(s.body, Fixed::CannotAnswer.default_text(Lang::En));
+        assert_ne!(s.body, FixedText::CannotAnswer.default_text(Lang::En));
     }
 }

@@ -8,7 +8,7 @@ use common::*;
 use remedios_shared::clock::now_ms;
 use responder::config::{KnowledgeSettings, Uncovered};
 use responder::knowledge::{self, Loaded};
-use responder::texts::{Fixed, Lang};
+use responder::texts::{FixedText, Lang};
 use responder::{Behaviour, Responder};
 
 const CLINIC: &str = "# Clínica Sol\n\nClínica Sol is a dental clinic in Valencia.\n\n\
@@ -175,7 +175,7 @@ async fn an_uncovered_question_is_declined_or_answered_freely_as_configured() {
     assert!(failed(&response).is_empty(), "{response:?}");
     assert_eq!(
         bench.bodies(),
-        [Fixed::NotCovered.default_text(Lang::En)],
+        [FixedText::NotCovered.default_text(Lang::En)],
         "a kind fixed text"
     );
     assert!(bench.gate.forwarded().is_empty(), "and no model call");

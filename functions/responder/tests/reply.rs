@@ -13,7 +13,7 @@ use responder::config::{ReplyMode, SummaryMode};
 use responder::history::{Bounds, History, Speaker};
 use responder::ledger::ReplyKind;
 use responder::split::WHATSAPP_TEXT_LIMIT;
-use responder::texts::{Fixed, Lang};
+use responder::texts::{FixedText, Lang};
 use responder::{Behaviour, Outcome};
 
 fn phone_user() -> remedios_shared::user::UserTag {
@@ -141,7 +141,7 @@ async fn the_second_message_carries_the_first_exchange_and_reset_forgets_it() {
     assert!(bench.conversation(&phone_user()).await.turns.is_empty());
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 3);
-    assert_eq!(sent[2].body, Fixed::ResetDone.default_text(Lang::En));
+    assert_eq!(sent[2].body, FixedText::ResetDone.default_text(Lang::En));
     assert_eq!(bench.gate.forwarded().len(), 2, "commands need no model");
 
     let after = text_job("wamid.H4", "Hello again.");
@@ -173,16 +173,16 @@ async fn a_spanish_speaking_user_gets_the_fixed_texts_in_spanish() {
     assert!(failed(&response).is_empty(), "{response:?}");
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 3);
-    assert_eq!(sent[1].body, Fixed::ResetDone.default_text(Lang::Es));
+    assert_eq!(sent[1].body, FixedText::ResetDone.default_text(Lang::Es));
     // After the reset nothing tells the language: English, as for a new user.
-    assert_eq!(sent[2].body, Fixed::Help.default_text(Lang::En));
+    assert_eq!(sent[2].body, FixedText::Help.default_text(Lang::En));
 
     // A voice note whisper heard as Spanish gets its note in Spanish.
     let silent = heard_in("es", "wamid.ES4", " ", 2_000);
     assert!(failed(&responder.handle(event(&[(&silent, 1)])).await).is_empty());
     assert_eq!(
         bench.graph.sent_texts()[3].body,
-        Fixed::SilentAudio.default_text(Lang::Es)
+        FixedText::SilentAudio.default_text(Lang::Es)
     );
 }
 
@@ -272,7 +272,7 @@ async fn the_host_down_fails_the_job_and_the_last_attempt_apologises_once() {
     );
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].body, Fixed::Apology.default_text(Lang::En));
+    assert_eq!(sent[0].body, FixedText::Apology.default_text(Lang::En));
     assert_eq!(sent[0].reply_to.as_deref(), Some("wamid.DOWN1"));
     assert!(bench.conversation(&phone_user()).await.turns.is_empty());
 
@@ -287,7 +287,7 @@ async fn the_host_down_fails_the_job_and_the_last_attempt_apologises_once() {
     assert!(failed(&redriven).is_empty(), "{redriven:?}");
     let sent = bench.graph.sent_texts();
     assert_eq!(sent.len(), 2);
-    assert_ne!(sent[1].body, Fixed::Apology.default_text(Lang::En));
+    assert_ne!(sent[1].body, FixedText::Apology.default_text(Lang::En));
 }
 
 #[tokio::test]
@@ -639,7 +639,7 @@ async fn transcript_mode_sends_a_voice_notes_text_back_and_calls_no_model() {
         sent,
         [
             heard.to_owned(),
-            Fixed::TranscriptOnly.default_text(Lang::En).to_owned()
+            FixedText::TranscriptOnly.default_text(Lang::En).to_owned()
         ],
         "the transcript as it was heard, and a note for the text"
     );
@@ -669,7 +669,7 @@ move it to the afternoon, at three or later. Please call me back to confirm. Tha
     assert!(failed(&response).is_empty(), "{response:?}");
     let sent = bench.bodies();
     assert_eq!(sent.len(), 3, "{sent:?}");
-    let preface = Fixed::SummaryPreface.default_text(Lang::En);
+    let preface = FixedText::SummaryPreface.default_text(Lang::En);
     let summary = sent[0]
         .strip_prefix(preface)
         .unwrap_or_else(|| panic!("the summary comes first: {sent:?}"));
@@ -750,7 +750,7 @@ async fn a_user_over_a_limit_is_told_once_and_nothing_else_is_sent() {
     assert!(failed(&response).is_empty(), "{response:?}");
     assert_eq!(
         bench.bodies(),
-        [Fixed::LimitDay.default_text(Lang::Es)],
+        [FixedText::LimitDay.default_text(Lang::Es)],
         "one notice in the user's language, once, even when its job comes again"
     );
     assert!(bench.gate.forwarded().is_empty(), "no model time spent");

@@ -118,7 +118,7 @@ fn measure(file: &str) {
     }
     if engine.is_multilingual() {
         drop(engine);
-        let (forced, _) = load(&path, Language::Fixed("en".into()));
+        let (forced, _) = load(&path, Language::Forced("en".into()));
         for note in &notes {
             let (seconds, time, wer) = full_path(&forced, note);
             println!(

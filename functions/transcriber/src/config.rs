@@ -256,7 +256,7 @@ mod tests {
                 dir: "/tmp".into()
             }
         );
-        assert_eq!(config.language, Language::Fixed("es".into()));
+        assert_eq!(config.language, Language::Forced("es".into()));
         assert_eq!(config.threads, 3);
         assert_eq!(config.media_max_bytes, 2048);
         assert_eq!(config.audio_max, Duration::from_secs(60));

@@ -134,7 +134,7 @@ pub const FORWARD_MARGIN: Duration = Duration::from_secs(10);
 
 /// Size and duration bounds for untrusted media, and how often a message is tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
+pub struct MediaBounds {
     /// Media larger than this are refused before download.
     pub media_max_bytes: u64,
     /// Bounds of the audio decoder.
@@ -174,7 +174,7 @@ pub struct Transcriber {
     replies: Queue,
     graph: GraphClient,
     speech: Speech,
-    limits: Limits,
+    limits: MediaBounds,
     allowances: Allowances,
 }
 
@@ -201,7 +201,7 @@ impl Transcriber {
         replies: Queue,
         graph: GraphClient,
         speech: Speech,
-        limits: Limits,
+        limits: MediaBounds,
     ) -> Self {
         Transcriber {
             allowances: Allowances::new(store.clone(), Default::default()),
@@ -257,7 +257,7 @@ impl Transcriber {
             Queue::new(sqs.clone(), &config.reply_queue_url),
             graph,
             speech,
-            Limits {
+            MediaBounds {
                 media_max_bytes: config.media_max_bytes,
                 decode: config.decode_limits(),
                 max_receive_count: config.max_receive_count,
@@ -516,11 +516,11 @@ impl Transcriber {
         .await
         .map_err(|e| RecordError::Crashed(e.to_string()))??;
         let (transcript, decode_ms) = match outcome {
-            Heard::Transcript {
+            Listened::Transcript {
                 transcript,
                 decode_ms,
             } => (transcript, decode_ms),
-            Heard::Unusable(reason) => {
+            Listened::Unusable(reason) => {
                 tracing::warn!(message = %message.message_tag, %reason, "audio not transcribable");
                 return Ok(Prepared::AudioUnsupported { reason });
             }
@@ -679,7 +679,7 @@ fn graph_failure(
 
 /// What listening to a voice note gave.
 #[derive(Debug)]
-enum Heard {
+enum Listened {
     /// Its words, and how long decoding the audio took (milliseconds).
     Transcript {
         transcript: Transcript,
@@ -717,18 +717,18 @@ fn decode_and_transcribe(
     mime: &str,
     limits: &DecodeLimits,
     until: Deadline,
-) -> Result<Heard, RecordError> {
+) -> Result<Listened, RecordError> {
     let decoding = Instant::now();
     let decoded = match audio::decode(bytes, Some(mime), limits) {
         Ok(decoded) => decoded,
         Err(AudioError::Internal(reason)) => {
             return Err(RecordError::Audio(AudioError::Internal(reason)));
         }
-        Err(e) => return Ok(Heard::Unusable(e.to_string())),
+        Err(e) => return Ok(Listened::Unusable(e.to_string())),
     };
     let decode_ms = decoding.elapsed().as_secs_f64() * 1e3;
     match engine.transcribe_by(&decoded.samples, until) {
-        Ok(transcript) => Ok(Heard::Transcript {
+        Ok(transcript) => Ok(Listened::Transcript {
             transcript,
             decode_ms,
         }),
@@ -736,7 +736,7 @@ fn decode_and_transcribe(
             e @ (SpeechError::TooLong { .. }
             | SpeechError::InvalidSamples { .. }
             | SpeechError::OutOfTime { .. }),
-        ) => Ok(Heard::Unusable(e.to_string())),
+        ) => Ok(Listened::Unusable(e.to_string())),
         Err(e) => Err(RecordError::Speech(e)),
     }
 }

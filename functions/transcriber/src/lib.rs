@@ -15,4 +15,4 @@ pub mod speech;
 pub mod whisper_model;
 
 pub use config::Config;
-pub use handler::{Handled, Limits, RecordError, Speech, StartError, Transcriber};
+pub use handler::{Handled, MediaBounds, RecordError, Speech, StartError, Transcriber};

@@ -149,7 +149,7 @@ fn base_detects_spanish_and_transcribes_it() {
 fn base_transcribes_in_a_forced_language_without_detecting() {
     let fx = Fixtures::new();
     let samples = voice_note_samples(&fx, "es", SPANISH);
-    let engine = engine("ggml-base.bin", Language::Fixed("es".into()));
+    let engine = engine("ggml-base.bin", Language::Forced("es".into()));
     assert_eq!(engine.forced_language(), Some("es"));
     let transcript = engine.transcribe(&samples).unwrap();
     assert_eq!(transcript.language.as_deref(), Some("es"));
@@ -168,7 +168,7 @@ fn silence_gives_an_empty_transcript_and_a_forced_foreign_language_is_refused_on
 
     let err = Engine::load(&SpeechSettings {
         model_path: model("ggml-tiny.en.bin"),
-        language: Language::Fixed("es".into()),
+        language: Language::Forced("es".into()),
         threads: 2,
     })
     .unwrap_err();

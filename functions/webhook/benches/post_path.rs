@@ -1,5 +1,5 @@
 //! The webhook's POST path without network: the constant-time signature check, the
-//! parse of the notification, and the plan (envelopes serialised into SQS batch
+//! parse of the notification, and the triage (envelopes serialised into SQS batch
 //! entries with their group and deduplication ids). SQS itself is not measured.
 //!
 //! `cargo bench -p webhook --bench post_path`
@@ -92,7 +92,7 @@ fn bench(c: &mut Criterion) {
         let header = signature::sign(SECRET, &body);
         // The bench measures the real path: check it does the real work once.
         let planned =
-            intake::verify_and_plan(SECRET, Some(header.as_bytes()), &body, NOW_MS, &allow)
+            intake::verify_and_triage(SECRET, Some(header.as_bytes()), &body, NOW_MS, &allow)
                 .expect("the bench body is correctly signed");
         assert_eq!(planned.messages.len(), expected);
         assert!(planned.quarantine.is_none());
@@ -100,7 +100,7 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(format!("verify_parse_plan/{name}"), |b| {
             b.iter(|| {
-                intake::verify_and_plan(
+                intake::verify_and_triage(
                     black_box(SECRET),
                     black_box(Some(header.as_bytes())),
                     black_box(&body),
@@ -115,7 +115,7 @@ fn bench(c: &mut Criterion) {
             })
         });
         group.bench_function(format!("parse_plan_only/{name}"), |b| {
-            b.iter(|| intake::plan(black_box(&body), NOW_MS, &allow))
+            b.iter(|| intake::triage(black_box(&body), NOW_MS, &allow))
         });
     }
     group.finish();

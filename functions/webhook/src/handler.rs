@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::intake::{self, Intake, Plan};
+use crate::intake::{self, Intake, Triage};
 
 /// The webhook, with its secrets and clients. Build it once per container.
 #[derive(Debug, Clone)]
@@ -130,60 +130,60 @@ impl Webhook {
             .headers()
             .get(signature::HEADER)
             .map(|v| v.as_bytes());
-        let plan = match intake::verify_and_plan(
+        let triage = match intake::verify_and_triage(
             self.app_secret.expose().as_bytes(),
             header,
             body,
             now_ms(),
             &self.intake,
         ) {
-            Ok(plan) => plan,
+            Ok(triage) => triage,
             Err(e) => {
                 warn!(reason = %e, bytes = body.len(), "refusing a webhook POST with a bad signature");
                 return respond(StatusCode::UNAUTHORIZED, "invalid signature");
             }
         };
-        match self.deliver(body, &plan).await {
+        match self.enqueue(body, &triage).await {
             Ok(()) => {
                 info!(
-                    messages = plan.messages.len(),
-                    statuses = plan.statuses,
-                    refused_senders = plan.refused_senders,
-                    other_numbers = plan.other_numbers,
-                    quarantined = plan.quarantine.is_some(),
+                    messages = triage.messages.len(),
+                    statuses = triage.statuses,
+                    refused_senders = triage.refused_senders,
+                    other_numbers = triage.other_numbers,
+                    quarantined = triage.quarantine.is_some(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "webhook notification accepted"
                 );
                 let count = |n: usize| n as f64;
-                for (kind, n) in &plan.types {
+                for (kind, n) in &triage.types {
                     Metrics::of("webhook")
                         .dimension("Type", *kind)
                         .value("Messages", Unit::Count, count(*n))
                         .emit();
                 }
                 Metrics::of("webhook")
-                    .value("Statuses", Unit::Count, count(plan.statuses))
-                    .value("RefusedSenders", Unit::Count, count(plan.refused_senders))
-                    .value("OtherNumbers", Unit::Count, count(plan.other_numbers))
+                    .value("Statuses", Unit::Count, count(triage.statuses))
+                    .value("RefusedSenders", Unit::Count, count(triage.refused_senders))
+                    .value("OtherNumbers", Unit::Count, count(triage.other_numbers))
                     .value(
                         "Quarantined",
                         Unit::Count,
-                        count(usize::from(plan.quarantine.is_some())),
+                        count(usize::from(triage.quarantine.is_some())),
                     )
                     .emit();
                 respond(StatusCode::OK, "ok")
             }
             Err(e) => {
-                error!(error = %e, messages = plan.messages.len(), "could not take the notification in; answering 500 so Meta delivers it again");
+                error!(error = %e, messages = triage.messages.len(), "could not take the notification in; answering 500 so Meta delivers it again");
                 respond(StatusCode::INTERNAL_SERVER_ERROR, "try again later")
             }
         }
     }
 
     /// Enqueues the planned messages, then keeps an unparsable body in quarantine.
-    async fn deliver(&self, body: &[u8], plan: &Plan) -> Result<(), DeliveryError> {
-        self.queue.send_all(&plan.messages).await?;
-        if let Some(reason) = &plan.quarantine {
+    async fn enqueue(&self, body: &[u8], triage: &Triage) -> Result<(), DeliveryError> {
+        self.queue.send_all(&triage.messages).await?;
+        if let Some(reason) = &triage.quarantine {
             let digest = hex::encode(Sha256::digest(body));
             let key = keys::quarantine(now_ms() / 1000, &digest);
             self.store

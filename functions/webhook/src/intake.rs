@@ -15,7 +15,7 @@ pub const WHATSAPP_OBJECT: &str = "whatsapp_business_account";
 
 /// What to do with a correctly signed body.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
+pub struct Triage {
     /// One queue message per inbound WhatsApp message, in notification order.
     pub messages: Vec<Outgoing>,
     /// How many of `messages` are of each type (`text`, `audio`, …), for the metrics.
@@ -37,17 +37,17 @@ pub fn allows(list: &SenderList, sender: &Sender) -> bool {
     list.is_empty() || list.contains(sender)
 }
 
-/// Checks the signature, then plans. The signature is checked before anything of
+/// Checks the signature, then triages. The signature is checked before anything of
 /// the body is read.
-pub fn verify_and_plan(
+pub fn verify_and_triage(
     app_secret: &[u8],
     signature_header: Option<&[u8]>,
     body: &[u8],
     now_ms: i64,
     intake: &Intake,
-) -> Result<Plan, SignatureError> {
+) -> Result<Triage, SignatureError> {
     signature::verify(app_secret, body, signature_header)?;
-    Ok(plan(body, now_ms, intake))
+    Ok(triage(body, now_ms, intake))
 }
 
 /// How messages are taken in: who may write, and the deployment's key their user tags
@@ -68,33 +68,33 @@ impl Intake {
     }
 }
 
-/// Plans a signed body: parses it and builds the queue messages.
-pub fn plan(body: &[u8], now_ms: i64, intake: &Intake) -> Plan {
+/// Triages a signed body: parses it and builds the queue messages.
+pub fn triage(body: &[u8], now_ms: i64, intake: &Intake) -> Triage {
     let notification: Notification = match serde_json::from_slice(body) {
         Ok(n) => n,
         Err(e) => {
-            return Plan {
+            return Triage {
                 quarantine: Some(format!("body is not a WhatsApp notification: {e}")),
-                ..Plan::default()
+                ..Triage::default()
             };
         }
     };
-    let mut plan = Plan::default();
+    let mut triage = Triage::default();
     if notification.object != WHATSAPP_OBJECT {
         warn!(object = %notification.object, "ignoring a notification that is not about WhatsApp");
-        return plan;
+        return triage;
     }
     for change in notification.entry.iter().flat_map(|e| &e.changes) {
         if change.field != "messages" {
             debug!(field = %change.field, "ignoring a change to another webhook field");
             continue;
         }
-        plan_change(&change.value, now_ms, intake, &mut plan);
+        triage_change(&change.value, now_ms, intake, &mut triage);
     }
-    plan
+    triage
 }
 
-fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Plan) {
+fn triage_change(value: &ChangeValue, now_ms: i64, intake: &Intake, triage: &mut Triage) {
     for error in value.errors.iter().filter_map(Lenient::valid) {
         warn!(
             code = error.code,
@@ -104,7 +104,7 @@ fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Pla
     }
     for status in value.statuses.iter().filter_map(Lenient::valid) {
         log_status(status, &intake.tags);
-        plan.statuses += 1;
+        triage.statuses += 1;
     }
     let invalid = value.invalid_others();
     if invalid > 0 {
@@ -113,7 +113,7 @@ fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Pla
             invalid,
             "contacts, statuses, errors or metadata whose fields do not have the types Meta documents"
         );
-        plan.quarantine = Some(format!(
+        triage.quarantine = Some(format!(
             "{invalid} contacts, statuses, errors or metadata do not parse"
         ));
     }
@@ -121,7 +121,7 @@ fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Pla
         return;
     }
     let Some(metadata) = value.metadata.as_ref().and_then(Lenient::valid) else {
-        plan.quarantine = Some("messages without metadata.phone_number_id".into());
+        triage.quarantine = Some("messages without metadata.phone_number_id".into());
         return;
     };
     let contacts = value.valid_contacts();
@@ -132,7 +132,7 @@ fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Pla
             messages = value.messages.len(),
             "dropping messages to a business number this deployment does not serve (WHATSAPP_PHONE_NUMBER_ID)"
         );
-        plan.other_numbers += value.messages.len();
+        triage.other_numbers += value.messages.len();
         return;
     }
     for message in &value.messages {
@@ -146,20 +146,20 @@ fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Pla
                 );
                 warn!(message = %message, "dropping a message whose fields do not have the types Meta documents");
                 debug!(message = %message, error = %error, "why the message does not parse");
-                plan.quarantine = Some(format!(
+                triage.quarantine = Some(format!(
                     "message {message} does not parse as a WhatsApp message"
                 ));
                 continue;
             }
         };
         if message.id.is_empty() {
-            plan.quarantine = Some("a message without an id".into());
+            triage.quarantine = Some("a message without an id".into());
             continue;
         }
         let Some(envelope) =
             InboundMessage::from_webhook(message, metadata, &contacts, &intake.tags, now_ms)
         else {
-            plan.quarantine = Some(format!(
+            triage.quarantine = Some(format!(
                 "message {} names no sender (no from, no from_user_id)",
                 intake.tags.message(&message.id)
             ));
@@ -168,17 +168,19 @@ fn plan_change(value: &ChangeValue, now_ms: i64, intake: &Intake, plan: &mut Pla
         let (user, tag) = (&envelope.user, &envelope.message_tag);
         if !allows(&intake.allow, &envelope.sender) {
             info!(user = %user, message = %tag, "dropping a message from a sender outside ALLOWED_SENDERS");
-            plan.refused_senders += 1;
+            triage.refused_senders += 1;
             continue;
         }
         debug!(user = %user, message = %tag, kind = envelope.content.kind(), "enqueueing a message");
         match Outgoing::new(&envelope, user, queue::dedup_id(tag.as_str(), None)) {
             Ok(outgoing) => {
-                plan.messages.push(outgoing);
-                *plan.types.entry(envelope.content.kind()).or_default() += 1;
+                triage.messages.push(outgoing);
+                *triage.types.entry(envelope.content.kind()).or_default() += 1;
             }
             // Serialising our own types cannot fail in practice; keep the body if it does.
-            Err(e) => plan.quarantine = Some(format!("message {tag} could not be serialised: {e}")),
+            Err(e) => {
+                triage.quarantine = Some(format!("message {tag} could not be serialised: {e}"))
+            }
         }
     }
 }
@@ -237,10 +239,11 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_json_is_quarantined() {
-        let plan = plan(b"{not json", 0, &open());
-        assert!(plan.messages.is_empty());
+        let triage = triage(b"{not json", 0, &open());
+        assert!(triage.messages.is_empty());
         assert!(
-            plan.quarantine
+            triage
+                .quarantine
                 .unwrap()
                 .contains("not a WhatsApp notification")
         );
@@ -249,8 +252,8 @@ mod tests {
     #[test]
     fn other_objects_and_fields_are_acknowledged_and_ignored() {
         let page = br#"{"object":"page","entry":[]}"#;
-        assert_eq!(plan(page, 0, &open()), Plan::default());
+        assert_eq!(triage(page, 0, &open()), Triage::default());
         let other_field = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"account_update","value":{}}]}]}"#;
-        assert_eq!(plan(other_field, 0, &open()), Plan::default());
+        assert_eq!(triage(other_field, 0, &open()), Triage::default());
     }
 }

@@ -5,8 +5,8 @@
 //! a failure to the test suite.
 //!
 //! - [`webhook_body`]: a signed webhook body through the webhook's planner
-//!   ([`webhook::intake::plan`]), with and without an allow-list, and through
-//!   [`webhook::intake::verify_and_plan`] with the right and a wrong signature.
+//!   ([`webhook::intake::triage`]), with and without an allow-list, and through
+//!   [`webhook::intake::verify_and_triage`] with the right and a wrong signature.
 //! - [`audio_decode`]: a media file through [`transcriber::audio::decode`] under
 //!   [`fuzz_decode_limits`], with a MIME hint picked by the first byte.
 
@@ -17,7 +17,7 @@ use remedios_shared::queue::{self, Outgoing};
 use remedios_shared::signature::{self, SignatureError};
 use remedios_shared::user::{SenderList, TagKey};
 use transcriber::audio::{self, AudioError, DecodeLimits, DecodedAudio, TARGET_SAMPLE_RATE};
-use webhook::intake::{self, Intake, Plan};
+use webhook::intake::{self, Intake, Triage};
 
 /// The clock the fuzzed webhook runs at (Unix milliseconds).
 pub const NOW_MS: i64 = 1_750_000_000_000;
@@ -44,17 +44,17 @@ fn tags() -> TagKey {
     }
 }
 
-/// Plans `body` as the webhook would after a good signature, and checks that:
+/// Triages `body` as the webhook would after a good signature, and checks that:
 ///
 /// - every queue message is a body SQS accepts, decodes back into an envelope of this
 ///   version with the same message id, and is grouped and deduplicated as the webhook
 ///   promises (group = the sender's tag, dedup id = the message's keyed tag);
 /// - the allow-list only removes messages: open = allowed + refused, nothing else changes;
-/// - a signed body verifies and plans the same; a wrong signature is refused.
+/// - a signed body verifies and triages the same; a wrong signature is refused.
 ///
-/// Returns the plan of the open (no allow-list) run.
-pub fn webhook_body(body: &[u8]) -> Plan {
-    let open = intake::plan(body, NOW_MS, &intake(SenderList::default()));
+/// Returns the triage of the open (no allow-list) run.
+pub fn webhook_body(body: &[u8]) -> Triage {
+    let open = intake::triage(body, NOW_MS, &intake(SenderList::default()));
     assert_eq!(
         open.refused_senders, 0,
         "an open allow-list refused someone"
@@ -63,7 +63,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
         check_outgoing(outgoing);
     }
 
-    let restricted = intake::plan(
+    let restricted = intake::triage(
         body,
         NOW_MS,
         &intake(SenderList::parse(Some(ALLOWED_SENDERS))),
@@ -84,7 +84,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
     }
 
     let header = signature::sign(APP_SECRET, body);
-    match intake::verify_and_plan(
+    match intake::verify_and_triage(
         APP_SECRET,
         Some(header.as_bytes()),
         body,
@@ -96,7 +96,7 @@ pub fn webhook_body(body: &[u8]) -> Plan {
     }
     let wrong = signature::sign(b"another-secret", body);
     assert_eq!(
-        intake::verify_and_plan(
+        intake::verify_and_triage(
             APP_SECRET,
             Some(wrong.as_bytes()),
             body,

@@ -1,6 +1,6 @@
 //! The event pump: what Lambda's SQS event source mapping does in AWS, on one machine.
 //!
-//! For each [`Source`] (a queue and the function it triggers) a poller long-polls the
+//! For each [`EventSource`] (a queue and the function it triggers) a poller long-polls the
 //! queue, turns what it receives into an [`SqsEvent`] shaped as Lambda sends it
 //! (`eventSource`, `eventSourceARN`, `awsRegion`, the system attributes such as
 //! `ApproximateReceiveCount`, `MessageGroupId`, `SequenceNumber`), invokes the function
@@ -34,7 +34,7 @@ pub const MAX_BATCH: i32 = 10;
 
 /// A queue and the function its messages trigger.
 #[derive(Debug, Clone)]
-pub struct Source {
+pub struct EventSource {
     /// The function name (the binary name under `cargo lambda watch`).
     pub function: String,
     pub queue_url: String,
@@ -214,7 +214,7 @@ pub enum PumpError {
 
 /// The last state of each source, for the status table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SourceHealth {
+pub struct EventSourceHealth {
     /// The last receive or delete error, cleared by the next successful round.
     pub last_error: Option<String>,
     pub batches: u64,
@@ -227,7 +227,7 @@ pub struct Pump<I> {
     sqs: aws_sdk_sqs::Client,
     invoker: Arc<I>,
     settings: Settings,
-    health: Arc<Mutex<HashMap<String, SourceHealth>>>,
+    health: Arc<Mutex<HashMap<String, EventSourceHealth>>>,
     events: tokio::sync::broadcast::Sender<Batch>,
 }
 
@@ -260,16 +260,16 @@ impl<I: Invoke> Pump<I> {
     }
 
     /// The health of each source, by function name.
-    pub fn health(&self) -> HashMap<String, SourceHealth> {
+    pub fn health(&self) -> HashMap<String, EventSourceHealth> {
         self.health
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    /// Starts [`Source::concurrency`] pollers per source; they stop when the handle is
+    /// Starts [`EventSource::concurrency`] pollers per source; they stop when the handle is
     /// dropped.
-    pub fn start(&self, sources: Vec<Source>) -> PumpHandle {
+    pub fn start(&self, sources: Vec<EventSource>) -> PumpHandle {
         let tasks = sources
             .into_iter()
             .flat_map(|source| {
@@ -284,7 +284,7 @@ impl<I: Invoke> Pump<I> {
     }
 
     /// Polls `source` until the task is aborted.
-    async fn run(&self, source: Source) {
+    async fn run(&self, source: EventSource) {
         loop {
             match self.poll_once(&source).await {
                 Ok(_) => self.record(&source, |h| h.last_error = None),
@@ -298,18 +298,18 @@ impl<I: Invoke> Pump<I> {
         }
     }
 
-    fn client<'a>(&'a self, source: &'a Source) -> &'a aws_sdk_sqs::Client {
+    fn client<'a>(&'a self, source: &'a EventSource) -> &'a aws_sdk_sqs::Client {
         source.sqs.as_ref().unwrap_or(&self.sqs)
     }
 
-    fn record(&self, source: &Source, update: impl FnOnce(&mut SourceHealth)) {
+    fn record(&self, source: &EventSource, update: impl FnOnce(&mut EventSourceHealth)) {
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         update(health.entry(source.function.clone()).or_default());
     }
 
     /// One round: a long-polling receive, then (if anything came) one invocation and
     /// the deletion of what succeeded. `None` when the queue had nothing.
-    pub async fn poll_once(&self, source: &Source) -> Result<Option<Batch>, PumpError> {
+    pub async fn poll_once(&self, source: &EventSource) -> Result<Option<Batch>, PumpError> {
         let received = self
             .client(source)
             .receive_message()
@@ -395,7 +395,7 @@ impl<I: Invoke> Pump<I> {
         Ok(Some(batch))
     }
 
-    async fn delete(&self, source: &Source, done: &[&Message]) -> Result<(), PumpError> {
+    async fn delete(&self, source: &EventSource, done: &[&Message]) -> Result<(), PumpError> {
         if done.is_empty() {
             return Ok(());
         }

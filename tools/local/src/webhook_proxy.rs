@@ -3,10 +3,10 @@
 //! watch` as API Gateway or a function URL does in AWS.
 //!
 //! It is an HTTP/1 server that does not let slow or idle clients hold it: the request
-//! head must arrive within [`Limits::header_timeout`] (hyper's header read timeout,
+//! head must arrive within [`ProxyBounds::header_timeout`] (hyper's header read timeout,
 //! which also ends idle keep-alive connections), the body within
-//! [`Limits::body_timeout`] (408 otherwise), the body is bounded like a function URL's
-//! payload (413 above it), and at most [`Limits::max_connections`] connections are
+//! [`ProxyBounds::body_timeout`] (408 otherwise), the body is bounded like a function URL's
+//! payload (413 above it), and at most [`ProxyBounds::max_connections`] connections are
 //! served at once (more wait to be accepted).
 
 use std::convert::Infallible;
@@ -28,7 +28,7 @@ pub const PATH: &str = "/webhook";
 
 /// How long and how much a client may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct ProxyBounds {
     /// From the connection (or the previous response) to the end of the request head.
     pub header_timeout: Duration,
     /// From the end of the head to the end of the body.
@@ -38,9 +38,9 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-impl Default for Limits {
+impl Default for ProxyBounds {
     fn default() -> Self {
-        Limits {
+        ProxyBounds {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(20),
             // A Lambda function URL refuses request payloads over 6 MB.
@@ -53,12 +53,12 @@ impl Default for Limits {
 struct Target {
     url: String,
     http: reqwest::Client,
-    limits: Limits,
+    limits: ProxyBounds,
 }
 
 /// Serves [`PATH`] on `listener`, forwarding to `target_url` (the webhook's function
 /// URL), until the task is aborted.
-pub async fn serve(listener: TcpListener, target_url: String, limits: Limits) {
+pub async fn serve(listener: TcpListener, target_url: String, limits: ProxyBounds) {
     let target = Arc::new(Target {
         url: target_url,
         http: reqwest::Client::new(),

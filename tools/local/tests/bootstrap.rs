@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-fn plan(args: &[&str], gpt4all_url: Option<&str>) -> String {
+fn planned(args: &[&str], gpt4all_url: Option<&str>) -> String {
     let script = remedios_emulators::paths::workspace_root().join("scripts/bootstrap.sh");
     let mut command = Command::new("bash");
     command
@@ -32,7 +32,7 @@ fn line<'a>(plan: &'a str, what: &str) -> &'a str {
 
 #[test]
 fn up_with_its_own_gpt4all_host_never_builds_llama_cpp() {
-    let own_host = plan(&["--run"], Some("http://192.168.1.20:4891/v1"));
+    let own_host = planned(&["--run"], Some("http://192.168.1.20:4891/v1"));
     let pip = line(&own_host, "pip");
     assert!(pip.ends_with("requirements-run.lock"), "{pip}");
     assert!(
@@ -48,10 +48,10 @@ fn up_with_its_own_gpt4all_host_never_builds_llama_cpp() {
     }
     assert_eq!(line(&own_host, "cargo-nextest"), "no");
 
-    let local_model = plan(&["--run"], None);
+    let local_model = planned(&["--run"], None);
     assert!(line(&local_model, "pip").contains("requirements-model.lock"));
 
-    let tests = plan(&[], Some("http://192.168.1.20:4891/v1"));
+    let tests = planned(&[], Some("http://192.168.1.20:4891/v1"));
     assert!(
         line(&tests, "pip").ends_with("requirements-dev.lock"),
         "the tests get everything"

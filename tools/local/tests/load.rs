@@ -31,7 +31,7 @@ use remedios_local::stack::{LocalStack, Options};
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, Recorded, SentText};
 use remedios_testkit::meta::{self, User};
 use remedios_testkit::stand_in::{OVERLONG_MARK, SLOW_MARK, STAND_IN_MODEL, answer_to};
-use responder::texts::{Fixed, Lang};
+use responder::texts::{FixedText, Lang};
 
 /// Users sending at the same time (each sends its own messages one after another, as
 /// Meta delivers one user's messages in order).
@@ -134,7 +134,7 @@ impl StandIn {
 // ---------------------------------------------------------------------------------------
 // The load: users, their messages, signed as Meta signs them.
 
-struct Planned {
+struct Scripted {
     user: usize,
     wa_id: String,
     id: String,
@@ -158,7 +158,7 @@ struct Marks {
 
 /// `users` users with `per_user` text messages each; one message in ten is delivered
 /// twice. `marks` names the messages the stand-in answers slowly or refuses.
-fn plan(secret: &str, users: usize, per_user: usize, marks: &Marks) -> Vec<Vec<Planned>> {
+fn script(secret: &str, users: usize, per_user: usize, marks: &Marks) -> Vec<Vec<Scripted>> {
     (0..users)
         .map(|u| {
             let wa_id = format!("1555{u:07}");
@@ -181,7 +181,7 @@ fn plan(secret: &str, users: usize, per_user: usize, marks: &Marks) -> Vec<Vec<P
                         meta::text(&user, &id, 1_764_000_000 + m as i64, &text),
                     );
                     let signature = meta::sign(secret.as_bytes(), body.as_bytes());
-                    Planned {
+                    Scripted {
                         user: u,
                         wa_id: wa_id.clone(),
                         id,
@@ -208,7 +208,7 @@ struct Answers {
 
 /// Delivers one notification as Meta does: retried with backoff until it is answered
 /// 200 (Meta keeps retrying for days; here at most 40 times).
-async fn deliver(http: &reqwest::Client, url: &str, p: &Planned, answers: &Mutex<Answers>) {
+async fn post(http: &reqwest::Client, url: &str, p: &Scripted, answers: &Mutex<Answers>) {
     let mut wait = Duration::from_millis(100);
     for _ in 0..40 {
         let started = Instant::now();
@@ -236,20 +236,20 @@ async fn deliver(http: &reqwest::Client, url: &str, p: &Planned, answers: &Mutex
 }
 
 /// Sends every user's messages, `SENDERS` users at a time; how long it took.
-async fn burst(url: &str, plan: &[Vec<Planned>], answers: &Mutex<Answers>) -> Duration {
+async fn burst(url: &str, script: &[Vec<Scripted>], answers: &Mutex<Answers>) -> Duration {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(SENDERS)
         .build()
         .expect("http client");
     let started = Instant::now();
-    futures::stream::iter(plan)
+    futures::stream::iter(script)
         .map(|messages| {
             let http = &http;
             async move {
                 for p in messages {
-                    deliver(http, url, p, answers).await;
+                    post(http, url, p, answers).await;
                     if p.twice {
-                        deliver(http, url, p, answers).await;
+                        post(http, url, p, answers).await;
                     }
                 }
             }
@@ -370,9 +370,13 @@ async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
 }
 
 /// Waits until every planned message has a reply; the time it took.
-async fn wait_for_replies(stack: &LocalStack, plan: &[Vec<Planned>], limit: Duration) -> Duration {
+async fn wait_for_replies(
+    stack: &LocalStack,
+    script: &[Vec<Scripted>],
+    limit: Duration,
+) -> Duration {
     let graph = stack.graph_emulator().expect("the Graph API emulator");
-    let expected: HashSet<&str> = plan.iter().flatten().map(|p| p.id.as_str()).collect();
+    let expected: HashSet<&str> = script.iter().flatten().map(|p| p.id.as_str()).collect();
     let started = Instant::now();
     let mut last_report = Instant::now();
     loop {
@@ -448,7 +452,7 @@ struct Verdict {
 }
 
 fn verdict(
-    plan: &[Vec<Planned>],
+    script: &[Vec<Scripted>],
     sent_texts: &[SentText],
     pump: &PumpLog,
     delivered: usize,
@@ -460,7 +464,7 @@ fn verdict(
         }
     }
     let mut v = Verdict {
-        sent: plan.iter().map(Vec::len).sum(),
+        sent: script.iter().map(Vec::len).sum(),
         delivered,
         ..Verdict::default()
     };
@@ -476,7 +480,7 @@ fn verdict(
             }
         }
     }
-    for messages in plan {
+    for messages in script {
         let mut last_seq = 0;
         for p in messages {
             let Some(texts) = replies.get(p.id.as_str()) else {
@@ -492,9 +496,9 @@ fn verdict(
             let expected = if p.refused {
                 Lang::ALL
                     .iter()
-                    .map(|&lang| Fixed::CannotAnswer.default_text(lang).to_owned())
+                    .map(|&lang| FixedText::CannotAnswer.default_text(lang).to_owned())
                     .find(|apology| *apology == first.body)
-                    .unwrap_or_else(|| Fixed::CannotAnswer.default_text(Lang::En).to_owned())
+                    .unwrap_or_else(|| FixedText::CannotAnswer.default_text(Lang::En).to_owned())
             } else {
                 answer_to(&p.text)
             };
@@ -624,7 +628,7 @@ async fn start_stack(log_dir: &Path, model: &StandIn, aws_link: bool) -> LocalSt
 /// 5-minute deduplication window, takes it as new), and is not answered again.
 async fn replay_old(
     stack: &LocalStack,
-    plan: &[Vec<Planned>],
+    script: &[Vec<Scripted>],
     pump: &Mutex<PumpLog>,
     count: usize,
 ) {
@@ -632,8 +636,8 @@ async fn replay_old(
     let before = graph.sent_texts().len();
     let records_before = pump.lock().expect("pump log").records.clone();
     let answers = Mutex::new(Answers::default());
-    let total: usize = plan.iter().map(Vec::len).sum();
-    let old: Vec<&Planned> = plan
+    let total: usize = script.iter().map(Vec::len).sum();
+    let old: Vec<&Scripted> = script
         .iter()
         .flatten()
         .step_by((total / count.max(1)).max(1))
@@ -641,7 +645,7 @@ async fn replay_old(
         .collect();
     let http = reqwest::Client::new();
     for p in &old {
-        deliver(&http, &stack.info().webhook_url, p, &answers).await;
+        post(&http, &stack.info().webhook_url, p, &answers).await;
     }
     let answers = answers.into_inner().expect("answers");
     assert!(
@@ -691,8 +695,8 @@ async fn a_burst_of_notifications_from_many_users_is_answered_once_each_in_order
     let stack = start_stack(logs.path(), &model, false).await;
     let (pump, _watch) = watch_pump(&stack);
     let users = users();
-    let plan = plan(&stack.info().app_secret, users, PER_USER, &Marks::default());
-    let delivered = plan
+    let script = script(&stack.info().app_secret, users, PER_USER, &Marks::default());
+    let delivered = script
         .iter()
         .flatten()
         .map(|p| 1 + usize::from(p.twice))
@@ -704,8 +708,8 @@ async fn a_burst_of_notifications_from_many_users_is_answered_once_each_in_order
     );
 
     let answers = Mutex::new(Answers::default());
-    let burst_took = burst(&stack.info().webhook_url, &plan, &answers).await;
-    let drain = wait_for_replies(&stack, &plan, DRAIN_LIMIT).await;
+    let burst_took = burst(&stack.info().webhook_url, &script, &answers).await;
+    let drain = wait_for_replies(&stack, &script, DRAIN_LIMIT).await;
     wait_for_empty_queues(&stack, Duration::from_secs(120)).await;
     let answers = answers.into_inner().expect("answers");
     assert!(
@@ -718,7 +722,7 @@ async fn a_burst_of_notifications_from_many_users_is_answered_once_each_in_order
     let v = {
         let log = pump.lock().expect("pump log");
         assert_eq!(log.lagged, 0, "pump events missed");
-        verdict(&plan, &sent, &log, delivered)
+        verdict(&script, &sent, &log, delivered)
     };
     report(
         &format!(
@@ -737,7 +741,7 @@ async fn a_burst_of_notifications_from_many_users_is_answered_once_each_in_order
     );
     assert_no_dead_letters(&stack).await;
 
-    replay_old(&stack, &plan, &pump, 50).await;
+    replay_old(&stack, &script, &pump, 50).await;
     stack.shutdown().await;
 }
 
@@ -858,8 +862,8 @@ async fn faults_during_a_burst_lose_nothing_and_send_nothing_twice() {
         refused: vec![(50, 4), (60, 4), (70, 5), (80, 4), (90, 6)],
     };
     let users = users();
-    let plan = plan(&stack.info().app_secret, users, PER_USER, &marks);
-    let delivered = plan
+    let script = script(&stack.info().app_secret, users, PER_USER, &marks);
+    let delivered = script
         .iter()
         .flatten()
         .map(|p| 1 + usize::from(p.twice))
@@ -868,10 +872,10 @@ async fn faults_during_a_burst_lose_nothing_and_send_nothing_twice() {
     let answers = Mutex::new(Answers::default());
     let url = stack.info().webhook_url.clone();
     let (burst_took, injected) = tokio::join!(
-        burst(&url, &plan, &answers),
+        burst(&url, &script, &answers),
         inject_faults(&mut stack, &mut model)
     );
-    let drain = wait_for_replies(&stack, &plan, DRAIN_LIMIT).await;
+    let drain = wait_for_replies(&stack, &script, DRAIN_LIMIT).await;
     wait_for_empty_queues(&stack, Duration::from_secs(300)).await;
     let answers = answers.into_inner().expect("answers");
     assert!(
@@ -891,7 +895,7 @@ async fn faults_during_a_burst_lose_nothing_and_send_nothing_twice() {
         let log = pump.lock().expect("pump log");
         assert_eq!(log.lagged, 0, "pump events missed");
         (
-            verdict(&plan, &sent, &log, delivered),
+            verdict(&script, &sent, &log, delivered),
             log.failed_invocations.clone(),
             log.reported_failures.clone(),
         )
@@ -939,7 +943,7 @@ async fn faults_during_a_burst_lose_nothing_and_send_nothing_twice() {
         "one apology per refused message"
     );
     assert_no_dead_letters(&stack).await;
-    replay_old(&stack, &plan, &pump, 50).await;
+    replay_old(&stack, &script, &pump, 50).await;
     stack.shutdown().await;
 }
 
@@ -962,7 +966,7 @@ fn note_seconds() -> u32 {
 }
 
 /// One text from each of `count` users numbered from `first`: (id, body, signature).
-fn texts(secret: &str, first: usize, count: usize, round: &str) -> Vec<Planned> {
+fn texts(secret: &str, first: usize, count: usize, round: &str) -> Vec<Scripted> {
     (first..first + count)
         .map(|u| {
             let wa_id = format!("1556{u:07}");
@@ -971,7 +975,7 @@ fn texts(secret: &str, first: usize, count: usize, round: &str) -> Vec<Planned> 
             let text = format!("user {u} asks in round {round}");
             let body = meta::single(&user, meta::text(&user, &id, 1_764_000_000, &text));
             let signature = meta::sign(secret.as_bytes(), body.as_bytes());
-            Planned {
+            Scripted {
                 user: u,
                 wa_id,
                 id,
@@ -986,7 +990,7 @@ fn texts(secret: &str, first: usize, count: usize, round: &str) -> Vec<Planned> 
 }
 
 /// Sends `planned` (at most `SENDERS` at once) and returns when each was accepted.
-async fn send_all(url: &str, planned: &[Planned]) -> HashMap<String, Instant> {
+async fn send_all(url: &str, planned: &[Scripted]) -> HashMap<String, Instant> {
     let answers = Mutex::new(Answers::default());
     let accepted = Mutex::new(HashMap::new());
     let http = reqwest::Client::new();
@@ -994,7 +998,7 @@ async fn send_all(url: &str, planned: &[Planned]) -> HashMap<String, Instant> {
         .map(|p| {
             let (http, answers, accepted) = (&http, &answers, &accepted);
             async move {
-                deliver(http, url, p, answers).await;
+                post(http, url, p, answers).await;
                 accepted
                     .lock()
                     .expect("accepted")
@@ -1038,7 +1042,7 @@ async fn first_answers(
 
 /// Latencies of `planned` texts from acceptance to first answer, sorted.
 fn latencies(
-    planned: &[Planned],
+    planned: &[Scripted],
     accepted: &HashMap<String, Instant>,
     answered: &HashMap<String, Instant>,
 ) -> Vec<Duration> {
@@ -1057,7 +1061,7 @@ fn latencies(
 }
 
 /// Checks that each of `planned` got exactly one answer, its own, to its sender.
-fn assert_texts_answered(planned: &[Planned], replies: &BTreeMap<String, Vec<SentText>>) {
+fn assert_texts_answered(planned: &[Scripted], replies: &BTreeMap<String, Vec<SentText>>) {
     for p in planned {
         let got = replies
             .get(&p.id)
@@ -1138,7 +1142,7 @@ async fn long_voice_notes_from_a_few_senders_do_not_hold_up_everyone_elses_texts
         &remedios_testkit::audio::long_text(seconds),
     );
     let graph = stack.graph_emulator().expect("the Graph API emulator");
-    let notes: Vec<Planned> = (0..LONG_AUDIO_SENDERS)
+    let notes: Vec<Scripted> = (0..LONG_AUDIO_SENDERS)
         .flat_map(|s| (0..NOTES_EACH).map(move |n| (s, n)))
         .map(|(s, n)| {
             let wa_id = format!("1557{s:07}");
@@ -1157,7 +1161,7 @@ async fn long_voice_notes_from_a_few_senders_do_not_hold_up_everyone_elses_texts
                 ),
             );
             let signature = meta::sign(secret.as_bytes(), body.as_bytes());
-            Planned {
+            Scripted {
                 user: s,
                 wa_id,
                 id,
@@ -1172,13 +1176,13 @@ async fn long_voice_notes_from_a_few_senders_do_not_hold_up_everyone_elses_texts
     let notes_sent = Instant::now();
     // Each sender's notes in order, the senders at once.
     futures::future::join_all((0..LONG_AUDIO_SENDERS).map(|s| {
-        let mine: Vec<&Planned> = notes.iter().filter(|p| p.user == s).collect();
+        let mine: Vec<&Scripted> = notes.iter().filter(|p| p.user == s).collect();
         let url = &url;
         async move {
             let answers = Mutex::new(Answers::default());
             let http = reqwest::Client::new();
             for p in mine {
-                deliver(&http, url, p, &answers).await;
+                post(&http, url, p, &answers).await;
             }
         }
     }))

@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use remedios_local::pump::{HttpInvoker, Pump, PumpHandle, Settings, Source};
+use remedios_local::pump::{EventSource, HttpInvoker, Pump, PumpHandle, Settings};
 use remedios_testkit::moto::{self, Moto, QueuePair, QueueSpec};
 
 /// One record as the function saw it.
@@ -172,7 +172,7 @@ async fn harness_with(
             ..Settings::default()
         },
     );
-    let handle = pump.start(vec![Source {
+    let handle = pump.start(vec![EventSource {
         function: "worker".into(),
         queue_url: queue.url.clone(),
         queue_arn: queue.arn.clone(),

@@ -8,11 +8,11 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::RawQuery;
 use axum::routing::any;
-use remedios_local::webhook_proxy::{Limits, serve};
+use remedios_local::webhook_proxy::{ProxyBounds, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const LIMITS: Limits = Limits {
+const LIMITS: ProxyBounds = ProxyBounds {
     header_timeout: Duration::from_secs(1),
     body_timeout: Duration::from_secs(1),
     max_body: 1024,

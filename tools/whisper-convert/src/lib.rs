@@ -31,9 +31,9 @@ pub mod ct2;
 mod error;
 pub mod ggml;
 pub mod mel;
-pub mod plan;
 pub mod precision;
 pub mod source;
+pub mod tensors;
 pub mod vocab;
 
 use std::fmt;
@@ -43,8 +43,8 @@ use std::time::{Duration, Instant};
 
 pub use error::ConvertError;
 pub use ggml::HParams;
-pub use plan::Weights;
 pub use source::ModelFiles;
+pub use tensors::Weights;
 
 /// How to convert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -162,9 +162,9 @@ pub fn convert_files_with(
     let input_bytes = concat.len();
     let mut reader = BufReader::with_capacity(1 << 20, concat);
     let index = ct2::read_index(&mut reader, input_bytes, &file)?;
-    let mut hp = plan::hparams(&index, &file)?;
-    let mut tensors = plan::plan(&index, &hp, &file)?;
-    plan::set_weights(&mut tensors, options.weights, &file)?;
+    let mut hp = tensors::hparams(&index, &file)?;
+    let mut tensors = tensors::output_tensors(&index, &hp, &file)?;
+    tensors::set_weights(&mut tensors, options.weights, &file)?;
     hp.ftype = options.weights.ftype();
     progress(Progress::Indexed {
         variables: index.variables.len(),

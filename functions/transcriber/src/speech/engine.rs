@@ -68,7 +68,7 @@ impl Engine {
         // Normalise (and validate) a forced language before the expensive load.
         let forced = match &settings.language {
             Language::Auto => None,
-            Language::Fixed(code) => Some(language_code(code)?),
+            Language::Forced(code) => Some(language_code(code)?),
         };
         let path = settings.model_path.as_path();
         check_model_file(path)?;

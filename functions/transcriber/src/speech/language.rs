@@ -15,7 +15,7 @@ pub enum Language {
     #[default]
     Auto,
     /// Always this language: a whisper language code such as `"en"` or `"es"`.
-    Fixed(String),
+    Forced(String),
 }
 
 impl Language {
@@ -27,14 +27,14 @@ impl Language {
         if value.is_empty() || value.eq_ignore_ascii_case("auto") {
             return Ok(Self::Auto);
         }
-        language_code(value).map(|code| Self::Fixed(code.to_owned()))
+        language_code(value).map(|code| Self::Forced(code.to_owned()))
     }
 
     /// The forced language code, or `None` for [`Language::Auto`].
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Auto => None,
-            Self::Fixed(code) => Some(code),
+            Self::Forced(code) => Some(code),
         }
     }
 }

@@ -133,11 +133,17 @@ mod tests {
     fn languages_parse_to_whisper_codes() {
         assert_eq!(Language::parse("").unwrap(), Language::Auto);
         assert_eq!(Language::parse(" AUTO ").unwrap(), Language::Auto);
-        assert_eq!(Language::parse("es").unwrap(), Language::Fixed("es".into()));
-        assert_eq!(Language::parse("ES").unwrap(), Language::Fixed("es".into()));
+        assert_eq!(
+            Language::parse("es").unwrap(),
+            Language::Forced("es".into())
+        );
+        assert_eq!(
+            Language::parse("ES").unwrap(),
+            Language::Forced("es".into())
+        );
         assert_eq!(
             Language::parse("Spanish").unwrap(),
-            Language::Fixed("es".into())
+            Language::Forced("es".into())
         );
         assert_eq!("pt".parse::<Language>().unwrap().code(), Some("pt"));
         for bad in ["xx", "e", "es\0", "español", "en-US", "12"] {
@@ -149,7 +155,7 @@ mod tests {
                 "{bad:?}"
             );
         }
-        assert_eq!(Language::Fixed("es".into()).to_string(), "es");
+        assert_eq!(Language::Forced("es".into()).to_string(), "es");
         assert_eq!(Language::Auto.to_string(), "auto");
     }
 
@@ -228,7 +234,7 @@ mod tests {
             SpeechError::InvalidThreads { threads: 0 }
         );
         settings.threads = 2;
-        settings.language = Language::Fixed("klingon".into());
+        settings.language = Language::Forced("klingon".into());
         assert!(matches!(
             Engine::load(&settings).unwrap_err(),
             SpeechError::UnknownLanguage { .. }

@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::pump::{HttpInvoker, Pump, PumpHandle, Settings, Source};
+use crate::pump::{EventSource, HttpInvoker, Pump, PumpHandle, Settings};
 use crate::secrets::{SecretError, put_secret, random_key};
 use remedios_emulators::graph::GraphEmulator;
 use remedios_emulators::iam;
@@ -452,7 +452,7 @@ async fn start_pump(
     let mut started = Vec::new();
     for (function, consumer, queue, concurrency) in sources {
         let key = moto.access_key(function)?;
-        started.push(Source {
+        started.push(EventSource {
             function: (*function).to_owned(),
             queue_url: queue.url.clone(),
             queue_arn: queue.arn.clone(),

@@ -69,7 +69,7 @@ pub struct Options {
     /// test never overwrites the record of a stack a developer is running).
     pub record_state: bool,
     /// The `/webhook` endpoint's timeouts and bounds for slow clients.
-    pub webhook_limits: webhook_proxy::Limits,
+    pub webhook_limits: webhook_proxy::ProxyBounds,
     /// Put a cuttable [`Link`](remedios_emulators::link::Link) between the AWS emulator and its clients (the functions
     /// and the event pump), for tests that give them an outage ([`super::LocalStack::aws_link`]).
     pub aws_link: bool,
@@ -157,7 +157,7 @@ impl Options {
             log_dir: paths::cache_dir().join("local").join("logs"),
             ready_timeout: Duration::from_secs(900),
             record_state: true,
-            webhook_limits: webhook_proxy::Limits::default(),
+            webhook_limits: webhook_proxy::ProxyBounds::default(),
             aws_link: false,
             visibility_timeout: None,
             revive_crashed: true,
@@ -176,7 +176,7 @@ impl Options {
             log_dir: log_dir.to_owned(),
             ready_timeout: Duration::from_secs(900),
             record_state: false,
-            webhook_limits: webhook_proxy::Limits::default(),
+            webhook_limits: webhook_proxy::ProxyBounds::default(),
             aws_link: false,
             visibility_timeout: None,
             revive_crashed: false,

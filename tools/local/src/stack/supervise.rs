@@ -308,7 +308,7 @@ pub(super) fn spawn_functions(
 pub(super) async fn spawn_webhook_proxy(
     port: u16,
     functions_url: &str,
-    limits: webhook_proxy::Limits,
+    limits: webhook_proxy::ProxyBounds,
 ) -> Result<tokio::task::JoinHandle<()>, StackError> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(addr)

@@ -10,7 +10,7 @@ use crate::ggml::{GgmlType, HParams};
 
 /// One tensor of the output and where its data comes from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Planned {
+pub struct OutputTensor {
     /// whisper.cpp name, e.g. `encoder.blocks.0.attn.query.weight`.
     pub name: String,
     /// The CTranslate2 variable the data comes from.
@@ -181,7 +181,7 @@ struct Fused<'s> {
 
 struct Planner<'a> {
     ctx: Ctx<'a>,
-    out: Vec<Planned>,
+    out: Vec<OutputTensor>,
 }
 
 impl Planner<'_> {
@@ -203,7 +203,7 @@ impl Planner<'_> {
         let count: usize = out_shape.iter().product();
         debug_assert_eq!(count, rows * row_len);
         let offset = v.offset + (first * row_len * v.dtype.size()) as u64;
-        self.out.push(Planned {
+        self.out.push(OutputTensor {
             name,
             source: v.name.clone(),
             offset,
@@ -351,7 +351,11 @@ impl Planner<'_> {
 
 /// Lists the tensors of the output in whisper.cpp's order, checking every
 /// source variable's shape and type against the hyper-parameters.
-pub fn plan(index: &Index, hp: &HParams, file: &str) -> Result<Vec<Planned>, ConvertError> {
+pub fn output_tensors(
+    index: &Index,
+    hp: &HParams,
+    file: &str,
+) -> Result<Vec<OutputTensor>, ConvertError> {
     let mut p = Planner {
         ctx: Ctx { index, file },
         out: Vec::new(),
@@ -483,7 +487,7 @@ impl Weights {
 /// the 2-D f16 tensors of the plan change type. Their rows must be whole
 /// q8_0 blocks, as they are in every Whisper model.
 pub fn set_weights(
-    tensors: &mut [Planned],
+    tensors: &mut [OutputTensor],
     weights: Weights,
     file: &str,
 ) -> Result<(), ConvertError> {
@@ -527,10 +531,10 @@ mod tests {
         read_index(&mut Cursor::new(&bytes), bytes.len() as u64, "model.bin").unwrap()
     }
 
-    fn plan_of(vars: &[Var]) -> Result<Vec<Planned>, ConvertError> {
+    fn plan_of(vars: &[Var]) -> Result<Vec<OutputTensor>, ConvertError> {
         let index = index_of(vars);
         let hp = hparams(&index, "model.bin")?;
-        plan(&index, &hp, "model.bin")
+        output_tensors(&index, &hp, "model.bin")
     }
 
     fn replace(vars: &mut [Var], var: Var) {
@@ -588,7 +592,7 @@ mod tests {
         // Width 32: rows of whole blocks.
         let index = index_of(&fake_whisper(32, 100, 1));
         let hp = hparams(&index, "model.bin").unwrap();
-        let f16 = plan(&index, &hp, "model.bin").unwrap();
+        let f16 = output_tensors(&index, &hp, "model.bin").unwrap();
         let mut q8 = f16.clone();
         set_weights(&mut q8, Weights::Q8_0, "model.bin").unwrap();
         let mut quantised = Vec::new();
