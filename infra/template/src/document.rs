@@ -38,6 +38,8 @@ pub struct Parameter {
     pub default: Option<Value>,
     pub allowed_values: Option<Vec<Value>>,
     pub allowed_pattern: Option<String>,
+    /// The longest value a `String` parameter accepts.
+    pub max_length: Option<usize>,
     pub min_value: Option<f64>,
     pub max_value: Option<f64>,
     #[serde(default)]

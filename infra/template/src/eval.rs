@@ -495,6 +495,11 @@ pub(crate) fn parameter_value(
             return Err(invalid(at(), format!("{raw:?} is not one of {allowed:?}")));
         }
     }
+    if let Some(max) = parameter.max_length
+        && raw.chars().count() > max
+    {
+        return Err(invalid(at(), format!("is longer than its MaxLength {max}")));
+    }
     if !parameter.is_number() {
         return Ok(Value::String(raw));
     }
@@ -552,7 +557,7 @@ pub(crate) fn symbolic_resource(s: &str) -> Option<(&str, Option<&str>)> {
 }
 
 /// A scalar as CloudFormation sees it: a string.
-pub(crate) fn scalar_string(value: &Value) -> Result<String, TemplateError> {
+pub fn scalar_string(value: &Value) -> Result<String, TemplateError> {
     match value {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),

@@ -38,6 +38,7 @@ use std::time::Duration;
 pub use document::{Globals, Output, Parameter, Resource, Template};
 pub use error::TemplateError;
 pub use eval::{Deployment, DeploymentSettings};
+pub use properties::LoggingConfig;
 pub use resources::*;
 
 /// Logical id of the queue the webhook fills and the transcriber drains.
@@ -129,8 +130,22 @@ impl Consumer {
 /// Parameters without a default (the phone number id, the GPT4All URL: they shape no
 /// queue and no bucket) get placeholder values.
 pub fn local_resources(stack_name: &str) -> Result<LocalResources, TemplateError> {
+    local_resources_with(stack_name, &BTreeMap::new())
+}
+
+/// [`local_resources`] with template parameters set (a stack's saved overrides).
+pub fn local_resources_with(
+    stack_name: &str,
+    parameters: &BTreeMap<String, String>,
+) -> Result<LocalResources, TemplateError> {
     let template = Template::load(&template_path())?;
-    let deployment = template.deployment(local_settings(&template, stack_name))?;
+    let mut settings = local_settings(&template, stack_name);
+    for (name, value) in parameters {
+        if template.parameters.contains_key(name) {
+            settings = settings.with(name, value);
+        }
+    }
+    let deployment = template.deployment(settings)?;
     let mut secret_parameters = BTreeMap::new();
     for function in [WEBHOOK_FUNCTION, TRANSCRIBER_FUNCTION, RESPONDER_FUNCTION] {
         for (var, value) in deployment.function(function)?.environment {

@@ -208,6 +208,21 @@ pub(crate) struct FunctionProperties {
     pub(crate) events: BTreeMap<String, EventProperties>,
     #[serde(default)]
     pub(crate) layers: Vec<String>,
+    #[serde(default)]
+    pub(crate) logging_config: LoggingConfig,
+}
+
+/// A function's `LoggingConfig`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoggingConfig {
+    /// `Text` or `JSON`.
+    pub log_format: Option<String>,
+    /// The level Lambda filters JSON application logs at, and exports as
+    /// `AWS_LAMBDA_LOG_LEVEL`.
+    pub application_log_level: Option<String>,
+    pub system_log_level: Option<String>,
+    pub log_group: Option<String>,
 }
 
 #[derive(Default, Deserialize)]

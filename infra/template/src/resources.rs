@@ -182,6 +182,7 @@ pub struct Function {
     pub environment: BTreeMap<String, String>,
     pub events: Vec<Event>,
     pub layers: Vec<String>,
+    pub logging: LoggingConfig,
     /// `Metadata.BuildMethod`, e.g. `rust-cargolambda`.
     pub build_method: Option<String>,
     /// `Metadata.BuildProperties.Binary`: the cargo binary SAM copies.
@@ -443,6 +444,7 @@ impl<'t> Deployment<'t> {
             environment,
             events,
             layers: p.layers,
+            logging: p.logging_config,
             build_method: metadata.build_method,
             binary: metadata.build_properties.and_then(|b| b.binary),
         })

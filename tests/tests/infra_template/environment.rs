@@ -597,3 +597,119 @@ fn flag(text: &str) -> Option<bool> {
         _ => None,
     }
 }
+
+/// Lambda refuses a function whose environment variables, names and values together,
+/// exceed 4 KB.
+const LAMBDA_ENVIRONMENT_BYTES: usize = 4096;
+/// What a resource's `Ref` or attribute can grow to in a value: an SQS queue URL
+/// (`https://sqs.<region>.amazonaws.com/<account>/<a name of up to 80>`) or a bucket
+/// name, with room to spare.
+const RESOURCE_VALUE_BYTES: usize = 160;
+/// The longest stack name CloudFormation accepts.
+const LONGEST_STACK_NAME: usize = 128;
+
+/// Each parameter at the longest value it accepts: the longest allowed value, `MaxLength`
+/// characters, or the digits of `MaxValue`. One with no bound gets more than Lambda's
+/// whole budget, so a test that sums it names it.
+fn longest_parameters(template: &Template) -> DeploymentSettings {
+    let mut settings = settings(&[]);
+    settings.stack_name = "s".repeat(LONGEST_STACK_NAME);
+    for (name, parameter) in &template.parameters {
+        let value = if let Some(allowed) = &parameter.allowed_values {
+            allowed
+                .iter()
+                .filter_map(|v| infra::eval::scalar_string(v).ok())
+                .max_by_key(String::len)
+                .unwrap_or_default()
+        } else if parameter.is_number() {
+            match parameter.max_value {
+                Some(max) => format!("{max}"),
+                None => "9".repeat(LAMBDA_ENVIRONMENT_BYTES + 1),
+            }
+        } else {
+            "x".repeat(parameter.max_length.unwrap_or(LAMBDA_ENVIRONMENT_BYTES + 1))
+        };
+        settings = settings.with(name, value);
+    }
+    settings
+}
+
+/// How many bytes `value` can take once deployed: resource placeholders (`${Queue}`)
+/// count as [`RESOURCE_VALUE_BYTES`].
+fn deployed_bytes(value: &str) -> usize {
+    let mut bytes = 0;
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        bytes += start;
+        match rest[start..].find('}') {
+            Some(end) => {
+                bytes += RESOURCE_VALUE_BYTES;
+                rest = &rest[start + end + 1..];
+            }
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    bytes + rest.len()
+}
+
+#[test]
+fn every_functions_environment_fits_lambdas_4_kb_with_every_parameter_at_its_longest() {
+    let template = template();
+    let stack = template
+        .deployment(longest_parameters(&template))
+        .expect("the longest values are accepted");
+    let mut over = Vec::new();
+    for id in FUNCTIONS {
+        let environment = function(&stack, id).environment;
+        let mut sizes: Vec<(usize, &String)> = environment
+            .iter()
+            .map(|(name, value)| (name.len() + deployed_bytes(value), name))
+            .collect();
+        sizes.sort_by(|a, b| b.cmp(a));
+        let total: usize = sizes.iter().map(|(bytes, _)| bytes).sum();
+        println!(
+            "{id}: at most {total} of {LAMBDA_ENVIRONMENT_BYTES} bytes; largest {:?}",
+            &sizes[..3.min(sizes.len())]
+        );
+        if total > LAMBDA_ENVIRONMENT_BYTES {
+            let largest: Vec<_> = sizes.iter().filter(|(bytes, _)| *bytes > 256).collect();
+            over.push(format!("{id} can reach {total} bytes: {largest:?}"));
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "over Lambda's {LAMBDA_ENVIRONMENT_BYTES} bytes of environment (bound the parameters \
+         behind the largest variables with MaxLength or AllowedValues): {over:#?}"
+    );
+}
+
+#[test]
+fn lambda_filters_logs_at_the_level_the_code_reads() {
+    let template = template();
+    for level in ["trace", "debug", "info", "warn", "error"] {
+        let stack = stack(&template, &[("LogLevel", level)]);
+        for id in FUNCTIONS {
+            let f = function(&stack, id);
+            assert_eq!(f.logging.log_format.as_deref(), Some("JSON"), "{id}");
+            let lambda_level = f.logging.application_log_level.unwrap_or_else(|| {
+                panic!("{id} has no ApplicationLogLevel: Lambda filters JSON logs at INFO")
+            });
+            assert_eq!(lambda_level, level.to_uppercase(), "{id}");
+            // What the code reads first, as Lambda exports it, gives the same filter.
+            let read = remedios_shared::telemetry::LogSettings::from_vars(|name| match name {
+                "AWS_LAMBDA_LOG_LEVEL" => Some(lambda_level.clone()),
+                _ => f.environment.get(name).cloned(),
+            });
+            assert_eq!(read.filter, level, "{id}");
+        }
+    }
+    assert!(
+        template
+            .deployment(settings(&[("LogLevel", "responder=debug")]))
+            .is_err(),
+        "a filter Lambda cannot apply is refused at deploy time"
+    );
+}

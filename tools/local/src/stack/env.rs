@@ -99,5 +99,14 @@ pub(super) fn function_env(
         }
         env.insert(k.clone(), v.clone());
     }
+    // What Lambda exports from the template's ApplicationLogLevel (LogLevel), for a plain
+    // level; a finer RUST_LOG filter stays a local convenience.
+    if let Some(level) = env
+        .get("RUST_LOG")
+        .filter(|l| ["trace", "debug", "info", "warn", "error"].contains(&l.as_str()))
+    {
+        let level = level.to_uppercase();
+        env.insert("AWS_LAMBDA_LOG_LEVEL".to_owned(), level);
+    }
     env
 }
