@@ -24,9 +24,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use remedios_shared::store::Store;
+use remedios_template::Template;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::samconfig::StackConfig;
 use crate::secrets::{SecretError, put_secret, random_key};
 
 /// Why a deploy step failed.
@@ -116,7 +118,7 @@ or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
 
 /// Where a secret's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub enum SecretOrigin {
     /// Generated here when the parameter does not exist yet.
     Generated,
     /// Must be given (the environment, or typed in).
@@ -125,10 +127,10 @@ pub enum Source {
 
 /// The secrets of a deployment: the environment variable each is named by, and where a
 /// missing value comes from.
-pub fn secret_sources(var: &str) -> Source {
+pub fn secret_origin(var: &str) -> SecretOrigin {
     match var {
-        "WHATSAPP_VERIFY_TOKEN" | "USER_TAG_KEY" => Source::Generated,
-        _ => Source::Given,
+        "WHATSAPP_VERIFY_TOKEN" | "USER_TAG_KEY" => SecretOrigin::Generated,
+        _ => SecretOrigin::Given,
     }
 }
 
@@ -144,8 +146,12 @@ pub struct SecretAction {
 pub enum Action {
     Created,
     Generated,
+    /// Replaced with the value given, as `--replace` asked.
     Updated,
     Kept,
+    /// A value was given that differs from the stored one, and `--replace` did not name
+    /// the variable: the stored one is kept.
+    Differs,
     /// `--dry-run`: what would happen.
     Would(&'static str),
 }
@@ -157,32 +163,92 @@ impl fmt::Display for SecretAction {
             Action::Generated => "created with a random value",
             Action::Updated => "updated with the value given",
             Action::Kept => "kept (already set)",
+            Action::Differs => {
+                return write!(
+                    f,
+                    "{} ({}): kept; the value given differs from the stored one (pass \
+                     --replace {} to change it{})",
+                    self.parameter,
+                    self.var,
+                    self.var,
+                    replace_warning(&self.var)
+                );
+            }
             Action::Would(what) => what,
         };
         write!(f, "{} ({}): {what}", self.parameter, self.var)
     }
 }
 
+/// The shortest user-tag key accepted: 32 characters (`openssl rand -hex 32` gives 64).
+pub const MIN_TAG_KEY_CHARS: usize = 32;
+
+/// What replacing `var` does to a running deployment, when it is more than a new value.
+fn replace_warning(var: &str) -> &'static str {
+    match var {
+        "USER_TAG_KEY" => {
+            "; a new tag key gives every user a new tag: conversations, limits and the \
+             reply ledger start afresh"
+        }
+        _ => "",
+    }
+}
+
+/// Refuses a value that would break the deployment, before anything is written.
+fn check_value(var: &str, value: &str) -> Result<(), DeployError> {
+    if var == "USER_TAG_KEY" && value.trim().chars().count() < MIN_TAG_KEY_CHARS {
+        return Err(DeployError::Missing(format!(
+            "USER_TAG_KEY is shorter than {MIN_TAG_KEY_CHARS} characters: user tags keyed by it \
+             could be guessed; use `openssl rand -hex 32`, or unset it to have one generated"
+        )));
+    }
+    Ok(())
+}
+
+/// How [`ensure_secrets`] may change what is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretPolicy {
+    /// `--dry-run`: say what would happen, write nothing.
+    pub dry_run: bool,
+    /// `--replace VAR`: the variables whose stored value a given one may replace.
+    pub replace: Vec<String>,
+}
+
 /// Makes every parameter of `parameters` (variable → parameter name) exist as a
-/// SecureString: a value from `given` replaces it; a missing parameter is generated or
-/// asked for with `ask` (which gets the variable's name; `None` when nothing can be asked,
-/// then the error names the variable to set).
+/// SecureString: a missing parameter is created from `given`, generated, or asked for
+/// with `ask` (which gets the variable's name; `None` when nothing can be asked, then the
+/// error names the variable to set). An existing parameter is changed only when
+/// `policy.replace` names its variable; a different value given without it is reported,
+/// never shown, and the stored one kept. A replaced parameter keeps its KMS key. Every
+/// value given is checked before anything is written.
 pub async fn ensure_secrets(
     ssm: &aws_sdk_ssm::Client,
     parameters: &BTreeMap<String, String>,
     given: &dyn Fn(&str) -> Option<String>,
     ask: &dyn Fn(&str) -> Option<String>,
-    dry_run: bool,
+    policy: &SecretPolicy,
 ) -> Result<Vec<SecretAction>, DeployError> {
+    let dry_run = policy.dry_run;
+    for var in parameters.keys() {
+        if let Some(value) = given(var) {
+            check_value(var, &value)?;
+        }
+    }
     let mut out = Vec::new();
     for (var, parameter) in parameters {
-        let exists = match ssm.get_parameter().name(parameter).send().await {
-            Ok(_) => true,
+        let stored = match ssm
+            .get_parameter()
+            .name(parameter)
+            .with_decryption(true)
+            .send()
+            .await
+        {
+            Ok(found) => found.parameter().and_then(|p| p.value().map(str::to_owned)),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_parameter_not_found()) =>
             {
-                false
+                None
             }
             Err(e) => {
                 return Err(DeployError::Ssm(format!(
@@ -191,18 +257,24 @@ pub async fn ensure_secrets(
                 )));
             }
         };
+        let exists = stored.is_some();
         let value = given(var).filter(|v| !v.trim().is_empty());
-        let (value, action) = match (value, exists) {
-            (Some(v), true) => (Some(v), Action::Updated),
-            (Some(v), false) => (Some(v), Action::Created),
-            (None, true) => (None, Action::Kept),
-            (None, false) if secret_sources(var) == Source::Generated => {
+        let (value, action) = match (value, stored) {
+            (Some(v), Some(old)) if v == old => (None, Action::Kept),
+            (Some(v), Some(_)) if policy.replace.contains(var) => (Some(v), Action::Updated),
+            (Some(_), Some(_)) => (None, Action::Differs),
+            (Some(v), None) => (Some(v), Action::Created),
+            (None, Some(_)) => (None, Action::Kept),
+            (None, None) if secret_origin(var) == SecretOrigin::Generated => {
                 let secret = random_key()?;
                 (Some(secret), Action::Generated)
             }
-            (None, false) if dry_run => (None, Action::Would("missing: would be asked for")),
-            (None, false) => match ask(var) {
-                Some(v) if !v.trim().is_empty() => (Some(v), Action::Created),
+            (None, None) if dry_run => (None, Action::Would("missing: would be asked for")),
+            (None, None) => match ask(var) {
+                Some(v) if !v.trim().is_empty() => {
+                    check_value(var, &v)?;
+                    (Some(v), Action::Created)
+                }
                 _ => {
                     return Err(DeployError::Missing(format!(
                         "{parameter} does not exist yet: set {var} (or run in a terminal to type it in)"
@@ -212,12 +284,17 @@ pub async fn ensure_secrets(
         };
         let action = match (dry_run, action) {
             (true, Action::Created) => Action::Would("would be created from the value given"),
-            (true, Action::Updated) => Action::Would("would be updated with the value given"),
+            (true, Action::Updated) => Action::Would("would be replaced with the value given"),
             (true, Action::Generated) => Action::Would("would be created with a random value"),
             (_, action) => action,
         };
         if let (false, Some(value)) = (dry_run, value) {
-            put_secret(ssm, parameter, &value).await?;
+            let key = if exists {
+                kms_key_of(ssm, parameter).await?
+            } else {
+                None
+            };
+            put_secret(ssm, parameter, &value, key.as_deref()).await?;
         }
         out.push(SecretAction {
             var: var.clone(),
@@ -228,18 +305,87 @@ pub async fn ensure_secrets(
     Ok(out)
 }
 
-/// The command lines that build and deploy: `--guided` while `samconfig` holds no
-/// parameter overrides for the stack yet (the first deploy), then the saved answers.
-pub fn commands(root: &Path, samconfig: &str, stack_name: &str) -> Vec<Vec<String>> {
-    let guided = !samconfig.contains("parameter_overrides");
-    let mut deploy = vec![
-        "sam".to_owned(),
-        "deploy".to_owned(),
-        "--stack-name".to_owned(),
-        stack_name.to_owned(),
-    ];
-    if guided {
+/// The customer-managed KMS key an existing SecureString is encrypted with (`None` for
+/// AWS's own `alias/aws/ssm`), so that replacing its value keeps it.
+async fn kms_key_of(
+    ssm: &aws_sdk_ssm::Client,
+    parameter: &str,
+) -> Result<Option<String>, DeployError> {
+    use aws_sdk_ssm::types::ParameterStringFilter;
+    let filter = ParameterStringFilter::builder()
+        .key("Name")
+        .option("Equals")
+        .values(parameter)
+        .build()
+        .map_err(|e| DeployError::Ssm(e.to_string()))?;
+    let described = ssm
+        .describe_parameters()
+        .parameter_filters(filter)
+        .send()
+        .await
+        .map_err(|e| {
+            DeployError::Ssm(format!(
+                "cannot describe {parameter}: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(&e)
+            ))
+        })?;
+    Ok(described
+        .parameters()
+        .iter()
+        .find_map(|p| p.key_id())
+        .filter(|key| *key != "alias/aws/ssm")
+        .map(str::to_owned))
+}
+
+/// The template parameters `remedios deploy` sets for `config`'s stack: its saved
+/// overrides; and for a stack other than the default one, until its answers are saved,
+/// its secrets' parameter names under `/<stack>/` instead of the template's
+/// `/remedios/`, so two stacks in one account never share or overwrite each other's
+/// secrets.
+pub fn stack_parameters(template: &Template, config: &StackConfig) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if config.env != "default" {
+        for (name, parameter) in &template.parameters {
+            let default = parameter.default.as_ref().and_then(|d| d.as_str());
+            if let (true, Some(rest)) = (
+                name.ends_with("ParameterName"),
+                default.and_then(|d| d.strip_prefix("/remedios/")),
+            ) {
+                out.insert(name.clone(), format!("/{}/{rest}", config.stack_name));
+            }
+        }
+    }
+    out.extend(config.overrides.clone());
+    out
+}
+
+/// The command lines that build and deploy `config`'s stack in `region`: `--guided`
+/// while its answers are not saved yet (the first deploy), given `parameters` as the
+/// answers' defaults; then the saved answers.
+pub fn commands(
+    root: &Path,
+    config: &StackConfig,
+    parameters: &BTreeMap<String, String>,
+    region: &str,
+) -> Vec<Vec<String>> {
+    let mut deploy: Vec<String> = [
+        "sam",
+        "deploy",
+        "--stack-name",
+        &config.stack_name,
+        "--config-env",
+        &config.env,
+        "--region",
+        region,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if !config.saved() {
         deploy.push("--guided".to_owned());
+        if !parameters.is_empty() {
+            deploy.push("--parameter-overrides".to_owned());
+            deploy.extend(parameters.iter().map(|(k, v)| format!("{k}={v}")));
+        }
     }
     vec![
         vec![root.join("infra/build.sh").display().to_string()],
@@ -380,17 +526,21 @@ pub struct StackOutput {
 /// The deployed stack's outputs (through the SAM CLI, which the deploy needs anyway).
 pub fn stack_outputs(
     stack_name: &str,
+    region: &str,
     venv_bin: &Path,
 ) -> Result<BTreeMap<String, String>, DeployError> {
     let line = [
-        "sam".to_owned(),
-        "list".to_owned(),
-        "stack-outputs".to_owned(),
-        "--stack-name".to_owned(),
-        stack_name.to_owned(),
-        "--output".to_owned(),
-        "json".to_owned(),
-    ];
+        "sam",
+        "list",
+        "stack-outputs",
+        "--stack-name",
+        stack_name,
+        "--region",
+        region,
+        "--output",
+        "json",
+    ]
+    .map(str::to_owned);
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![venv_bin.to_owned()];
     paths.extend(std::env::split_paths(&path));

@@ -21,6 +21,7 @@ pub mod dlq;
 pub mod knowledge;
 pub mod pump;
 pub mod quarantine;
+pub mod samconfig;
 pub mod secrets;
 pub mod stack;
 pub mod stats;

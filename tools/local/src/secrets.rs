@@ -32,16 +32,19 @@ pub fn random_key() -> Result<String, SecretError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Writes `value` as the SecureString `parameter` (replacing it).
+/// Writes `value` as the SecureString `parameter` (replacing it), encrypted with
+/// `kms_key` when given (else AWS's own key for SSM).
 pub async fn put_secret(
     ssm: &aws_sdk_ssm::Client,
     parameter: &str,
     value: &str,
+    kms_key: Option<&str>,
 ) -> Result<(), SecretError> {
     ssm.put_parameter()
         .name(parameter)
         .value(value)
         .r#type(ParameterType::SecureString)
+        .set_key_id(kms_key.map(str::to_owned))
         .overwrite(true)
         .send()
         .await

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use remedios_emulators::graph::Recorded;
-use remedios_local::deploy::{self, Action, DeployError, Uploaded};
+use remedios_local::deploy::{self, Action, DeployError, SecretPolicy, Uploaded};
+use remedios_local::samconfig::StackConfig;
 use remedios_shared::store::Store;
 use remedios_testkit::graph::GraphEmulator;
 use remedios_testkit::moto::{self, Moto};
@@ -46,7 +47,7 @@ async fn secrets_are_created_generated_kept_and_updated_as_secure_strings() {
     };
     let never = |_: &str| None;
 
-    let dry = deploy::ensure_secrets(&ssm, &parameters, &given, &never, true)
+    let dry = deploy::ensure_secrets(&ssm, &parameters, &given, &never, &dry())
         .await
         .expect("a dry run");
     assert!(
@@ -56,7 +57,7 @@ async fn secrets_are_created_generated_kept_and_updated_as_secure_strings() {
     let listed = ssm.describe_parameters().send().await.expect("describe");
     assert!(listed.parameters().is_empty(), "a dry run writes nothing");
 
-    let first = deploy::ensure_secrets(&ssm, &parameters, &given, &never, false)
+    let first = deploy::ensure_secrets(&ssm, &parameters, &given, &never, &write())
         .await
         .expect("created");
     let action = |actions: &[deploy::SecretAction], var: &str| {
@@ -88,9 +89,9 @@ async fn secrets_are_created_generated_kept_and_updated_as_secure_strings() {
         );
     }
 
-    // Again with nothing given: everything is kept. With a new token: updated.
+    // Again with nothing given, or the same values: everything is kept.
     let nothing = |_: &str| None;
-    let again = deploy::ensure_secrets(&ssm, &parameters, &nothing, &never, false)
+    let again = deploy::ensure_secrets(&ssm, &parameters, &nothing, &never, &write())
         .await
         .expect("kept");
     assert!(again.iter().all(|a| a.action == Action::Kept), "{again:?}");
@@ -98,12 +99,126 @@ async fn secrets_are_created_generated_kept_and_updated_as_secure_strings() {
         secret(&ssm, &parameters["WHATSAPP_VERIFY_TOKEN"]).await,
         verify
     );
+    let same = deploy::ensure_secrets(&ssm, &parameters, &given, &never, &write())
+        .await
+        .expect("kept");
+    assert!(same.iter().all(|a| a.action == Action::Kept), "{same:?}");
+
+    // A different value in the shell (a test app's, say) never replaces a stored secret
+    // by surprise: it is reported, without either value, and kept.
     let new_token = |var: &str| (var == "WHATSAPP_ACCESS_TOKEN").then(|| "EAAG-second".to_owned());
-    let updated = deploy::ensure_secrets(&ssm, &parameters, &new_token, &never, false)
+    let differs = deploy::ensure_secrets(&ssm, &parameters, &new_token, &never, &write())
+        .await
+        .expect("kept");
+    assert_eq!(action(&differs, "WHATSAPP_ACCESS_TOKEN"), Action::Differs);
+    let said = differs
+        .iter()
+        .find(|a| a.var == "WHATSAPP_ACCESS_TOKEN")
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(said.contains("--replace WHATSAPP_ACCESS_TOKEN"), "{said}");
+    assert!(!said.contains("EAAG"), "no value is shown: {said}");
+    assert_eq!(secret(&ssm, token_param).await, "EAAG-first-token");
+
+    // With --replace it is replaced.
+    let replace = SecretPolicy {
+        dry_run: false,
+        replace: vec!["WHATSAPP_ACCESS_TOKEN".into()],
+    };
+    let updated = deploy::ensure_secrets(&ssm, &parameters, &new_token, &never, &replace)
         .await
         .expect("updated");
     assert_eq!(action(&updated, "WHATSAPP_ACCESS_TOKEN"), Action::Updated);
     assert_eq!(secret(&ssm, token_param).await, "EAAG-second");
+}
+
+fn dry() -> SecretPolicy {
+    SecretPolicy {
+        dry_run: true,
+        replace: Vec::new(),
+    }
+}
+
+fn write() -> SecretPolicy {
+    SecretPolicy::default()
+}
+
+#[tokio::test]
+async fn a_too_short_tag_key_is_refused_before_anything_is_written() {
+    let moto = Moto::start().await.expect("moto");
+    let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config().await);
+    let given = |var: &str| match var {
+        "WHATSAPP_ACCESS_TOKEN" => Some("EAAG-token".to_owned()),
+        "WHATSAPP_APP_SECRET" => Some("app-secret".to_owned()),
+        "USER_TAG_KEY" => Some("short-key".to_owned()),
+        _ => None,
+    };
+    let never = |_: &str| None;
+    let err = deploy::ensure_secrets(&ssm, &parameters(), &given, &never, &write())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("USER_TAG_KEY is shorter than 32"),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("short-key"),
+        "the value is not shown: {err}"
+    );
+    let listed = ssm.describe_parameters().send().await.expect("describe");
+    assert!(listed.parameters().is_empty(), "nothing was written");
+}
+
+#[tokio::test]
+async fn a_replaced_secret_keeps_its_customer_managed_key() {
+    let moto = Moto::start().await.expect("moto");
+    let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config().await);
+    let key = "arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-1111-2222-3333-444455556666";
+    let parameters = parameters();
+    let token_param = &parameters["WHATSAPP_ACCESS_TOKEN"];
+    ssm.put_parameter()
+        .name(token_param)
+        .value("EAAG-old")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .key_id(key)
+        .send()
+        .await
+        .expect("stored with the operator's key");
+    let given = |var: &str| match var {
+        "WHATSAPP_ACCESS_TOKEN" => Some("EAAG-new".to_owned()),
+        "WHATSAPP_APP_SECRET" => Some("app-secret".to_owned()),
+        _ => None,
+    };
+    let never = |_: &str| None;
+    let replace = SecretPolicy {
+        dry_run: false,
+        replace: vec!["WHATSAPP_ACCESS_TOKEN".into()],
+    };
+    deploy::ensure_secrets(&ssm, &parameters, &given, &never, &replace)
+        .await
+        .expect("replaced");
+    assert_eq!(secret(&ssm, token_param).await, "EAAG-new");
+    let described = ssm.describe_parameters().send().await.expect("describe");
+    let stored = described
+        .parameters()
+        .iter()
+        .find(|p| p.name() == Some(token_param.as_str()))
+        .expect("the token's parameter");
+    assert!(
+        stored.key_id().is_some_and(|k| k.contains(key)),
+        "still the customer-managed key: {:?}",
+        stored.key_id()
+    );
+    let app_secret = described
+        .parameters()
+        .iter()
+        .find(|p| p.name() == Some(parameters["WHATSAPP_APP_SECRET"].as_str()))
+        .expect("the app secret's parameter");
+    assert_ne!(
+        app_secret.key_id().map(|k| k.contains(key)),
+        Some(true),
+        "a new parameter gets SSM's own key"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +226,7 @@ async fn a_secret_that_cannot_be_asked_for_names_its_variable() {
     let moto = Moto::start().await.expect("moto");
     let ssm = aws_sdk_ssm::Client::new(&moto.sdk_config().await);
     let nothing = |_: &str| None;
-    let err = deploy::ensure_secrets(&ssm, &parameters(), &nothing, &nothing, false)
+    let err = deploy::ensure_secrets(&ssm, &parameters(), &nothing, &nothing, &write())
         .await
         .unwrap_err();
     assert!(
@@ -222,21 +337,104 @@ async fn subscribe_posts_to_the_accounts_subscribed_apps_with_the_token() {
 #[test]
 fn the_first_deploy_is_guided_and_later_ones_use_the_saved_answers() {
     let root = std::path::Path::new("/src/remedios");
-    let first = deploy::commands(root, "version = 0.1\n[default.deploy.parameters]\n", "shop");
+    let template = remedios_template::Template::load(&remedios_template::template_path())
+        .expect("the template");
+    let fresh = "version = 0.1\n[default.global.parameters]\nstack_name = \"remedios\"\n[default.deploy.parameters]\ncapabilities = \"CAPABILITY_IAM\"\n";
+
+    // The default stack: guided, with the template's own secret names.
+    let production = StackConfig::read(fresh, "remedios").expect("samconfig");
+    assert_eq!(production.env, "default");
+    let parameters = deploy::stack_parameters(&template, &production);
+    assert!(parameters.is_empty(), "{parameters:?}");
     assert_eq!(
-        first,
+        deploy::commands(root, &production, &parameters, "eu-west-1"),
         [
             vec!["/src/remedios/infra/build.sh".to_owned()],
-            ["sam", "deploy", "--stack-name", "shop", "--guided"]
-                .map(str::to_owned)
-                .to_vec()
+            [
+                "sam",
+                "deploy",
+                "--stack-name",
+                "remedios",
+                "--config-env",
+                "default",
+                "--region",
+                "eu-west-1",
+                "--guided"
+            ]
+            .map(str::to_owned)
+            .to_vec()
         ]
     );
-    let saved = "[default.deploy.parameters]\nparameter_overrides = \"Gpt4AllBaseUrl=\\\"https://llm.example.com/v1\\\"\"\n";
+
+    // Another stack gets its own config environment and its own secrets.
+    let staging = StackConfig::read(fresh, "staging").expect("samconfig");
+    assert_eq!(staging.env, "staging");
+    let parameters = deploy::stack_parameters(&template, &staging);
     assert_eq!(
-        deploy::commands(root, saved, "shop")[1],
-        ["sam", "deploy", "--stack-name", "shop"].map(str::to_owned)
+        parameters.get("AppSecretParameterName").map(String::as_str),
+        Some("/staging/whatsapp-app-secret")
     );
+    assert!(
+        parameters.values().all(|v| v.starts_with("/staging/")),
+        "{parameters:?}"
+    );
+    let line = &deploy::commands(root, &staging, &parameters, "eu-west-1")[1];
+    assert!(line.contains(&"--guided".to_owned()), "{line:?}");
+    assert!(
+        line.contains(&"UserTagKeyParameterName=/staging/user-tag-key".to_owned()),
+        "{line:?}"
+    );
+    let resources =
+        remedios_template::local_resources_with("staging", &parameters).expect("resources");
+    assert_eq!(
+        resources.secret_parameters["WHATSAPP_APP_SECRET"],
+        "/staging/whatsapp-app-secret"
+    );
+    assert_ne!(
+        resources.secret_parameters,
+        remedios_template::local_resources("remedios")
+            .expect("resources")
+            .secret_parameters,
+        "two stacks never share a secret"
+    );
+
+    // Once saved, the answers (and the region) are the stack's own, and SAM asks nothing.
+    let saved = format!(
+        "{fresh}\n[staging.deploy.parameters]\nregion = \"eu-central-1\"\nparameter_overrides = \"Gpt4AllBaseUrl=\\\"https://llm.example.com/v1\\\" AppSecretParameterName=\\\"/shop/app-secret\\\" WhisperModelS3Key=models/small.bin\"\n"
+    );
+    let staging = StackConfig::read(&saved, "staging").expect("samconfig");
+    assert_eq!(staging.region.as_deref(), Some("eu-central-1"));
+    assert_eq!(
+        staging.overrides["Gpt4AllBaseUrl"],
+        "https://llm.example.com/v1"
+    );
+    let parameters = deploy::stack_parameters(&template, &staging);
+    assert_eq!(parameters["AppSecretParameterName"], "/shop/app-secret");
+    assert_eq!(parameters["WhisperModelS3Key"], "models/small.bin");
+    assert_eq!(
+        deploy::commands(root, &staging, &parameters, "eu-central-1")[1],
+        [
+            "sam",
+            "deploy",
+            "--stack-name",
+            "staging",
+            "--config-env",
+            "staging",
+            "--region",
+            "eu-central-1"
+        ]
+        .map(str::to_owned)
+    );
+    // Production's saved answers are untouched by staging's.
+    assert!(
+        !StackConfig::read(&saved, "remedios")
+            .expect("samconfig")
+            .saved()
+    );
+    let unclosed = "[default.deploy.parameters]\nparameter_overrides = \"A=\\\"open\"\n";
+    let err = StackConfig::read(unclosed, "remedios").unwrap_err();
+    assert!(err.to_string().contains("no closing quote"), "{err}");
+
     let outputs = deploy::parse_outputs(
         r#"[{"OutputKey":"BucketName","OutputValue":"shop-bucket-1"},{"OutputKey":"WebhookUrl","OutputValue":"https://x.execute-api.eu-west-1.amazonaws.com/webhook"}]"#,
     )

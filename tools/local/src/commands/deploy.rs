@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::CliError;
 use crate::deploy::{self as d, Uploaded};
+use crate::samconfig::StackConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
@@ -18,12 +19,21 @@ pub struct DeployArgs {
     /// nothing.
     #[arg(long, conflicts_with = "dry_run")]
     pub check: bool,
+    /// Replace this secret's stored value with the one given (WHATSAPP_ACCESS_TOKEN,
+    /// WHATSAPP_APP_SECRET, ...); without it an existing secret is never changed. Repeat
+    /// for several.
+    #[arg(long, value_name = "VAR")]
+    pub replace: Vec<String>,
     /// The whisper model to upload (default: the project's .cache/models/ggml-base-q8_0.bin).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Its key in the bucket (the template's WhisperModelS3Key).
-    #[arg(long, default_value = "models/ggml-base-q8_0.bin")]
-    pub model_key: String,
+    /// Its key in the bucket (default: the stack's WhisperModelS3Key).
+    #[arg(long)]
+    pub model_key: Option<String>,
+    /// The AWS region (default: the one saved for this stack in infra/samconfig.toml,
+    /// else your AWS configuration's). Every call of the deploy uses it.
+    #[arg(long)]
+    pub region: Option<String>,
     /// Subscribe the app to this WhatsApp Business Account's webhooks (its id in Meta's
     /// WhatsApp Manager), with the access token.
     #[arg(long, value_name = "WABA_ID")]
@@ -48,6 +58,9 @@ pub struct DeployArgs {
     #[arg(long, env = "GRAPH_API_VERSION", default_value = remedios_shared::graph::DEFAULT_VERSION)]
     pub graph_version: String,
 }
+
+/// The template parameter naming the model's key in the bucket.
+const MODEL_KEY_PARAMETER: &str = "WhisperModelS3Key";
 
 pub async fn run(args: DeployArgs) -> Result<(), CliError> {
     let root = remedios_emulators::paths::workspace_root();
@@ -80,9 +93,24 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
             }
         }
     }
+    let samconfig = match std::fs::read_to_string(root.join("infra/samconfig.toml")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            return Err(CliError::Io {
+                what: "cannot read infra/samconfig.toml".into(),
+                source,
+            });
+        }
+    };
+    let stack = StackConfig::read(&samconfig, &args.stack_name)?;
     let mut config = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(url) = &args.endpoint_url {
         config = config.endpoint_url(url);
+    }
+    // One region for every call: --region, else the stack's saved one, else the SDK's.
+    if let Some(region) = args.region.clone().or_else(|| stack.region.clone()) {
+        config = config.region(aws_config::Region::new(region));
     }
     let sdk = config.load().await;
     match d::credentials(&sdk).await {
@@ -107,11 +135,14 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
             missing.join(", ")
         )));
     }
-    let resources = remedios_template::local_resources(&args.stack_name)?;
+    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+    let template = remedios_template::Template::load(&remedios_template::template_path())?;
+    let parameters = d::stack_parameters(&template, &stack);
+    let resources = remedios_template::local_resources_with(&args.stack_name, &parameters)?;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
 
     if args.check {
-        let outputs = d::stack_outputs(&args.stack_name, &venv_bin)?;
+        let outputs = d::stack_outputs(&args.stack_name, &region, &venv_bin)?;
         println!("\n   Outputs");
         for (k, v) in &outputs {
             println!("   {k:<28} {v}");
@@ -150,7 +181,10 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
         &resources.secret_parameters,
         &given,
         &ask,
-        args.dry_run,
+        &d::SecretPolicy {
+            dry_run: args.dry_run,
+            replace: args.replace.clone(),
+        },
     )
     .await?;
     for action in &actions {
@@ -158,8 +192,16 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
     }
 
     println!("\n3. Build and deploy");
-    let samconfig = std::fs::read_to_string(root.join("infra/samconfig.toml")).unwrap_or_default();
-    for line in d::commands(&root, &samconfig, &args.stack_name) {
+    if !stack.saved() && !args.skip_deploy {
+        println!(
+            "   First deploy of {} (SAM config environment `{}`): SAM asks for each parameter \
+             and saves the answers in infra/samconfig.toml.\n   When it asks \"WebhookFunction \
+             has no authentication. Is this okay?\", answer y: the webhook checks Meta's \
+             signature on every POST and answers nothing else.",
+            stack.stack_name, stack.env
+        );
+    }
+    for line in d::commands(&root, &stack, &parameters, &region) {
         if args.skip_deploy {
             println!("   skipped: {}", line.join(" "));
         } else if args.dry_run {
@@ -184,7 +226,7 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
             println!("\n5. Meta's dashboard: the callback URL is the stack's WebhookUrl output");
             return Ok(());
         }
-        None => d::stack_outputs(&args.stack_name, &venv_bin)?,
+        None => d::stack_outputs(&args.stack_name, &region, &venv_bin)?,
     };
     let bucket = outputs
         .get("BucketName")
@@ -199,26 +241,62 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
         .build();
     let store = remedios_shared::store::Store::new(aws_sdk_s3::Client::from_conf(s3), bucket);
     let mb = |b: u64| b as f64 / 1e6;
-    match d::upload_model(&store, &model, &args.model_key, args.dry_run).await? {
-        Uploaded::Unchanged { bytes } => println!(
-            "   s3://{bucket}/{}: already there ({:.1} MB)",
-            args.model_key,
-            mb(bytes)
-        ),
+    let Some(model_key) = model_key(&args, &template, &parameters) else {
+        println!(
+            "   the stack reads no model from S3 (its {MODEL_KEY_PARAMETER} is empty): nothing to upload"
+        );
+        return finish(&args, &sdk, &outputs, &resources).await;
+    };
+    match d::upload_model(&store, &model, &model_key, args.dry_run).await? {
+        Uploaded::Unchanged { bytes } => {
+            println!(
+                "   s3://{bucket}/{model_key}: already there ({:.1} MB)",
+                mb(bytes)
+            )
+        }
         Uploaded::Uploaded { bytes } => println!(
-            "   s3://{bucket}/{}: uploaded {} ({:.1} MB)",
-            args.model_key,
+            "   s3://{bucket}/{model_key}: uploaded {} ({:.1} MB)",
             model.display(),
             mb(bytes)
         ),
         Uploaded::Would { bytes } => println!(
-            "   s3://{bucket}/{}: would upload {} ({:.1} MB)",
-            args.model_key,
+            "   s3://{bucket}/{model_key}: would upload {} ({:.1} MB)",
             model.display(),
             mb(bytes)
         ),
     }
+    finish(&args, &sdk, &outputs, &resources).await
+}
 
+/// Where the stack reads the whisper model: `--model-key`, else its own
+/// WhisperModelS3Key (saved, else the template's default); `None` when that is empty.
+fn model_key(
+    args: &DeployArgs,
+    template: &remedios_template::Template,
+    parameters: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    let key = match &args.model_key {
+        Some(key) => key.clone(),
+        None => parameters.get(MODEL_KEY_PARAMETER).cloned().or_else(|| {
+            let default = template
+                .parameters
+                .get(MODEL_KEY_PARAMETER)?
+                .default
+                .as_ref()?;
+            default.as_str().map(str::to_owned)
+        })?,
+    };
+    let key = key.trim_start_matches('/');
+    (!key.is_empty()).then(|| key.to_owned())
+}
+
+/// Steps 5 and 6: what Meta's dashboard needs, and the subscription.
+async fn finish(
+    args: &DeployArgs,
+    sdk: &aws_config::SdkConfig,
+    outputs: &std::collections::BTreeMap<String, String>,
+    resources: &remedios_template::LocalResources,
+) -> Result<(), CliError> {
     println!("\n5. Meta's dashboard (WhatsApp > Configuration > Webhook)");
     match outputs.get("WebhookUrl") {
         Some(url) => println!("   Callback URL: {url}"),
@@ -227,7 +305,7 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
     if let Some(parameter) = resources.secret_parameters.get("WHATSAPP_VERIFY_TOKEN")
         && !args.dry_run
     {
-        match ssm_secret(&sdk, parameter).await {
+        match ssm_secret(sdk, parameter).await {
             Some(token) => println!("   Verify token: {token}"),
             None => println!("   Verify token: the value of the SSM parameter {parameter}"),
         }
@@ -239,7 +317,7 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
         let token = match std::env::var("WHATSAPP_ACCESS_TOKEN").ok() {
             Some(token) => Some(token),
             None => match resources.secret_parameters.get("WHATSAPP_ACCESS_TOKEN") {
-                Some(parameter) => ssm_secret(&sdk, parameter).await,
+                Some(parameter) => ssm_secret(sdk, parameter).await,
                 None => None,
             },
         }

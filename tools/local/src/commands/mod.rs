@@ -48,6 +48,8 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error("the template: {0}")]
     Template(#[from] remedios_template::TemplateError),
+    #[error(transparent)]
+    SamConfig(#[from] crate::samconfig::SamConfigError),
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -240,7 +240,7 @@ impl LocalStack {
         let ssm = aws_sdk_ssm::Client::new(&sdk);
         for (var, parameter) in &resources.secret_parameters {
             if let Some(value) = secrets.get(var.as_str()) {
-                put_secret(&ssm, parameter, value).await?;
+                put_secret(&ssm, parameter, value, None).await?;
             }
         }
         let credentials = options.log_dir.join("aws-credentials");
