@@ -7,6 +7,11 @@
 //! with the original id within its 5-minute deduplication window), and deletes it
 //! from the dead-letter queue only after the send succeeded. Message bodies hold
 //! users' messages: they are never printed, only their size and receive count.
+//!
+//! WhatsApp accepts a free-form reply only within 24 hours of the user's message (later
+//! it refuses it with error 131047, and the user gets nothing). Each message says when
+//! its user sent it; those past the window are flagged, and with
+//! [`ReplayOptions::drop_past_window`] deleted instead of replayed.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +25,8 @@ use thiserror::Error;
 const IN_FLIGHT: Duration = Duration::from_secs(60);
 /// SQS's largest receive.
 const MAX_RECEIVE: i32 = 10;
+/// WhatsApp's customer service window: a free-form reply is refused after it.
+pub const REPLY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Error)]
 pub enum DlqError {
@@ -53,6 +60,11 @@ pub struct ReplayOptions {
     pub dry_run: bool,
     /// Makes the deduplication ids of this run fresh: `replay-<run>`.
     pub run: String,
+    /// Delete the messages whose user wrote more than [`REPLY_WINDOW`] ago instead of
+    /// replaying them: WhatsApp would refuse their reply.
+    pub drop_past_window: bool,
+    /// Now, in Unix seconds: what the window is measured from.
+    pub now_s: i64,
 }
 
 impl ReplayOptions {
@@ -66,6 +78,8 @@ impl ReplayOptions {
             max: None,
             dry_run: false,
             run: now.to_string(),
+            drop_past_window: false,
+            now_s: i64::try_from(now).unwrap_or(i64::MAX),
         }
     }
 }
@@ -85,10 +99,14 @@ pub struct Poison {
     /// How many times it was received (the source queue's receives included).
     pub receive_count: u32,
     pub body_bytes: usize,
+    /// When its user sent the WhatsApp message (Unix seconds), when the body says.
+    pub sent_at_s: Option<i64>,
+    /// Whether that was longer than [`REPLY_WINDOW`] ago: a reply would be refused.
+    pub past_window: bool,
 }
 
 impl Poison {
-    fn of(message: &Message) -> Self {
+    fn of(message: &Message, now_s: i64) -> Self {
         let attr = |name: MessageSystemAttributeName| {
             message
                 .attributes()
@@ -102,8 +120,28 @@ impl Poison {
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(0),
             body_bytes: message.body().map_or(0, str::len),
+            sent_at_s: message.body().and_then(sent_at_s),
+            past_window: false,
         }
+        .measured(now_s)
     }
+
+    fn measured(mut self, now_s: i64) -> Self {
+        self.past_window = self
+            .sent_at_s
+            .is_some_and(|sent| now_s.saturating_sub(sent) > REPLY_WINDOW.as_secs() as i64);
+        self
+    }
+}
+
+/// When the user sent the message a queue body carries: an inbound message (the
+/// transcriber's queue) or a reply job (the responder's).
+fn sent_at_s(body: &str) -> Option<i64> {
+    use remedios_shared::envelope::{InboundMessage, ReplyJob, decode};
+    decode::<InboundMessage>(body)
+        .map(|m| m.timestamp)
+        .or_else(|_| decode::<ReplyJob>(body).map(|job| job.message.timestamp))
+        .ok()
 }
 
 /// What a replay did.
@@ -115,6 +153,8 @@ pub struct Summary {
     pub moved: usize,
     /// Left in the dead-letter queue (the send or the delete failed), with the reason.
     pub failed: Vec<(String, String)>,
+    /// Deleted without a replay: past the reply window, with `drop_past_window`.
+    pub dropped: usize,
 }
 
 /// The dead-letter queue of `queue_url`, from its redrive policy.
@@ -201,12 +241,28 @@ pub async fn replay(
             break;
         }
         for message in &messages {
-            let poison = Poison::of(message);
+            let poison = Poison::of(message, options.now_s);
             report(&poison);
             summary.seen.push(poison.clone());
             let handle = message.receipt_handle().unwrap_or_default().to_owned();
             if options.dry_run {
                 dry_run_handles.push(handle);
+                continue;
+            }
+            if poison.past_window && options.drop_past_window {
+                if let Err(e) = sqs
+                    .delete_message()
+                    .queue_url(&target.dlq_url)
+                    .receipt_handle(&handle)
+                    .send()
+                    .await
+                {
+                    summary
+                        .failed
+                        .push((poison.message_id, format!("not dropped: {}", describe(e))));
+                    break 'receive;
+                }
+                summary.dropped += 1;
                 continue;
             }
             if let Err(reason) = move_one(sqs, &source, target, options, message, &handle).await {

@@ -243,3 +243,84 @@ async fn the_dead_letter_queue_is_found_from_the_redrive_policy() {
         .expect_err("a dead-letter queue has no redrive policy");
     assert!(err.to_string().contains("--dlq-url"), "{err}");
 }
+
+/// An inbound message body its user sent `age_s` seconds before `now_s`.
+fn inbound_body(id: &str, now_s: i64, age_s: i64) -> String {
+    use remedios_shared::envelope::{Content, ENVELOPE_VERSION, InboundMessage};
+    use remedios_shared::user::Sender;
+    let message = InboundMessage {
+        v: ENVELOPE_VERSION,
+        phone_number_id: "1234567890".into(),
+        display_phone_number: None,
+        sender: Sender {
+            wa_id: Some("15550001111".into()),
+            user_id: None,
+            username: None,
+            profile_name: None,
+        },
+        user: remedios_testkit::meta::user_tag("15550001111"),
+        message_tag: remedios_testkit::meta::message_tag(id),
+        id: id.into(),
+        timestamp: now_s - age_s,
+        received_at_ms: (now_s - age_s) * 1000,
+        context: None,
+        referral: None,
+        group_id: None,
+        content: Content::Text {
+            body: "hello".into(),
+        },
+    };
+    serde_json::to_string(&message).expect("serialised")
+}
+
+#[tokio::test]
+async fn messages_past_whatsapps_24_hour_window_are_flagged_and_dropped_only_when_asked() {
+    let s = setup().await;
+    let options = ReplayOptions::new();
+    let now = options.now_s;
+    let fresh = inbound_body("wamid.fresh", now, 3600);
+    let stale = inbound_body("wamid.stale", now, 30 * 3600);
+    s.send(&s.queue.dlq_url, "user-a", "stale", &stale).await;
+    s.send(&s.queue.dlq_url, "user-b", "fresh", &fresh).await;
+
+    // A dry run says which would get no reply.
+    let dry = ReplayOptions {
+        dry_run: true,
+        ..options.clone()
+    };
+    let seen = dlq::replay(&s.sqs, &s.target(), &dry, |_| {})
+        .await
+        .expect("the dry run runs")
+        .seen;
+    let flagged: Vec<(bool, i64)> = seen
+        .iter()
+        .map(|p| {
+            (
+                p.past_window,
+                now - p.sent_at_s.expect("the body says when"),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(flagged.contains(&(true, 30 * 3600)), "{flagged:?}");
+    assert!(flagged.contains(&(false, 3600)), "{flagged:?}");
+
+    // Asked to, the replay drops the stale one and moves the other.
+    let dropping = ReplayOptions {
+        drop_past_window: true,
+        ..options
+    };
+    let summary = dlq::replay(&s.sqs, &s.target(), &dropping, |_| {})
+        .await
+        .expect("the replay runs");
+    assert_eq!((summary.moved, summary.dropped), (1, 1), "{summary:?}");
+    assert_eq!(
+        s.drain(&s.queue.url).await,
+        [("user-b".to_owned(), fresh)],
+        "only the message still in the window is replayed"
+    );
+    assert!(
+        s.drain(&s.queue.dlq_url).await.is_empty(),
+        "the stale one is gone"
+    );
+}

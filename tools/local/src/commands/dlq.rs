@@ -29,6 +29,11 @@ pub enum DlqCommand {
         /// Show what would be moved; move nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Delete, instead of replaying, the messages whose user wrote more than 24 hours
+        /// ago: WhatsApp refuses a free-form reply to them (error 131047), so the user
+        /// would get nothing anyway.
+        #[arg(long)]
+        drop_past_window: bool,
     },
 }
 
@@ -49,10 +54,12 @@ pub async fn run(command: DlqCommand) -> Result<(), CliError> {
             endpoint_url,
             max,
             dry_run,
+            drop_past_window,
         } => {
             let options = ReplayOptions {
                 max,
                 dry_run,
+                drop_past_window,
                 ..ReplayOptions::new()
             };
             replay(queue, queue_url, dlq_url, endpoint_url, options).await
@@ -110,12 +117,24 @@ async fn replay(
         target.queue_url
     );
     println!(
-        "{:<38} {:<22} {:>9} {:>10}",
+        "{:<38} {:<22} {:>9} {:>10}  sent",
         "message id", "group", "receives", "body bytes"
     );
     let summary = dlq::replay(&sqs, &target, &options, |p| {
+        let sent = match p.sent_at_s {
+            Some(at) => {
+                let hours = options.now_s.saturating_sub(at) / 3600;
+                let flag = match (p.past_window, options.drop_past_window) {
+                    (false, _) => "",
+                    (true, true) => "  past the 24 h window: dropped",
+                    (true, false) => "  past the 24 h window: WhatsApp will refuse its reply",
+                };
+                format!("{hours} h ago{flag}")
+            }
+            None => "-".to_owned(),
+        };
         println!(
-            "{:<38} {:<22} {:>9} {:>10}",
+            "{:<38} {:<22} {:>9} {:>10}  {sent}",
             p.message_id,
             p.group.as_deref().unwrap_or("-"),
             p.receive_count,
@@ -123,6 +142,14 @@ async fn replay(
         );
     })
     .await?;
+    let late = summary.seen.iter().filter(|p| p.past_window).count();
+    if late > 0 && !options.drop_past_window {
+        println!(
+            "warning: {late} message(s) were sent more than 24 hours ago: WhatsApp refuses a \
+             free-form reply to them (131047) and their users get nothing; \
+             --drop-past-window deletes them instead"
+        );
+    }
     if options.dry_run {
         println!(
             "dry run: {} message(s) would be moved, none was",
@@ -130,7 +157,12 @@ async fn replay(
         );
         return Ok(());
     }
-    println!("moved: {}, failed: {}", summary.moved, summary.failed.len());
+    println!(
+        "moved: {}, dropped (past the window): {}, failed: {}",
+        summary.moved,
+        summary.dropped,
+        summary.failed.len()
+    );
     for (id, reason) in &summary.failed {
         println!("  {id}: {reason}");
     }
