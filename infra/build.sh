@@ -21,6 +21,8 @@ VENV="${REMEDIOS_VENV:-$ROOT/.venv}"
 export PATH="$VENV/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
 export GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BMI2=ON
+# ggml's tiled matrix kernels (also in .cargo/config.toml; stated here for the cross build).
+export GGML_LLAMAFILE=ON
 export GGML_CPU_ARM_ARCH=neoverse_n1
 
 case "${1:-sam}" in

@@ -13,6 +13,10 @@
 # and the f16 file next to faster-whisper int8 on the same base weights with
 # its own language detection; BENCH_SPEECH_VARIANTS="detect8 flash" adds rows
 # of the default model with those tunings (see benches/compare.rs).
+# BENCH_SPEECH_WITHOUT_LLAMAFILE=1 runs our side a second time, with ggml built
+# without its tiled matrix kernels (GGML_LLAMAFILE=OFF, whisper.cpp's own default;
+# .cargo/config.toml turns them on), in its own target directory, on the same notes
+# and next to the same faster-whisper run.
 # BENCH_SPEECH_OPENMP=1 runs our side a second time, with whisper.cpp built
 # with OpenMP (the transcriber's `openmp` feature) instead of ggml's own
 # thread pool, on the same notes and next to the same faster-whisper run.
@@ -48,7 +52,7 @@ die() { log "error: $*"; exit 1; }
 
 case "${1:-}" in
     -h | --help)
-        sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
 esac
@@ -193,6 +197,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/root/.cache/remedios/target}"
 cd "$ROOT" # .cargo/config.toml keeps GGML_NATIVE=OFF for whisper.cpp
 log "building the Rust bench (release)"
 cargo bench -p transcriber --bench compare --no-run --quiet
+WITHOUT_LLAMAFILE="${BENCH_SPEECH_WITHOUT_LLAMAFILE:-}"
+if [ -n "$WITHOUT_LLAMAFILE" ]; then
+    # whisper-rs-sys does not rebuild when a GGML_* variable changes: a target
+    # directory of its own keeps both builds.
+    log "building it again without ggml's tiled matrix kernels (GGML_LLAMAFILE=OFF)"
+    GGML_LLAMAFILE=OFF CARGO_TARGET_DIR="$CARGO_TARGET_DIR-no-llamafile" \
+        cargo bench -p transcriber --bench compare --no-run --quiet
+fi
 OPENMP="${BENCH_SPEECH_OPENMP:-}"
 if [ -n "$OPENMP" ]; then
     log "building it again with whisper.cpp's OpenMP threads (--features transcriber/openmp)"
@@ -211,6 +223,11 @@ ours() {
         --json "${BENCH_SPEECH_JSON:-$WORK/report.json}"
 }
 ours
+if [ -n "$WITHOUT_LLAMAFILE" ]; then
+    log "whisper.cpp (ours) again, without ggml's tiled matrix kernels"
+    BENCH_SPEECH_JSON="${BENCH_SPEECH_JSON:+$BENCH_SPEECH_JSON.no-llamafile}" \
+        GGML_LLAMAFILE=OFF CARGO_TARGET_DIR="$CARGO_TARGET_DIR-no-llamafile" ours
+fi
 if [ -n "$OPENMP" ]; then
     log "whisper.cpp (ours) again, built with OpenMP"
     BENCH_SPEECH_JSON="${BENCH_SPEECH_JSON:+$BENCH_SPEECH_JSON.openmp}" ours --features transcriber/openmp

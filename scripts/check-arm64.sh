@@ -21,7 +21,7 @@ VENV="${REMEDIOS_VENV:-$ROOT/.venv}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/remedios/target}"
 export PATH="$VENV/bin:$PATH"
 # As infra/build.sh: no -march=native, Graviton2's CPU for ggml.
-export GGML_NATIVE=OFF GGML_CPU_ARM_ARCH=neoverse_n1
+export GGML_NATIVE=OFF GGML_CPU_ARM_ARCH=neoverse_n1 GGML_LLAMAFILE=ON
 SYSROOT=/usr/aarch64-linux-gnu
 GLIBC_AL2023=2.34
 

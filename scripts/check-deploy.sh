@@ -69,6 +69,15 @@ build_and_check() {
         if [ -n "$needed" ] && [ "$(printf '%s\n%s\n' "$needed" "$GLIBC_AL2023" | sort -V | tail -1)" != "$GLIBC_AL2023" ]; then
             fail "$function: needs GLIBC $needed, al2023 has $GLIBC_AL2023"
         fi
+        if [ "$function" = TranscriberFunction ] && [ "$machine" != AArch64 ]; then
+            # The deployed whisper.cpp must have ggml's tiled matrix kernels (GGML_LLAMAFILE).
+            local info
+            info="$("$bootstrap" --system-info 2>&1)" || fail "$function: bootstrap --system-info failed: $info"
+            case "$info" in
+                *"LLAMAFILE = 1"*) echo "$function: ggml $info" | cut -c1-160 ;;
+                *) fail "$function: ggml built without LLAMAFILE: $info" ;;
+            esac
+        fi
         size="$(stat -c %s "$bootstrap")"
         printf '%-20s %-8s GLIBC <= %-5s %6s MB\n' "$function" "$declared" "${needed:-none}" \
             "$(mb "$size")"

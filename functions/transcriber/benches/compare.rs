@@ -103,10 +103,39 @@ struct Row {
 
 #[derive(Debug, Serialize)]
 struct Report {
+    /// The machine's CPU model and flags: ratios from different machines are not
+    /// comparable.
+    cpu: Cpu,
+    /// What this build of whisper.cpp uses (`LLAMAFILE = 1`, ...).
+    ggml: String,
     threads: usize,
     runs: usize,
     loads: Vec<(String, f64)>,
     rows: Vec<Row>,
+}
+
+#[derive(Debug, Serialize)]
+struct Cpu {
+    model: String,
+    flags: String,
+}
+
+impl Cpu {
+    /// From /proc/cpuinfo (empty elsewhere).
+    fn of_this_machine() -> Self {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |name: &str| {
+            info.lines()
+                .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        Cpu {
+            model: field("model name"),
+            flags: field("flags"),
+        }
+    }
 }
 
 struct Args {
@@ -379,6 +408,8 @@ scripts/bench-speech.sh makes (--notes DIR); run that script, or \
     };
     let clips = clips(&args.notes);
     let mut report = Report {
+        cpu: Cpu::of_this_machine(),
+        ggml: transcriber::speech::system_info().to_owned(),
         threads: threads(),
         runs: runs(),
         loads: Vec::new(),

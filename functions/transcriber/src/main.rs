@@ -12,6 +12,11 @@ use transcriber::{Config, Transcriber};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // What the deployed build of whisper.cpp uses (scripts/check-deploy.sh asks).
+    if std::env::args().nth(1).as_deref() == Some("--system-info") {
+        println!("{}", transcriber::speech::system_info());
+        return Ok(());
+    }
     telemetry::init();
     let config = Config::from_env(&Env::process()).unwrap_or_else(|e| telemetry::fatal(&e));
     let sdk = remedios_shared::aws::load().await;

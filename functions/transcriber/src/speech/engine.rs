@@ -108,6 +108,7 @@ impl Engine {
             language = forced.as_deref().unwrap_or("auto"),
             threads = settings.threads,
             load_ms = load_time.as_millis() as u64,
+            ggml = super::system_info(),
             "whisper model loaded"
         );
         Ok(Self {

@@ -82,6 +82,13 @@ const FULL_WINDOW: usize = 1500;
 /// Milliseconds of audio per encoder position.
 const MS_PER_POSITION: u64 = 20;
 
+/// What this build of whisper.cpp and ggml uses on this CPU, as whisper.cpp reports it
+/// (`... AVX2 = 1 | F16C = 1 | LLAMAFILE = 1 ...`): logged when the model loads, printed by
+/// `bootstrap --system-info`.
+pub fn system_info() -> &'static str {
+    whisper_rs::print_system_info().trim()
+}
+
 /// What [`Engine::load`] needs. Built by the function's configuration (no environment is read
 /// here).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +135,13 @@ pub struct Transcript {
 mod tests {
     use super::engine::is_annotation;
     use super::*;
+
+    #[test]
+    fn ggml_is_built_with_its_tiled_matrix_kernels() {
+        // .cargo/config.toml sets GGML_LLAMAFILE=ON for every build of the workspace
+        // (whisper-rs-sys does not notice a change: `cargo clean -p whisper-rs-sys`).
+        assert!(system_info().contains("LLAMAFILE = 1"), "{}", system_info());
+    }
 
     #[test]
     fn languages_parse_to_whisper_codes() {
