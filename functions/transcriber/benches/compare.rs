@@ -93,6 +93,9 @@ struct Row {
     /// Median CPU time (all threads) of the process per run: with 2 threads on an idle
     /// machine it approaches twice `median_s`; much less means the threads waited for a core.
     cpu_s: Option<f64>,
+    /// Encoder runs per transcription (ours only): one per chunk, more when whisper.cpp
+    /// seeks inside a chunk and encodes again.
+    encodes: Option<usize>,
     s_per_audio_s: f64,
     wer: f64,
     words: usize,
@@ -303,6 +306,7 @@ fn measure(engines: &[(String, &Engine)], clip: &Clip) -> Vec<Row> {
     let mut cpu_times = vec![Vec::new(); engines.len()];
     let mut texts = vec![String::new(); engines.len()];
     let mut languages = vec![None; engines.len()];
+    let mut encodes = vec![0; engines.len()];
     let mut seconds = 0.0;
     for run in 0..=runs() {
         for (i, (_, engine)) in engines.iter().enumerate() {
@@ -311,9 +315,11 @@ fn measure(engines: &[(String, &Engine)], clip: &Clip) -> Vec<Row> {
             let audio = decode(&clip.bytes, Some("audio/ogg; codecs=opus"), &limits)
                 .unwrap_or_else(|e| panic!("{}: {e}", clip.name));
             let decoded = started.elapsed();
+            let encodes_before = engine.encodes();
             let transcript = engine
                 .transcribe(&audio.samples)
                 .unwrap_or_else(|e| panic!("{}: {e}", clip.name));
+            encodes[i] = engine.encodes() - encodes_before;
             if run > 0 {
                 times[i].push(started.elapsed());
                 decode_times[i].push(decoded);
@@ -336,6 +342,7 @@ fn measure(engines: &[(String, &Engine)], clip: &Clip) -> Vec<Row> {
             row.decode_s = Some(audio::median(std::mem::take(&mut decode_times[i])).as_secs_f64());
             row.cpu_s = Some(audio::median(std::mem::take(&mut cpu_times[i])).as_secs_f64());
             row.language = languages[i].take();
+            row.encodes = Some(encodes[i]);
             row
         })
         .collect()
@@ -374,6 +381,7 @@ fn row(
         min_s: None,
         decode_s: None,
         cpu_s: None,
+        encodes: None,
         s_per_audio_s: median_s / audio_s,
         wer: word_error_rate(reference, &text),
         words: text.split_whitespace().count(),
@@ -501,7 +509,7 @@ scripts/bench-speech.sh makes (--notes DIR); run that script, or \
         runs()
     );
     println!(
-        "| {:<8} | {:>7} | {:<38} | {:>8} | {:>8} | {:>13} | {:>5} | {:>4} | {:>8} | {:>8} |",
+        "| {:<8} | {:>7} | {:<38} | {:>8} | {:>8} | {:>13} | {:>5} | {:>4} | {:>8} | {:>8} | {:>7} |",
         "clip",
         "audio s",
         "engine",
@@ -511,16 +519,17 @@ scripts/bench-speech.sh makes (--notes DIR); run that script, or \
         "WER",
         "lang",
         "CPU s",
-        "decode s"
+        "decode s",
+        "encodes"
     );
     println!(
-        "|{:-<10}|{:->9}|{:-<40}|{:->10}|{:->10}|{:->15}|{:->7}|{:->6}|{:->10}|{:->10}|",
-        "", "", "", "", "", "", "", "", "", ""
+        "|{:-<10}|{:->9}|{:-<40}|{:->10}|{:->10}|{:->15}|{:->7}|{:->6}|{:->10}|{:->10}|{:->9}|",
+        "", "", "", "", "", "", "", "", "", "", ""
     );
     let optional = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
     for r in &report.rows {
         println!(
-            "| {:<8} | {:>7.1} | {:<38} | {:>8.3} | {:>8} | {:>13.3} | {:>5.3} | {:>4} | {:>8} | {:>8} |",
+            "| {:<8} | {:>7.1} | {:<38} | {:>8.3} | {:>8} | {:>13.3} | {:>5.3} | {:>4} | {:>8} | {:>8} | {:>7} |",
             r.clip,
             r.audio_s,
             r.engine,
@@ -530,7 +539,8 @@ scripts/bench-speech.sh makes (--notes DIR); run that script, or \
             r.wer,
             r.language.as_deref().unwrap_or("-"),
             optional(r.cpu_s),
-            optional(r.decode_s)
+            optional(r.decode_s),
+            r.encodes.map_or_else(|| "-".to_owned(), |n| n.to_string())
         );
     }
     println!();

@@ -59,7 +59,9 @@ fn tiny_en_transcribes_an_english_voice_note() {
     assert_eq!(engine.forced_language(), Some("en"));
     assert_eq!(engine.model(), "ggml-tiny.en");
 
+    assert_eq!(engine.encodes(), 0);
     let transcript = engine.transcribe(&samples).unwrap();
+    assert_eq!(engine.encodes(), 1, "a short note is encoded once");
     let wer = word_error_rate(audio::SENTENCE, &transcript.text);
     assert!(wer <= 0.35, "WER {wer:.2}: {:?}", transcript.text);
     assert_eq!(transcript.language.as_deref(), Some("en"));
@@ -162,6 +164,7 @@ fn silence_gives_an_empty_transcript_and_a_forced_foreign_language_is_refused_on
     let engine = engine("ggml-tiny.en.bin", Language::Auto);
     let silence = vec![0.0f32; 3 * 16_000];
     let transcript = engine.transcribe(&silence).unwrap();
+    assert_eq!(engine.encodes(), 0, "silence never reaches the encoder");
     assert_eq!(transcript.text, "");
     assert!(transcript.segments.is_empty());
     assert_eq!(transcript.audio_duration_ms, 3000);

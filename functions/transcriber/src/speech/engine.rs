@@ -2,6 +2,7 @@
 
 use std::ffi::c_int;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use whisper_rs::{
@@ -32,6 +33,24 @@ pub struct Engine {
     threads: usize,
     load_time: Duration,
     tuning: Tuning,
+    /// How many times whisper.cpp has run the encoder for this engine (boxed: the
+    /// encoder callback holds its address).
+    encodes: Box<AtomicUsize>,
+}
+
+/// whisper.cpp's `encoder_begin_callback`: counts one encoder run in the `AtomicUsize`
+/// `user_data` points to, and lets it go ahead.
+unsafe extern "C" fn count_encode(
+    _ctx: *mut whisper_rs::whisper_rs_sys::whisper_context,
+    _state: *mut whisper_rs::whisper_rs_sys::whisper_state,
+    user_data: *mut std::ffi::c_void,
+) -> bool {
+    // SAFETY: `user_data` is the address of an engine's `encodes`, set by
+    // `Engine::full_params`; the engine outlives every `full` call made with its params.
+    if let Some(encodes) = unsafe { (user_data as *const AtomicUsize).as_ref() } {
+        encodes.fetch_add(1, Ordering::Relaxed);
+    }
+    true
 }
 
 impl fmt::Debug for Engine {
@@ -119,6 +138,7 @@ impl Engine {
             threads: settings.threads,
             load_time,
             tuning,
+            encodes: Box::new(AtomicUsize::new(0)),
         })
     }
 
@@ -338,7 +358,21 @@ impl Engine {
         params.set_suppress_nst(tuning.suppress_non_speech);
         params.set_temperature(0.0);
         params.set_temperature_inc(tuning.temperature_inc);
+        let encodes: *const AtomicUsize = &*self.encodes;
+        // SAFETY: `count_encode` only increments the counter `encodes` points to, which
+        // lives (boxed, at a fixed address) as long as this engine, and the params are
+        // used only by this engine's `full` calls.
+        unsafe {
+            params.set_start_encoder_callback(Some(count_encode));
+            params.set_start_encoder_callback_user_data(encodes as *mut std::ffi::c_void);
+        }
         params
+    }
+
+    /// How many times the encoder has run for this engine: one per chunk, plus one per
+    /// seek whisper.cpp makes inside a chunk (benchmarks report it per note).
+    pub fn encodes(&self) -> usize {
+        self.encodes.load(Ordering::Relaxed)
     }
 }
 
