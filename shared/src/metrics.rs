@@ -84,6 +84,10 @@ pub const SCHEMA: &[Line] = &[
         &["ModelCalls", "ModelMs", "PromptTokens", "CompletionTokens"],
     ),
     line("responder", &["Function", "Cause"], &["Retries"]),
+    // Each message sent to a user, by what it was (an answer's parts, a transcript, a
+    // fixed text by reason, an apology): since 1 October 2026 Meta bills every free-form
+    // service message.
+    line("responder", &["Function", "Kind"], &["BilledMessages"]),
     // Material files left out of the knowledge index (not UTF-8, too big, over the total),
     // at every load of the index.
     line("responder", &["Function"], &["KnowledgeFilesSkipped"]),

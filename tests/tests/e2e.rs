@@ -295,6 +295,13 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
             .any(|r| r.figure == "responder: EndToEndMs (answer, voice)" && r.count == 1),
         "{summary:?}"
     );
+    // Every message sent is one Meta bills: the voice note's answer among them.
+    assert!(
+        summary
+            .iter()
+            .any(|r| r.figure == "responder: BilledMessages (answer)" && r.count >= 1),
+        "{summary:?}"
+    );
     eprintln!(
         "remedios stats:\n{}",
         remedios_local::stats::table(&summary)

@@ -307,6 +307,11 @@ impl Responder {
         if let Outcome::Replied { kind, parts } = &outcome
             && *parts > 0
         {
+            // Each part is a message Meta bills.
+            Metrics::of("responder")
+                .dimension("Kind", replied_as(&plan, *kind))
+                .value("BilledMessages", Unit::Count, *parts as f64)
+                .emit();
             let content = match &message.content {
                 Content::Text { .. } => "text",
                 Content::Audio { .. } => "voice",
