@@ -183,6 +183,17 @@ fn apply_variant(name: &str, default: Tuning) -> Tuning {
             condition_on_previous_text: true,
             ..default
         },
+        // One segment for short notes too (chunks of long ones have it by default).
+        "single" => Tuning {
+            single_segment_short: true,
+            ..default
+        },
+        // Timestamps inside the chunks of long notes, as before: whisper.cpp may then seek
+        // inside a chunk and encode it again.
+        "chunk-timestamps" => Tuning {
+            single_segment_chunks: false,
+            ..default
+        },
         _ if name.starts_with("detect") => Tuning {
             detect_ms: number("detect") * 1000,
             ..default
@@ -205,7 +216,8 @@ fn apply_variant(name: &str, default: Tuning) -> Tuning {
             ..default
         },
         _ => panic!(
-            "unknown variant {name}: shrink-off, split-off, no-fallback, context, flash, \
+            "unknown variant {name}: shrink-off, split-off, no-fallback, context, single, \
+             chunk-timestamps, flash, \
              whisper-defaults, chunkSECONDS, marginMS, detectSECONDS (0: the whole chunk), \
              splitSECONDS (split audio longer than this); join with + to combine"
         ),

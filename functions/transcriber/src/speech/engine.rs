@@ -243,6 +243,9 @@ impl Engine {
                 }
             };
             let mut params = self.full_params(&code, window);
+            if chunks.len() > 1 && self.tuning.single_segment_chunks {
+                params.set_single_segment(true);
+            }
             // Later chunks continue the text of the earlier ones, as whisper.cpp's own
             // windows do.
             params.set_no_context(!(spoken_before && self.tuning.condition_on_previous_text));

@@ -42,6 +42,11 @@ pub struct Tuning {
     pub condition_on_previous_text: bool,
     /// One segment for a clip that fits in one window (no inner timestamps needed).
     pub single_segment_short: bool,
+    /// One segment per chunk of a note cut into chunks ([`Tuning::split_long`]): whisper.cpp
+    /// then never seeks inside a chunk and encodes it a second time (it did when a decode
+    /// ended before the chunk's end: es30, 3 encoder runs for 2 chunks). Each chunk is then
+    /// timed as a whole, from its first to its last sound.
+    pub single_segment_chunks: bool,
     /// whisper.cpp's flash attention (applied when the model is loaded).
     pub flash_attention: bool,
     /// Cut audio too long for one shrunk window (over 30 s less the margin), or longer than
@@ -71,6 +76,7 @@ impl Default for Tuning {
             temperature_inc: 0.2,
             condition_on_previous_text: false,
             single_segment_short: false,
+            single_segment_chunks: true,
             flash_attention: false,
             split_long: true,
             max_chunk_ms: 15_000,
@@ -93,6 +99,7 @@ impl Tuning {
             temperature_inc: 0.2,
             condition_on_previous_text: true,
             single_segment_short: false,
+            single_segment_chunks: false,
             flash_attention: false,
             split_long: false,
             max_chunk_ms: 30_000,
