@@ -165,37 +165,12 @@ fn every_variable_the_functions_read_is_set_and_secrets_are_parameter_names() {
             }
         }
     }
-    let listed = [
-        "BUCKET_NAME",
-        "INBOUND_QUEUE_URL",
-        "REPLY_QUEUE_URL",
-        "WHATSAPP_VERIFY_TOKEN_PARAM",
-        "WHATSAPP_APP_SECRET_PARAM",
-        "WHATSAPP_ACCESS_TOKEN_PARAM",
-        "GPT4ALL_API_KEY_PARAM",
-        "GRAPH_API_VERSION",
-        "MEDIA_MAX_BYTES",
-        "AUDIO_MAX_SECONDS",
-        "WHISPER_MODEL_PATH",
-        "WHISPER_MODEL_S3_KEY",
-        "WHISPER_LANGUAGE",
-        "WHISPER_THREADS",
-        "GPT4ALL_URL",
-        "GPT4ALL_MODEL",
-        "GPT4ALL_MAX_TOKENS",
-        "GPT4ALL_CONTEXT_TOKENS",
-        "GPT4ALL_TEMPERATURE",
-        "GPT4ALL_TIMEOUT_SECONDS",
-        "HISTORY_MAX_TURNS",
-        "HISTORY_MAX_CHARS",
-        "SYSTEM_PROMPT",
-        "ECHO_TRANSCRIPT",
-        "REPLY_MAX_RECEIVE_COUNT",
-        "INBOUND_MAX_RECEIVE_COUNT",
-        "ALLOWED_SENDERS",
-        "LOG_FORMAT",
-        "RUST_LOG",
-    ];
+    // Every variable some function expects, with or without the model layer.
+    let listed: BTreeSet<&str> = FUNCTIONS
+        .iter()
+        .flat_map(|id| [false, true].map(|layer| expected_environment(id, layer)))
+        .flatten()
+        .collect();
     let missing: Vec<_> = listed.iter().filter(|n| !union.contains(**n)).collect();
     assert!(missing.is_empty(), "never set: {missing:?}");
 }
