@@ -6,8 +6,10 @@
 //! - `GET {url}` (the media download) with the bearer token → the bytes.
 //! - `POST /{version}/{phone-number-id}/messages`: text messages (`to` or `recipient`,
 //!   `context.message_id`, at most 4096 characters) → `{messaging_product, contacts,
-//!   messages: [{id}]}`; read receipts with or without the typing indicator →
-//!   `{"success": true}`.
+//!   messages: [{id}]}`; template messages (`template.name`, `template.language.code`) of
+//!   the templates approved on the emulator, else 132001, and not held to the 24-hour
+//!   window (a scripted 131047 applies to free-form messages only); read receipts with or
+//!   without the typing indicator → `{"success": true}`.
 //! - A wrong or missing token answers 401 with code 190.
 //!
 //! It records every request so tests can assert on them, and can be told to fail
@@ -208,6 +210,18 @@ pub enum Recorded {
         /// The id we answered with (`None` when we answered an error).
         id: Option<String>,
     },
+    /// A template message.
+    Template {
+        seq: u64,
+        at_ms: u64,
+        phone_number_id: String,
+        to: Option<String>,
+        recipient: Option<String>,
+        name: String,
+        language: String,
+        /// The id we answered with (`None` when we answered an error).
+        id: Option<String>,
+    },
     /// A read receipt, with or without the typing indicator.
     Read {
         seq: u64,
@@ -252,6 +266,7 @@ impl Recorded {
     pub fn seq(&self) -> u64 {
         match self {
             Recorded::Text { seq, .. }
+            | Recorded::Template { seq, .. }
             | Recorded::Read { seq, .. }
             | Recorded::MediaLookup { seq, .. }
             | Recorded::MediaDownload { seq, .. }
@@ -292,6 +307,8 @@ struct Inner {
     allowed_recipients: Option<HashSet<String>>,
     /// WhatsApp Business Accounts the app was subscribed to.
     subscribed: Vec<String>,
+    /// Approved message templates: (name, language code).
+    templates: HashSet<(String, String)>,
     /// Text sends still to hold ([`GraphEmulator::stall_sends`]), and for how long.
     stalled_sends: u32,
     stall: Duration,
@@ -305,6 +322,16 @@ impl Inner {
 
     /// The error to answer a call to `endpoint` with, if a fault applies.
     fn take_fault(&mut self, endpoint: Endpoint, recipient: Option<&str>) -> Option<ErrorSpec> {
+        self.take_fault_where(endpoint, recipient, |_| true)
+    }
+
+    /// The first scripted fault for `endpoint` and `recipient` that `applies` to this call.
+    fn take_fault_where(
+        &mut self,
+        endpoint: Endpoint,
+        recipient: Option<&str>,
+        applies: impl Fn(&ErrorSpec) -> bool,
+    ) -> Option<ErrorSpec> {
         let now = Instant::now();
         self.faults
             .retain(|f| f.until.is_none_or(|u| u > now) && f.remaining.is_none_or(|r| r > 0));
@@ -314,6 +341,7 @@ impl Inner {
                     .recipient
                     .as_deref()
                     .is_none_or(|r| Some(r) == recipient)
+                && applies(&f.fault.error)
         })?;
         if let Some(r) = fault.remaining.as_mut() {
             *r -= 1;
@@ -399,6 +427,31 @@ impl GraphEmulator {
     /// The texts accepted so far, in order.
     pub fn sent_texts(&self) -> Vec<SentText> {
         sent_texts(&self.recorded())
+    }
+
+    /// Approves the message template `name` in `language` (a code such as `en_US`).
+    pub fn approve_template(&self, name: &str, language: &str) {
+        lock(&self.state)
+            .templates
+            .insert((name.to_owned(), language.to_owned()));
+    }
+
+    /// The templates accepted so far, in order: (recipient, name, language).
+    pub fn sent_templates(&self) -> Vec<(String, String, String)> {
+        self.recorded()
+            .into_iter()
+            .filter_map(|r| match r {
+                Recorded::Template {
+                    to,
+                    recipient,
+                    name,
+                    language,
+                    id: Some(_),
+                    ..
+                } => Some((to.or(recipient).unwrap_or_default(), name, language)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Scripts a failure.
@@ -763,11 +816,14 @@ async fn messages(
             format!("Invalid parameter: `to` is not a phone number: {number}"),
         );
     }
+    if request["type"] == "template" {
+        return template_message(&mut inner, seq, phone, to, recipient, &request);
+    }
     if request["type"] != "text" {
         return refuse(
             &mut inner,
             131_009,
-            "Parameter value is not valid: only text messages are emulated".into(),
+            "Parameter value is not valid: only text and template messages are emulated".into(),
         );
     }
     let Some(text) = request["text"]["body"].as_str() else {
@@ -818,7 +874,81 @@ async fn messages(
     if let Some(error) = error {
         return error.response();
     }
-    let contact = match (&to, &recipient) {
+    accepted(&to, &recipient, json!({ "id": id }))
+}
+
+/// A template message: an approved template, in a language it was approved in; Meta
+/// delivers templates outside the 24-hour window, so a scripted 131047 does not apply.
+fn template_message(
+    inner: &mut Inner,
+    seq: u64,
+    phone: String,
+    to: Option<String>,
+    recipient: Option<String>,
+    request: &Value,
+) -> Response {
+    let path = format!("/{phone}/messages");
+    let (Some(name), Some(language)) = (
+        request["template"]["name"].as_str(),
+        request["template"]["language"]["code"].as_str(),
+    ) else {
+        let reason = "Required parameter is missing: template.name and template.language.code";
+        inner.recorded.push(Recorded::Refused {
+            seq,
+            at_ms: now_ms(),
+            path,
+            code: 131_008,
+            reason: reason.into(),
+        });
+        return ErrorSpec::new(400, 131_008, &format!("(#131008) {reason}")).response();
+    };
+    let target = to.clone().or_else(|| recipient.clone());
+    let mut error = inner.take_fault_where(Endpoint::Send, target.as_deref(), |e| {
+        e.code != ErrorSpec::reengagement().code
+    });
+    if error.is_none()
+        && !inner
+            .templates
+            .contains(&(name.to_owned(), language.to_owned()))
+    {
+        error = Some(
+            ErrorSpec::new(
+                404,
+                132_001,
+                "(#132001) Template name does not exist in the translation",
+            )
+            .details(&format!(
+                "template name ({name}) does not exist in {language}"
+            )),
+        );
+    }
+    let id = error.is_none().then(|| {
+        let party = target.as_deref().unwrap_or_default();
+        crate::meta::wamid(party.trim_start_matches('+'), u128::from(seq))
+    });
+    inner.recorded.push(Recorded::Template {
+        seq,
+        at_ms: now_ms(),
+        phone_number_id: phone,
+        to: to.clone(),
+        recipient: recipient.clone(),
+        name: name.to_owned(),
+        language: language.to_owned(),
+        id: id.clone(),
+    });
+    if let Some(error) = error {
+        return error.response();
+    }
+    accepted(
+        &to,
+        &recipient,
+        json!({ "id": id, "message_status": "accepted" }),
+    )
+}
+
+/// Meta's answer to an accepted send: the contact as addressed, and the message.
+fn accepted(to: &Option<String>, recipient: &Option<String>, message: Value) -> Response {
+    let contact = match (to, recipient) {
         (Some(number), _) => json!({ "input": number, "wa_id": number.trim_start_matches('+') }),
         (None, Some(user)) => json!({ "input": user, "user_id": user }),
         (None, None) => json!({}),
@@ -826,7 +956,7 @@ async fn messages(
     axum::Json(json!({
         "messaging_product": "whatsapp",
         "contacts": [contact],
-        "messages": [{ "id": id }],
+        "messages": [message],
     }))
     .into_response()
 }

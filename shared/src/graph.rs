@@ -502,19 +502,45 @@ impl GraphClient {
         reply_to: Option<&str>,
     ) -> Result<SentMessage, GraphError> {
         let mut message = serde_json::json!({
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
             "type": "text",
             "text": { "body": body, "preview_url": false },
         });
+        if let Some(id) = reply_to {
+            message["context"] = serde_json::json!({ "message_id": id });
+        }
+        self.send(phone_number_id, to, message).await
+    }
+
+    /// Sends the approved template `name` in `language` (a code such as `en_US`), without
+    /// parameters: what may reach a user outside the 24-hour window.
+    pub async fn send_template(
+        &self,
+        phone_number_id: &str,
+        to: &Recipient,
+        name: &str,
+        language: &str,
+    ) -> Result<SentMessage, GraphError> {
+        let message = serde_json::json!({
+            "type": "template",
+            "template": { "name": name, "language": { "code": language } },
+        });
+        self.send(phone_number_id, to, message).await
+    }
+
+    /// Sends `message` (its type and content) to `to`.
+    async fn send(
+        &self,
+        phone_number_id: &str,
+        to: &Recipient,
+        mut message: serde_json::Value,
+    ) -> Result<SentMessage, GraphError> {
+        message["messaging_product"] = "whatsapp".into();
+        message["recipient_type"] = "individual".into();
         match to {
             Recipient::Phone(number) => {
                 message["to"] = format!("+{}", number.trim_start_matches('+')).into();
             }
             Recipient::UserId(id) => message["recipient"] = id.clone().into(),
-        }
-        if let Some(id) = reply_to {
-            message["context"] = serde_json::json!({ "message_id": id });
         }
         #[derive(Deserialize)]
         struct Answer {

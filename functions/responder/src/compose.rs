@@ -22,7 +22,7 @@ use crate::history::{History, Snapshot};
 use crate::knowledge::{self, Knowledge};
 use crate::ledger::{Exchange, ReplyKind, ReplyRecord};
 use crate::outcome::RetryLater;
-use crate::split::{WHATSAPP_TEXT_LIMIT, split_message};
+use crate::split::{WHATSAPP_TEXT_LIMIT, pack, split_message};
 use crate::texts::{FixedText, Lang};
 
 /// What the model is told when it summarises a voice note (`SUMMARY`).
@@ -82,14 +82,11 @@ impl Composer {
             )
         };
         // An apology after what went first (a transcript), without the preface.
-        let apologise = |parts: Vec<String>, apology: &str| {
+        let apologise = |heard: Vec<String>, apology: &str| {
             ReplyRecord::new(
                 &message.message_tag,
                 ReplyKind::Apology,
-                parts
-                    .into_iter()
-                    .chain(split_message(apology, WHATSAPP_TEXT_LIMIT))
-                    .collect(),
+                self.messages(heard.iter().map(String::as_str).chain([apology])),
                 None,
                 now,
             )
@@ -105,9 +102,14 @@ impl Composer {
                 Ok((fixed(ReplyKind::Fixed, answer), None))
             }
             Plan::Transcript(heard) => {
-                let parts = self.heard_parts(heard, language, deadline).await;
-                let record =
-                    ReplyRecord::new(&message.message_tag, ReplyKind::Fixed, parts, None, now);
+                let texts = self.heard_texts(heard, language, deadline).await;
+                let record = ReplyRecord::new(
+                    &message.message_tag,
+                    ReplyKind::Fixed,
+                    self.messages(&texts),
+                    None,
+                    now,
+                );
                 Ok((record, None))
             }
             Plan::Ask {
@@ -120,25 +122,27 @@ impl Composer {
                     None => self.history.snapshot(user).await?,
                 };
                 // The transcript goes first, whatever the model does after.
-                let mut parts = match heard {
-                    Some(heard) => self.heard_parts(heard, language, deadline).await,
+                let heard = match heard {
+                    Some(heard) => self.heard_texts(heard, language, deadline).await,
                     None => Vec::new(),
                 };
                 let preface = preface
                     .as_ref()
                     .map(|p| p.words(&self.behaviour.texts, language));
-                let mut reply = |kind, text: &str, exchange| {
+                let reply = |kind, text: &str, exchange| {
                     let text = plan::with_preface(preface.as_deref(), text);
-                    parts.extend(split_message(&text, WHATSAPP_TEXT_LIMIT));
+                    let texts = heard.iter().map(String::as_str).chain([text.as_str()]);
                     ReplyRecord::new(
                         &message.message_tag,
                         kind,
-                        std::mem::take(&mut parts),
+                        self.messages(texts),
                         exchange,
                         now,
                     )
                 };
-                let mut system = self.behaviour.system_prompt.clone();
+                let length = length_instruction(self.model.settings().max_tokens);
+                let base_system = format!("{}{length}", self.behaviour.system_prompt);
+                let mut system = base_system.clone();
                 if let Some(knowledge) = &self.knowledge {
                     let settings = self.behaviour.knowledge;
                     let searched = Instant::now();
@@ -168,7 +172,7 @@ impl Composer {
                 let question_chars = question.chars().count();
                 if system.chars().count() + question_chars > prompt_chars {
                     // A long question leaves no room for passages.
-                    system = self.behaviour.system_prompt.clone();
+                    system = base_system.clone();
                 }
                 let conversation = &snapshot.conversation;
                 let room = prompt_chars.saturating_sub(system.chars().count() + question_chars);
@@ -181,7 +185,7 @@ impl Composer {
                     Err(e) if e.is_context_overflow() => {
                         warn!(user = %user, history_turns = messages.len() - 2, "the prompt was over the host's context; asking once more without history or passages");
                         let bare = [
-                            ChatMessage::new(Role::System, &self.behaviour.system_prompt),
+                            ChatMessage::new(Role::System, &base_system),
                             ChatMessage::new(Role::User, question),
                         ];
                         self.ask_model(&bare, deadline).await
@@ -220,12 +224,12 @@ impl Composer {
                     Err(e @ Gpt4AllError::Misconfigured { .. }) => {
                         error!(user = %user, error = %e, receive_count, "the GPT4All host is misconfigured for us; apologising to the user at once");
                         let apology = self.behaviour.texts.get(FixedText::Misconfigured, language);
-                        Ok((apologise(parts, apology), None))
+                        Ok((apologise(heard, apology), None))
                     }
                     Err(e) if receive_count >= self.behaviour.max_receive_count => {
                         error!(user = %user, error = %e, receive_count, "no answer from the GPT4All host on the last attempt; apologising to the user");
                         let apology = self.behaviour.texts.get(FixedText::Apology, language);
-                        Ok((apologise(parts, apology), None))
+                        Ok((apologise(heard, apology), None))
                     }
                     Err(e) => Err(RetryLater::Model(e)),
                 }
@@ -247,14 +251,14 @@ impl Composer {
         answered
     }
 
-    /// The messages that send a voice note's transcript back: the transcript (split as
-    /// answers are), with a summary from the model before it or instead of it when the
-    /// note is long and `SUMMARY` asks for one. A summary the model cannot give now is
-    /// left out (the transcript is what the user asked for), never waited for.
-    async fn heard_parts(&self, heard: &Heard, language: Lang, deadline: Deadline) -> Vec<String> {
-        let transcript = split_message(&heard.text, WHATSAPP_TEXT_LIMIT);
+    /// The texts that send a voice note's transcript back, in order: the transcript, with
+    /// a summary from the model before it or instead of it when the note is long and
+    /// `SUMMARY` asks for one. A summary the model cannot give now is left out (the
+    /// transcript is what the user asked for), never waited for.
+    async fn heard_texts(&self, heard: &Heard, language: Lang, deadline: Deadline) -> Vec<String> {
+        let transcript = heard.text.clone();
         if !heard.summarise {
-            return transcript;
+            return vec![transcript];
         }
         let messages = [
             ChatMessage::new(Role::System, SUMMARY_PROMPT),
@@ -265,19 +269,45 @@ impl Composer {
             Ok(completion) => completion.text,
             Err(e) => {
                 warn!(error = %e, "no summary of a long voice note; sending its transcript alone");
-                return transcript;
+                return vec![transcript];
             }
         };
         let preface = self
             .behaviour
             .texts
             .get(FixedText::SummaryPreface, language);
-        let summary = split_message(&format!("{preface}\n{summary}"), WHATSAPP_TEXT_LIMIT);
+        let summary = format!("{preface}\n{summary}");
         match self.behaviour.summary {
-            SummaryMode::Instead => summary,
-            _ => summary.into_iter().chain(transcript).collect(),
+            SummaryMode::Instead => vec![summary],
+            _ => vec![summary, transcript],
         }
     }
+
+    /// The WhatsApp messages that carry `texts`, in order: as few as fit
+    /// (`COMBINE_MESSAGES`), or each text in its own.
+    fn messages<S: AsRef<str>>(&self, texts: impl IntoIterator<Item = S>) -> Vec<String> {
+        if self.behaviour.combine_messages {
+            pack(texts, WHATSAPP_TEXT_LIMIT)
+        } else {
+            texts
+                .into_iter()
+                .flat_map(|text| split_message(text.as_ref(), WHATSAPP_TEXT_LIMIT))
+                .collect()
+        }
+    }
+}
+
+/// Words a WhatsApp message holds, counting generously (six characters a word with its
+/// space, more than English or Spanish prose takes).
+const WORDS_PER_MESSAGE: usize = WHATSAPP_TEXT_LIMIT / 6;
+
+/// What the system prompt ends with so that an answer fits in one (billed) WhatsApp
+/// message: a bound in words, which small models follow better than characters, from
+/// the answer's token bound (about three words in four tokens) or WhatsApp's 4,096
+/// characters, whichever is tighter.
+pub fn length_instruction(max_tokens: u32) -> String {
+    let words = (max_tokens as usize * 3 / 4).clamp(10, WORDS_PER_MESSAGE);
+    format!("\n\nKeep every answer under {words} words: it is read as one WhatsApp message.")
 }
 
 /// One call of the model host: its time, and the tokens it reports when it answered.
@@ -301,4 +331,20 @@ fn count_model_call(answered: &Result<Completion, Gpt4AllError>, took: Duration)
             );
     }
     line.emit();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_MAX_TOKENS;
+
+    #[test]
+    fn the_length_instruction_keeps_an_answer_within_one_message() {
+        assert!(length_instruction(DEFAULT_MAX_TOKENS).contains("under 300 words"));
+        // A generous token bound is held to what one message carries.
+        assert!(length_instruction(8192).contains(&format!("under {WORDS_PER_MESSAGE} words")));
+        const { assert!(WORDS_PER_MESSAGE * 6 <= WHATSAPP_TEXT_LIMIT) };
+        // The default answer, at about 4 characters a token, fits in one message.
+        const { assert!(DEFAULT_MAX_TOKENS as usize * 4 <= WHATSAPP_TEXT_LIMIT) };
+    }
 }

@@ -109,6 +109,15 @@ pub const ECHO_TRANSCRIPT: Flag = Flag {
     default: true,
     doc: "start the answer to a voice note with what was heard",
 };
+pub const REENGAGEMENT_TEMPLATE: Text = Text::optional(
+    "REENGAGEMENT_TEMPLATE",
+    "an approved template (name:language,...) sent when a reply is past the 24-hour window",
+);
+pub const COMBINE_MESSAGES: Flag = Flag {
+    name: "COMBINE_MESSAGES",
+    default: true,
+    doc: "send a transcript, its summary and the answer in as few messages as fit",
+};
 pub const REPLY_MODE: Choice = Choice {
     name: "REPLY_MODE",
     default: "answer",
@@ -181,6 +190,8 @@ pub fn settings() -> Vec<Setting> {
         HISTORY_MAX_CHARS.setting(),
         SYSTEM_PROMPT.setting(),
         ECHO_TRANSCRIPT.setting(),
+        COMBINE_MESSAGES.setting(),
+        REENGAGEMENT_TEMPLATE.setting(),
         REPLY_MODE.setting(),
         SUMMARY.setting(),
         SUMMARY_MIN_SECONDS.setting(),
@@ -287,6 +298,56 @@ impl std::str::FromStr for ReplyMode {
     }
 }
 
+/// An approved message template (`REENGAGEMENT_TEMPLATE`, `name:language[,language...]`,
+/// for example `answer_waiting:en_US,es`): what may still reach a user whose reply is
+/// past WhatsApp's 24-hour window, in each language it was approved in. It takes no
+/// parameters (the answer itself cannot go out); it tells the user to write again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReengagementTemplate {
+    pub name: String,
+    /// Language codes as Meta names them (`en_US`, `es`), the first being the fallback.
+    pub languages: Vec<String>,
+}
+
+impl ReengagementTemplate {
+    /// The language code for a user speaking `lang`: the first of the template's
+    /// languages in it (`es` or `es_MX` for Spanish), else the first.
+    pub fn language_for(&self, lang: texts::Lang) -> &str {
+        self.languages
+            .iter()
+            .find(|l| texts::Lang::from_code(l) == Some(lang))
+            .or_else(|| self.languages.first())
+            .map_or("en_US", String::as_str)
+    }
+}
+
+impl std::str::FromStr for ReengagementTemplate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage = "use name:language[,language...], for example answer_waiting:en_US,es";
+        let (name, languages) = s.trim().split_once(':').ok_or(usage)?;
+        let languages: Vec<String> = languages.split(',').map(|l| l.trim().to_owned()).collect();
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let language_ok =
+            |l: &String| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphabetic() || c == '_');
+        if !name_ok {
+            return Err(format!(
+                "template names are lowercase letters, digits and underscores; {usage}"
+            ));
+        }
+        if !languages.iter().all(language_ok) {
+            return Err(format!("a language is a code such as en_US or es; {usage}"));
+        }
+        Ok(ReengagementTemplate {
+            name: name.to_owned(),
+            languages,
+        })
+    }
+}
+
 /// Whether a long voice note's transcript comes with a summary from the model (`SUMMARY`),
 /// in the modes that send transcripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -362,6 +423,12 @@ pub struct Behaviour {
     pub history_max_turns: usize,
     pub history_max_chars: usize,
     pub echo_transcript: bool,
+    /// A transcript, its summary and the answer share messages while they fit in
+    /// WhatsApp's 4,096 characters (each message is billed).
+    pub combine_messages: bool,
+    /// What a user gets when their reply is refused as past the 24-hour window (131047):
+    /// nothing, or this template.
+    pub reengagement: Option<ReengagementTemplate>,
     pub reply_mode: ReplyMode,
     pub summary: SummaryMode,
     /// Voice notes at least this long get a summary when `summary` is not off.
@@ -381,6 +448,8 @@ impl Default for Behaviour {
             history_max_turns: DEFAULT_HISTORY_MAX_TURNS,
             history_max_chars: DEFAULT_HISTORY_MAX_CHARS,
             echo_transcript: true,
+            combine_messages: true,
+            reengagement: None,
             reply_mode: ReplyMode::Answer,
             summary: SummaryMode::Off,
             summary_min: DEFAULT_SUMMARY_MIN,
@@ -433,6 +502,14 @@ impl Config {
             history_max_turns: HISTORY_MAX_TURNS.read(env)?,
             history_max_chars: HISTORY_MAX_CHARS.read(env)?,
             echo_transcript: ECHO_TRANSCRIPT.read(env)?,
+            combine_messages: COMBINE_MESSAGES.read(env)?,
+            reengagement: REENGAGEMENT_TEMPLATE
+                .get(env)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|e| ConfigError::new(REENGAGEMENT_TEMPLATE.name, e))
+                })
+                .transpose()?,
             reply_mode: REPLY_MODE.read(env)?,
             summary: SUMMARY.read(env)?,
             summary_min: Duration::from_secs(SUMMARY_MIN_SECONDS.read(env)?),
@@ -462,6 +539,30 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reengagement_template_names_its_languages() {
+        let template: ReengagementTemplate = "answer_waiting:en_US, es".parse().expect("valid");
+        assert_eq!(template.name, "answer_waiting");
+        assert_eq!(template.language_for(texts::Lang::Es), "es");
+        assert_eq!(template.language_for(texts::Lang::En), "en_US");
+        let english_only: ReengagementTemplate = "back:en".parse().expect("valid");
+        assert_eq!(
+            english_only.language_for(texts::Lang::Es),
+            "en",
+            "the first"
+        );
+        for bad in [
+            "answer_waiting",
+            "Answer:en",
+            "a b:en",
+            "x:",
+            "x:en,",
+            "x:en-US",
+        ] {
+            assert!(bad.parse::<ReengagementTemplate>().is_err(), "{bad}");
+        }
+    }
 
     const BASE: [(&str, &str); 2] = [
         ("BUCKET_NAME", "remedios"),

@@ -8,14 +8,25 @@ use remedios_shared::clock::now_ms;
 use remedios_shared::envelope::InboundMessage;
 use remedios_shared::graph::{self, ErrorClass, GraphError, Recipient};
 use remedios_shared::user::UserTag;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use remedios_shared::graph::GraphClient;
 
+use crate::config::ReengagementTemplate;
 use crate::history::{History, Snapshot};
 use crate::ledger::{Held, Ledger, ReplyRecord};
 use crate::outcome::{Outcome, RetryLater};
 use crate::recipient::recipient_of;
+use crate::texts::Lang;
+
+/// What one send carries.
+#[derive(Debug, Clone, Copy)]
+enum Outgoing<'a> {
+    /// A part of the reply, quoting the user's message.
+    Text(&'a str),
+    /// An approved template, in a language code.
+    Template { name: &'a str, language: &'a str },
+}
 
 /// Attempts of one Graph API send within an invocation before leaving it to the queue.
 const SEND_ATTEMPTS: u32 = 3;
@@ -57,6 +68,8 @@ pub struct Courier {
     pub(crate) history: History,
     /// Meta's test numbers, answered in the form the API accepts.
     pub(crate) normalize_test_recipients: bool,
+    /// Sent instead when a reply is refused as past the 24-hour window.
+    pub(crate) reengagement: Option<ReengagementTemplate>,
 }
 
 impl Courier {
@@ -68,6 +81,7 @@ impl Courier {
         user: &UserTag,
         mut held: Held,
         snapshot: Option<Snapshot>,
+        language: Lang,
     ) -> Result<(Outcome, Duration), RetryLater> {
         let recipient = self.recipient(message);
         let mut sent_now = 0;
@@ -81,7 +95,7 @@ impl Courier {
                 break;
             };
             let send_started = Instant::now();
-            let sent = self.send(message, &recipient, &part).await;
+            let sent = self.send(message, &recipient, Outgoing::Text(&part)).await;
             sending += send_started.elapsed();
             match sent {
                 Ok(id) => {
@@ -121,11 +135,32 @@ impl Courier {
                         let mut record = held.record.clone();
                         record.dropped = Some(error.to_string());
                         record.updated_at_ms = now_ms();
-                        // Best effort: a redelivery would be refused the same way.
-                        if let Err(e) = self.ledger.update(&held, record).await {
-                            warn!(error = %e, "could not record the dropped reply");
-                        }
-                        return Ok((Outcome::Dropped { code: error.code() }, sending));
+                        // Best effort: a redelivery would be refused the same way. The
+                        // template goes out only once the drop is recorded, so a
+                        // redelivery never sends it twice.
+                        let recorded = match self.ledger.update(&held, record).await {
+                            Ok(updated) => updated.is_some(),
+                            Err(e) => {
+                                warn!(error = %e, "could not record the dropped reply");
+                                false
+                            }
+                        };
+                        let template = match (&self.reengagement, class) {
+                            (Some(template), ErrorClass::Reengagement) if recorded => {
+                                self.send_reengagement(
+                                    message, user, &recipient, template, language,
+                                )
+                                .await
+                            }
+                            _ => false,
+                        };
+                        return Ok((
+                            Outcome::Dropped {
+                                code: error.code(),
+                                template,
+                            },
+                            sending,
+                        ));
                     }
                 },
             }
@@ -216,21 +251,57 @@ impl Courier {
         Ok(())
     }
 
-    /// One part, with a few quick retries on rate limits and server errors.
+    /// Tells a user whose reply is past the 24-hour window, with the deployer's template
+    /// in their language, to write again; whether it went out. A refusal (a template not
+    /// approved, 132001) is logged as the deployer's to fix.
+    async fn send_reengagement(
+        &self,
+        message: &InboundMessage,
+        user: &UserTag,
+        recipient: &Recipient,
+        template: &ReengagementTemplate,
+        language: Lang,
+    ) -> bool {
+        let outgoing = Outgoing::Template {
+            name: &template.name,
+            language: template.language_for(language),
+        };
+        match self.send(message, recipient, outgoing).await {
+            Ok(_) => {
+                info!(user = %user, template = %template.name, "the reply was past the 24-hour window; the re-engagement template went out instead");
+                true
+            }
+            Err(e) => {
+                error!(user = %user, template = %template.name, code = e.code(), error = %e, "the re-engagement template was refused: check REENGAGEMENT_TEMPLATE names a template approved in this language");
+                false
+            }
+        }
+    }
+
+    /// One send, with a few quick retries on rate limits and server errors.
     async fn send(
         &self,
         message: &InboundMessage,
         recipient: &Recipient,
-        text: &str,
+        outgoing: Outgoing<'_>,
     ) -> Result<String, GraphError> {
         let mut attempt = 0;
         let mut reread = false;
         loop {
-            match self
-                .graph
-                .send_text(&message.phone_number_id, recipient, text, Some(&message.id))
-                .await
-            {
+            let phone = &message.phone_number_id;
+            let sent = match outgoing {
+                Outgoing::Text(text) => {
+                    self.graph
+                        .send_text(phone, recipient, text, Some(&message.id))
+                        .await
+                }
+                Outgoing::Template { name, language } => {
+                    self.graph
+                        .send_template(phone, recipient, name, language)
+                        .await
+                }
+            };
+            match sent {
                 Ok(sent) => return Ok(sent.id),
                 Err(e) if e.class() == ErrorClass::Auth && !reread => {
                     reread = true;

@@ -132,6 +132,7 @@ impl Responder {
                 ledger: ledger.clone(),
                 history: history.clone(),
                 normalize_test_recipients: behaviour.normalize_test_recipients,
+                reengagement: behaviour.reengagement.clone(),
             },
             history,
             ledger,
@@ -288,7 +289,7 @@ impl Responder {
         };
         let (outcome, sending) = self
             .courier
-            .deliver(message, &user, held, snapshot_for_history)
+            .deliver(message, &user, held, snapshot_for_history, language)
             .await?;
         info!(
             user = %user,
@@ -304,6 +305,12 @@ impl Responder {
             Outcome::Ignored { .. } => "ignored",
             Outcome::AlreadyAnswered => "duplicate",
         });
+        if let Outcome::Dropped { template: true, .. } = outcome {
+            Metrics::of("responder")
+                .dimension("Kind", "reengagement_template")
+                .value("BilledMessages", Unit::Count, 1.0)
+                .emit();
+        }
         if let Outcome::Replied { kind, parts } = &outcome
             && *parts > 0
         {

@@ -72,8 +72,9 @@ pub enum Outcome {
     AlreadyAnswered,
     /// Replied; how many text messages went out in this attempt.
     Replied { kind: ReplyKind, parts: usize },
-    /// The Graph API refused for good (131047 and other permanent errors).
-    Dropped { code: Option<i64> },
+    /// The Graph API refused for good (131047 and other permanent errors); `template`
+    /// when the re-engagement template went out instead (`REENGAGEMENT_TEMPLATE`).
+    Dropped { code: Option<i64>, template: bool },
 }
 
 /// What a job that replied sent, for the `Jobs` metric: the model's answer, an apology,

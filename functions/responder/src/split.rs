@@ -1,6 +1,8 @@
 //! Splitting an answer into WhatsApp messages: a text message holds at most 4096
 //! characters, so longer answers go out as ordered parts, cut at a paragraph break, else
 //! at the end of a sentence, else between words, and only as a last resort inside a word.
+//! Every message is billed (Meta charges per service message since October 2026), so
+//! texts that go out together ([`pack`]) share a message whenever they fit in one.
 
 /// WhatsApp's limit for a text message body, in characters.
 pub const WHATSAPP_TEXT_LIMIT: usize = 4096;
@@ -26,6 +28,28 @@ pub fn split_message(text: &str, limit: usize) -> Vec<String> {
         rest = tail.trim_start();
     }
     parts
+}
+
+/// `texts` (a transcript, a summary, an answer: in the order they go out) as few
+/// messages of at most `limit` characters as keeps each text whole where it fits: each
+/// text is split as [`split_message`] does, then consecutive pieces share a message,
+/// a blank line apart, while they fit.
+pub fn pack<S: AsRef<str>>(texts: impl IntoIterator<Item = S>, limit: usize) -> Vec<String> {
+    let limit = limit.max(1);
+    let mut messages: Vec<String> = Vec::new();
+    for piece in texts
+        .into_iter()
+        .flat_map(|text| split_message(text.as_ref(), limit))
+    {
+        match messages.last_mut() {
+            Some(last) if last.chars().count() + 2 + piece.chars().count() <= limit => {
+                last.push_str("\n\n");
+                last.push_str(&piece);
+            }
+            _ => messages.push(piece),
+        }
+    }
+    messages
 }
 
 /// Where to cut `window` (a byte offset after the kept text), preferring paragraph
@@ -90,6 +114,24 @@ mod tests {
         );
         let unbroken = "x".repeat(50);
         assert_eq!(split_message(&unbroken, 20).len(), 3);
+    }
+
+    #[test]
+    fn texts_that_fit_together_share_one_message() {
+        assert_eq!(
+            pack(["Heard this.", "  ", "The answer."], 4096),
+            vec!["Heard this.\n\nThe answer."]
+        );
+        // Two texts too long together stay apart, each whole.
+        let (a, b) = ("a".repeat(60), "b".repeat(30));
+        assert_eq!(pack([&a, &b], 80), vec![a.clone(), b.clone()]);
+        // The tail of a long text shares a message with the next one.
+        let long = format!("{}\n\n{}", "x".repeat(70), "y".repeat(10));
+        assert_eq!(
+            pack([long.as_str(), "z"], 80),
+            vec!["x".repeat(70), format!("{}\n\nz", "y".repeat(10))]
+        );
+        assert!(pack(Vec::<String>::new(), 80).is_empty());
     }
 
     #[test]

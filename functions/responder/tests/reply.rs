@@ -388,6 +388,69 @@ async fn reengagement_is_dropped_and_an_expired_token_fails_loudly() {
     assert_eq!(failed(&response).len(), 1, "an invalid token is retried");
 }
 
+/// A reply past the 24-hour window (a dead letter replayed days later) gets the
+/// deployer's re-engagement template in the user's language, once; a template Meta does
+/// not know is reported, and the job still ends.
+#[tokio::test]
+async fn a_reply_past_the_window_gets_the_reengagement_template_once() {
+    let bench = TestBed::start().await;
+    bench.graph.approve_template("answer_waiting", "es");
+    bench.graph.approve_template("answer_waiting", "en_US");
+    let behaviour = Behaviour {
+        reengagement: Some("answer_waiting:en_US,es".parse().expect("template")),
+        ..Behaviour::default()
+    };
+    let responder = bench.responder_with(bench.model_settings(), behaviour);
+    // Every free-form send is refused as past the window; templates are not.
+    bench.graph.inject(Fault::times(
+        Endpoint::Send,
+        u32::MAX,
+        ErrorSpec::reengagement(),
+    ));
+    let job = text_job("wamid.LATE1", "¿Siguen abiertos mañana por la tarde?");
+
+    let outcome = responder.process(&job, 1).await.expect("done");
+    assert_eq!(
+        outcome,
+        Outcome::Dropped {
+            code: Some(131_047),
+            template: true
+        }
+    );
+    let again = responder.process(&job, 2).await.expect("done");
+    assert_eq!(
+        again,
+        Outcome::AlreadyAnswered,
+        "a redelivery sends nothing"
+    );
+    assert_eq!(
+        bench.graph.sent_templates(),
+        [(format!("+{PHONE}"), "answer_waiting".into(), "es".into())],
+        "once, in the user's language"
+    );
+    assert!(bench.graph.sent_texts().is_empty());
+
+    // A template Meta does not have in that language: reported, and the job ends.
+    let unknown = Behaviour {
+        reengagement: Some("not_approved:en_US".parse().expect("template")),
+        ..Behaviour::default()
+    };
+    let responder = bench.responder_with(bench.model_settings(), unknown);
+    let job = text_job("wamid.LATE2", "Are you open tomorrow afternoon?");
+    let outcome = responder.process(&job, 1).await.expect("done");
+    assert_eq!(
+        outcome,
+        Outcome::Dropped {
+            code: Some(131_047),
+            template: false
+        }
+    );
+    assert!(bench.graph.recorded().iter().any(|r| matches!(
+        r,
+        Recorded::Template { name, id: None, .. } if name == "not_approved"
+    )));
+}
+
 #[tokio::test]
 async fn a_redelivered_job_is_answered_once() {
     let bench = TestBed::start().await;
@@ -668,15 +731,19 @@ move it to the afternoon, at three or later. Please call me back to confirm. Tha
 
     assert!(failed(&response).is_empty(), "{response:?}");
     let sent = bench.bodies();
-    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(sent.len(), 2, "one message per note: {sent:?}");
     let preface = FixedText::SummaryPreface.default_text(Lang::En);
-    let summary = sent[0]
+    let (summary, transcript) = sent[0]
         .strip_prefix(preface)
+        .and_then(|rest| rest.rsplit_once("\n\n"))
         .unwrap_or_else(|| panic!("the summary comes first: {sent:?}"));
     assert!(!summary.trim().is_empty(), "{sent:?}");
-    assert_eq!(sent[1], heard, "then the whole transcript");
     assert_eq!(
-        sent[2], "See you on Friday.",
+        transcript, heard,
+        "then the whole transcript, in the same message"
+    );
+    assert_eq!(
+        sent[1], "See you on Friday.",
         "a short note gets no summary"
     );
     let forwarded = bench.gate.forwarded();
@@ -689,7 +756,7 @@ move it to the afternoon, at three or later. Please call me back to confirm. Tha
 }
 
 #[tokio::test]
-async fn both_mode_sends_the_transcript_then_the_answer() {
+async fn both_mode_sends_the_transcript_then_the_answer_in_one_message() {
     let bench = TestBed::start().await;
     let responder = bench.responder_with(
         bench.model_settings(),
@@ -703,10 +770,14 @@ async fn both_mode_sends_the_transcript_then_the_answer() {
 
     assert!(failed(&response).is_empty(), "{response:?}");
     let sent = bench.graph.sent_texts();
-    assert_eq!(sent.len(), 2, "{sent:?}");
-    assert_eq!(sent[0].body, heard, "the transcript on its own");
-    assert!(!sent[1].body.trim().is_empty());
-    assert!(!sent[1].body.contains('🎤'), "no echo inside the answer");
+    assert_eq!(sent.len(), 1, "one billed message: {sent:?}");
+    let (transcript, answer) = sent[0]
+        .body
+        .split_once("\n\n")
+        .unwrap_or_else(|| panic!("the transcript, a blank line, the answer: {sent:?}"));
+    assert_eq!(transcript, heard, "the transcript first, as heard");
+    assert!(!answer.trim().is_empty());
+    assert!(!answer.contains('🎤'), "no echo inside the answer");
     let forwarded = bench.gate.forwarded();
     assert_eq!(forwarded.len(), 1);
     assert_eq!(
@@ -715,7 +786,67 @@ async fn both_mode_sends_the_transcript_then_the_answer() {
     );
     let conversation = bench.conversation(&phone_user()).await;
     assert_eq!(conversation.turns.len(), 2, "the exchange is remembered");
-    assert_eq!(conversation.turns[1].text, sent[1].body);
+    assert_eq!(
+        conversation.turns[1].text, answer,
+        "the answer alone is remembered, not the transcript before it"
+    );
+}
+
+/// Messages per answer on one conversation (texts, short and long voice notes) in
+/// `both` mode with summaries, each message being billed: one per answer when they are
+/// combined, as the transcript, summary and answer each used to be sent on their own.
+#[tokio::test]
+async fn a_conversation_costs_one_message_per_answer_when_messages_are_combined() {
+    let bench = TestBed::start().await;
+    let conversation = |prefix: &str| {
+        vec![
+            text_job(&format!("{prefix}1"), "Hello! Are you open on Sundays?"),
+            voice_job(
+                &format!("{prefix}2"),
+                "Can I bring my dog to the terrace?",
+                3_000,
+            ),
+            voice_job(
+                &format!("{prefix}3"),
+                "Hi, it is Ana again. We are six people on Saturday evening, two of them \
+children, and one of us cannot eat gluten. Could you keep the big table by the window \
+and tell me which dishes are safe? We will arrive around half past eight.",
+                70_000,
+            ),
+            text_job(&format!("{prefix}4"), "Thanks, see you then."),
+        ]
+    };
+    let mut counts = Vec::new();
+    for (prefix, combine) in [("wamid.SEP", false), ("wamid.ONE", true)] {
+        let mut model = bench.model_settings();
+        model.timeout = std::time::Duration::from_secs(300);
+        let behaviour = Behaviour {
+            combine_messages: combine,
+            summary_min: std::time::Duration::from_secs(60),
+            ..in_mode(ReplyMode::Both, SummaryMode::Before)
+        };
+        let responder = bench.responder_with(model, behaviour);
+        let jobs = conversation(prefix);
+        let before = bench.bodies().len();
+        let records: Vec<(&ReplyJob, u32)> = jobs.iter().map(|j| (j, 1)).collect();
+        let response = responder.handle(event(&records)).await;
+        assert!(failed(&response).is_empty(), "{response:?}");
+        counts.push((bench.bodies().len() - before, jobs.len()));
+    }
+    let [(separate, answers), (combined, _)] = counts[..] else {
+        unreachable!("two runs");
+    };
+    println!(
+        "messages per answer: {:.2} separate ({separate} for {answers}), {:.2} combined ({combined})",
+        separate as f64 / answers as f64,
+        combined as f64 / answers as f64
+    );
+    assert_eq!(combined, answers, "one billed message per answer");
+    assert_eq!(
+        separate,
+        answers + 3,
+        "apart: the two transcripts and the long note's summary are messages of their own"
+    );
 }
 
 #[tokio::test]

@@ -94,3 +94,55 @@ fn the_templates_default_prompt_fits_the_hosts_default_context() {
          longer ones are asked again without passages"
     );
 }
+
+/// The estimate's fixed monthly lines count what the template creates: its alarms and the
+/// metrics they read (CloudWatch bills $0.10 a month per metric an alarm reads), its one
+/// dashboard, and the alarm topic's key, which exists only with an alarm e-mail.
+#[test]
+fn the_cost_estimates_fixed_lines_count_what_the_template_creates() {
+    let readme =
+        std::fs::read_to_string(paths::workspace_root().join("README.md")).expect("README.md");
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let template = template();
+    let of_kind = |kind: &str| {
+        template
+            .resources
+            .values()
+            .filter(|r| r.kind == kind)
+            .collect::<Vec<_>>()
+    };
+    let alarms = of_kind("AWS::CloudWatch::Alarm");
+    let metrics: usize = alarms
+        .iter()
+        .map(|alarm| match alarm.properties.get("Metrics") {
+            Some(queries) => queries
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .filter(|q| q.get("MetricStat").is_some())
+                .count(),
+            None => usize::from(alarm.properties.get("MetricName").is_some()),
+        })
+        .sum();
+    let number = |n: usize| {
+        [
+            "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+            "eleven", "twelve", "thirteen", "fourteen", "fifteen",
+        ]
+        .get(n)
+        .map_or_else(|| n.to_string(), |w| (*w).to_owned())
+    };
+    let claim = format!(
+        "{} alarms over {} metrics, ${:.2}",
+        number(alarms.len()),
+        number(metrics),
+        metrics as f64 * 0.10
+    );
+    assert!(readme.contains(&claim), "the README should say: {claim}");
+    assert_eq!(of_kind("AWS::CloudWatch::Dashboard").len(), 1);
+    assert!(readme.contains("the dashboard, $3"));
+    let keys = of_kind("AWS::KMS::Key");
+    assert_eq!(keys.len(), 1, "one customer-managed key");
+    assert_eq!(keys[0].condition.as_deref(), Some("HasAlarmEmail"));
+    assert!(readme.contains("the alarm topic's KMS key, $1 when an alarm e-mail is set"));
+}

@@ -52,6 +52,8 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "HISTORY_MAX_CHARS",
             "SYSTEM_PROMPT",
             "ECHO_TRANSCRIPT",
+            "COMBINE_MESSAGES",
+            "REENGAGEMENT_TEMPLATE",
             "REPLY_MODE",
             "SUMMARY",
             "SUMMARY_MIN_SECONDS",

@@ -146,7 +146,8 @@ async fn replay(
     if late > 0 && !options.drop_past_window {
         println!(
             "warning: {late} message(s) were sent more than 24 hours ago: WhatsApp refuses a \
-             free-form reply to them (131047) and their users get nothing; \
+             free-form reply to them (131047), and their users get nothing unless the \
+             responder has REENGAGEMENT_TEMPLATE (an approved template sent instead); \
              --drop-past-window deletes them instead"
         );
     }
