@@ -72,7 +72,7 @@ impl Moto {
         let mut all = vec![Principal::admin()];
         all.extend(principals);
         // Exactly the requests that create the principals go unauthenticated.
-        let mut moto = Self::spawn(port, Some(3 * all.len())).await?;
+        let mut moto = Self::spawn(port, Some(3 * all.len()), None).await?;
         let client = reqwest::Client::new();
         for principal in &all {
             let mut key = None;
@@ -117,10 +117,25 @@ impl Moto {
 
     /// Starts moto on `port` (the local stack uses a fixed one).
     pub async fn start_on(port: u16) -> Result<Self, MotoError> {
-        Self::spawn(port, None).await
+        Self::spawn(port, None, None).await
     }
 
-    async fn spawn(port: u16, no_auth_actions: Option<usize>) -> Result<Self, MotoError> {
+    /// Starts moto for an account whose Lambda concurrency quota is `concurrency` (as
+    /// GetAccountSettings answers; new accounts often have 10).
+    pub async fn start_with_lambda_concurrency(concurrency: u32) -> Result<Self, MotoError> {
+        Self::spawn(
+            free_port().map_err(MotoError::Spawn)?,
+            None,
+            Some(concurrency),
+        )
+        .await
+    }
+
+    async fn spawn(
+        port: u16,
+        no_auth_actions: Option<usize>,
+        lambda_concurrency: Option<u32>,
+    ) -> Result<Self, MotoError> {
         let exe = paths::venv_bin("moto_server");
         if !exe.exists() {
             return Err(MotoError::Missing(exe));
@@ -130,6 +145,12 @@ impl Moto {
         command.args(["-c", MOTO_SERVER]);
         if let Some(count) = no_auth_actions {
             command.env("INITIAL_NO_AUTH_ACTION_COUNT", count.to_string());
+        }
+        if let Some(concurrency) = lambda_concurrency {
+            command.env(
+                "REMEDIOS_LAMBDA_CONCURRENT_EXECUTIONS",
+                concurrency.to_string(),
+            );
         }
         let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -28,15 +28,26 @@ One change makes it behave as S3 does where it did not:
   the same key could both succeed (a lost update S3 never allows). Object writes are made
   one at a time, so the check and the write are one step, as in S3.
 
+One API moto lacks, answered as Lambda documents it:
+
+- Lambda's GetAccountSettings (`GET /2016-08-19/account-settings/`), which `remedios
+  deploy` reads to warn when the stack would ask for more concurrency than the account
+  has. The account's concurrency is `REMEDIOS_LAMBDA_CONCURRENT_EXECUTIONS` (AWS's
+  default quota, 1,000, unless set; new accounts often have 10).
+
 Run by `remedios_emulators::moto` as `python -c <this file> -H HOST -p PORT`.
 """
 
+import json
 import logging
+import os
 import sys
 import threading
 import time
 
+import moto.awslambda.urls as lambda_urls
 import moto.backends as backends
+from moto.awslambda.responses import LambdaResponse
 import moto.sqs.models as sqs_models
 from moto.core.utils import camelcase_to_underscores
 from moto.s3.responses import S3Response
@@ -169,6 +180,25 @@ def _put_object_atomically(self):
 
 
 S3Response.put_object = _put_object_atomically
+
+# Lambda's account settings.
+def _get_account_settings(self):
+    concurrency = int(os.environ.get("REMEDIOS_LAMBDA_CONCURRENT_EXECUTIONS", "1000"))
+    settings = {
+        "AccountLimit": {
+            "TotalCodeSize": 80530636800,
+            "CodeSizeUnzipped": 262144000,
+            "CodeSizeZipped": 52428800,
+            "ConcurrentExecutions": concurrency,
+            "UnreservedConcurrentExecutions": concurrency,
+        },
+        "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": 0},
+    }
+    return 200, {"Content-Type": "application/json"}, json.dumps(settings)
+
+
+LambdaResponse.get_account_settings = _get_account_settings
+lambda_urls.url_paths[r"{0}/(?P<api_version>[^/]+)/account-settings/?$"] = LambdaResponse.dispatch
 
 # The request log.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -54,6 +54,8 @@ pub enum DeployError {
     GraphDown(String),
     #[error("`{command}` failed: {detail}")]
     Command { command: String, detail: String },
+    #[error("Lambda: {0}")]
+    Lambda(String),
 }
 
 /// One tool `remedios deploy` runs.
@@ -357,6 +359,92 @@ pub fn stack_parameters(template: &Template, config: &StackConfig) -> BTreeMap<S
     }
     out.extend(config.overrides.clone());
     out
+}
+
+/// What the account lets Lambda run (GetAccountSettings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// The account's concurrency quota.
+    pub concurrent_executions: i32,
+    /// What functions without reserved concurrency share of it.
+    pub unreserved: i32,
+}
+
+/// The memory bound of accounts whose Lambda quotas AWS has not raised (many new ones):
+/// the API does not say an account's bound, and a deploy over it fails.
+pub const NEW_ACCOUNT_MEMORY_MB: u64 = 3008;
+
+/// Reads the account's Lambda settings.
+pub async fn account_limits(sdk: &aws_config::SdkConfig) -> Result<AccountLimits, DeployError> {
+    let settings = aws_sdk_lambda::Client::new(sdk)
+        .get_account_settings()
+        .send()
+        .await
+        .map_err(|e| {
+            DeployError::Lambda(aws_sdk_lambda::error::DisplayErrorContext(e).to_string())
+        })?;
+    let limit = settings
+        .account_limit()
+        .ok_or_else(|| DeployError::Lambda("GetAccountSettings gave no AccountLimit".into()))?;
+    Ok(AccountLimits {
+        concurrent_executions: limit.concurrent_executions(),
+        unreserved: limit
+            .unreserved_concurrent_executions()
+            .unwrap_or(limit.concurrent_executions()),
+    })
+}
+
+/// What the stack with `parameters` (over the template's defaults) asks of an account
+/// with `limits` that the account may refuse or throttle: memory over
+/// [`NEW_ACCOUNT_MEMORY_MB`], and more concurrency than the account leaves unreserved
+/// (both queues' consumers at their maximum, and the webhook).
+pub fn account_warnings(
+    template: &Template,
+    parameters: &BTreeMap<String, String>,
+    limits: AccountLimits,
+) -> Vec<String> {
+    let value = |name: &str| -> Option<u64> {
+        match parameters.get(name) {
+            Some(v) => v.trim().parse().ok(),
+            None => template
+                .parameters
+                .get(name)?
+                .default
+                .as_ref()
+                .and_then(|d| d.as_u64().or_else(|| d.as_str()?.parse().ok())),
+        }
+    };
+    let mut warnings = Vec::new();
+    for name in [
+        "WebhookMemorySize",
+        "TranscriberMemorySize",
+        "ResponderMemorySize",
+    ] {
+        if let Some(mb) = value(name).filter(|mb| *mb > NEW_ACCOUNT_MEMORY_MB) {
+            warnings.push(format!(
+                "{name} is {mb} MB: accounts whose Lambda quotas AWS has not raised (many new \
+                 ones) refuse more than {NEW_ACCOUNT_MEMORY_MB} MB and the deploy fails; the \
+                 API does not say this account's bound: lower it, or deploy and see"
+            ));
+        }
+    }
+    let transcriber = value("TranscriberMaxConcurrency").unwrap_or(0);
+    let responder = value("ResponderMaxConcurrency").unwrap_or(0);
+    let needed = transcriber + responder + 1;
+    let available = u64::try_from(limits.unreserved).unwrap_or(0);
+    if needed > available {
+        warnings.push(format!(
+            "the stack may run {needed} functions at once (TranscriberMaxConcurrency \
+             {transcriber} + ResponderMaxConcurrency {responder} + the webhook) but the account \
+             leaves {available} of its {} concurrent executions unreserved: while the queues \
+             drain, Meta's POSTs to the webhook are throttled (Meta retries them, late); lower \
+             TranscriberMaxConcurrency to {} or ask for more in Service Quotas (Lambda, \
+             \"Concurrent executions\")",
+            limits.concurrent_executions,
+            available.saturating_sub(responder + 1).max(2),
+        ));
+    }
+    warnings
 }
 
 /// The command lines that build and deploy `config`'s stack in `region`: `--guided`

@@ -506,6 +506,10 @@ async fn against_the_emulators_it_creates_the_secrets_and_uploads_the_model() {
         "{stdout}"
     );
     assert!(stdout.contains("created with a random value"), "{stdout}");
+    assert!(
+        stdout.contains("Lambda account: 1000 concurrent executions (1000 unreserved)"),
+        "the account's settings are read: {stdout}"
+    );
     assert!(stdout.contains("uploaded"), "{stdout}");
     assert!(
         stdout.contains("Verify token: "),
@@ -530,4 +534,68 @@ async fn against_the_emulators_it_creates_the_secrets_and_uploads_the_model() {
     assert!(graph.recorded().iter().any(
         |r| matches!(r, Recorded::Subscribed { waba_id, .. } if waba_id == "102290129340398")
     ));
+}
+
+/// A new account's Lambda settings, read as GetAccountSettings answers them, against the
+/// stack's parameters: the defaults fit an account of 10 concurrent executions; a
+/// transcriber allowed 20 instances, or more memory than new accounts get, is warned of.
+#[tokio::test]
+async fn the_accounts_lambda_limits_are_read_and_what_exceeds_them_is_warned_of() {
+    let moto = Moto::start_with_lambda_concurrency(10).await.expect("moto");
+    let limits = deploy::account_limits(&moto.sdk_config().await)
+        .await
+        .expect("GetAccountSettings");
+    assert_eq!(
+        limits,
+        deploy::AccountLimits {
+            concurrent_executions: 10,
+            unreserved: 10
+        }
+    );
+    let template = remedios_template::Template::load(&remedios_template::template_path())
+        .expect("the template");
+    let with = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+
+    assert_eq!(
+        deploy::account_warnings(&template, &BTreeMap::new(), limits),
+        Vec::<String>::new(),
+        "the template's defaults (5 + 2 + the webhook) fit a new account"
+    );
+    let busy = deploy::account_warnings(
+        &template,
+        &with(&[("TranscriberMaxConcurrency", "20")]),
+        limits,
+    );
+    assert_eq!(busy.len(), 1, "{busy:?}");
+    assert!(busy[0].contains("may run 23 functions at once"), "{busy:?}");
+    assert!(
+        busy[0].contains("TranscriberMaxConcurrency to 7"),
+        "{busy:?}"
+    );
+    let big = deploy::account_warnings(
+        &template,
+        &with(&[("TranscriberMemorySize", "4096")]),
+        limits,
+    );
+    assert_eq!(big.len(), 1, "{big:?}");
+    assert!(
+        big[0].starts_with("TranscriberMemorySize is 4096 MB") && big[0].contains("3008 MB"),
+        "{big:?}"
+    );
+
+    // An account whose quota was raised takes the busy stack.
+    let raised = deploy::account_warnings(
+        &template,
+        &with(&[("TranscriberMaxConcurrency", "20")]),
+        deploy::AccountLimits {
+            concurrent_executions: 1000,
+            unreserved: 1000,
+        },
+    );
+    assert!(raised.is_empty(), "{raised:?}");
 }

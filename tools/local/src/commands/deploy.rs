@@ -140,6 +140,22 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
     let parameters = d::stack_parameters(&template, &stack);
     let resources = remedios_template::local_resources_with(&args.stack_name, &parameters)?;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
+    if !args.check {
+        match d::account_limits(&sdk).await {
+            Ok(limits) => {
+                println!(
+                    "   ok   Lambda account: {} concurrent executions ({} unreserved)",
+                    limits.concurrent_executions, limits.unreserved
+                );
+                for warning in d::account_warnings(&template, &parameters, limits) {
+                    println!("   WARNING {warning}");
+                }
+            }
+            Err(e) => {
+                println!("   --   Lambda account settings not read ({e}); the deploy goes on")
+            }
+        }
+    }
 
     if args.check {
         let outputs = d::stack_outputs(&args.stack_name, &region, &venv_bin)?;
