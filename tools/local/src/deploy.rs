@@ -48,7 +48,9 @@ pub enum DeployError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the Graph API refused the subscription ({status}): {body}")]
+    #[error(
+        "the Graph API refused the subscription ({status}): {body} (subscribing needs a token with the whatsapp_business_management permission)"
+    )]
     Graph { status: u16, body: String },
     #[error("the Graph API is not reachable: {0}")]
     GraphDown(String),

@@ -35,7 +35,8 @@ pub struct DeployArgs {
     #[arg(long)]
     pub region: Option<String>,
     /// Subscribe the app to this WhatsApp Business Account's webhooks (its id in Meta's
-    /// WhatsApp Manager), with the access token.
+    /// WhatsApp Manager), with the access token, which needs the
+    /// whatsapp_business_management permission.
     #[arg(long, value_name = "WABA_ID")]
     pub subscribe: Option<String>,
     /// Skip `sam build` and `sam deploy` (the secrets, the model and the subscription only).
