@@ -3,7 +3,10 @@
 # runs it), then for each function's `bootstrap` the architecture the template declares,
 # the GLIBC versions it needs (all must exist on provided.al2023, GLIBC 2.34) and its size;
 # and for each whisper model in .cache/models whether Lambda takes it as a direct zip
-# upload (50 MB zipped), as a layer (250 MB unzipped, with the function), or only from S3.
+# upload (50 MB zipped), as a layer (250 MB unzipped, with the function), or only from S3,
+# and whether the transcriber's defaults hold it: the copy in /tmp within the template's
+# EphemeralStorage, and the peak memory of loading it and transcribing 30 s (measured by
+# the speech bench in a process of its own) within TranscriberMemorySize.
 #
 #   scripts/check-deploy.sh              # with CARGO_TARGET_DIR as exported (or unset)
 #   scripts/check-deploy.sh --both       # once with CARGO_TARGET_DIR exported, once unset
@@ -99,9 +102,43 @@ case "${1:-}" in
         ;;
 esac
 
+# The transcriber's defaults in the template: its /tmp and its memory, in MB.
+TEMPLATE="$ROOT/infra/template.yaml"
+EPHEMERAL_MB="$(awk '/EphemeralStorage:/ { getline; gsub(/[^0-9]/, ""); print; exit }' "$TEMPLATE")"
+MEMORY_MB="$(awk '$0 == "  TranscriberMemorySize:" { inside = 1; next }
+    inside && /Default:/ { gsub(/[^0-9]/, ""); print; exit }' "$TEMPLATE")"
+# What the function needs beside whisper: its runtime and clients, and a 10-minute note
+# decoded (16 kHz, 4 bytes a sample: 38 MB) with its Ogg bytes.
+FUNCTION_MB=96
+echo "building the speech bench (release) to measure each model's peak memory"
+(cd "$ROOT" && cargo bench -p transcriber --bench speech --no-run --quiet 2>/dev/null) ||
+    fail "the speech bench does not build"
+
 # The model artefacts against Lambda's limits (the transcriber's own code counts toward
 # the layer limit: about 25 MB).
 shopt -s nullglob
+for model in "$ROOT"/.cache/models/ggml-*.bin; do
+    name="$(basename "$model")"
+    peak="$(cd "$ROOT" && SPEECH_BENCH_MODEL="$name" cargo bench -p transcriber --bench speech --quiet -- --bench 2>/dev/null |
+        awk '/peak RSS/ { print $(NF - 1) }')"
+    if [ -z "$peak" ]; then
+        fail "$name: the speech bench did not measure its memory"
+        peak=0
+    fi
+    needed=$((peak * 1048576 / 1000000 + FUNCTION_MB))
+    tmp_needed=$(( $(stat -c %s "$model") / 1000000 + 1 ))
+    fits="fits"
+    if [ "$tmp_needed" -gt "$EPHEMERAL_MB" ]; then
+        fail "$name: $tmp_needed MB in /tmp, over the template's EphemeralStorage ($EPHEMERAL_MB MB)"
+        fits="too big"
+    fi
+    if [ "$needed" -gt "$MEMORY_MB" ]; then
+        fail "$name: needs about $needed MB of memory, over TranscriberMemorySize's default ($MEMORY_MB MB)"
+        fits="too big"
+    fi
+    printf '%-28s /tmp %5s of %5s MB, memory %5s of %5s MB (peak RSS %s MiB + %s MB): %s\n' \
+        "$name" "$tmp_needed" "$EPHEMERAL_MB" "$needed" "$MEMORY_MB" "$peak" "$FUNCTION_MB" "$fits"
+done
 for model in "$ROOT"/.cache/models/ggml-*.bin; do
     size="$(stat -c %s "$model")"
     zipped="$("$VENV/bin/python" - "$model" <<'EOF'

@@ -180,3 +180,75 @@ fn silence_gives_an_empty_transcript_and_a_forced_foreign_language_is_refused_on
         "{err}"
     );
 }
+
+/// White noise at `amplitude` (uniform, deterministic), `seconds` long at 16 kHz.
+fn noise(seconds: usize, amplitude: f32, mut seed: u64) -> Vec<f32> {
+    (0..seconds * 16_000)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amplitude
+        })
+        .collect()
+}
+
+/// A note of noise (a pocket, wind, a street) or of room hiss has no speech: whisper never
+/// hears it, so it cannot write words into it, and the user gets "I couldn't hear
+/// anything" rather than an answer to invented words.
+#[test]
+fn noise_and_hiss_give_an_empty_transcript_without_running_whisper() {
+    let engine = engine("ggml-base.bin", Language::Auto);
+    for (what, samples) in [
+        ("loud noise", noise(6, 0.3, 7)),
+        ("room hiss", noise(4, 0.004, 11)),
+    ] {
+        let transcript = engine.transcribe(&samples).unwrap();
+        assert_eq!(transcript.text, "", "{what}: {transcript:?}");
+        assert!(transcript.segments.is_empty(), "{what}");
+        assert_eq!(transcript.speech_ms, 0, "{what}");
+        assert_eq!(transcript.audio_duration_ms, samples.len() as u64 / 16);
+    }
+    assert_eq!(engine.encodes(), 0, "nothing reached the encoder");
+}
+
+/// Long pauses between sentences (here 8 s of hiss, twice) are not transcribed: whisper
+/// hears the sentences with short pauses between them, gets the same words, and the times
+/// still count from the start of the note.
+#[test]
+fn long_pauses_are_left_out_and_the_words_keep_their_times() {
+    let fx = Fixtures::new();
+    let first = "Good morning, I would like to book a table for two.";
+    let second = "We will arrive at eight in the evening.";
+    let third = "Please call me back to confirm.";
+    let mut samples = voice_note_samples(&fx, "en", first);
+    let mut starts = Vec::new();
+    for sentence in [second, third] {
+        samples.extend(noise(8, 0.003, samples.len() as u64));
+        starts.push(samples.len() as u64 / 16);
+        samples.extend(voice_note_samples(&fx, "en", sentence));
+    }
+    let engine = engine("ggml-tiny.en.bin", Language::Auto);
+    let transcript = engine.transcribe(&samples).unwrap();
+
+    assert_well_formed(&transcript, samples.len());
+    let reference = format!("{first} {second} {third}");
+    let wer = word_error_rate(&reference, &transcript.text);
+    assert!(wer <= 0.2, "WER {wer:.2}: {:?}", transcript.text);
+    assert!(
+        transcript.speech_ms + 14_000 <= transcript.audio_duration_ms,
+        "the 16 s of pauses are mostly left out: heard {} of {} ms",
+        transcript.speech_ms,
+        transcript.audio_duration_ms
+    );
+    assert_eq!(
+        engine.encodes(),
+        1,
+        "what is left fits one window: one encoder run"
+    );
+    let last = transcript.segments.last().unwrap();
+    assert!(
+        last.start_ms + 1_500 >= starts[1] && last.end_ms <= transcript.audio_duration_ms,
+        "the last sentence is timed where it is in the note: {transcript:?}"
+    );
+}

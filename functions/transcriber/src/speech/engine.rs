@@ -1,5 +1,6 @@
 //! The loaded model: [`Engine::load`] once per container, [`Engine::transcribe`] per note.
 
+use std::borrow::Cow;
 use std::ffi::c_int;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use remedios_shared::clock::Deadline;
 use super::error::whisper_error;
 use super::language::language_code;
 use super::model_file::check_model_file;
+use super::vad::{Timeline, Vad};
 use super::{
     Language, MAX_AUDIO_DURATION, MAX_THREADS, MIN_SAMPLES, RATE, SILENCE_PEAK, Segment,
     SpeechError, SpeechSettings, Transcript, Tuning, chunks,
@@ -36,6 +38,8 @@ pub struct Engine {
     /// How many times whisper.cpp has run the encoder for this engine (boxed: the
     /// encoder callback holds its address).
     encodes: Box<AtomicUsize>,
+    /// Voice activity detection, when [`Tuning::vad`] is on.
+    vad: Option<Vad>,
 }
 
 /// whisper.cpp's `encoder_begin_callback`: counts one encoder run in the `AtomicUsize`
@@ -116,6 +120,7 @@ impl Engine {
             None if !multilingual => Some("en".to_owned()),
             None => None,
         };
+        let vad = if tuning.vad { Some(Vad::load()?) } else { None };
         let load_time = started.elapsed();
         tracing::info!(
             model,
@@ -139,6 +144,7 @@ impl Engine {
             load_time,
             tuning,
             encodes: Box::new(AtomicUsize::new(0)),
+            vad,
         })
     }
 
@@ -199,6 +205,7 @@ impl Engine {
             segments: Vec::new(),
             model: self.model.clone(),
             audio_duration_ms,
+            speech_ms: 0,
             processing_ms: 0,
         };
         let peak = samples.iter().fold(0.0f32, |peak, s| peak.max(s.abs()));
@@ -207,8 +214,25 @@ impl Engine {
             transcript.processing_ms = started.elapsed().as_millis() as u64;
             return Ok(transcript);
         }
+        // What whisper hears: the stretches of speech, or the whole note without VAD.
+        let (heard, timeline) = match &self.vad {
+            Some(vad) => {
+                let speech = vad.speech(samples)?;
+                if speech.is_empty() {
+                    tracing::debug!(audio_duration_ms, "no speech found in the note");
+                    transcript.processing_ms = started.elapsed().as_millis() as u64;
+                    return Ok(transcript);
+                }
+                let (joined, timeline) = Timeline::join(samples, &speech);
+                (Cow::Owned(joined), timeline)
+            }
+            None => (Cow::Borrowed(samples), Timeline::whole(samples.len())),
+        };
+        let samples = &heard[..];
+        let heard_ms = ms(samples.len());
+        transcript.speech_ms = heard_ms;
 
-        let chunks = self.chunks(samples);
+        let chunks = self.chunks(samples, &timeline.stretches());
         let mut state = self
             .ctx
             .create_state()
@@ -226,7 +250,7 @@ impl Engine {
             }
             if until.remaining().is_some_and(|left| left <= slowest) {
                 return Err(SpeechError::OutOfTime {
-                    done_ms: ms(chunk.start),
+                    done_ms: ms(timeline.in_note(chunk.start)),
                     duration_ms: audio_duration_ms,
                 });
             }
@@ -253,7 +277,7 @@ impl Engine {
                 .full(params, audio)
                 .map_err(whisper_error("transcribing"))?;
             let offset_ms = ms(chunk.start);
-            let end_ms = ms(chunk.end).min(audio_duration_ms);
+            let end_ms = ms(chunk.end).min(heard_ms);
             let before = transcript.segments.len();
             collect_segments(
                 &state,
@@ -266,6 +290,15 @@ impl Engine {
             slowest = slowest.max(chunk_started.elapsed());
         }
 
+        // Times count from the start of the note, pauses included.
+        let in_note = |at_ms: u64| {
+            ms(timeline.in_note((at_ms as usize).saturating_mul(RATE) / 1000))
+                .min(audio_duration_ms)
+        };
+        for segment in &mut transcript.segments {
+            segment.start_ms = in_note(segment.start_ms);
+            segment.end_ms = in_note(segment.end_ms).max(segment.start_ms);
+        }
         transcript.text = join_segments(&transcript.segments);
         transcript.language = language;
         transcript.processing_ms = started.elapsed().as_millis() as u64;
@@ -274,6 +307,7 @@ impl Engine {
             language = transcript.language.as_deref(),
             audio_ms = audio_duration_ms,
             chunks = chunks.len(),
+            speech_ms = heard_ms,
             detect_ms,
             processing_ms = transcript.processing_ms,
             segments = transcript.segments.len(),
@@ -284,8 +318,15 @@ impl Engine {
     }
 
     /// The pieces `samples` is transcribed in: one, or chunks cut at pauses for audio too
-    /// long for one shrunk window (see [`Tuning::split_long`]).
-    fn chunks(&self, samples: &[f32]) -> Vec<std::ops::Range<usize>> {
+    /// long for one shrunk window (see [`Tuning::split_long`]). `stretches` are the
+    /// stretches of speech voice activity detection left (the whole audio without it): a
+    /// chunk holds whole stretches while they fit, so each cut falls in a pause it found,
+    /// and a stretch too long for a chunk is cut at its quietest moments.
+    fn chunks(
+        &self,
+        samples: &[f32],
+        stretches: &[std::ops::Range<usize>],
+    ) -> Vec<std::ops::Range<usize>> {
         let tuning = &self.tuning;
         let one_piece = tuning.window_for(samples.len()) > 0
             && samples.len() <= samples_in(tuning.split_above_ms);
@@ -293,7 +334,29 @@ impl Engine {
             return std::iter::once(0..samples.len()).collect();
         }
         let max_len = samples_in(tuning.max_chunk_ms);
-        chunks::plan(samples, max_len)
+        let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut open: Option<std::ops::Range<usize>> = None;
+        for stretch in stretches {
+            if stretch.len() > max_len {
+                chunks.extend(open.take());
+                let offset = stretch.start;
+                chunks.extend(
+                    chunks::plan(&samples[stretch.clone()], max_len)
+                        .into_iter()
+                        .map(|c| c.start + offset..c.end + offset),
+                );
+                continue;
+            }
+            match &mut open {
+                Some(chunk) if stretch.end - chunk.start <= max_len => chunk.end = stretch.end,
+                _ => {
+                    chunks.extend(open.take());
+                    open = Some(stretch.clone());
+                }
+            }
+        }
+        chunks.extend(open);
+        chunks
     }
 
     /// Detects the spoken language with the encoder window `window` (0: 30 s).

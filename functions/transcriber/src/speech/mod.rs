@@ -52,6 +52,7 @@ mod error;
 mod language;
 mod model_file;
 mod tuning;
+mod vad;
 
 pub use engine::Engine;
 pub use error::SpeechError;
@@ -127,6 +128,11 @@ pub struct Transcript {
     pub model: String,
     /// Duration of the audio transcribed.
     pub audio_duration_ms: u64,
+    /// How much of it whisper heard: the stretches of speech with short pauses, once
+    /// voice activity detection shortened the long pauses ([`Tuning::vad`]); 0 when nobody
+    /// spoke.
+    #[serde(default)]
+    pub speech_ms: u64,
     /// Time spent transcribing (detection and decoding).
     pub processing_ms: u64,
 }

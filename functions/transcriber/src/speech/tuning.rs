@@ -62,6 +62,11 @@ pub struct Tuning {
     /// would fit one shrunk window: the encoder's cost grows faster than the window, so two
     /// windows of 14 s can cost less than one of 28 s.
     pub split_above_ms: u32,
+    /// Voice activity detection (whisper.cpp's, with the built-in Silero model) before
+    /// whisper: a note with no speech (silence, noise, music) gets an empty transcript
+    /// instead of invented words, and pauses over a second shrink to 600 ms, so whisper
+    /// neither hears nor encodes them.
+    pub vad: bool,
 }
 
 impl Default for Tuning {
@@ -81,6 +86,7 @@ impl Default for Tuning {
             split_long: true,
             max_chunk_ms: 15_000,
             split_above_ms: DEFAULT_SPLIT_ABOVE_MS,
+            vad: true,
         }
     }
 }
@@ -104,6 +110,7 @@ impl Tuning {
             split_long: false,
             max_chunk_ms: 30_000,
             split_above_ms: u32::MAX,
+            vad: false,
         }
     }
 
