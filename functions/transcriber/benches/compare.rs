@@ -202,6 +202,11 @@ fn apply_variant(name: &str, default: Tuning) -> Tuning {
             flash_attention: true,
             ..default
         },
+        // Without voice activity detection: whisper hears the whole note, pauses included.
+        "no-vad" => Tuning {
+            vad: false,
+            ..default
+        },
         "whisper-defaults" => Tuning::whisper_defaults(),
         _ if name.starts_with("chunk") => Tuning {
             max_chunk_ms: number("chunk") * 1000,
@@ -217,7 +222,7 @@ fn apply_variant(name: &str, default: Tuning) -> Tuning {
         },
         _ => panic!(
             "unknown variant {name}: shrink-off, split-off, no-fallback, context, single, \
-             chunk-timestamps, flash, \
+             chunk-timestamps, flash, no-vad, \
              whisper-defaults, chunkSECONDS, marginMS, detectSECONDS (0: the whole chunk), \
              splitSECONDS (split audio longer than this); join with + to combine"
         ),
