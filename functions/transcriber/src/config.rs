@@ -10,7 +10,7 @@ use std::time::Duration;
 use remedios_shared::allowance::Allowance;
 use remedios_shared::batch::INBOUND_MAX_RECEIVE_COUNT;
 use remedios_shared::config::{
-    AwsSettings, BUCKET_NAME, Choice, ConfigError, Env, Number, Setting, Text, Vars,
+    AwsSettings, BUCKET_NAME, Choice, ConfigError, Env, Flag, Number, Setting, Text, Vars,
 };
 use remedios_shared::graph::{GraphEndpoint, WHATSAPP_ACCESS_TOKEN};
 use remedios_shared::queue::{INBOUND_QUEUE_URL, REPLY_QUEUE_URL};
@@ -60,6 +60,11 @@ pub const WHISPER_LANGUAGE: Choice = Choice {
     default: "auto",
     doc: "`auto` detects the language; or a fixed one (`en`, `es`, ...)",
 };
+pub const WHISPER_VAD: Flag = Flag {
+    name: "WHISPER_VAD",
+    default: true,
+    doc: "find the speech before whisper: no words for silence or noise, long pauses skipped",
+};
 /// Its default is the machine's cores (at most [`MAX_THREADS`]).
 pub const WHISPER_THREADS: Number<usize> = Number {
     name: "WHISPER_THREADS",
@@ -99,6 +104,7 @@ pub fn settings() -> Vec<Setting> {
         WHISPER_MODEL_S3_KEY.setting(),
         WHISPER_MODEL_PATH.setting(),
         WHISPER_LANGUAGE.setting(),
+        WHISPER_VAD.setting(),
         Setting {
             default: None,
             ..WHISPER_THREADS.setting()
@@ -139,6 +145,8 @@ pub struct Config {
     pub audio_max: Duration,
     pub model: ModelSource,
     pub language: Language,
+    /// Voice activity detection before whisper (`speech::Tuning::vad`).
+    pub vad: bool,
     pub threads: usize,
     pub max_receive_count: u32,
     /// Where voice notes are transcribed.
@@ -174,6 +182,7 @@ impl Config {
             audio_max: Duration::from_secs(AUDIO_MAX_SECONDS.read(env)?),
             model,
             language,
+            vad: WHISPER_VAD.read(env)?,
             threads: WHISPER_THREADS.read_or(env, cores)?,
             max_receive_count: INBOUND_MAX_RECEIVE_COUNT.read(env)?,
             lanes: Lanes::new(
@@ -226,6 +235,10 @@ mod tests {
             ModelSource::Path("/opt/models/ggml-base-q8_0.bin".into())
         );
         assert_eq!(config.language, Language::Auto);
+        assert!(
+            config.vad,
+            "voice activity detection is on unless turned off"
+        );
         assert!(config.threads >= 1);
         assert_eq!(config.graph.version, "v24.0");
         assert!(!config.allowance.is_on(), "no limits unless asked");
@@ -243,6 +256,7 @@ mod tests {
             ("WHISPER_MODEL_PATH", "/opt/models/ggml-base-q8_0.bin"),
             ("WHISPER_LANGUAGE", "Spanish"),
             ("WHISPER_THREADS", "3"),
+            ("WHISPER_VAD", "false"),
             ("MEDIA_MAX_BYTES", "2048"),
             ("AUDIO_MAX_SECONDS", "60"),
             ("SPEECH_LANES", "4"),
@@ -258,6 +272,7 @@ mod tests {
         );
         assert_eq!(config.language, Language::Forced("es".into()));
         assert_eq!(config.threads, 3);
+        assert!(!config.vad);
         assert_eq!(config.media_max_bytes, 2048);
         assert_eq!(config.audio_max, Duration::from_secs(60));
         assert_eq!(config.lanes.count(), 2, "one instance stays free for texts");

@@ -61,7 +61,7 @@ use remedios_shared::{aws, batch, keys};
 use crate::audio::{self, AudioError, DecodeLimits};
 use crate::config::Config;
 use crate::lanes::{self, Lanes, Markers};
-use crate::speech::{Engine, SpeechError, SpeechSettings, Transcript};
+use crate::speech::{Engine, SpeechError, SpeechSettings, Transcript, Tuning};
 use crate::whisper_model::{self, ModelError};
 
 /// Why the transcriber could not start.
@@ -697,9 +697,15 @@ async fn load_speech(config: &Config, s3: &aws_sdk_s3::Client) -> Result<Engine,
         language: config.language.clone(),
         threads: config.threads,
     };
-    Ok(tokio::task::spawn_blocking(move || Engine::load(&settings))
-        .await
-        .map_err(|e| StartError::Join(e.to_string()))??)
+    let tuning = Tuning {
+        vad: config.vad,
+        ..Tuning::default()
+    };
+    Ok(
+        tokio::task::spawn_blocking(move || Engine::load_tuned(&settings, tuning))
+            .await
+            .map_err(|e| StartError::Join(e.to_string()))??,
+    )
 }
 
 /// One `SpeechModelUnavailable`: a cold start without the model, or a voice note that

@@ -28,6 +28,7 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
                 "WHISPER_MODEL_S3_KEY"
             },
             "WHISPER_LANGUAGE",
+            "WHISPER_VAD",
             "WHISPER_THREADS",
             "INBOUND_MAX_RECEIVE_COUNT",
             "LIMIT_MESSAGES_PER_MINUTE",
