@@ -42,6 +42,13 @@ pub struct Engine {
     vad: Option<Vad>,
 }
 
+/// The least audio voice activity detection must leave out of a note with speech for
+/// whisper to hear the stretches of speech instead of the whole note: 2 s. Below it the
+/// saving is a fraction of one encoder window, and the chunks' cuts would move for
+/// nothing (on a 60 s Spanish note with short pauses they fell elsewhere, WER 0.303
+/// against 0.261).
+const MIN_PAUSES_LEFT_OUT_MS: u32 = 2_000;
+
 /// whisper.cpp's `encoder_begin_callback`: counts one encoder run in the `AtomicUsize`
 /// `user_data` points to, and lets it go ahead.
 unsafe extern "C" fn count_encode(
@@ -223,8 +230,15 @@ impl Engine {
                     transcript.processing_ms = started.elapsed().as_millis() as u64;
                     return Ok(transcript);
                 }
-                let (joined, timeline) = Timeline::join(samples, &speech);
-                (Cow::Owned(joined), timeline)
+                let kept: usize = speech.iter().map(ExactSizeIterator::len).sum();
+                if samples.len() - kept < samples_in(MIN_PAUSES_LEFT_OUT_MS) {
+                    // Next to nothing to leave out: whisper hears the note as it is, cut
+                    // where its own quiet falls.
+                    (Cow::Borrowed(samples), Timeline::whole(samples.len()))
+                } else {
+                    let (joined, timeline) = Timeline::join(samples, &speech);
+                    (Cow::Owned(joined), timeline)
+                }
             }
             None => (Cow::Borrowed(samples), Timeline::whole(samples.len())),
         };

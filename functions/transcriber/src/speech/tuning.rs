@@ -65,7 +65,8 @@ pub struct Tuning {
     /// Voice activity detection (whisper.cpp's, with the built-in Silero model) before
     /// whisper: a note with no speech (silence, noise, music) gets an empty transcript
     /// instead of invented words, and pauses over a second shrink to 600 ms, so whisper
-    /// neither hears nor encodes them.
+    /// neither hears nor encodes them (when they add up to 2 s or more; otherwise whisper
+    /// hears the note whole).
     pub vad: bool,
 }
 
