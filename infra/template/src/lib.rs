@@ -98,6 +98,9 @@ pub struct LocalResources {
     pub transcriber: Consumer,
     /// The responder's event source on the reply queue.
     pub responder: Consumer,
+    /// Each function's memory in MB, by the parameter that sets it (`TranscriberMemorySize`),
+    /// or by the function's logical id when the template writes a number.
+    pub memory_mb: BTreeMap<String, u32>,
     /// Where the functions read their secrets, as the template wires them: each
     /// variable with an SSM parameter (`WHATSAPP_ACCESS_TOKEN` for
     /// `WHATSAPP_ACCESS_TOKEN_PARAM`) and the parameter's name. A `_PARAM` variable left
@@ -147,8 +150,18 @@ pub fn local_resources_with(
     }
     let deployment = template.deployment(settings)?;
     let mut secret_parameters = BTreeMap::new();
+    let mut memory_mb = BTreeMap::new();
     for function in [WEBHOOK_FUNCTION, TRANSCRIBER_FUNCTION, RESPONDER_FUNCTION] {
-        for (var, value) in deployment.function(function)?.environment {
+        let declared = deployment.function(function)?;
+        if let Some(mb) = declared.memory_size {
+            let setter = template.resources[function]
+                .properties
+                .get("MemorySize")
+                .and_then(|v| template.referenced_parameter(v))
+                .unwrap_or(function);
+            memory_mb.insert(setter.to_owned(), mb);
+        }
+        for (var, value) in declared.environment {
             if let Some(secret) = var.strip_suffix("_PARAM")
                 && !value.is_empty()
             {
@@ -163,6 +176,7 @@ pub fn local_resources_with(
         bucket: deployment.bucket(BUCKET)?,
         transcriber: deployment.consumer_of(INBOUND_QUEUE)?,
         responder: deployment.consumer_of(REPLY_QUEUE)?,
+        memory_mb,
     })
 }
 

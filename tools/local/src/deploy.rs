@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use remedios_shared::store::Store;
-use remedios_template::Template;
+use remedios_template::{LocalResources, Template};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -396,33 +396,14 @@ pub async fn account_limits(sdk: &aws_config::SdkConfig) -> Result<AccountLimits
     })
 }
 
-/// What the stack with `parameters` (over the template's defaults) asks of an account
-/// with `limits` that the account may refuse or throttle: memory over
+/// What the stack as `resources` reads it (the template with the stack's parameters) asks
+/// of an account with `limits` that the account may refuse or throttle: memory over
 /// [`NEW_ACCOUNT_MEMORY_MB`], and more concurrency than the account leaves unreserved
 /// (both queues' consumers at their maximum, and the webhook).
-pub fn account_warnings(
-    template: &Template,
-    parameters: &BTreeMap<String, String>,
-    limits: AccountLimits,
-) -> Vec<String> {
-    let value = |name: &str| -> Option<u64> {
-        match parameters.get(name) {
-            Some(v) => v.trim().parse().ok(),
-            None => template
-                .parameters
-                .get(name)?
-                .default
-                .as_ref()
-                .and_then(|d| d.as_u64().or_else(|| d.as_str()?.parse().ok())),
-        }
-    };
+pub fn account_warnings(resources: &LocalResources, limits: AccountLimits) -> Vec<String> {
     let mut warnings = Vec::new();
-    for name in [
-        "WebhookMemorySize",
-        "TranscriberMemorySize",
-        "ResponderMemorySize",
-    ] {
-        if let Some(mb) = value(name).filter(|mb| *mb > NEW_ACCOUNT_MEMORY_MB) {
+    for (name, mb) in &resources.memory_mb {
+        if u64::from(*mb) > NEW_ACCOUNT_MEMORY_MB {
             warnings.push(format!(
                 "{name} is {mb} MB: accounts whose Lambda quotas AWS has not raised (many new \
                  ones) refuse more than {NEW_ACCOUNT_MEMORY_MB} MB and the deploy fails; the \
@@ -430,8 +411,8 @@ pub fn account_warnings(
             ));
         }
     }
-    let transcriber = value("TranscriberMaxConcurrency").unwrap_or(0);
-    let responder = value("ResponderMaxConcurrency").unwrap_or(0);
+    let transcriber = resources.transcriber.concurrency() as u64;
+    let responder = resources.responder.concurrency() as u64;
     let needed = transcriber + responder + 1;
     let available = u64::try_from(limits.unreserved).unwrap_or(0);
     if needed > available {

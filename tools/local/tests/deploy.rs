@@ -552,36 +552,27 @@ async fn the_accounts_lambda_limits_are_read_and_what_exceeds_them_is_warned_of(
             unreserved: 10
         }
     );
-    let template = remedios_template::Template::load(&remedios_template::template_path())
-        .expect("the template");
-    let with = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs
+    let with = |pairs: &[(&str, &str)]| {
+        let parameters: BTreeMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+            .collect();
+        remedios_template::local_resources_with("remedios", &parameters).expect("the template")
     };
 
     assert_eq!(
-        deploy::account_warnings(&template, &BTreeMap::new(), limits),
+        deploy::account_warnings(&with(&[]), limits),
         Vec::<String>::new(),
         "the template's defaults (5 + 2 + the webhook) fit a new account"
     );
-    let busy = deploy::account_warnings(
-        &template,
-        &with(&[("TranscriberMaxConcurrency", "20")]),
-        limits,
-    );
+    let busy = deploy::account_warnings(&with(&[("TranscriberMaxConcurrency", "20")]), limits);
     assert_eq!(busy.len(), 1, "{busy:?}");
     assert!(busy[0].contains("may run 23 functions at once"), "{busy:?}");
     assert!(
         busy[0].contains("TranscriberMaxConcurrency to 7"),
         "{busy:?}"
     );
-    let big = deploy::account_warnings(
-        &template,
-        &with(&[("TranscriberMemorySize", "4096")]),
-        limits,
-    );
+    let big = deploy::account_warnings(&with(&[("TranscriberMemorySize", "4096")]), limits);
     assert_eq!(big.len(), 1, "{big:?}");
     assert!(
         big[0].starts_with("TranscriberMemorySize is 4096 MB") && big[0].contains("3008 MB"),
@@ -590,7 +581,6 @@ async fn the_accounts_lambda_limits_are_read_and_what_exceeds_them_is_warned_of(
 
     // An account whose quota was raised takes the busy stack.
     let raised = deploy::account_warnings(
-        &template,
         &with(&[("TranscriberMaxConcurrency", "20")]),
         deploy::AccountLimits {
             concurrent_executions: 1000,

@@ -148,7 +148,7 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
                     "   ok   Lambda account: {} concurrent executions ({} unreserved)",
                     limits.concurrent_executions, limits.unreserved
                 );
-                for warning in d::account_warnings(&template, &parameters, limits) {
+                for warning in d::account_warnings(&resources, limits) {
                     println!("   WARNING {warning}");
                 }
             }
