@@ -140,9 +140,12 @@ impl Composer {
                         now,
                     )
                 };
-                let length = length_instruction(self.model.settings().max_tokens);
-                let base_system = format!("{}{length}", self.behaviour.system_prompt);
-                let mut system = base_system.clone();
+                let system = format!(
+                    "{}{}",
+                    self.behaviour.system_prompt,
+                    length_instruction(self.model.settings().max_tokens)
+                );
+                let mut passages = String::new();
                 if let Some(knowledge) = &self.knowledge {
                     let settings = self.behaviour.knowledge;
                     let searched = Instant::now();
@@ -159,9 +162,7 @@ impl Composer {
                         let text = self.behaviour.texts.get(FixedText::NotCovered, language);
                         return Ok((reply(ReplyKind::Fixed, text, None), None));
                     }
-                    if !found.is_empty() {
-                        system.push_str(&knowledge::instruction(&found));
-                    }
+                    passages = knowledge::instruction(&found);
                 }
                 // Sized to the host's context: the latest turns that fit beside the system
                 // message and the question. Should the host still find it too long (a
@@ -170,22 +171,26 @@ impl Composer {
                 // stuck behind history they cannot see.
                 let prompt_chars = self.model.settings().prompt_chars();
                 let question_chars = question.chars().count();
-                if system.chars().count() + question_chars > prompt_chars {
+                if system.chars().count() + passages.chars().count() + question_chars > prompt_chars
+                {
                     // A long question leaves no room for passages.
-                    system = base_system.clone();
+                    passages.clear();
                 }
                 let conversation = &snapshot.conversation;
-                let room = prompt_chars.saturating_sub(system.chars().count() + question_chars);
-                let history = conversation.recent_messages(room);
-                let mut messages = Vec::with_capacity(history.len() + 2);
-                messages.push(ChatMessage::new(Role::System, &system));
-                messages.extend(history);
-                messages.push(ChatMessage::new(Role::User, question));
+                let room = prompt_chars.saturating_sub(
+                    system.chars().count() + passages.chars().count() + question_chars,
+                );
+                let messages = prompt(
+                    &system,
+                    conversation.recent_messages(room),
+                    &passages,
+                    question,
+                );
                 let answered = match self.ask_model(&messages, deadline).await {
                     Err(e) if e.is_context_overflow() => {
                         warn!(user = %user, history_turns = messages.len() - 2, "the prompt was over the host's context; asking once more without history or passages");
                         let bare = [
-                            ChatMessage::new(Role::System, &base_system),
+                            ChatMessage::new(Role::System, &system),
                             ChatMessage::new(Role::User, question),
                         ];
                         self.ask_model(&bare, deadline).await
@@ -297,6 +302,29 @@ impl Composer {
     }
 }
 
+/// The chat sent to the model, ordered so that what changes least comes first and a
+/// host's prompt cache serves all of it but this turn: the system message (the same for
+/// every turn), the conversation (append-only between turns: the stored questions carry
+/// no passages), then this turn's question followed by its passages of the business's
+/// material, in the last user message.
+pub fn prompt(
+    system: &str,
+    history: Vec<ChatMessage>,
+    passages: &str,
+    question: &str,
+) -> Vec<ChatMessage> {
+    let mut messages = Vec::with_capacity(history.len() + 2);
+    messages.push(ChatMessage::new(Role::System, system));
+    messages.extend(history);
+    let last = if passages.is_empty() {
+        question.to_owned()
+    } else {
+        format!("{question}\n\n{passages}")
+    };
+    messages.push(ChatMessage::new(Role::User, last));
+    messages
+}
+
 /// Words a WhatsApp message holds, counting generously (six characters a word with its
 /// space, more than English or Spanish prose takes).
 const WORDS_PER_MESSAGE: usize = WHATSAPP_TEXT_LIMIT / 6;
@@ -337,6 +365,35 @@ fn count_model_call(answered: &Result<Completion, Gpt4AllError>, took: Duration)
 mod tests {
     use super::*;
     use crate::config::DEFAULT_MAX_TOKENS;
+
+    #[test]
+    fn a_turns_prompt_starts_with_the_last_turns_prompt_but_its_passages() {
+        let system = "be brief";
+        let asked = |n: usize| ChatMessage::new(Role::User, format!("question {n}"));
+        let answered = |n: usize| ChatMessage::new(Role::Assistant, format!("answer {n}"));
+        let history = |turns: usize| {
+            (1..=turns)
+                .flat_map(|n| [asked(n), answered(n)])
+                .collect::<Vec<_>>()
+        };
+        let before = prompt(system, history(2), "[1] passage A", "question 3");
+        let after = prompt(system, history(3), "[1] passage B", "question 4");
+        // Everything but the last message of the earlier turn is the later turn's start,
+        // so a host's prompt cache serves it.
+        assert_eq!(before[..before.len() - 1], after[..before.len() - 1]);
+        assert_eq!(after[0], ChatMessage::new(Role::System, system));
+        assert_eq!(
+            after.last().map(|m| m.content.as_str()),
+            Some("question 4\n\n[1] passage B")
+        );
+        assert_eq!(
+            prompt(system, Vec::new(), "", "hi"),
+            [
+                ChatMessage::new(Role::System, system),
+                ChatMessage::new(Role::User, "hi")
+            ]
+        );
+    }
 
     #[test]
     fn the_length_instruction_keeps_an_answer_within_one_message() {

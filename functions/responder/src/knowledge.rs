@@ -474,12 +474,16 @@ async fn build(
     Ok(index)
 }
 
-/// The system prompt's addition for a question with `found` passages.
+/// What follows a question with `found` passages, in its user message (nothing when none
+/// was found).
 pub fn instruction(found: &[Found<'_>]) -> String {
+    if found.is_empty() {
+        return String::new();
+    }
     let mut out = String::from(
-        "\n\nAnswer from the passages of our own material below. Use only facts they contain, \
-and never make up names, numbers, prices or times. If they do not answer the question, say \
-plainly that you do not have that information.\n",
+        "Passages of our own material, to answer from (use only facts they contain, and never \
+make up names, numbers, prices or times; if they do not answer the question, say plainly that \
+you do not have that information):\n",
     );
     for (i, f) in found.iter().enumerate() {
         out.push_str(&format!("\n[{}] ", i + 1));

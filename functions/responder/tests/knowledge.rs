@@ -64,20 +64,25 @@ async fn knowing(bench: &TestBed, uncovered: Uncovered) -> Responder {
         .with_knowledge(knowledge)
 }
 
-/// Asks `question` as a text job (handled without failure) and gives back the system
-/// prompt of the one request that reached the model gate.
-async fn system_prompt_for(
-    bench: &TestBed,
-    responder: &Responder,
-    id: &str,
-    question: &str,
-) -> String {
+/// Asks `question` as a text job (handled without failure) and gives back the last user
+/// message (the question, then this turn's passages) of the one request that reached the
+/// model gate, after checking that the system message carries no passage.
+async fn passages_for(bench: &TestBed, responder: &Responder, id: &str, question: &str) -> String {
     let job = text_job(id, question);
     let response = responder.handle(event(&[(&job, 1)])).await;
     assert!(failed(&response).is_empty(), "{response:?}");
     let forwarded = bench.gate.forwarded();
     assert_eq!(forwarded.len(), 1);
-    forwarded[0].messages[0].content.clone()
+    let messages = &forwarded[0].messages;
+    assert!(
+        !messages[0].content.contains("[1]"),
+        "the system message stays the same every turn: {}",
+        messages[0].content
+    );
+    let last = messages.last().expect("a question");
+    assert_eq!(last.role, "user");
+    assert!(last.content.starts_with(question), "{}", last.content);
+    last.content.clone()
 }
 
 #[tokio::test]
@@ -124,7 +129,7 @@ async fn the_index_is_built_once_stored_and_rebuilt_when_the_material_changes() 
 async fn a_question_is_answered_from_the_passage_that_holds_its_fact() {
     let bench = with_material().await;
     let responder = knowing(&bench, Uncovered::Answer).await;
-    let system = system_prompt_for(
+    let passages = passages_for(
         &bench,
         &responder,
         "wamid.KB1",
@@ -132,15 +137,15 @@ async fn a_question_is_answered_from_the_passage_that_holds_its_fact() {
     )
     .await;
     assert!(
-        system.contains("[1] Wi-Fi: The Wi-Fi network for patients is SolGuest"),
-        "the passage with the fact comes first in the prompt: {system}"
+        passages.contains("[1] Wi-Fi: The Wi-Fi network for patients is SolGuest"),
+        "the passage with the fact comes first in the prompt: {passages}"
     );
-    assert!(!system.contains("Aparcamiento"), "{system}");
+    assert!(!passages.contains("Aparcamiento"), "{passages}");
     let sent = bench.bodies();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(
         sent[0].contains("TULIP-4417"),
-        "the answer carries the fact only the material holds: {:?}",
+        "the answer carries the fact only the material holds: {:?} (asked: {passages:?})",
         sent[0]
     );
 }
@@ -149,7 +154,7 @@ async fn a_question_is_answered_from_the_passage_that_holds_its_fact() {
 async fn a_spanish_question_retrieves_the_spanish_passage() {
     let bench = with_material().await;
     let responder = knowing(&bench, Uncovered::Answer).await;
-    let system = system_prompt_for(
+    let passages = passages_for(
         &bench,
         &responder,
         "wamid.KB2",
@@ -157,8 +162,8 @@ async fn a_spanish_question_retrieves_the_spanish_passage() {
     )
     .await;
     assert!(
-        system.contains("[1] Aparcamiento: Los pacientes aparcan gratis"),
-        "stemmed Spanish finds the Spanish passage: {system}"
+        passages.contains("[1] Aparcamiento: Los pacientes aparcan gratis"),
+        "stemmed Spanish finds the Spanish passage: {passages}"
     );
     assert_eq!(bench.bodies().len(), 1);
 }
@@ -187,9 +192,12 @@ async fn an_uncovered_question_is_declined_or_answered_freely_as_configured() {
     let forwarded = bench.gate.forwarded();
     assert_eq!(forwarded.len(), 1, "the model answers freely");
     assert!(
-        !forwarded[0].messages[0].content.contains("[1]"),
-        "with no passage in the prompt: {}",
-        forwarded[0].messages[0].content
+        forwarded[0]
+            .messages
+            .iter()
+            .all(|m| !m.content.contains("[1]")),
+        "with no passage in the prompt: {:?}",
+        forwarded[0].messages
     );
     assert_eq!(bench.bodies().len(), 2);
 }
@@ -260,7 +268,7 @@ async fn a_bad_material_file_is_left_out_and_everyone_is_still_answered_from_the
     assert_eq!(again.skipped, loaded.skipped);
 
     let responder = knowing(&bench, Uncovered::Answer).await;
-    let system = system_prompt_for(
+    let passages = passages_for(
         &bench,
         &responder,
         "wamid.KBBAD1",
@@ -268,8 +276,8 @@ async fn a_bad_material_file_is_left_out_and_everyone_is_still_answered_from_the
     )
     .await;
     assert!(
-        system.contains("[1] Insurance: We accept Sanitas and Adeslas"),
-        "{system}"
+        passages.contains("[1] Insurance: We accept Sanitas and Adeslas"),
+        "{passages}"
     );
     assert_eq!(bench.bodies().len(), 1, "the user is answered");
 }
