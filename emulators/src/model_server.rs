@@ -266,6 +266,8 @@ struct GateState {
     records: Vec<GateRecord>,
     /// Answer this many requests with HTTP 503 before forwarding again.
     fail_next: u32,
+    /// Requests answered with 503 so far.
+    busy_answers: u32,
 }
 
 type SharedGate = Arc<Mutex<GateState>>;
@@ -345,6 +347,11 @@ impl Gpt4AllGate {
     pub fn fail_next(&self, count: u32) {
         lock(&self.state).fail_next = count;
     }
+
+    /// How many chat requests were answered 503 by [`Self::fail_next`].
+    pub fn busy_answers(&self) -> u32 {
+        lock(&self.state).busy_answers
+    }
 }
 
 async fn models(State(state): State<SharedGate>) -> Response {
@@ -360,6 +367,7 @@ async fn chat(State(state): State<SharedGate>, body: Bytes) -> Response {
         let mut s = lock(&state);
         let fail = s.fail_next > 0;
         s.fail_next = s.fail_next.saturating_sub(1);
+        s.busy_answers += u32::from(fail);
         (s.upstream.clone(), fail)
     };
     if fail {

@@ -46,7 +46,7 @@ const fn line(
 ///
 /// `Outcome` (of a job, a record or a model call), `Cause` (of a retry), `Type`,
 /// `Language`, `Reply` and `Content` take values from small
-/// fixed sets the code names (a language is one of whisper's codes); `Model` is the model
+/// fixed sets the code names (`Host` is a model host's position in the list, 1 first) (a language is one of whisper's codes); `Model` is the model
 /// file's name.
 pub const SCHEMA: &[Line] = &[
     line("webhook", &["Function", "Type"], &["Messages"]),
@@ -82,6 +82,13 @@ pub const SCHEMA: &[Line] = &[
         "responder",
         &["Function", "Outcome"],
         &["ModelCalls", "ModelMs", "PromptTokens", "CompletionTokens"],
+    ),
+    // Each request to one model host (a job's call may ask several), by the host's
+    // position (1 for GPT4ALL_URL, then MODEL_HOSTS in order; never its URL).
+    line(
+        "responder",
+        &["Function", "Host", "Outcome"],
+        &["ModelHostCalls", "ModelHostMs"],
     ),
     line("responder", &["Function", "Cause"], &["Retries"]),
     // Each message sent to a user, by what it was (an answer's parts, a transcript, a

@@ -16,9 +16,9 @@ use crate::config::Behaviour;
 use crate::config::{SummaryMode, Uncovered};
 use crate::decision::{self as plan, Heard, Plan};
 use crate::deliver::{LAST_ATTEMPT_MARGIN, REPLY_MARGIN};
-use crate::gpt4all::Gpt4AllClient;
 use crate::gpt4all::{ChatMessage, Completion, Gpt4AllError, Role};
 use crate::history::{History, Snapshot};
+use crate::hosts::ModelHosts;
 use crate::knowledge::{self, Knowledge};
 use crate::ledger::{Exchange, ReplyKind, ReplyRecord};
 use crate::outcome::RetryLater;
@@ -41,7 +41,7 @@ pub struct Attempt {
 /// What composing needs: the model host, the conversations, the settings, the knowledge.
 #[derive(Debug)]
 pub struct Composer {
-    pub(crate) model: Gpt4AllClient,
+    pub(crate) model: ModelHosts,
     pub(crate) history: History,
     pub(crate) behaviour: Behaviour,
     /// The business's own material, when `KNOWLEDGE` is on.
@@ -102,7 +102,7 @@ impl Composer {
                 Ok((fixed(ReplyKind::Fixed, answer), None))
             }
             Plan::Transcript(heard) => {
-                let texts = self.heard_texts(heard, language, deadline).await;
+                let texts = self.heard_texts(user, heard, language, deadline).await;
                 let record = ReplyRecord::new(
                     &message.message_tag,
                     ReplyKind::Fixed,
@@ -123,7 +123,7 @@ impl Composer {
                 };
                 // The transcript goes first, whatever the model does after.
                 let heard = match heard {
-                    Some(heard) => self.heard_texts(heard, language, deadline).await,
+                    Some(heard) => self.heard_texts(user, heard, language, deadline).await,
                     None => Vec::new(),
                 };
                 let preface = preface
@@ -143,7 +143,7 @@ impl Composer {
                 let system = format!(
                     "{}{}",
                     self.behaviour.system_prompt,
-                    length_instruction(self.model.settings().max_tokens)
+                    length_instruction(self.model.first().settings().max_tokens)
                 );
                 let mut passages = String::new();
                 if let Some(knowledge) = &self.knowledge {
@@ -169,7 +169,7 @@ impl Composer {
                 // context set lower than GPT4ALL_CONTEXT_TOKENS says, a dense script), it
                 // is asked once more with neither history nor passages: a user never stays
                 // stuck behind history they cannot see.
-                let prompt_chars = self.model.settings().prompt_chars();
+                let prompt_chars = self.model.prompt_chars();
                 let question_chars = question.chars().count();
                 if system.chars().count() + passages.chars().count() + question_chars > prompt_chars
                 {
@@ -186,14 +186,14 @@ impl Composer {
                     &passages,
                     question,
                 );
-                let answered = match self.ask_model(&messages, deadline).await {
+                let answered = match self.ask_model(user, &messages, deadline).await {
                     Err(e) if e.is_context_overflow() => {
                         warn!(user = %user, history_turns = messages.len() - 2, "the prompt was over the host's context; asking once more without history or passages");
                         let bare = [
                             ChatMessage::new(Role::System, &system),
                             ChatMessage::new(Role::User, question),
                         ];
-                        self.ask_model(&bare, deadline).await
+                        self.ask_model(user, &bare, deadline).await
                     }
                     answered => answered,
                 };
@@ -201,6 +201,7 @@ impl Composer {
                     Ok(completion) => {
                         info!(
                             user = %user,
+                            host = completion.host,
                             history_turns = conversation.turns.len(),
                             model_ms = completion.elapsed.as_millis() as u64,
                             completion_tokens = completion.usage.map(|u| u.completion_tokens),
@@ -246,12 +247,13 @@ impl Composer {
     /// [`REPLY_MARGIN`]), counted in the `ModelCalls` metric.
     async fn ask_model(
         &self,
+        user: &UserTag,
         messages: &[ChatMessage],
         deadline: Deadline,
     ) -> Result<Completion, Gpt4AllError> {
         let budget = deadline.budget(Duration::MAX, REPLY_MARGIN);
         let asked = Instant::now();
-        let answered = self.model.complete(messages, budget).await;
+        let answered = self.model.complete(user, messages, budget).await;
         count_model_call(&answered, asked.elapsed());
         answered
     }
@@ -260,7 +262,13 @@ impl Composer {
     /// a summary from the model before it or instead of it when the note is long and
     /// `SUMMARY` asks for one. A summary the model cannot give now is left out (the
     /// transcript is what the user asked for), never waited for.
-    async fn heard_texts(&self, heard: &Heard, language: Lang, deadline: Deadline) -> Vec<String> {
+    async fn heard_texts(
+        &self,
+        user: &UserTag,
+        heard: &Heard,
+        language: Lang,
+        deadline: Deadline,
+    ) -> Vec<String> {
         let transcript = heard.text.clone();
         if !heard.summarise {
             return vec![transcript];
@@ -269,7 +277,7 @@ impl Composer {
             ChatMessage::new(Role::System, SUMMARY_PROMPT),
             ChatMessage::new(Role::User, plan::bounded(&heard.text)),
         ];
-        let answered = self.ask_model(&messages, deadline).await;
+        let answered = self.ask_model(user, &messages, deadline).await;
         let summary = match answered {
             Ok(completion) => completion.text,
             Err(e) => {

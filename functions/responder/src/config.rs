@@ -45,6 +45,25 @@ pub const GPT4ALL_API_KEY: SecretVar = SecretVar {
     doc: "the bearer key of the GPT4All host's proxy",
     required: false,
 };
+pub const GPT4ALL_KIND: Choice = Choice {
+    name: "GPT4ALL_KIND",
+    default: "gpt4all",
+    doc: "what the host runs: gpt4all, llamacpp (asked to keep its prompt cache), ollama or openai",
+};
+pub const GPT4ALL_CONCURRENCY: Number<u32> = Number {
+    name: "GPT4ALL_CONCURRENCY",
+    default: 1,
+    min: 1,
+    max: 256,
+    doc: "requests the host serves at once (GPT4All: 1; llama.cpp: its --parallel)",
+};
+pub const MODEL_HOSTS: Text = Text::optional(
+    "MODEL_HOSTS",
+    "more model hosts after the first: `URL, model=…, context=…, concurrency=…, kind=…, key=/param`, `;` between hosts",
+);
+/// Where the API keys of the hosts in `MODEL_HOSTS` are kept in SSM: the template lets
+/// the responder read parameters under this path and no other.
+pub const MODEL_HOST_KEYS_PATH: &str = "/remedios/model-hosts/";
 pub const GPT4ALL_MAX_TOKENS: Number<u32> = Number {
     name: "GPT4ALL_MAX_TOKENS",
     default: 400,
@@ -180,6 +199,9 @@ pub fn settings() -> Vec<Setting> {
         GPT4ALL_URL.setting(),
         GPT4ALL_MODEL.setting(),
         GPT4ALL_API_KEY.setting(),
+        GPT4ALL_KIND.setting(),
+        GPT4ALL_CONCURRENCY.setting(),
+        MODEL_HOSTS.setting(),
         GPT4ALL_MAX_TOKENS.setting(),
         GPT4ALL_CONTEXT_TOKENS.setting(),
         GPT4ALL_TEMPERATURE.setting(),
@@ -233,6 +255,137 @@ pub struct ModelSettings {
     pub retries: u32,
     /// The first backoff; it doubles with each attempt.
     pub backoff: Duration,
+    /// What the host runs: what it accepts beyond GPT4All's keys.
+    pub kind: HostKind,
+    /// Requests it serves at once: its share of the users.
+    pub concurrency: u32,
+}
+
+/// What a model host runs, for what it accepts beyond GPT4All's strict keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostKind {
+    /// GPT4All's API server: refuses any key it does not know.
+    #[default]
+    Gpt4All,
+    /// llama.cpp's server (or Paddler in front of some): asked to keep the prompt's state
+    /// for the next request (`cache_prompt`).
+    LlamaCpp,
+    /// Ollama: keeps its cache on its own; sent GPT4All's keys only.
+    Ollama,
+    /// Any other OpenAI-compatible server (LiteLLM, vLLM): sent GPT4All's keys only.
+    OpenAi,
+}
+
+impl std::str::FromStr for HostKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "gpt4all" => Ok(HostKind::Gpt4All),
+            "llamacpp" | "llama.cpp" => Ok(HostKind::LlamaCpp),
+            "ollama" => Ok(HostKind::Ollama),
+            "openai" => Ok(HostKind::OpenAi),
+            _ => Err("use gpt4all, llamacpp, ollama or openai".into()),
+        }
+    }
+}
+
+/// One more host of `MODEL_HOSTS`: what differs from the first host. The model and the
+/// context default to the first host's (`GPT4ALL_MODEL`, `GPT4ALL_CONTEXT_TOKENS`); the
+/// kind to `gpt4all` (the strictest) and the concurrency to 1; the first host's key is
+/// never sent to another host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSpec {
+    pub base_url: Url,
+    pub model: Option<String>,
+    pub context_tokens: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub kind: Option<HostKind>,
+    /// The SSM parameter holding its API key, under [`MODEL_HOST_KEYS_PATH`].
+    pub key: Option<String>,
+}
+
+impl std::str::FromStr for HostSpec {
+    type Err = String;
+    /// `URL, model=NAME, context=N, concurrency=N, kind=K, key=/remedios/model-hosts/NAME`
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut fields = s.split(',').map(str::trim);
+        let url = fields.next().unwrap_or_default();
+        let base_url: Url = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+        if !matches!(base_url.scheme(), "http" | "https") {
+            return Err(format!("{url:?} is not an http(s) URL"));
+        }
+        let mut spec = HostSpec {
+            base_url,
+            model: None,
+            context_tokens: None,
+            concurrency: None,
+            kind: None,
+            key: None,
+        };
+        let number = |name: &str, v: &str, min: u32, max: u32| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| format!("{name}={v} is not a number from {min} to {max}"))
+        };
+        for field in fields.filter(|f| !f.is_empty()) {
+            let (name, value) = field
+                .split_once('=')
+                .map(|(n, v)| (n.trim(), v.trim()))
+                .ok_or_else(|| format!("{field:?} is not name=value"))?;
+            match name {
+                "model" if !value.is_empty() => spec.model = Some(value.to_owned()),
+                "context" => {
+                    spec.context_tokens = Some(number(
+                        name,
+                        value,
+                        GPT4ALL_CONTEXT_TOKENS.min,
+                        GPT4ALL_CONTEXT_TOKENS.max,
+                    )?)
+                }
+                "concurrency" => {
+                    spec.concurrency = Some(number(
+                        name,
+                        value,
+                        GPT4ALL_CONCURRENCY.min,
+                        GPT4ALL_CONCURRENCY.max,
+                    )?)
+                }
+                "kind" => spec.kind = Some(value.parse()?),
+                "key" => {
+                    let rest = value.strip_prefix(MODEL_HOST_KEYS_PATH).unwrap_or("");
+                    if rest.is_empty()
+                        || !rest
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
+                    {
+                        return Err(format!(
+                            "key={value} must name an SSM parameter under {MODEL_HOST_KEYS_PATH} (the only path the responder may read)"
+                        ));
+                    }
+                    spec.key = Some(value.to_owned());
+                }
+                _ => {
+                    return Err(format!(
+                        "{field:?}: use model=, context=, concurrency=, kind= or key="
+                    ));
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// The hosts after the first, as `MODEL_HOSTS` lists them (`;` or new lines between them).
+pub fn parse_hosts(list: &str) -> Result<Vec<HostSpec>, String> {
+    list.split([';', '\n'])
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .enumerate()
+        .map(|(i, h)| h.parse().map_err(|e| format!("host {}: {e}", i + 2)))
+        .collect()
 }
 
 /// GPT4All's usual context length (its default "Context Length" setting).
@@ -266,6 +419,8 @@ impl ModelSettings {
             timeout: DEFAULT_TIMEOUT,
             retries: DEFAULT_RETRIES,
             backoff: Duration::from_millis(250),
+            kind: HostKind::Gpt4All,
+            concurrency: 1,
         }
     }
 }
@@ -469,8 +624,11 @@ pub struct Config {
     pub reply_queue_url: Option<String>,
     pub access_token: SecretSource,
     pub graph: GraphEndpoint,
+    /// The first model host, and what every host shares (the answer, sampling, timeouts).
     pub model: ModelSettings,
     pub model_api_key: Option<SecretSource>,
+    /// The hosts after the first (`MODEL_HOSTS`).
+    pub more_hosts: Vec<HostSpec>,
     pub behaviour: Behaviour,
     pub aws: AwsSettings,
 }
@@ -494,7 +652,14 @@ impl Config {
             timeout: GPT4ALL_TIMEOUT_SECONDS.read(env)?,
             retries: GPT4ALL_RETRIES.read(env)?,
             backoff: Duration::from_millis(500),
+            kind: GPT4ALL_KIND.read(env)?,
+            concurrency: GPT4ALL_CONCURRENCY.read(env)?,
         };
+        let more_hosts = MODEL_HOSTS
+            .get(env)
+            .map(|list| parse_hosts(&list).map_err(|e| ConfigError::new(MODEL_HOSTS.name, e)))
+            .transpose()?
+            .unwrap_or_default();
         let behaviour = Behaviour {
             system_prompt: SYSTEM_PROMPT
                 .get(env)
@@ -530,9 +695,35 @@ impl Config {
             graph: GraphEndpoint::from_env(env)?,
             model,
             model_api_key: GPT4ALL_API_KEY.read_optional(env)?,
+            more_hosts,
             behaviour,
             aws: AwsSettings::from_env(env)?,
         })
+    }
+}
+
+impl Config {
+    /// Every model host in order, with where its key comes from: the first from the
+    /// `GPT4ALL_*` settings, then those of `MODEL_HOSTS`.
+    pub fn hosts(&self) -> Vec<(ModelSettings, Option<SecretSource>)> {
+        let first = (self.model.clone(), self.model_api_key.clone());
+        let more = self.more_hosts.iter().map(|spec| {
+            let settings = ModelSettings {
+                base_url: spec.base_url.clone(),
+                model: spec.model.clone().or_else(|| self.model.model.clone()),
+                context_tokens: spec.context_tokens.unwrap_or(self.model.context_tokens),
+                kind: spec.kind.unwrap_or_default(),
+                concurrency: spec.concurrency.unwrap_or(1),
+                ..self.model.clone()
+            };
+            (settings, spec.key.clone().map(SecretSource::SsmParameter))
+        });
+        std::iter::once(first).chain(more).collect()
+    }
+
+    /// Requests the hosts serve at once, all together.
+    pub fn hosts_concurrency(&self) -> u32 {
+        self.hosts().iter().map(|(s, _)| s.concurrency).sum()
     }
 }
 
@@ -621,6 +812,64 @@ mod tests {
             Config::from_env(&Env(with(&[("REPLY_MODE", "both"), ("SUMMARY", "on")]))).unwrap();
         assert_eq!(config.behaviour.reply_mode, ReplyMode::Both);
         assert_eq!(config.behaviour.summary, SummaryMode::Before);
+    }
+
+    #[test]
+    fn more_hosts_are_listed_after_the_first_and_share_its_answer_settings() {
+        let config = Config::from_env(&Env(with(&[
+            ("GPT4ALL_URL", "https://a.example.net/v1"),
+            ("GPT4ALL_MODEL", "Llama 3.2 3B Instruct"),
+            ("GPT4ALL_API_KEY_PARAM", "/remedios/gpt4all-key"),
+            ("GPT4ALL_MAX_TOKENS", "300"),
+            (
+                "MODEL_HOSTS",
+                "https://b.example.net/v1, kind=llamacpp, concurrency=4, context=8192, key=/remedios/model-hosts/b;\n http://10.0.0.9:11434/v1 , model=llama3.2:3b, kind=Ollama ;",
+            ),
+        ])))
+        .unwrap();
+        let hosts = config.hosts();
+        assert_eq!(hosts.len(), 3);
+        let (b, b_key) = &hosts[1];
+        assert_eq!(b.base_url.as_str(), "https://b.example.net/v1");
+        assert_eq!(
+            b.model.as_deref(),
+            Some("Llama 3.2 3B Instruct"),
+            "the first's"
+        );
+        assert_eq!(
+            (b.kind, b.concurrency, b.context_tokens),
+            (HostKind::LlamaCpp, 4, 8192)
+        );
+        assert_eq!(b.max_tokens, 300, "shared");
+        assert_eq!(
+            b_key,
+            &Some(SecretSource::SsmParameter("/remedios/model-hosts/b".into()))
+        );
+        let (c, c_key) = &hosts[2];
+        assert_eq!(c.model.as_deref(), Some("llama3.2:3b"));
+        assert_eq!(
+            (c.kind, c.concurrency, c.context_tokens),
+            (HostKind::Ollama, 1, 2048)
+        );
+        assert_eq!(c_key, &None, "the first host's key goes to no other host");
+        assert_eq!(config.hosts_concurrency(), 6);
+
+        for bad in [
+            "b.example.net/v1",
+            "ftp://b.example.net/v1",
+            "https://b/v1, concurrency=0",
+            "https://b/v1, context=12",
+            "https://b/v1, kind=vllm",
+            "https://b/v1, key=/other/path",
+            "https://b/v1, key=/remedios/model-hosts/",
+            "https://b/v1, timeout=3",
+            "https://b/v1, llamacpp",
+        ] {
+            let err = Config::from_env(&Env(with(&[("MODEL_HOSTS", bad)]))).unwrap_err();
+            assert_eq!(err.name, "MODEL_HOSTS", "{bad}: {err}");
+            assert!(err.to_string().contains("host 2"), "{err}");
+        }
+        assert_eq!(Config::from_env(&Env(BASE)).unwrap().hosts().len(), 1);
     }
 
     #[test]

@@ -6,11 +6,11 @@
 //! 16 tokens), `temperature` and `top_p`. Never `stream`, `stop`, `seed`, `tools`,
 //! penalties or any other key: GPT4All answers 400 to them.
 //!
-//! One attempt is bounded by the configured timeout; connection errors and 5xx answers are
-//! retried a bounded number of times with doubling backoff. A timeout is not retried (the
-//! Lambda's own time would run out first): the queue retries the job later instead. All
-//! attempts together stay within the budget the caller gives (what is left of the
-//! invocation, less the time its last attempt needs to apologise).
+//! A host that runs llama.cpp's server (`kind=llamacpp`) is also asked to keep the prompt
+//! in its cache (`cache_prompt`), which only it accepts.
+//!
+//! This is one host and one attempt, bounded by the time it is given; [`crate::hosts`]
+//! chooses the host, retries and fails over within the job's budget.
 
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,10 @@ use remedios_shared::secrets::Secret;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::OnceCell;
-use tracing::{debug, warn};
+use tracing::debug;
 use url::Url;
 
-use crate::config::ModelSettings;
+use crate::config::{HostKind, ModelSettings};
 
 /// Who said a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +56,9 @@ pub struct ChatRequest<'a> {
     pub max_tokens: u32,
     pub temperature: f32,
     pub top_p: f32,
+    /// llama.cpp's server only: keep the prompt's state for the next request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_prompt: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +101,8 @@ pub struct Completion {
     pub usage: Option<Usage>,
     /// Time of the successful request.
     pub elapsed: Duration,
+    /// The position (1 for the first) of the host that answered.
+    pub host: usize,
 }
 
 /// Why the model gave no answer.
@@ -125,6 +130,10 @@ pub enum Gpt4AllError {
         "the GPT4All host is misconfigured for us (HTTP {status}: {message}): check GPT4ALL_URL (it ends in /v1), GPT4ALL_MODEL against the host's model list (GET /v1/models) and GPT4ALL_API_KEY"
     )]
     Misconfigured { status: u16, message: String },
+    #[error(
+        "every one of the {hosts} model hosts failed recently; each is asked again {pause:?} after it failed"
+    )]
+    Paused { hosts: usize, pause: Duration },
     #[error("the GPT4All host's answer could not be read: {0}")]
     BadResponse(String),
     #[error("the GPT4All host answered with an empty message")]
@@ -141,6 +150,7 @@ impl Gpt4AllError {
             Gpt4AllError::Server { .. } => "server_error",
             Gpt4AllError::Refused { .. } => "refused",
             Gpt4AllError::Misconfigured { .. } => "misconfigured",
+            Gpt4AllError::Paused { .. } => "paused",
             Gpt4AllError::BadResponse(_) => "bad_response",
             Gpt4AllError::Empty => "empty",
         }
@@ -154,6 +164,7 @@ impl Gpt4AllError {
                 | Gpt4AllError::Timeout { .. }
                 | Gpt4AllError::OutOfTime { .. }
                 | Gpt4AllError::Server { .. }
+                | Gpt4AllError::Paused { .. }
         ) || matches!(self, Gpt4AllError::Refused { status, .. } if matches!(status, 408 | 429))
     }
 
@@ -184,7 +195,7 @@ impl Gpt4AllError {
 }
 
 /// The least time worth giving an attempt: below it the host cannot answer anyway.
-const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+pub const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// The client. Build it once per container.
 #[derive(Debug)]
@@ -293,18 +304,13 @@ impl Gpt4AllClient {
         }
     }
 
-    /// Asks for the next assistant message of `messages`, within `budget` for all
-    /// attempts together (each also within the configured timeout).
-    pub async fn complete(
+    /// Asks this host once for the next assistant message of `messages`, within
+    /// `timeout` (and the configured timeout).
+    pub async fn ask(
         &self,
         messages: &[ChatMessage],
-        budget: Duration,
+        timeout: Duration,
     ) -> Result<Completion, Gpt4AllError> {
-        let started = Instant::now();
-        let left = || budget.saturating_sub(started.elapsed());
-        if left() < MIN_ATTEMPT {
-            return Err(Gpt4AllError::OutOfTime { after: left() });
-        }
         let model = self.model().await?.to_owned();
         let request = ChatRequest {
             model: &model,
@@ -312,24 +318,10 @@ impl Gpt4AllClient {
             max_tokens: self.settings.max_tokens,
             temperature: self.settings.temperature,
             top_p: self.settings.top_p,
+            cache_prompt: (self.settings.kind == HostKind::LlamaCpp).then_some(true),
         };
-        let mut attempt = 0;
-        loop {
-            let timeout = self.settings.timeout.min(left());
-            match self.attempt(&request, timeout).await {
-                Ok(c) => return Ok(c),
-                Err(e @ (Gpt4AllError::Unreachable { .. } | Gpt4AllError::Server { .. }))
-                    if attempt < self.settings.retries
-                        && left() > self.settings.backoff * 2u32.pow(attempt) + MIN_ATTEMPT =>
-                {
-                    let wait = self.settings.backoff * 2u32.pow(attempt);
-                    warn!(error = %e, attempt = attempt + 1, wait_ms = wait.as_millis() as u64, "GPT4All request failed; trying again");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.attempt(&request, timeout.min(self.settings.timeout))
+            .await
     }
 
     async fn attempt(
@@ -383,6 +375,7 @@ impl Gpt4AllClient {
             truncated: choice.finish_reason.as_deref() == Some("length"),
             usage: answer.usage,
             elapsed,
+            host: 1,
         })
     }
 }
@@ -470,6 +463,7 @@ mod tests {
             max_tokens: 400,
             temperature: 0.7,
             top_p: 0.95,
+            cache_prompt: None,
         };
         let json = serde_json::to_value(&request).unwrap();
         let mut keys: Vec<&str> = json

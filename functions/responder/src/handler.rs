@@ -22,6 +22,7 @@ use crate::decision::{self as plan, Command, Plan};
 use crate::deliver::Courier;
 use crate::gpt4all::{Gpt4AllClient, Gpt4AllError};
 use crate::history::{Bounds, Conversation, History, Speaker};
+use crate::hosts::ModelHosts;
 use crate::knowledge::{self, Knowledge, KnowledgeError};
 use crate::ledger::{Ledger, ReplyKind};
 use crate::outcome::{Outcome, RetryLater, count_job, log_retry, replied_as};
@@ -36,6 +37,8 @@ pub enum StartError {
     Graph(#[from] GraphError),
     #[error("could not build the GPT4All client: {0}")]
     Model(#[from] Gpt4AllError),
+    #[error("no model host is configured")]
+    NoHost,
     #[error("KNOWLEDGE is on, but the knowledge could not be loaded: {0}")]
     Knowledge(#[from] KnowledgeError),
 }
@@ -55,22 +58,30 @@ pub struct Responder {
 impl Responder {
     /// Resolves the secrets (from SSM when configured so) and wires the clients.
     pub async fn connect(config: &Config, sdk: &SdkConfig) -> Result<Self, StartError> {
+        let hosts = config.hosts();
         let mut sources: Vec<&SecretSource> = vec![&config.access_token];
-        sources.extend(config.model_api_key.as_ref());
+        sources.extend(hosts.iter().filter_map(|(_, key)| key.as_ref()));
         let mut resolved = secrets::load(sdk, &sources).await?.into_iter();
         let token = resolved
             .next()
             .ok_or_else(|| SecretError::NotFound("WHATSAPP_ACCESS_TOKEN".into()))?;
-        let api_key = resolved.next();
+        let mut clients = Vec::with_capacity(hosts.len());
+        for (settings, key) in hosts {
+            let key = match key {
+                Some(_) => resolved.next(),
+                None => None,
+            };
+            clients.push(Gpt4AllClient::new(settings, key)?);
+        }
         let store = Store::new(remedios_shared::aws::s3(sdk, &config.aws), &config.bucket);
         let graph = GraphClient::new(config.graph.clone().with_token(token))?
             .with_token_source(sdk.clone(), config.access_token.clone());
-        let model = Gpt4AllClient::new(config.model.clone(), api_key)?;
-        if config.model.prompt_chars() < plan::QUESTION_MAX_CHARS {
+        let model = ModelHosts::new(clients).ok_or(StartError::NoHost)?;
+        if model.prompt_chars() < plan::QUESTION_MAX_CHARS {
             warn!(
                 max_tokens = config.model.max_tokens,
-                context_tokens = config.model.context_tokens,
-                "GPT4ALL_MAX_TOKENS leaves little of GPT4ALL_CONTEXT_TOKENS for the prompt: long questions will be refused; lower it or raise the host's context"
+                prompt_chars = model.prompt_chars(),
+                "GPT4ALL_MAX_TOKENS leaves little of the smallest host context (GPT4ALL_CONTEXT_TOKENS, context= in MODEL_HOSTS) for the prompt: long questions will be refused; lower it or raise the host's context"
             );
         }
         let knowledge = if config.behaviour.knowledge.enabled {
@@ -110,7 +121,7 @@ impl Responder {
     pub fn new(
         store: Store,
         graph: GraphClient,
-        model: Gpt4AllClient,
+        model: impl Into<ModelHosts>,
         behaviour: Behaviour,
     ) -> Self {
         let bounds = Bounds {
@@ -122,7 +133,7 @@ impl Responder {
         Responder {
             source: None,
             composer: Composer {
-                model,
+                model: model.into(),
                 history: history.clone(),
                 behaviour: behaviour.clone(),
                 knowledge: None,

@@ -32,7 +32,7 @@
 //! Modules: [`handler`] (the Lambda face, [`Responder`]: plan, read, resume or compose,
 //! claim, deliver); [`compose`] (the only place that asks the model); [`deliver`] (mark
 //! read, send, record each part, remember the exchange); [`outcome`] (what became of a
-//! job, why it comes back, their metrics); [`decision`] (what to do with a job); [`gpt4all`] (the GPT4All host's OpenAI-compatible API); [`history`]
+//! job, why it comes back, their metrics); [`decision`] (what to do with a job); [`gpt4all`] (one host's OpenAI-compatible API); [`hosts`] (several hosts: pinning, failover, breakers); [`history`]
 //! (conversations in S3); [`knowledge`] (the business's own material); [`ledger`] (reply records); [`split`] (WhatsApp's text limit);
 //! [`recipient`] (where a reply goes); [`config`] (the environment).
 
@@ -43,6 +43,7 @@ pub mod deliver;
 pub mod gpt4all;
 pub mod handler;
 pub mod history;
+pub mod hosts;
 pub mod knowledge;
 pub mod ledger;
 pub mod outcome;
@@ -50,7 +51,8 @@ pub mod recipient;
 pub mod split;
 pub mod texts;
 
-pub use config::{Behaviour, Config, ModelSettings};
+pub use config::{Behaviour, Config, HostKind, ModelSettings};
 pub use handler::{Responder, StartError};
+pub use hosts::ModelHosts;
 pub use outcome::{Outcome, RetryLater};
 pub use recipient::{normalize_test_number, recipient_of};
