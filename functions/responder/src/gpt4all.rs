@@ -61,6 +61,20 @@ pub struct ChatRequest<'a> {
     pub cache_prompt: Option<bool>,
 }
 
+impl<'a> ChatRequest<'a> {
+    /// What `settings`' host is asked for the next message of `messages` from `model`.
+    pub fn new(settings: &ModelSettings, model: &'a str, messages: &'a [ChatMessage]) -> Self {
+        ChatRequest {
+            model,
+            messages,
+            max_tokens: settings.max_tokens,
+            temperature: settings.temperature,
+            top_p: settings.top_p,
+            cache_prompt: (settings.kind == HostKind::LlamaCpp).then_some(true),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct ChatResponse {
     #[serde(default)]
@@ -312,14 +326,7 @@ impl Gpt4AllClient {
         timeout: Duration,
     ) -> Result<Completion, Gpt4AllError> {
         let model = self.model().await?.to_owned();
-        let request = ChatRequest {
-            model: &model,
-            messages,
-            max_tokens: self.settings.max_tokens,
-            temperature: self.settings.temperature,
-            top_p: self.settings.top_p,
-            cache_prompt: (self.settings.kind == HostKind::LlamaCpp).then_some(true),
-        };
+        let request = ChatRequest::new(&self.settings, &model, messages);
         self.attempt(&request, timeout.min(self.settings.timeout))
             .await
     }
@@ -483,6 +490,23 @@ mod tests {
             2,
             "role and content only"
         );
+    }
+
+    #[test]
+    fn only_a_llama_cpp_host_is_asked_to_keep_its_prompt_cache() {
+        let messages = [ChatMessage::new(Role::User, "hi")];
+        let json = |kind: HostKind| {
+            let mut settings =
+                ModelSettings::new("http://127.0.0.1:8080/v1".parse().unwrap(), None);
+            settings.kind = kind;
+            serde_json::to_value(ChatRequest::new(&settings, "m", &messages)).unwrap()
+        };
+        assert_eq!(json(HostKind::LlamaCpp)["cache_prompt"], true);
+        assert_eq!(json(HostKind::LlamaCpp)["max_tokens"], 400);
+        for kind in [HostKind::Gpt4All, HostKind::Ollama, HostKind::OpenAi] {
+            let keys = json(kind).as_object().unwrap().len();
+            assert_eq!(keys, 5, "{kind:?}: GPT4All's keys only");
+        }
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub struct LocalResources {
     /// `WHATSAPP_ACCESS_TOKEN_PARAM`) and the parameter's name. A `_PARAM` variable left
     /// empty (an optional secret not configured) is not listed.
     pub secret_parameters: BTreeMap<String, String>,
+    /// The responder's environment as the template sets it (its model hosts).
+    pub responder_environment: BTreeMap<String, String>,
 }
 
 /// A function draining a queue: its SQS event source and its timeout.
@@ -151,6 +153,7 @@ pub fn local_resources_with(
     let deployment = template.deployment(settings)?;
     let mut secret_parameters = BTreeMap::new();
     let mut memory_mb = BTreeMap::new();
+    let mut responder_environment = BTreeMap::new();
     for function in [WEBHOOK_FUNCTION, TRANSCRIBER_FUNCTION, RESPONDER_FUNCTION] {
         let declared = deployment.function(function)?;
         if let Some(mb) = declared.memory_size {
@@ -161,12 +164,15 @@ pub fn local_resources_with(
                 .unwrap_or(function);
             memory_mb.insert(setter.to_owned(), mb);
         }
-        for (var, value) in declared.environment {
+        for (var, value) in &declared.environment {
             if let Some(secret) = var.strip_suffix("_PARAM")
                 && !value.is_empty()
             {
-                secret_parameters.insert(secret.to_owned(), value);
+                secret_parameters.insert(secret.to_owned(), value.clone());
             }
+        }
+        if function == RESPONDER_FUNCTION {
+            responder_environment = declared.environment;
         }
     }
     Ok(LocalResources {
@@ -177,6 +183,7 @@ pub fn local_resources_with(
         transcriber: deployment.consumer_of(INBOUND_QUEUE)?,
         responder: deployment.consumer_of(REPLY_QUEUE)?,
         memory_mb,
+        responder_environment,
     })
 }
 

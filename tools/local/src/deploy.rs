@@ -23,8 +23,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use remedios_shared::config::Env;
+use remedios_shared::secrets::SecretSource;
 use remedios_shared::store::Store;
 use remedios_template::{LocalResources, Template};
+use responder::ModelSettings;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -428,6 +431,123 @@ pub fn account_warnings(resources: &LocalResources, limits: AccountLimits) -> Ve
         ));
     }
     warnings
+}
+
+/// The stack's model hosts in order, read from the responder's environment as the template
+/// sets it (with the stack's parameters), by the responder's own configuration code.
+pub fn model_hosts(
+    resources: &LocalResources,
+) -> Result<Vec<(ModelSettings, Option<SecretSource>)>, DeployError> {
+    let env: std::collections::HashMap<String, String> = resources
+        .responder_environment
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let config = responder::Config::from_env(&Env(env))
+        .map_err(|e| DeployError::Missing(format!("the responder's settings: {e}")))?;
+    Ok(config.hosts())
+}
+
+/// A warning when the responder may send more requests at once than the model hosts
+/// serve (`ResponderMaxConcurrency` over the hosts' total concurrency; 2, the least SQS
+/// allows, is always accepted): the others wait at a host and may time out.
+pub fn concurrency_warning(
+    resources: &LocalResources,
+    hosts: &[(ModelSettings, Option<SecretSource>)],
+) -> Option<String> {
+    let total: u32 = hosts.iter().map(|(s, _)| s.concurrency).sum();
+    let responder = u32::try_from(resources.responder.concurrency()).unwrap_or(u32::MAX);
+    let fits = total.max(2);
+    (responder > fits).then(|| {
+        format!(
+            "ResponderMaxConcurrency is {responder} but the {} model host(s) serve {total} \
+             request(s) at once (Gpt4AllConcurrency, and each concurrency= of ModelHosts): \
+             the others wait at a host and may time out; lower ResponderMaxConcurrency to \
+             {fits}, or add hosts",
+            hosts.len()
+        )
+    })
+}
+
+/// What a model host says when this machine asks it for its models (`GET {base}/models`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostHealth {
+    /// It answers and lists the model the responder asks for (or some model, when none
+    /// is configured).
+    Ready { model: String },
+    /// It answers, without the configured model.
+    ModelMissing { model: String, listed: Vec<String> },
+    /// It refuses the request (a wrong path, a wrong or missing key).
+    Refused { status: u16 },
+    /// Nothing answered, or not as an OpenAI-compatible server.
+    Unreachable(String),
+}
+
+impl fmt::Display for HostHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostHealth::Ready { model } => write!(f, "ready ({model})"),
+            HostHealth::ModelMissing { model, listed } => write!(
+                f,
+                "MODEL MISSING: {model:?} is not among {listed:?}: fix the model name, or load it"
+            ),
+            HostHealth::Refused { status } => write!(
+                f,
+                "REFUSED (HTTP {status}): check the URL (it ends in /v1) and the key"
+            ),
+            HostHealth::Unreachable(why) => write!(f, "UNREACHABLE from here: {why}"),
+        }
+    }
+}
+
+/// Asks the host of `settings` (with `key`, if it has one) for its models, within 10 s.
+pub async fn probe_host(settings: &ModelSettings, key: Option<&str>) -> HostHealth {
+    #[derive(Deserialize)]
+    struct Listed {
+        data: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        id: String,
+    }
+    let url = format!(
+        "{}/models",
+        settings.base_url.as_str().trim_end_matches('/')
+    );
+    let mut request = reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(10));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return HostHealth::Unreachable(e.to_string()),
+    };
+    let status = response.status().as_u16();
+    if !response.status().is_success() {
+        return HostHealth::Refused { status };
+    }
+    let listed: Vec<String> = match response.json::<Listed>().await {
+        Ok(l) => l.data.into_iter().map(|e| e.id).collect(),
+        Err(e) => return HostHealth::Unreachable(format!("not a model list: {e}")),
+    };
+    match &settings.model {
+        Some(model) if listed.contains(model) => HostHealth::Ready {
+            model: model.clone(),
+        },
+        Some(model) => HostHealth::ModelMissing {
+            model: model.clone(),
+            listed,
+        },
+        None => match listed.into_iter().next() {
+            Some(model) => HostHealth::Ready { model },
+            None => HostHealth::ModelMissing {
+                model: "(its first model)".into(),
+                listed: Vec::new(),
+            },
+        },
+    }
 }
 
 /// The command lines that build and deploy `config`'s stack in `region`: `--guided`

@@ -589,3 +589,96 @@ async fn the_accounts_lambda_limits_are_read_and_what_exceeds_them_is_warned_of(
     );
     assert!(raised.is_empty(), "{raised:?}");
 }
+
+/// The stack's model hosts, as the template wires them with its parameters: the
+/// responder's own reading of `Gpt4AllBaseUrl` and `ModelHosts`; a warning when the
+/// responder may ask more at once than they serve; and `--check`'s probe of each host
+/// (the real SmolLM2 server behind the GPT4All gate, a model it does not have, a port
+/// nothing listens on).
+#[tokio::test]
+async fn the_model_hosts_are_read_from_the_stack_checked_against_its_concurrency_and_probed() {
+    let llm = remedios_testkit::model_server::LlmServer::start()
+        .await
+        .expect("the model server (run scripts/bootstrap.sh)");
+    let gate = remedios_testkit::model_server::Gpt4AllGate::start(&llm.base_url())
+        .await
+        .expect("the gate");
+    let dead = format!(
+        "http://127.0.0.1:{}/v1",
+        remedios_emulators::ports::free_port().expect("a port")
+    );
+    let with = |pairs: &[(&str, &str)]| {
+        let parameters: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        remedios_template::local_resources_with("remedios", &parameters).expect("the template")
+    };
+    let model = llm.model().to_owned();
+    let more = format!(
+        "{dead}, concurrency=2, kind=llamacpp, key=/remedios/model-hosts/b; {}, model=Llama 3 8B",
+        gate.base_url()
+    );
+    let resources = with(&[
+        ("Gpt4AllBaseUrl", &gate.base_url()),
+        ("Gpt4AllModel", &model),
+        ("ModelHosts", &more),
+        ("ResponderMaxConcurrency", "6"),
+    ]);
+    let hosts = deploy::model_hosts(&resources).expect("the responder reads them");
+    assert_eq!(hosts.len(), 3);
+    assert_eq!(hosts[1].0.base_url.as_str(), dead);
+    assert_eq!(
+        hosts[1].1,
+        Some(remedios_shared::secrets::SecretSource::SsmParameter(
+            "/remedios/model-hosts/b".into()
+        ))
+    );
+    let warning = deploy::concurrency_warning(&resources, &hosts).expect("6 over 4");
+    assert!(
+        warning.contains("ResponderMaxConcurrency is 6")
+            && warning.contains("serve 4 request(s)")
+            && warning.contains("lower ResponderMaxConcurrency to 4"),
+        "{warning}"
+    );
+    let fits = with(&[
+        ("Gpt4AllBaseUrl", &gate.base_url()),
+        ("Gpt4AllConcurrency", "6"),
+        ("ResponderMaxConcurrency", "6"),
+    ]);
+    let one = deploy::model_hosts(&fits).expect("one host");
+    assert_eq!(one.len(), 1);
+    assert_eq!(deploy::concurrency_warning(&fits, &one), None);
+    let defaults = with(&[("Gpt4AllBaseUrl", &gate.base_url())]);
+    assert_eq!(
+        deploy::concurrency_warning(&defaults, &deploy::model_hosts(&defaults).unwrap()),
+        None,
+        "one GPT4All and the 2 SQS needs at least"
+    );
+
+    let health: Vec<deploy::HostHealth> = futures::future::join_all(
+        hosts
+            .iter()
+            .map(|(settings, _)| deploy::probe_host(settings, None)),
+    )
+    .await;
+    assert_eq!(
+        health[0],
+        deploy::HostHealth::Ready {
+            model: model.clone()
+        }
+    );
+    assert!(
+        matches!(&health[1], deploy::HostHealth::Unreachable(_)),
+        "{:?}",
+        health[1]
+    );
+    assert_eq!(
+        health[2],
+        deploy::HostHealth::ModelMissing {
+            model: "Llama 3 8B".into(),
+            listed: vec![model]
+        }
+    );
+    assert!(health[2].to_string().contains("MODEL MISSING"));
+}

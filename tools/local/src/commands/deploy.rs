@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use remedios_shared::secrets::SecretSource;
+
 use super::CliError;
 use crate::deploy::{self as d, Uploaded};
 use crate::samconfig::StackConfig;
@@ -141,6 +143,15 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
     let parameters = d::stack_parameters(&template, &stack);
     let resources = remedios_template::local_resources_with(&args.stack_name, &parameters)?;
     let ssm = aws_sdk_ssm::Client::new(&sdk);
+    // Before the first deploy's answers are saved, the host's URL is not known yet.
+    let hosts = d::model_hosts(&resources).unwrap_or_else(|e| {
+        println!("   --   model hosts not checked ({e})");
+        Vec::new()
+    });
+    if let Some(warning) = d::concurrency_warning(&resources, &hosts).filter(|_| !hosts.is_empty())
+    {
+        println!("   WARNING {warning}");
+    }
     if !args.check {
         match d::account_limits(&sdk).await {
             Ok(limits) => {
@@ -175,6 +186,24 @@ pub async fn run(args: DeployArgs) -> Result<(), CliError> {
             println!(
                 "   {:<28} {:>6} / {:<6}{warn}",
                 q.output, q.visible, q.in_flight
+            );
+        }
+        println!(
+            "\n   Model hosts, asked from this machine (the responder's own view: the dashboard's \"Model hosts\" widget)"
+        );
+        for (position, (settings, key)) in hosts.iter().enumerate() {
+            let key = match key {
+                Some(SecretSource::SsmParameter(name)) => ssm_secret(&sdk, name).await,
+                Some(SecretSource::Value(secret)) => Some(secret.expose().to_owned()),
+                None => None,
+            };
+            let health = d::probe_host(settings, key.as_deref()).await;
+            println!(
+                "   {} {:<40} {:?} x{}: {health}",
+                position + 1,
+                settings.base_url.as_str(),
+                settings.kind,
+                settings.concurrency
             );
         }
         println!(
