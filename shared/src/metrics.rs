@@ -90,6 +90,9 @@ pub const SCHEMA: &[Line] = &[
         &["Function", "Host", "Outcome"],
         &["ModelHostCalls", "ModelHostMs"],
     ),
+    // Each request a host refused as misconfigured (404, 401, 403, an unknown model),
+    // whether or not another host answered instead.
+    line("responder", &["Function"], &["ModelHostsMisconfigured"]),
     line("responder", &["Function", "Cause"], &["Retries"]),
     // Each message sent to a user, by what it was (an answer's parts, a transcript, a
     // fixed text by reason, an apology): since 1 October 2026 Meta bills every free-form

@@ -13,9 +13,9 @@
 //! - **Circuit breakers**: with two hosts or more, a host that failed
 //!   [`BREAKER_FAILURES`] times in a row is not asked for [`BREAKER_PAUSE`]; then one
 //!   request probes it: an answer closes the breaker, a failure opens it again. Each
-//!   container keeps its own breakers. A host refused as misconfigured is reported (an
-//!   error log and the `ModelHostCalls` metric) each time it is probed, never skipped
-//!   silently. With one host there is nowhere else to go: it is always asked, and the
+//!   container keeps its own breakers. A host that refuses us as misconfigured is reported
+//!   (an error log, `ModelHostCalls`, and `ModelHostsMisconfigured`, which has its alarm)
+//!   each time it is asked or probed, never skipped silently. With one host there is nowhere else to go: it is always asked, and the
 //!   queue paces the retries.
 
 use std::sync::{Mutex, MutexGuard};
@@ -344,7 +344,8 @@ fn retried(e: &Gpt4AllError) -> bool {
 }
 
 /// One request to the host at `position`, in `ModelHostCalls` (and `ModelHostMs`) by host
-/// position and outcome.
+/// position and outcome, and in `ModelHostsMisconfigured` when it refused us as
+/// misconfigured.
 fn count_host_call(position: usize, answered: &Result<Completion, Gpt4AllError>, took: Duration) {
     let outcome = match answered {
         Ok(_) => "ok",
@@ -356,6 +357,12 @@ fn count_host_call(position: usize, answered: &Result<Completion, Gpt4AllError>,
         .value("ModelHostCalls", Unit::Count, 1.0)
         .value("ModelHostMs", Unit::Milliseconds, took.as_millis() as f64)
         .emit();
+    // One host refusing us is worth an alarm even while the others answer for it.
+    if matches!(answered, Err(Gpt4AllError::Misconfigured { .. })) {
+        Metrics::of("responder")
+            .value("ModelHostsMisconfigured", Unit::Count, 1.0)
+            .emit();
+    }
 }
 
 #[cfg(test)]
