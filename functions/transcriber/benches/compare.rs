@@ -207,6 +207,11 @@ fn apply_variant(name: &str, default: Tuning) -> Tuning {
             vad: false,
             ..default
         },
+        // One decoding state with every thread, chunk after chunk, as before.
+        "serial" => Tuning {
+            parallel_chunks: false,
+            ..default
+        },
         "whisper-defaults" => Tuning::whisper_defaults(),
         _ if name.starts_with("chunk") => Tuning {
             max_chunk_ms: number("chunk") * 1000,
@@ -222,7 +227,7 @@ fn apply_variant(name: &str, default: Tuning) -> Tuning {
         },
         _ => panic!(
             "unknown variant {name}: shrink-off, split-off, no-fallback, context, single, \
-             chunk-timestamps, flash, no-vad, \
+             chunk-timestamps, flash, no-vad, serial, \
              whisper-defaults, chunkSECONDS, marginMS, detectSECONDS (0: the whole chunk), \
              splitSECONDS (split audio longer than this); join with + to combine"
         ),

@@ -246,62 +246,135 @@ impl Engine {
         let heard_ms = ms(samples.len());
         transcript.speech_ms = heard_ms;
 
-        let chunks = self.chunks(samples, &timeline.stretches());
+        let chunks: Vec<std::ops::Range<usize>> = self
+            .chunks(samples, &timeline.stretches())
+            .into_iter()
+            .filter(|chunk| {
+                let audio = &samples[chunk.clone()];
+                let chunk_peak = audio.iter().fold(0.0f32, |peak, s| peak.max(s.abs()));
+                audio.len() >= MIN_SAMPLES && chunk_peak >= SILENCE_PEAK
+            })
+            .collect();
         let mut state = self
             .ctx
             .create_state()
             .map_err(whisper_error("creating a decoding state"))?;
-        let mut language = self.forced.clone();
         let mut detect_ms = 0;
-        let mut previous_end = 0;
-        let mut spoken_before = false;
-        let mut slowest = Duration::ZERO;
-        for chunk in &chunks {
-            let audio = &samples[chunk.clone()];
-            let chunk_peak = audio.iter().fold(0.0f32, |peak, s| peak.max(s.abs()));
-            if audio.len() < MIN_SAMPLES || chunk_peak < SILENCE_PEAK {
-                continue;
+        let language = match (&self.forced, chunks.first()) {
+            (Some(code), _) => Some(code.clone()),
+            (None, Some(first)) => {
+                let detect_started = Instant::now();
+                let audio = &samples[first.clone()];
+                let code =
+                    self.detect_language(&mut state, audio, self.tuning.window_for(audio.len()))?;
+                detect_ms = detect_started.elapsed().as_millis() as u64;
+                Some(code)
             }
-            if until.remaining().is_some_and(|left| left <= slowest) {
-                return Err(SpeechError::OutOfTime {
-                    done_ms: ms(timeline.in_note(chunk.start)),
-                    duration_ms: audio_duration_ms,
-                });
+            (None, None) => None,
+        };
+        let out_of_time = |chunk: &std::ops::Range<usize>| SpeechError::OutOfTime {
+            done_ms: ms(timeline.in_note(chunk.start)),
+            duration_ms: audio_duration_ms,
+        };
+        let workers = if self.tuning.parallel_chunks && !self.tuning.condition_on_previous_text {
+            self.threads.min(chunks.len()).max(1)
+        } else {
+            1
+        };
+        let code = language.clone().unwrap_or_else(|| "en".to_owned());
+        let several = chunks.len() > 1;
+        let mut by_chunk: Vec<Vec<Segment>> = if workers > 1 {
+            // Each worker its own state and its share of the threads, on every
+            // `workers`-th chunk; the first keeps the state that detected the language.
+            let threads = self.threads / workers;
+            let mut states = vec![state];
+            for _ in 1..workers {
+                states.push(
+                    self.ctx
+                        .create_state()
+                        .map_err(whisper_error("creating a decoding state"))?,
+                );
             }
-            let chunk_started = Instant::now();
-            let window = self.tuning.window_for(audio.len());
-            let code = match &language {
-                Some(code) => code.clone(),
-                None => {
-                    let detect_started = Instant::now();
-                    let code = self.detect_language(&mut state, audio, window)?;
-                    detect_ms = detect_started.elapsed().as_millis() as u64;
-                    language = Some(code.clone());
-                    code
+            let results: Vec<Result<Vec<Numbered>, SpeechError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = states
+                    .into_iter()
+                    .enumerate()
+                    .map(|(worker, mut state)| {
+                        let (chunks, code, samples) = (&chunks, &code, samples);
+                        let out_of_time = &out_of_time;
+                        scope.spawn(move || {
+                            let mut done = Vec::new();
+                            let mut slowest = Duration::ZERO;
+                            for (i, chunk) in
+                                chunks.iter().enumerate().skip(worker).step_by(workers)
+                            {
+                                if until.remaining().is_some_and(|left| left <= slowest) {
+                                    return Err(out_of_time(chunk));
+                                }
+                                let chunk_started = Instant::now();
+                                let segments = self.transcribe_chunk(
+                                    &mut state, samples, chunk, code, threads, several, false,
+                                    heard_ms,
+                                )?;
+                                done.push((i, segments));
+                                slowest = slowest.max(chunk_started.elapsed());
+                            }
+                            Ok(done)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(SpeechError::Whisper {
+                                stage: "transcribing",
+                                reason: "a decoding thread panicked".into(),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+            let mut by_chunk = vec![Vec::new(); chunks.len()];
+            for result in results {
+                for (i, segments) in result? {
+                    by_chunk[i] = segments;
                 }
-            };
-            let mut params = self.full_params(&code, window);
-            if chunks.len() > 1 && self.tuning.single_segment_chunks {
-                params.set_single_segment(true);
             }
-            // Later chunks continue the text of the earlier ones, as whisper.cpp's own
-            // windows do.
-            params.set_no_context(!(spoken_before && self.tuning.condition_on_previous_text));
-            state
-                .full(params, audio)
-                .map_err(whisper_error("transcribing"))?;
-            let offset_ms = ms(chunk.start);
-            let end_ms = ms(chunk.end).min(heard_ms);
-            let before = transcript.segments.len();
-            collect_segments(
-                &state,
-                offset_ms,
-                end_ms,
-                &mut previous_end,
-                &mut transcript.segments,
-            )?;
-            spoken_before |= transcript.segments.len() > before;
-            slowest = slowest.max(chunk_started.elapsed());
+            by_chunk
+        } else {
+            let mut by_chunk = Vec::with_capacity(chunks.len());
+            let mut spoken_before = false;
+            let mut slowest = Duration::ZERO;
+            for chunk in &chunks {
+                if until.remaining().is_some_and(|left| left <= slowest) {
+                    return Err(out_of_time(chunk));
+                }
+                let chunk_started = Instant::now();
+                // Later chunks continue the text of the earlier ones, as whisper.cpp's own
+                // windows do.
+                let segments = self.transcribe_chunk(
+                    &mut state,
+                    samples,
+                    chunk,
+                    &code,
+                    self.threads,
+                    several,
+                    spoken_before && self.tuning.condition_on_previous_text,
+                    heard_ms,
+                )?;
+                spoken_before |= !segments.is_empty();
+                by_chunk.push(segments);
+                slowest = slowest.max(chunk_started.elapsed());
+            }
+            by_chunk
+        };
+        // In order, each segment starting no earlier than the one before ends.
+        let mut previous_end = 0;
+        for mut segment in by_chunk.drain(..).flatten() {
+            segment.start_ms = segment.start_ms.max(previous_end).min(segment.end_ms);
+            previous_end = segment.end_ms;
+            transcript.segments.push(segment);
         }
 
         // Times count from the start of the note, pauses included.
@@ -371,6 +444,45 @@ impl Engine {
         }
         chunks.extend(open);
         chunks
+    }
+
+    /// The segments of `chunk` of `samples` (times from the start of `samples`), decoded in
+    /// `language` with `threads` threads; `several`: the note is cut into chunks;
+    /// `context`: continue from the text `state` decoded before.
+    #[allow(clippy::too_many_arguments)]
+    fn transcribe_chunk(
+        &self,
+        state: &mut WhisperState,
+        samples: &[f32],
+        chunk: &std::ops::Range<usize>,
+        language: &str,
+        threads: usize,
+        several: bool,
+        context: bool,
+        heard_ms: u64,
+    ) -> Result<Vec<Segment>, SpeechError> {
+        let audio = &samples[chunk.clone()];
+        let window = self.tuning.window_for(audio.len());
+        let mut params = self.full_params(language, window);
+        // Bounded by MAX_THREADS, far below c_int::MAX.
+        params.set_n_threads(threads.max(1) as c_int);
+        if several && self.tuning.single_segment_chunks {
+            params.set_single_segment(true);
+        }
+        params.set_no_context(!context);
+        state
+            .full(params, audio)
+            .map_err(whisper_error("transcribing"))?;
+        let mut segments = Vec::new();
+        let mut previous_end = 0;
+        collect_segments(
+            state,
+            ms(chunk.start),
+            ms(chunk.end).min(heard_ms),
+            &mut previous_end,
+            &mut segments,
+        )?;
+        Ok(segments)
     }
 
     /// Detects the spoken language with the encoder window `window` (0: 30 s).
@@ -455,6 +567,9 @@ impl Engine {
         self.encodes.load(Ordering::Relaxed)
     }
 }
+
+/// A chunk's segments, with the chunk's place in the note.
+type Numbered = (usize, Vec<Segment>);
 
 /// Milliseconds of audio in `samples` samples.
 pub(super) fn ms(samples: usize) -> u64 {

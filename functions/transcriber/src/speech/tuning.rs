@@ -68,6 +68,12 @@ pub struct Tuning {
     /// neither hears nor encodes them (when they add up to 2 s or more; otherwise whisper
     /// hears the note whole).
     pub vad: bool,
+    /// A note cut into chunks is transcribed by two decoding states at once (more with more
+    /// threads), each with its share of the threads, on alternate chunks, instead of one
+    /// state with every thread on each chunk in turn: the decoder's many small steps then
+    /// wait for no other thread. Chunks are independent (`condition_on_previous_text` off,
+    /// which it needs), so the words are the same.
+    pub parallel_chunks: bool,
 }
 
 impl Default for Tuning {
@@ -88,6 +94,7 @@ impl Default for Tuning {
             max_chunk_ms: 15_000,
             split_above_ms: DEFAULT_SPLIT_ABOVE_MS,
             vad: true,
+            parallel_chunks: true,
         }
     }
 }
@@ -112,6 +119,7 @@ impl Tuning {
             max_chunk_ms: 30_000,
             split_above_ms: u32::MAX,
             vad: false,
+            parallel_chunks: false,
         }
     }
 
