@@ -4,7 +4,7 @@
 //! hyper-parameters; the mel filters (`i32 n_mels`, `i32 n_bins`, then
 //! `f32` values); the vocabulary (`i32 count`, then per token `i32 length`
 //! and raw bytes); then tensors, each `i32 n_dims`, `i32 name length`,
-//! `i32 type` (0 f32, 1 f16, 8 q8_0), the dimensions innermost first, the
+//! `i32 type` (0 f32, 1 f16, 6 q5_0, 8 q8_0), the dimensions innermost first, the
 //! name and the data.
 //!
 //! # q8_0
@@ -15,6 +15,13 @@
 //! magnitude over 127) followed by the 32 values divided by `d`, rounded to
 //! `i8`. A value is read back as `d * q`: within `d / 2` of the original,
 //! plus the rounding of `d` itself to f16.
+//!
+//! # q5_0
+//!
+//! GGML's 5-bit blocks of 32 values: an f16 scale `d` (the block's value of largest
+//! magnitude, with its sign, over -16), four bytes holding each value's fifth bit, then
+//! sixteen bytes of low nibbles (value `j` in the low half of byte `j`, value `16 + j` in
+//! the high half). A value is read back as `d * (q - 16)`, with `q` from 0 to 31.
 
 use std::io::{self, Read, Write};
 
@@ -33,7 +40,15 @@ pub enum GgmlType {
     F16,
     /// 8-bit blocks of [`Q8_BLOCK`] values with an f16 scale (type 8).
     Q8_0,
+    /// 5-bit blocks of [`Q5_BLOCK`] values with an f16 scale (type 6).
+    Q5_0,
 }
+
+/// Values per q5_0 block.
+pub const Q5_BLOCK: usize = 32;
+
+/// Bytes per q5_0 block: the f16 scale, the 32 fifth bits, 16 bytes of nibbles.
+pub const Q5_BLOCK_BYTES: usize = 2 + 4 + Q5_BLOCK / 2;
 
 /// Values per q8_0 block.
 pub const Q8_BLOCK: usize = 32;
@@ -48,6 +63,7 @@ impl GgmlType {
             Self::F32 => 0,
             Self::F16 => 1,
             Self::Q8_0 => 8,
+            Self::Q5_0 => 6,
         }
     }
 
@@ -56,6 +72,7 @@ impl GgmlType {
         match self {
             Self::F32 | Self::F16 => 1,
             Self::Q8_0 => Q8_BLOCK,
+            Self::Q5_0 => Q5_BLOCK,
         }
     }
 
@@ -65,6 +82,7 @@ impl GgmlType {
             Self::F32 => count * 4,
             Self::F16 => count * 2,
             Self::Q8_0 => count / Q8_BLOCK * Q8_BLOCK_BYTES,
+            Self::Q5_0 => count / Q5_BLOCK * Q5_BLOCK_BYTES,
         }
     }
 }
@@ -86,6 +104,59 @@ pub fn quantize_q8_0(values: &[f32], out: &mut Vec<u8>) {
         // |v * inverse| <= 127 (up to rounding), so the cast cannot wrap.
         out.extend(block.iter().map(|v| ((v * inverse).round() as i8) as u8));
     }
+}
+
+/// q5_0 (`GGML_FTYPE_MOSTLY_Q5_0`), with the quantisation format version (2) times 1000
+/// added.
+pub const FTYPE_Q5_0: u32 = 2 * 1000 + 8;
+
+/// Appends `values` (a multiple of [`Q5_BLOCK`] long) to `out` as q5_0 blocks, rounding as
+/// ggml's reference quantiser does.
+pub fn quantize_q5_0(values: &[f32], out: &mut Vec<u8>) {
+    debug_assert_eq!(values.len() % Q5_BLOCK, 0);
+    for block in values.chunks_exact(Q5_BLOCK) {
+        // The value of largest magnitude, with its sign: it maps to -16 exactly.
+        let max = block
+            .iter()
+            .fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        let d = max / -16.0;
+        let inverse = if d != 0.0 { 1.0 / d } else { 0.0 };
+        // From 0 to 31: v * inverse is within [-16, 16] up to rounding.
+        let q = |v: f32| ((v * inverse + 16.5) as i32).clamp(0, 31) as u32;
+        let mut high = 0u32;
+        let mut nibbles = [0u8; Q5_BLOCK / 2];
+        for j in 0..Q5_BLOCK / 2 {
+            let (a, b) = (q(block[j]), q(block[Q5_BLOCK / 2 + j]));
+            nibbles[j] = ((a & 0x0f) | ((b & 0x0f) << 4)) as u8;
+            high |= ((a >> 4) & 1) << j;
+            high |= ((b >> 4) & 1) << (j + Q5_BLOCK / 2);
+        }
+        out.extend_from_slice(&f32_to_f16(d).to_le_bytes());
+        out.extend_from_slice(&high.to_le_bytes());
+        out.extend_from_slice(&nibbles);
+    }
+}
+
+/// Reads q5_0 blocks back into values (for checks and tests).
+pub fn dequantize_q5_0(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(Q5_BLOCK_BYTES)
+        .flat_map(|block| {
+            let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+            let high = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+            let nibbles = &block[6..];
+            (0..Q5_BLOCK).map(move |i| {
+                let half = Q5_BLOCK / 2;
+                let low = if i < half {
+                    nibbles[i] & 0x0f
+                } else {
+                    nibbles[i - half] >> 4
+                };
+                let q = u32::from(low) | (((high >> i) & 1) << 4);
+                d * (q as f32 - 16.0)
+            })
+        })
+        .collect()
 }
 
 /// Reads q8_0 blocks back into values (for checks and tests).
@@ -331,6 +402,11 @@ pub fn copy_converted(
                         values.extend(widened);
                         quantize_q8_0(&values, &mut output);
                     }
+                    GgmlType::Q5_0 => {
+                        values.clear();
+                        values.extend(widened);
+                        quantize_q5_0(&values, &mut output);
+                    }
                 }
                 &output
             }
@@ -407,6 +483,42 @@ mod tests {
             matches!(err, Err(CopyError::Read(ref e)) if e.kind() == io::ErrorKind::UnexpectedEof),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn q5_0_round_trips_within_half_a_step_and_matches_ggmls_layout() {
+        // 0, 1, ..., 31 less 16, times 0.25: the largest magnitude is -4.0 (value 0).
+        let values: Vec<f32> = (0..64).map(|i| ((i % 32) as f32 - 16.0) * 0.25).collect();
+        let mut out = Vec::new();
+        quantize_q5_0(&values, &mut out);
+        assert_eq!(GgmlType::Q5_0.bytes(64), out.len());
+        assert_eq!(out.len(), 2 * 22);
+        // d = -4.0 / -16 = 0.25; value i maps to q = 16 - (i - 16) = 32 - i, clamped to 31.
+        assert_eq!(f16_to_f32(u16::from_le_bytes([out[0], out[1]])), 0.25);
+        let back = dequantize_q5_0(&out);
+        for (v, b) in values.iter().zip(&back) {
+            assert!((v - b).abs() <= 0.125 + 1e-6, "{v} -> {b}");
+        }
+        let noisy: Vec<f32> = (0..320)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 97.0)
+            .collect();
+        let mut out = Vec::new();
+        quantize_q5_0(&noisy, &mut out);
+        for (block, back) in noisy.chunks(32).zip(dequantize_q5_0(&out).chunks(32)) {
+            let step = block.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 16.0;
+            for (v, b) in block.iter().zip(back) {
+                // The top code is 31, not 32: a value of the other sign than the block's
+                // largest, and nearly as large, is held at 15 steps (as in ggml).
+                let bound = if v.abs() < 15.0 * step { 0.5 } else { 1.0 };
+                assert!(
+                    (v - b).abs() <= step * (bound + 1e-2),
+                    "{v} -> {b} (step {step})"
+                );
+            }
+        }
+        let mut zeros = Vec::new();
+        quantize_q5_0(&[0.0; 32], &mut zeros);
+        assert!(dequantize_q5_0(&zeros).iter().all(|v| *v == 0.0));
     }
 
     #[test]

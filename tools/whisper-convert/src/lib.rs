@@ -324,6 +324,7 @@ mod tests {
                 0 => n * 4,
                 1 => n * 2,
                 8 => ggml::GgmlType::Q8_0.bytes(n),
+                6 => ggml::GgmlType::Q5_0.bytes(n),
                 _ => panic!("unexpected tensor type {ty}"),
             };
             let data = &bytes[pos..pos + size];
@@ -336,6 +337,7 @@ mod tests {
                     .chunks_exact(2)
                     .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
                     .collect(),
+                6 => ggml::dequantize_q5_0(data),
                 _ => ggml::dequantize_q8_0(data),
             };
             pos += size;

@@ -23,7 +23,8 @@ struct Args {
     #[arg(long = "extra-dir", value_name = "DIR")]
     extra_dirs: Vec<PathBuf>,
     /// Store the weight matrices quantised: `q8_0` (GGML's 8-bit blocks,
-    /// about half the size of f16). Without it they stay f16.
+    /// about half the size of f16) or `q5_0` (5-bit blocks, about a third).
+    /// Without it they stay f16.
     #[arg(long, value_name = "TYPE", value_parser = parse_weights)]
     quantize: Option<Weights>,
     /// Print only the summary.
@@ -32,7 +33,8 @@ struct Args {
 }
 
 fn parse_weights(name: &str) -> Result<Weights, String> {
-    Weights::parse(name).ok_or_else(|| format!("unknown weight type {name:?}: use q8_0 (or f16)"))
+    Weights::parse(name)
+        .ok_or_else(|| format!("unknown weight type {name:?}: use q8_0, q5_0 (or f16)"))
 }
 
 fn main() -> ExitCode {

@@ -451,6 +451,8 @@ pub enum Weights {
     F16,
     /// GGML's 8-bit q8_0 blocks (see [`crate::ggml`]): about half the size.
     Q8_0,
+    /// GGML's 5-bit q5_0 blocks: about a third of the f16 size.
+    Q5_0,
 }
 
 impl Weights {
@@ -459,12 +461,13 @@ impl Weights {
         match self {
             Self::F16 => "f16",
             Self::Q8_0 => "q8_0",
+            Self::Q5_0 => "q5_0",
         }
     }
 
     /// Parses [`Weights::name`].
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::F16, Self::Q8_0]
+        [Self::F16, Self::Q8_0, Self::Q5_0]
             .into_iter()
             .find(|w| w.name().eq_ignore_ascii_case(name))
     }
@@ -474,6 +477,7 @@ impl Weights {
         match self {
             Self::F16 => 1,
             Self::Q8_0 => crate::ggml::FTYPE_Q8_0,
+            Self::Q5_0 => crate::ggml::FTYPE_Q5_0,
         }
     }
 }
@@ -494,6 +498,7 @@ pub fn set_weights(
     let ty = match weights {
         Weights::F16 => return Ok(()),
         Weights::Q8_0 => GgmlType::Q8_0,
+        Weights::Q5_0 => GgmlType::Q5_0,
     };
     for t in tensors
         .iter_mut()
