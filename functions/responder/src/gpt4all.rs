@@ -258,6 +258,20 @@ impl Gpt4AllClient {
     }
 
     async fn first_listed_model(&self) -> Result<String, Gpt4AllError> {
+        self.listed_models()
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                Gpt4AllError::BadResponse(format!(
+                    "GET {}/models lists no model: load one in GPT4All or set GPT4ALL_MODEL",
+                    self.settings.base_url.as_str().trim_end_matches('/')
+                ))
+            })
+    }
+
+    /// The models the host lists (`GET {base}/models`), in its order.
+    pub async fn listed_models(&self) -> Result<Vec<String>, Gpt4AllError> {
         #[derive(Deserialize)]
         struct Models {
             data: Vec<Listed>,
@@ -284,11 +298,7 @@ impl Gpt4AllClient {
             .json()
             .await
             .map_err(|e| Gpt4AllError::BadResponse(format!("GET {url}: {e}")))?;
-        models.data.into_iter().next().map(|m| m.id).ok_or_else(|| {
-            Gpt4AllError::BadResponse(format!(
-                "GET {url} lists no model: load one in GPT4All or set GPT4ALL_MODEL"
-            ))
-        })
+        Ok(models.data.into_iter().map(|m| m.id).collect())
     }
 
     fn authorised(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -24,10 +24,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use remedios_shared::config::Env;
+use remedios_shared::secrets::Secret;
 use remedios_shared::secrets::SecretSource;
 use remedios_shared::store::Store;
 use remedios_template::{LocalResources, Template};
 use responder::ModelSettings;
+use responder::gpt4all::{Gpt4AllClient, Gpt4AllError};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -500,46 +502,29 @@ impl fmt::Display for HostHealth {
     }
 }
 
-/// Asks the host of `settings` (with `key`, if it has one) for its models, within 10 s.
+/// Asks the host of `settings` (with `key`, if it has one) for its models, within 10 s,
+/// with the responder's own client.
 pub async fn probe_host(settings: &ModelSettings, key: Option<&str>) -> HostHealth {
-    #[derive(Deserialize)]
-    struct Listed {
-        data: Vec<Entry>,
-    }
-    #[derive(Deserialize)]
-    struct Entry {
-        id: String,
-    }
-    let url = format!(
-        "{}/models",
-        settings.base_url.as_str().trim_end_matches('/')
-    );
-    let mut request = reqwest::Client::new()
-        .get(&url)
-        .timeout(std::time::Duration::from_secs(10));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let response = match request.send().await {
-        Ok(r) => r,
+    let settings = ModelSettings {
+        timeout: std::time::Duration::from_secs(10),
+        ..settings.clone()
+    };
+    let client = match Gpt4AllClient::new(settings.clone(), key.map(Secret::new)) {
+        Ok(client) => client,
         Err(e) => return HostHealth::Unreachable(e.to_string()),
     };
-    let status = response.status().as_u16();
-    if !response.status().is_success() {
-        return HostHealth::Refused { status };
-    }
-    let listed: Vec<String> = match response.json::<Listed>().await {
-        Ok(l) => l.data.into_iter().map(|e| e.id).collect(),
-        Err(e) => return HostHealth::Unreachable(format!("not a model list: {e}")),
+    let listed = match client.listed_models().await {
+        Ok(listed) => listed,
+        Err(
+            Gpt4AllError::Misconfigured { status, .. }
+            | Gpt4AllError::Refused { status, .. }
+            | Gpt4AllError::Server { status, .. },
+        ) => return HostHealth::Refused { status },
+        Err(e) => return HostHealth::Unreachable(e.to_string()),
     };
-    match &settings.model {
-        Some(model) if listed.contains(model) => HostHealth::Ready {
-            model: model.clone(),
-        },
-        Some(model) => HostHealth::ModelMissing {
-            model: model.clone(),
-            listed,
-        },
+    match settings.model {
+        Some(model) if listed.contains(&model) => HostHealth::Ready { model },
+        Some(model) => HostHealth::ModelMissing { model, listed },
         None => match listed.into_iter().next() {
             Some(model) => HostHealth::Ready { model },
             None => HostHealth::ModelMissing {
