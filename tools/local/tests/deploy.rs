@@ -18,6 +18,15 @@ fn parameters() -> BTreeMap<String, String> {
         .secret_parameters
 }
 
+/// The stack `remedios` as the template reads it with `pairs` as its parameters.
+fn with(pairs: &[(&str, &str)]) -> remedios_template::LocalResources {
+    let parameters: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    remedios_template::local_resources_with("remedios", &parameters).expect("the template")
+}
+
 async fn secret(ssm: &aws_sdk_ssm::Client, name: &str) -> String {
     ssm.get_parameter()
         .name(name)
@@ -552,13 +561,6 @@ async fn the_accounts_lambda_limits_are_read_and_what_exceeds_them_is_warned_of(
             unreserved: 10
         }
     );
-    let with = |pairs: &[(&str, &str)]| {
-        let parameters: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        remedios_template::local_resources_with("remedios", &parameters).expect("the template")
-    };
 
     assert_eq!(
         deploy::account_warnings(&with(&[]), limits),
@@ -607,13 +609,6 @@ async fn the_model_hosts_are_read_from_the_stack_checked_against_its_concurrency
         "http://127.0.0.1:{}/v1",
         remedios_emulators::ports::free_port().expect("a port")
     );
-    let with = |pairs: &[(&str, &str)]| {
-        let parameters: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        remedios_template::local_resources_with("remedios", &parameters).expect("the template")
-    };
     let model = llm.model().to_owned();
     let more = format!(
         "{dead}, concurrency=2, kind=llamacpp, key=/remedios/model-hosts/b; {}, model=Llama 3 8B",
