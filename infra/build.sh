@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Builds the three functions for AWS Lambda the way infra/template.yaml deploys them.
 #
-#   infra/build.sh            # sam build (uses cargo lambda through BuildMethod rust-cargolambda)
+#   infra/build.sh            # sam build (cargo lambda through BuildMethod rust-cargolambda;
+#                             # the transcriber through its Makefile, which calls the next line)
+#   infra/build.sh transcriber DIR
+#                             # the transcriber's two x86_64 builds into DIR: bootstrap
+#                             # (whisper.cpp for AVX2) and transcriber-avx512 (for AVX-512
+#                             # with VNNI), which bootstrap runs instead on a CPU that has it
+#                             # (functions/transcriber/src/cpu.rs)
 #   infra/build.sh cargo      # cargo lambda build --release, one architecture per function
 #
 # cargo-lambda cross-compiles with zig (PyPI's ziglang, in the venv). whisper.cpp's
@@ -24,20 +30,45 @@ export GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BM
 # ggml's tiled matrix kernels (also in .cargo/config.toml; stated here for the cross build).
 export GGML_LLAMAFILE=ON
 export GGML_CPU_ARM_ARCH=neoverse_n1
+# The transcriber's Makefile finds the workspace through this (sam copies the crate away).
+export REMEDIOS_ROOT="$ROOT"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+# The transcriber for x86_64, twice: whisper.cpp for AVX2 as `bootstrap`, then for AVX-512
+# (F, CD, VL, DQ, BW: GGML_AVX512) with VNNI as transcriber-avx512, in a target directory of
+# its own, since whisper-rs-sys does not rebuild when a GGML_* variable changes. The
+# extensions here must be the ones cpu::AVX512_FEATURES checks for.
+transcriber_builds() {
+    local dest="$1"
+    mkdir -p "$dest"
+    cd "$ROOT"
+    echo "build.sh: the transcriber, whisper.cpp for AVX2" >&2
+    cargo lambda build --release --x86-64 -p transcriber
+    [ "$TARGET/lambda/transcriber/bootstrap" -ef "$dest/bootstrap" ] ||
+        cp "$TARGET/lambda/transcriber/bootstrap" "$dest/bootstrap"
+    echo "build.sh: the transcriber, whisper.cpp for AVX-512 with VNNI ($TARGET/avx512)" >&2
+    CARGO_TARGET_DIR="$TARGET/avx512" GGML_AVX512=ON GGML_AVX512_VNNI=ON \
+        cargo lambda build --release --x86-64 -p transcriber
+    cp "$TARGET/avx512/lambda/transcriber/bootstrap" "$dest/transcriber-avx512"
+}
 
 case "${1:-sam}" in
     sam)
         cd "$ROOT/infra"
         exec sam build "${@:2}"
         ;;
+    transcriber)
+        [ $# -eq 2 ] || { echo "usage: infra/build.sh transcriber DIR" >&2; exit 2; }
+        transcriber_builds "$2"
+        ;;
     cargo)
         cd "$ROOT"
         # Architectures as in template.yaml (see "Architecture" in infra/README.md).
         cargo lambda build --release --arm64 -p webhook -p responder "${@:2}"
-        cargo lambda build --release --x86-64 -p transcriber "${@:2}"
+        transcriber_builds "$TARGET/lambda/transcriber"
         ;;
     *)
-        echo "usage: infra/build.sh [sam|cargo] [extra flags]" >&2
+        echo "usage: infra/build.sh [sam|cargo] [extra flags], or infra/build.sh transcriber DIR" >&2
         exit 2
         ;;
 esac

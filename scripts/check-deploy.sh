@@ -32,6 +32,39 @@ mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1000000 }'; }
 failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
+# The transcriber's two builds: bootstrap (whisper.cpp for AVX2, kept with
+# TRANSCRIBER_BUILD=avx2) and transcriber-avx512 beside it (AVX-512 with VNNI), both with
+# ggml's tiled matrix kernels (GGML_LLAMAFILE) and GLIBC <= 2.34. The AVX-512 one only runs
+# here if this CPU has what it needs; otherwise bootstrap must keep the AVX2 build.
+check_transcriber_builds() {
+    local dir="$1" info avx512="$1/transcriber-avx512" needed
+    info="$(TRANSCRIBER_BUILD=avx2 "$dir/bootstrap" --system-info 2>&1)" ||
+        fail "TranscriberFunction: bootstrap --system-info failed: $info"
+    case "$info" in
+        *"build = avx2"*"AVX2 = 1"*"LLAMAFILE = 1"*)
+            case "$info" in *"AVX512 = 1"*) fail "TranscriberFunction: the AVX2 build has AVX-512: $info" ;; esac
+            echo "TranscriberFunction bootstrap: $info" | cut -c1-200 ;;
+        *) fail "TranscriberFunction: bootstrap is not the AVX2 build with LLAMAFILE: $info" ;;
+    esac
+    [ -x "$avx512" ] || { fail "TranscriberFunction: no transcriber-avx512 beside bootstrap"; return; }
+    readelf -h "$avx512" | grep -q 'X86-64' || fail "TranscriberFunction: transcriber-avx512 is not x86-64"
+    needed="$(readelf -V "$avx512" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)"
+    if [ -n "$needed" ] && [ "$(printf '%s\n%s\n' "$needed" "$GLIBC_AL2023" | sort -V | tail -1)" != "$GLIBC_AL2023" ]; then
+        fail "TranscriberFunction: transcriber-avx512 needs GLIBC $needed, al2023 has $GLIBC_AL2023"
+    fi
+    if grep -qw avx512vnni /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
+        info="$("$dir/bootstrap" --system-info 2>&1)" ||
+            fail "TranscriberFunction: bootstrap --system-info (auto) failed: $info"
+        case "$info" in
+            *"build = avx512"*"AVX512 = 1"*"AVX512_VNNI = 1"*"LLAMAFILE = 1"*)
+                echo "TranscriberFunction on this AVX-512 CPU: $info" | cut -c1-200 ;;
+            *) fail "TranscriberFunction: bootstrap did not run the AVX-512 build on this AVX-512 CPU: $info" ;;
+        esac
+    else
+        echo "TranscriberFunction: this CPU has no AVX-512 VNNI, so transcriber-avx512 was not run here"
+    fi
+}
+
 # One `sam build` in a fresh clone; $1 says whether CARGO_TARGET_DIR is exported.
 build_and_check() {
     local mode="$1" clone
@@ -73,15 +106,9 @@ build_and_check() {
             fail "$function: needs GLIBC $needed, al2023 has $GLIBC_AL2023"
         fi
         if [ "$function" = TranscriberFunction ] && [ "$machine" != AArch64 ]; then
-            # The deployed whisper.cpp must have ggml's tiled matrix kernels (GGML_LLAMAFILE).
-            local info
-            info="$("$bootstrap" --system-info 2>&1)" || fail "$function: bootstrap --system-info failed: $info"
-            case "$info" in
-                *"LLAMAFILE = 1"*) echo "$function: ggml $info" | cut -c1-160 ;;
-                *) fail "$function: ggml built without LLAMAFILE: $info" ;;
-            esac
+            check_transcriber_builds "$build/$function"
         fi
-        size="$(stat -c %s "$bootstrap")"
+        size="$(du -cb "$build/$function"/* | tail -1 | cut -f1)"
         printf '%-20s %-8s GLIBC <= %-5s %6s MB\n' "$function" "$declared" "${needed:-none}" \
             "$(mb "$size")"
     done

@@ -18,6 +18,7 @@ use remedios_shared::secrets::SecretSource;
 use remedios_shared::telemetry;
 
 use crate::audio::DecodeLimits;
+use crate::cpu::Wanted;
 use crate::lanes::{Lanes, MAX_LANES};
 use crate::speech::{Language, MAX_AUDIO_DURATION, MAX_THREADS};
 
@@ -59,6 +60,11 @@ pub const WHISPER_LANGUAGE: Choice = Choice {
     name: "WHISPER_LANGUAGE",
     default: "auto",
     doc: "`auto` detects the language; or a fixed one (`en`, `es`, ...)",
+};
+pub const TRANSCRIBER_BUILD: Choice = Choice {
+    name: "TRANSCRIBER_BUILD",
+    default: "auto",
+    doc: "`auto` runs the AVX-512 build of whisper.cpp where the CPU has it; `avx2` keeps the AVX2 build",
 };
 pub const WHISPER_VAD: Flag = Flag {
     name: "WHISPER_VAD",
@@ -105,6 +111,7 @@ pub fn settings() -> Vec<Setting> {
         WHISPER_MODEL_PATH.setting(),
         WHISPER_LANGUAGE.setting(),
         WHISPER_VAD.setting(),
+        TRANSCRIBER_BUILD.setting(),
         Setting {
             default: None,
             ..WHISPER_THREADS.setting()
@@ -147,6 +154,10 @@ pub struct Config {
     pub language: Language,
     /// Voice activity detection before whisper (`speech::Tuning::vad`).
     pub vad: bool,
+    /// Which build of whisper.cpp runs where both are deployed (see [`crate::cpu`]); `main`
+    /// has already acted on it. An invalid value keeps the AVX2 build, never stops the
+    /// function.
+    pub build: Wanted,
     pub threads: usize,
     pub max_receive_count: u32,
     /// Where voice notes are transcribed.
@@ -183,6 +194,7 @@ impl Config {
             model,
             language,
             vad: WHISPER_VAD.read(env)?,
+            build: TRANSCRIBER_BUILD.read(env).unwrap_or(Wanted::Avx2),
             threads: WHISPER_THREADS.read_or(env, cores)?,
             max_receive_count: INBOUND_MAX_RECEIVE_COUNT.read(env)?,
             lanes: Lanes::new(

@@ -1,5 +1,6 @@
 //! The transcriber function: inbound messages and their media to S3, voice notes to text.
 //!
+//! - [`cpu`]: which build of whisper.cpp this CPU runs (AVX2, or AVX-512 beside it).
 //! - [`config`]: the environment, read at cold start.
 //! - [`whisper_model`]: the whisper model file, from a layer or from S3.
 //! - [`handler`]: the SQS batch handler.
@@ -9,6 +10,7 @@
 
 pub mod audio;
 pub mod config;
+pub mod cpu;
 pub mod handler;
 pub mod lanes;
 pub mod speech;
