@@ -17,6 +17,11 @@
 # without its tiled matrix kernels (GGML_LLAMAFILE=OFF, whisper.cpp's own default;
 # .cargo/config.toml turns them on), in its own target directory, on the same notes
 # and next to the same faster-whisper run.
+# BENCH_SPEECH_AVX512=1 runs our side a second time, with whisper.cpp built as the
+# deployed transcriber-avx512 is (GGML_AVX512 and GGML_AVX512_VNNI, see infra/build.sh),
+# in its own target directory: on a CPU with those extensions that is the deployed
+# default path (bootstrap runs that build there), and the JSON's CPU flags say whether
+# this machine is one.
 # BENCH_SPEECH_OPENMP=1 runs our side a second time, with whisper.cpp built
 # with OpenMP (the transcriber's `openmp` feature) instead of ggml's own
 # thread pool, on the same notes and next to the same faster-whisper run.
@@ -52,7 +57,7 @@ die() { log "error: $*"; exit 1; }
 
 case "${1:-}" in
     -h | --help)
-        sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,46p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
 esac
@@ -205,6 +210,13 @@ if [ -n "$WITHOUT_LLAMAFILE" ]; then
     GGML_LLAMAFILE=OFF CARGO_TARGET_DIR="$CARGO_TARGET_DIR-no-llamafile" \
         cargo bench -p transcriber --bench compare --no-run --quiet
 fi
+AVX512="${BENCH_SPEECH_AVX512:-}"
+if [ -n "$AVX512" ]; then
+    grep -qw avx512vnni /proc/cpuinfo || die "BENCH_SPEECH_AVX512: this CPU has no AVX-512 VNNI"
+    log "building it again for AVX-512 with VNNI, as the deployed transcriber-avx512"
+    GGML_AVX512=ON GGML_AVX512_VNNI=ON CARGO_TARGET_DIR="$CARGO_TARGET_DIR-avx512" \
+        cargo bench -p transcriber --bench compare --no-run --quiet
+fi
 OPENMP="${BENCH_SPEECH_OPENMP:-}"
 if [ -n "$OPENMP" ]; then
     log "building it again with whisper.cpp's OpenMP threads (--features transcriber/openmp)"
@@ -227,6 +239,11 @@ if [ -n "$WITHOUT_LLAMAFILE" ]; then
     log "whisper.cpp (ours) again, without ggml's tiled matrix kernels"
     BENCH_SPEECH_JSON="${BENCH_SPEECH_JSON:+$BENCH_SPEECH_JSON.no-llamafile}" \
         GGML_LLAMAFILE=OFF CARGO_TARGET_DIR="$CARGO_TARGET_DIR-no-llamafile" ours
+fi
+if [ -n "$AVX512" ]; then
+    log "whisper.cpp (ours) again, built for AVX-512 with VNNI"
+    BENCH_SPEECH_JSON="${BENCH_SPEECH_JSON:+$BENCH_SPEECH_JSON.avx512}" \
+        GGML_AVX512=ON GGML_AVX512_VNNI=ON CARGO_TARGET_DIR="$CARGO_TARGET_DIR-avx512" ours
 fi
 if [ -n "$OPENMP" ]; then
     log "whisper.cpp (ours) again, built with OpenMP"

@@ -58,7 +58,44 @@ pub struct InboundMessage {
     /// Set when the message was sent in a group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_id: Option<String>,
+    /// Who wrote it: the user (the default), a person of the business from the WhatsApp
+    /// Business app (an echo, filed under the customer it went to), or a staff number
+    /// (`STAFF_NUMBERS`). Only the webhook decides it.
+    #[serde(default, skip_serializing_if = "Origin::is_user")]
+    pub origin: Origin,
     pub content: Content,
+}
+
+/// Who wrote an inbound message (see [`InboundMessage::origin`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A user of the number: answered by the model (unless a person has the conversation).
+    #[default]
+    User,
+    /// A person of the business, from the WhatsApp Business app, to the customer this
+    /// message is filed under (`smb_message_echoes`): never answered, never counted
+    /// against limits; it hands the conversation to a person for a while.
+    Echo,
+    /// A staff number writing to the business number: never sent to the model and never
+    /// counted against limits; a reply that quotes a hand-over notification reaches that
+    /// customer.
+    Staff,
+}
+
+impl Origin {
+    pub fn is_user(&self) -> bool {
+        *self == Origin::User
+    }
+
+    /// The name in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::User => "user",
+            Origin::Echo => "echo",
+            Origin::Staff => "staff",
+        }
+    }
 }
 
 impl InboundMessage {
@@ -92,8 +129,30 @@ impl InboundMessage {
             }),
             referral: message.referral.clone(),
             group_id: message.group_id.clone(),
+            origin: Origin::User,
             content: Content::from(&message.content),
         })
+    }
+
+    /// Builds the envelope of an echo (a message a person sent from the WhatsApp Business
+    /// app), filed under the customer it went to. `None` when the echo names no customer.
+    pub fn from_echo(
+        echo: &webhook::Echo,
+        metadata: &webhook::Metadata,
+        contacts: &[webhook::Contact],
+        tags: &TagKey,
+        received_at_ms: i64,
+    ) -> Option<Self> {
+        // The customer in the sender's place: that is whose conversation it belongs to.
+        let as_inbound = webhook::Message {
+            from: echo.to.clone(),
+            from_user_id: echo.to_user_id.clone(),
+            ..echo.message.clone()
+        };
+        let mut envelope =
+            Self::from_webhook(&as_inbound, metadata, contacts, tags, received_at_ms)?;
+        envelope.origin = Origin::Echo;
+        Some(envelope)
     }
 
     /// The key everything about this user is stored and ordered under.

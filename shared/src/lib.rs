@@ -9,6 +9,7 @@
 //! - [`signature`]: `X-Hub-Signature-256` checking.
 //! - [`envelope`]: the versioned messages on our queues.
 //! - [`user`]: senders, user keys and their pseudonymous tags.
+//! - [`handoff`]: what the functions share to hand a conversation to a person.
 //! - [`keys`]: the S3 key layout.
 //! - [`queue`], [`store`]: SQS and S3.
 //! - [`aws`]: AWS clients from the environment.
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod envelope;
 pub mod graph;
+pub mod handoff;
 pub mod keys;
 pub mod metrics;
 pub mod queue;

@@ -102,6 +102,12 @@ pub const SCHEMA: &[Line] = &[
     // at every load of the index.
     line("responder", &["Function"], &["KnowledgeFilesSkipped"]),
     line("responder", &["Function"], &["StateQuarantined"]),
+    // Conversations handed to a person (`responder::handoff`), by the way in (`asked`,
+    // `echo`); how long a user who asked waited for a person's first message; and the
+    // returns to the bot by cause (`user`, `timeout`, `quiet`).
+    line("responder", &["Function", "Way"], &["Handoffs"]),
+    line("responder", &["Function"], &["HandoffFirstReplyMs"]),
+    line("responder", &["Function", "Cause"], &["HandoffReturns"]),
 ];
 
 /// The line of `function` that holds `metric`, from [`SCHEMA`].

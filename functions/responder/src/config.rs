@@ -17,6 +17,7 @@ use remedios_shared::secrets::SecretSource;
 use remedios_shared::telemetry;
 use url::Url;
 
+use crate::handoff::{self, HandoffSettings};
 use crate::texts::{self, Texts};
 
 /// The GPT4All API server's address when it runs on the same machine.
@@ -225,6 +226,7 @@ pub fn settings() -> Vec<Setting> {
         texts::TEXT_OVERRIDES.setting(),
         NORMALIZE_TEST_RECIPIENTS.setting(),
     ];
+    settings.extend(handoff::settings());
     settings.extend(GraphEndpoint::settings(false));
     settings.extend(AwsSettings::settings());
     settings.extend(telemetry::settings());
@@ -594,6 +596,8 @@ pub struct Behaviour {
     pub knowledge: KnowledgeSettings,
     /// The fixed texts, with the deployer's overrides.
     pub texts: Texts,
+    /// Handing conversations to people.
+    pub handoff: HandoffSettings,
 }
 
 impl Default for Behaviour {
@@ -612,6 +616,7 @@ impl Default for Behaviour {
             normalize_test_recipients: false,
             knowledge: KnowledgeSettings::default(),
             texts: Texts::default(),
+            handoff: HandoffSettings::default(),
         }
     }
 }
@@ -687,6 +692,7 @@ impl Config {
                 max_chars: KNOWLEDGE_MAX_CHARS.read(env)?,
             },
             texts: Texts::from_env(env)?,
+            handoff: HandoffSettings::from_env(env)?,
         };
         Ok(Config {
             bucket: BUCKET_NAME.require(env)?,

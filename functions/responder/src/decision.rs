@@ -112,6 +112,10 @@ pub enum Command {
     Reset,
     /// Say what Remedios can do.
     Help,
+    /// Hand the conversation to a person (`/human`, `/humano`, or a deployer's phrase).
+    Human,
+    /// Back to the bot (`/bot`).
+    Bot,
 }
 
 impl Command {
@@ -121,6 +125,8 @@ impl Command {
         match word.as_str() {
             "/reset" | "/new" | "/forget" => Some(Command::Reset),
             "/help" | "/start" | "/?" => Some(Command::Help),
+            "/human" | "/humano" | "/person" | "/persona" => Some(Command::Human),
+            "/bot" => Some(Command::Bot),
             _ => None,
         }
     }
@@ -130,6 +136,8 @@ impl Command {
         match self {
             Command::Reset => FixedText::ResetDone,
             Command::Help => FixedText::Help,
+            Command::Human => FixedText::HandoffAsked,
+            Command::Bot => FixedText::HandoffBack,
         }
     }
 }
@@ -287,7 +295,19 @@ fn media_plan(content: &Content, prepared: &Prepared) -> Plan {
 /// asking about a text), in `both` mode the transcript sent before the answer.
 pub fn plan_for(job: &ReplyJob, behaviour: &Behaviour) -> Plan {
     let echo = behaviour.echo_transcript && behaviour.reply_mode == ReplyMode::Answer;
-    let planned = plan(job, echo);
+    let planned = match plan(job, echo) {
+        Plan::Ask { question, .. } if behaviour.handoff.asks_for_person(&question) => {
+            Plan::Command(Command::Human)
+        }
+        planned => planned,
+    };
+    // Asking for a person where there is nobody: say so, rather than promise one.
+    let planned = match planned {
+        Plan::Command(Command::Human) if !behaviour.handoff.available() => Plan::Fixed {
+            text: Said::new(FixedText::HandoffUnavailable),
+        },
+        planned => planned,
+    };
     if behaviour.reply_mode == ReplyMode::Answer {
         return planned;
     }
@@ -351,6 +371,7 @@ mod tests {
                 context: None,
                 referral: None,
                 group_id: None,
+                origin: Default::default(),
                 content,
             },
             prepared,

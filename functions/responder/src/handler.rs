@@ -7,12 +7,13 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use remedios_shared::batch;
 use remedios_shared::clock::{Deadline, now_ms};
-use remedios_shared::envelope::{self, Content, ReplyJob};
+use remedios_shared::envelope::{self, Content, Origin, Prepared, ReplyJob};
 use remedios_shared::graph::{GraphClient, GraphError};
 use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::queue::Queue;
 use remedios_shared::secrets::{self, SecretError, SecretSource};
 use remedios_shared::store::Store;
+use remedios_shared::user::UserTag;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
@@ -21,7 +22,8 @@ use crate::config::{Behaviour, Config};
 use crate::decision::{self as plan, Command, Plan};
 use crate::deliver::Courier;
 use crate::gpt4all::{Gpt4AllClient, Gpt4AllError};
-use crate::history::{Bounds, Conversation, History, Speaker};
+use crate::handoff;
+use crate::history::{Bounds, Conversation, HandoffState, HandoffWay, History, Snapshot, Speaker};
 use crate::hosts::ModelHosts;
 use crate::knowledge::{self, Knowledge, KnowledgeError};
 use crate::ledger::{Ledger, ReplyKind};
@@ -214,6 +216,10 @@ impl Responder {
         let behaviour = &self.behaviour;
         // Planned once: the plan names its fixed texts, written in the user's language
         // when the reply is composed.
+        if message.origin == Origin::Echo {
+            // A person of the business wrote to this user from the WhatsApp Business app.
+            return self.person_wrote(job).await;
+        }
         let own_language = plan::language_of(job);
         let plan = plan::plan_for(job, behaviour);
         if let Plan::Ignore { why } = plan {
@@ -221,22 +227,23 @@ impl Responder {
             count_job("ignored");
             return Ok(Outcome::Ignored { why });
         }
-        // A question needs the conversation, and so does a fixed text whose language the
-        // message does not tell: read it while looking for an earlier reply.
-        let (existing, snapshot) = if matches!(plan, Plan::Ask { .. }) || own_language.is_none() {
-            let (existing, snapshot) = tokio::join!(
-                self.ledger.get(&user, &message.message_tag, &message.id),
-                self.history.snapshot(&user)
-            );
-            (existing?, Some(snapshot?))
-        } else {
-            (
-                self.ledger
-                    .get(&user, &message.message_tag, &message.id)
-                    .await?,
-                None,
-            )
-        };
+        // The conversation says who answers (the bot, or a person), and gives a question
+        // its context and a fixed text its language: read it while looking for an
+        // earlier reply.
+        let (existing, snapshot) = tokio::join!(
+            self.ledger.get(&user, &message.message_tag, &message.id),
+            self.history.snapshot(&user)
+        );
+        let (existing, snapshot) = (existing?, snapshot?);
+        let now = now_ms();
+        if existing.is_none()
+            && plan != Plan::Command(Command::Bot)
+            && let Some(handoff) = handoff::in_force(&snapshot.conversation, now)
+        {
+            let state = handoff.state;
+            return self.hold(job, &plan, snapshot, state).await;
+        }
+        let snapshot = self.handoff_changes(&user, &plan, snapshot, now).await?;
         let language = own_language
             .or_else(|| {
                 snapshot
@@ -360,6 +367,161 @@ impl Responder {
             return Err(RetryLater::Apologised);
         }
         Ok(outcome)
+    }
+}
+
+impl Responder {
+    /// A person of the business wrote to the user from the WhatsApp Business app (an
+    /// echo): their words go into the history as staff's, and the conversation is the
+    /// person's for `HANDOFF_HOURS`. Nothing is sent, and the model is not asked.
+    async fn person_wrote(&self, job: &ReplyJob) -> Result<Outcome, RetryLater> {
+        let message = &job.message;
+        let user = &message.user;
+        let now = now_ms();
+        let text = said_in(job);
+        let before = std::cell::RefCell::new(None);
+        let written = self
+            .history
+            .add_turns(
+                None,
+                user,
+                &message.id,
+                &[(Speaker::Staff, text.as_str())],
+                now,
+                |conversation| {
+                    let was = handoff::person_wrote(conversation, now, &self.behaviour.handoff);
+                    *before.borrow_mut() = Some(was);
+                },
+            )
+            .await?;
+        if written {
+            match before.into_inner().flatten() {
+                None => handoff::count_started(HandoffWay::Echo),
+                Some(was) => handoff::count_first_reply(&was, now),
+            }
+            info!(user = %user, message = %message.message_tag, "a person of the business wrote from the app: the conversation is theirs for now");
+        }
+        count_job("staff");
+        Ok(Outcome::Ignored {
+            why: "a person of the business wrote",
+        })
+    }
+
+    /// A person has the conversation (or is asked for): the user's message is kept in the
+    /// history for them, and marked read; the model is not asked and nothing is sent.
+    async fn hold(
+        &self,
+        job: &ReplyJob,
+        plan: &Plan,
+        snapshot: Snapshot,
+        state: HandoffState,
+    ) -> Result<Outcome, RetryLater> {
+        let message = &job.message;
+        let user = &message.user;
+        let text = match plan {
+            Plan::Ask { question, .. } => question.clone(),
+            _ => said_in(job),
+        };
+        self.history
+            .add_turns(
+                Some(snapshot),
+                user,
+                &message.id,
+                &[(Speaker::User, text.as_str())],
+                now_ms(),
+                |_| {},
+            )
+            .await?;
+        self.courier.mark_read(message, user, false).await;
+        info!(user = %user, message = %message.message_tag, state = ?state, "a person has the conversation: kept for them, not answered");
+        count_job("held");
+        Ok(Outcome::Ignored {
+            why: "a person has the conversation",
+        })
+    }
+
+    /// What a plan changes in who answers, before it is answered: `/human` asks for a
+    /// person, `/bot` comes back, and a hand-over that ended by itself is cleared. The
+    /// snapshot is given back, or `None` once a write made it stale.
+    async fn handoff_changes(
+        &self,
+        user: &UserTag,
+        plan: &Plan,
+        snapshot: Snapshot,
+        now: i64,
+    ) -> Result<Option<Snapshot>, RetryLater> {
+        let settings = &self.behaviour.handoff;
+        let written = match plan {
+            Plan::Command(Command::Human) => {
+                let asked = self
+                    .history
+                    .update(Some(snapshot), user, now, |c| {
+                        handoff::ask(c, now, settings)
+                    })
+                    .await?;
+                if asked {
+                    handoff::count_started(HandoffWay::Asked);
+                    info!(user = %user, "the user asked for a person");
+                }
+                asked
+            }
+            Plan::Command(Command::Bot) => {
+                let ended = std::cell::Cell::new(false);
+                let written = self
+                    .history
+                    .update(Some(snapshot), user, now, |c| {
+                        let was = c.handoff.is_some();
+                        ended.set(handoff::back(c, now).is_some());
+                        was
+                    })
+                    .await?;
+                if ended.get() {
+                    handoff::count_returned("user");
+                    info!(user = %user, "the user is back with the bot");
+                }
+                written
+            }
+            _ => match handoff::lapsed(&snapshot.conversation, now) {
+                Some(cause) => {
+                    let cleared = self
+                        .history
+                        .update(Some(snapshot), user, now, |c| {
+                            handoff::lapsed(c, now).is_some() && {
+                                c.handoff = None;
+                                true
+                            }
+                        })
+                        .await?;
+                    if cleared {
+                        handoff::count_returned(cause);
+                        info!(user = %user, cause, "the hand-over ended by itself: the bot answers again");
+                    }
+                    cleared
+                }
+                None => return Ok(Some(snapshot)),
+            },
+        };
+        Ok(if written {
+            None
+        } else {
+            Some(self.history.snapshot(user).await?)
+        })
+    }
+}
+
+/// What a message says, for the history when nobody answers it: its text, a voice note's
+/// transcript, a caption, or what kind of message it was.
+fn said_in(job: &ReplyJob) -> String {
+    let content = &job.message.content;
+    match (content, &job.prepared) {
+        (Content::Text { body }, _) => body.clone(),
+        (_, Prepared::Transcribed { text, .. }) => text.trim().to_owned(),
+        (Content::Interactive { title, .. }, _) => title.clone(),
+        (Content::Button { text, .. }, _) => text.clone(),
+        _ => match content.caption() {
+            Some(caption) => format!("({} sent) {caption}", content.kind()),
+            None => format!("({} sent)", content.kind()),
+        },
     }
 }
 

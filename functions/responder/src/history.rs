@@ -24,12 +24,61 @@ pub const HISTORY_VERSION: u32 = 1;
 /// How many times a conflicting update is re-applied before giving up.
 const UPDATE_ATTEMPTS: u32 = 10;
 
-/// One side of an exchange.
+/// Who said a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Speaker {
     User,
     Assistant,
+    /// A person of the business (from the WhatsApp Business app, or a staff number):
+    /// never given to the model as the assistant's own words.
+    Staff,
+}
+
+/// Who answers a conversation while it is handed to a person (`bot` is no
+/// [`Handoff`] at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandoffState {
+    /// The user asked for a person; nobody has answered yet.
+    Waiting,
+    /// A person is answering.
+    Human,
+}
+
+/// How a conversation came to a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffWay {
+    /// The user asked (`/human`, or a deployer's phrase).
+    Asked,
+    /// A person wrote from the WhatsApp Business app.
+    Echo,
+}
+
+impl HandoffWay {
+    pub fn name(self) -> &'static str {
+        match self {
+            HandoffWay::Asked => "asked",
+            HandoffWay::Echo => "echo",
+        }
+    }
+}
+
+/// A conversation handed to a person, stored with it and changed with its conditional
+/// writes: while there is one, the model is never asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handoff {
+    pub state: HandoffState,
+    pub way: HandoffWay,
+    /// Unix milliseconds when it began.
+    pub since_ms: i64,
+    /// Unix milliseconds when it ends by itself: the end of the wait for a person
+    /// (`HANDOFF_TIMEOUT`), or `HANDOFF_HOURS` after the person's last message.
+    pub until_ms: i64,
+    /// When a person first wrote, once one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_reply_ms: Option<i64>,
 }
 
 /// One stored turn.
@@ -43,11 +92,14 @@ pub struct Turn {
     pub at_ms: i64,
 }
 
-/// A user's recent turns, oldest first.
+/// A user's recent turns, oldest first, and who answers them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {
     pub v: u32,
     pub turns: Vec<Turn>,
+    /// Set while a person has the conversation (or is asked for); `None`: the bot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<Handoff>,
 }
 
 impl Default for Conversation {
@@ -55,9 +107,14 @@ impl Default for Conversation {
         Conversation {
             v: HISTORY_VERSION,
             turns: Vec::new(),
+            handoff: None,
         }
     }
 }
+
+/// What a person of the business said, as the model reads it: the user's side of the
+/// chat, marked as someone else's words (never the assistant's own).
+pub const STAFF_PREFIX: &str = "(A person from the business wrote to me here: ";
 
 /// How much of a conversation is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,14 +152,12 @@ impl Conversation {
         self.turns.drain(..start);
     }
 
-    /// The turns as chat messages.
+    /// The turns as chat messages; a person's words are on the user's side, marked.
     pub fn messages(&self) -> impl Iterator<Item = ChatMessage> + '_ {
-        self.turns.iter().map(|t| {
-            let role = match t.speaker {
-                Speaker::User => Role::User,
-                Speaker::Assistant => Role::Assistant,
-            };
-            ChatMessage::new(role, t.text.clone())
+        self.turns.iter().map(|t| match t.speaker {
+            Speaker::User => ChatMessage::new(Role::User, t.text.clone()),
+            Speaker::Assistant => ChatMessage::new(Role::Assistant, t.text.clone()),
+            Speaker::Staff => ChatMessage::new(Role::User, format!("{STAFF_PREFIX}{})", t.text)),
         })
     }
 
@@ -218,6 +273,52 @@ impl History {
         answer: &str,
         at_ms: i64,
     ) -> Result<bool, HistoryError> {
+        let turns = [(Speaker::User, question), (Speaker::Assistant, answer)];
+        self.add_turns(snapshot, user, message_id, &turns, at_ms, |_| {})
+            .await
+    }
+
+    /// Adds `turns` of message `message_id` unless that message is stored already, and
+    /// applies `change` (to the hand-over state) in the same conditional write. Returns
+    /// whether it was written.
+    pub async fn add_turns(
+        &self,
+        snapshot: Option<Snapshot>,
+        user: &UserTag,
+        message_id: &str,
+        turns: &[(Speaker, &str)],
+        at_ms: i64,
+        change: impl Fn(&mut Conversation),
+    ) -> Result<bool, HistoryError> {
+        self.update(snapshot, user, at_ms, |conversation| {
+            if conversation.contains(message_id) {
+                return false;
+            }
+            for (speaker, text) in turns {
+                conversation.turns.push(Turn {
+                    speaker: *speaker,
+                    text: (*text).to_owned(),
+                    message_id: message_id.to_owned(),
+                    at_ms,
+                });
+            }
+            change(conversation);
+            true
+        })
+        .await
+    }
+
+    /// Read-modify-write of the conversation: `change` edits it and says whether to
+    /// write; the write is conditional on what was read (`snapshot`, else a fresh read),
+    /// and on conflict the conversation is read again and `change` applied again. Returns
+    /// whether it was written.
+    pub async fn update(
+        &self,
+        snapshot: Option<Snapshot>,
+        user: &UserTag,
+        at_ms: i64,
+        change: impl Fn(&mut Conversation) -> bool,
+    ) -> Result<bool, HistoryError> {
         let key = keys::conversation(user);
         let mut known = snapshot.map(|s| (s.conversation, s.precondition));
         for attempt in 0..UPDATE_ATTEMPTS {
@@ -225,16 +326,8 @@ impl History {
                 Some(known) => known,
                 None => self.read(&key).await?,
             };
-            if conversation.contains(message_id) {
+            if !change(&mut conversation) {
                 return Ok(false);
-            }
-            for (speaker, text) in [(Speaker::User, question), (Speaker::Assistant, answer)] {
-                conversation.turns.push(Turn {
-                    speaker,
-                    text: text.to_owned(),
-                    message_id: message_id.to_owned(),
-                    at_ms,
-                });
             }
             conversation.v = HISTORY_VERSION;
             conversation.trim(self.bounds);

@@ -33,7 +33,7 @@
 //! claim, deliver); [`compose`] (the only place that asks the model); [`deliver`] (mark
 //! read, send, record each part, remember the exchange); [`outcome`] (what became of a
 //! job, why it comes back, their metrics); [`decision`] (what to do with a job); [`gpt4all`] (one host's OpenAI-compatible API); [`hosts`] (several hosts: pinning, failover, breakers); [`history`]
-//! (conversations in S3); [`knowledge`] (the business's own material); [`ledger`] (reply records); [`split`] (WhatsApp's text limit);
+//! (conversations in S3); [`handoff`] (conversations handed to a person, and back); [`knowledge`] (the business's own material); [`ledger`] (reply records); [`split`] (WhatsApp's text limit);
 //! [`recipient`] (where a reply goes); [`config`] (the environment).
 
 pub mod compose;
@@ -42,6 +42,7 @@ pub mod decision;
 pub mod deliver;
 pub mod gpt4all;
 pub mod handler;
+pub mod handoff;
 pub mod history;
 pub mod hosts;
 pub mod knowledge;

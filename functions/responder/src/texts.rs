@@ -99,10 +99,16 @@ pub enum FixedText {
     LimitAudio,
     /// A question the business's material does not cover (`KNOWLEDGE_UNCOVERED=decline`).
     NotCovered,
+    /// The user asked for a person (`/human`): one will answer here.
+    HandoffAsked,
+    /// The user asked for a person, but this number has no staff to hand over to.
+    HandoffUnavailable,
+    /// The conversation is back with the assistant (`/bot`).
+    HandoffBack,
 }
 
 impl FixedText {
-    pub const ALL: [FixedText; 21] = [
+    pub const ALL: [FixedText; 24] = [
         FixedText::Help,
         FixedText::ResetDone,
         FixedText::Apology,
@@ -124,6 +130,9 @@ impl FixedText {
         FixedText::LimitDay,
         FixedText::LimitAudio,
         FixedText::NotCovered,
+        FixedText::HandoffAsked,
+        FixedText::HandoffUnavailable,
+        FixedText::HandoffBack,
     ];
 
     /// The name in the override variables (`TEXT_<NAME>_<LANG>`).
@@ -150,6 +159,9 @@ impl FixedText {
             FixedText::LimitDay => "LIMIT_DAY",
             FixedText::LimitAudio => "LIMIT_AUDIO",
             FixedText::NotCovered => "NOT_COVERED",
+            FixedText::HandoffAsked => "HANDOFF_ASKED",
+            FixedText::HandoffUnavailable => "HANDOFF_UNAVAILABLE",
+            FixedText::HandoffBack => "HANDOFF_BACK",
         }
     }
 
@@ -237,6 +249,15 @@ can still write to me, and send voice notes again after midnight (UTC)."
             "Sorry, I don't have information about that. I can help with questions about our \
 services; for anything else, please contact us directly."
         }
+        FixedText::HandoffAsked => {
+            "I've asked a person from our team to take over: they'll answer you here, in this \
+chat. Until then I'll stay quiet, and everything you write will reach them."
+        }
+        FixedText::HandoffUnavailable => {
+            "Sorry, there is nobody from our team to hand you over to on this number. I'm \
+happy to keep helping you myself."
+        }
+        FixedText::HandoffBack => "You're talking to the assistant again. How can I help?",
     }
 }
 
@@ -317,6 +338,15 @@ seguir escribiéndome, y enviar notas de voz otra vez después de medianoche (UT
             "Lo siento, no tengo información sobre eso. Puedo ayudarte con preguntas sobre \
 nuestros servicios; para cualquier otra cosa, contáctanos directamente."
         }
+        FixedText::HandoffAsked => {
+            "He pedido a una persona de nuestro equipo que te atienda: te responderá aquí, en \
+este chat. Hasta entonces no diré nada, y todo lo que escribas le llegará."
+        }
+        FixedText::HandoffUnavailable => {
+            "Lo siento, en este número no hay nadie de nuestro equipo a quien pasarte. Con \
+gusto sigo ayudándote yo."
+        }
+        FixedText::HandoffBack => "Vuelves a hablar con el asistente. ¿En qué te ayudo?",
     }
 }
 

@@ -392,8 +392,10 @@ impl Transcriber {
             .put_json(&keys::message_record(tag, &message.message_tag), message)
             .await?;
         let is_audio = matches!(message.content, Content::Audio { .. });
-        // Reactions and system notices are never answered, so they use up nothing.
+        // Reactions and system notices are never answered, so they use up nothing; what
+        // staff write (from their numbers or the Business app) never counts.
         let verdict = match message.content {
+            _ if !message.origin.is_user() => Verdict::Admitted,
             Content::Reaction { .. } | Content::System { .. } => Verdict::Admitted,
             _ => {
                 self.allowances
@@ -526,18 +528,22 @@ impl Transcriber {
             }
         };
         self.store.put_json(&transcript_key, &transcript).await?;
-        // Best effort: a note not charged is a note the user got for free.
-        if let Err(e) = self
-            .allowances
-            .charge_audio(
-                &message.sender,
-                tag,
-                &message.message_tag,
-                transcript.audio_duration_ms,
-                now_ms(),
-            )
-            .await
-        {
+        // Best effort: a note not charged is a note the user got for free. Staff's notes
+        // are not the user's.
+        let charged = if message.origin.is_user() {
+            self.allowances
+                .charge_audio(
+                    &message.sender,
+                    tag,
+                    &message.message_tag,
+                    transcript.audio_duration_ms,
+                    now_ms(),
+                )
+                .await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = charged {
             tracing::warn!(message = %message.message_tag, error = %e, "could not charge the voice note to the user's day");
         }
         tracing::info!(

@@ -80,6 +80,7 @@ fn ten_messages() -> String {
 fn bench(c: &mut Criterion) {
     let allow = Intake {
         allow: SenderList::default(),
+        staff: SenderList::default(),
         tags: TagKey::new(meta::USER_TAG_KEY).expect("the tests' tag key"),
         numbers: vec![meta::PHONE_NUMBER_ID.to_owned()],
     };

@@ -6,6 +6,7 @@
 use remedios_shared::config::{
     AwsSettings, BUCKET_NAME, ConfigError, Env, Number, SecretVar, Setting, Text, Vars,
 };
+use remedios_shared::handoff::STAFF_NUMBERS;
 use remedios_shared::queue::INBOUND_QUEUE_URL;
 use remedios_shared::secrets::SecretSource;
 use remedios_shared::telemetry;
@@ -58,6 +59,7 @@ pub fn settings() -> Vec<Setting> {
         WEBHOOK_MAX_BODY_BYTES.setting(),
         ALLOWED_SENDERS.setting(),
         WHATSAPP_PHONE_NUMBER_ID.setting(),
+        STAFF_NUMBERS.setting(),
     ];
     settings.extend(AwsSettings::settings());
     settings.extend(telemetry::settings());
@@ -74,6 +76,8 @@ pub struct Config {
     pub bucket: String,
     pub max_body_bytes: usize,
     pub allowed_senders: SenderList,
+    /// Staff numbers (`STAFF_NUMBERS`): their messages are marked as staff's.
+    pub staff: SenderList,
     /// The business phone number ids this deployment answers for
     /// (`WHATSAPP_PHONE_NUMBER_ID`, comma-separated); empty answers every number of the
     /// business account. Messages to the others are dropped and counted.
@@ -91,6 +95,7 @@ impl Config {
             bucket: BUCKET_NAME.require(env)?,
             max_body_bytes: WEBHOOK_MAX_BODY_BYTES.read(env)?,
             allowed_senders: SenderList::parse(ALLOWED_SENDERS.get(env).as_deref()),
+            staff: SenderList::parse(STAFF_NUMBERS.get(env).as_deref()),
             phone_number_ids: WHATSAPP_PHONE_NUMBER_ID
                 .get(env)
                 .unwrap_or_default()

@@ -78,6 +78,7 @@ impl Webhook {
             max_body_bytes: config.max_body_bytes,
             intake: Intake {
                 allow: config.allowed_senders.clone(),
+                staff: config.staff.clone(),
                 tags,
                 numbers: config.phone_number_ids.clone(),
             },
@@ -149,6 +150,8 @@ impl Webhook {
                     messages = triage.messages.len(),
                     statuses = triage.statuses,
                     refused_senders = triage.refused_senders,
+                    echoes = triage.echoes,
+                    staff = triage.staff,
                     other_numbers = triage.other_numbers,
                     quarantined = triage.quarantine.is_some(),
                     elapsed_ms = started.elapsed().as_millis() as u64,

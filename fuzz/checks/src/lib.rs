@@ -32,6 +32,7 @@ pub const USER_TAG_KEY: &str = "fuzz-user-tag-key-fuzz-user-tag-key";
 fn intake(allow: SenderList) -> Intake {
     Intake {
         allow,
+        staff: SenderList::default(),
         tags: tags(),
         numbers: Vec::new(),
     }

@@ -53,6 +53,46 @@ pub struct ChangeValue {
     /// Errors about the notification itself (not tied to one message).
     #[serde(default)]
     pub errors: Vec<Lenient<ApiError>>,
+    /// The `smb_message_echoes` field (coexistence: the number is on the WhatsApp Business
+    /// app and the Cloud API at once): what a person sent from the app.
+    #[serde(default)]
+    pub message_echoes: Vec<Lenient<Echo>>,
+}
+
+/// The field of a [`Change`] that carries [`ChangeValue::message_echoes`].
+pub const ECHOES_FIELD: &str = "smb_message_echoes";
+
+/// A message a person sent from the WhatsApp Business app to a customer, as Meta echoes it
+/// (`from` the business, `to` / `to_user_id` the customer, `id`, `timestamp`, `type` and
+/// the content, as in an inbound message).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Echo {
+    /// The customer's phone number, when Meta gives it.
+    pub to: Option<String>,
+    /// The customer's business-scoped user id, when Meta gives it.
+    pub to_user_id: Option<String>,
+    /// The rest as an inbound message: its `from` is the business.
+    pub message: Message,
+}
+
+impl<'de> Deserialize<'de> for Echo {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct To {
+            #[serde(default)]
+            to: Option<String>,
+            #[serde(default)]
+            to_user_id: Option<String>,
+        }
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let to = To::deserialize(&value).map_err(serde::de::Error::custom)?;
+        let message = Message::deserialize(value).map_err(serde::de::Error::custom)?;
+        Ok(Echo {
+            to: to.to.filter(|s| !s.is_empty()),
+            to_user_id: to.to_user_id.filter(|s| !s.is_empty()),
+            message,
+        })
+    }
 }
 
 impl ChangeValue {
@@ -72,6 +112,11 @@ impl ChangeValue {
             + self.statuses.iter().filter(|s| s.valid().is_none()).count()
             + self.errors.iter().filter(|e| e.valid().is_none()).count()
             + self.metadata.iter().filter(|m| m.valid().is_none()).count()
+            + self
+                .message_echoes
+                .iter()
+                .filter(|e| e.valid().is_none())
+                .count()
     }
 }
 

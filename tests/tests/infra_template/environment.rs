@@ -14,6 +14,7 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "USER_TAG_KEY_PARAM",
             "ALLOWED_SENDERS",
             "WHATSAPP_PHONE_NUMBER_ID",
+            "STAFF_NUMBERS",
         ],
         TRANSCRIBER_FUNCTION => vec![
             "INBOUND_QUEUE_URL",
@@ -65,6 +66,11 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "KNOWLEDGE_UNCOVERED",
             "KNOWLEDGE_PASSAGES",
             "KNOWLEDGE_MAX_CHARS",
+            "STAFF_NUMBERS",
+            "HANDOFF_APP",
+            "HANDOFF_HOURS",
+            "HANDOFF_TIMEOUT_MINUTES",
+            "HANDOFF_PHRASES",
             "REPLY_MAX_RECEIVE_COUNT",
         ],
         other => panic!("no expectations for {other}"),
@@ -73,7 +79,11 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
 }
 
 /// Variables a function reads that the template leaves unset on purpose.
-const LEFT_AT_DEFAULT: [(&str, &str); 9] = [
+const LEFT_AT_DEFAULT: [(&str, &str); 10] = [
+    (
+        "TRANSCRIBER_BUILD",
+        "auto suits every CPU; avx2 is the operator's way back, set by hand",
+    ),
     (
         "GRAPH_MEDIA_HOSTS",
         "Meta's media domains are always allowed; more only for the emulator",

@@ -266,6 +266,7 @@ fn inbound_body(id: &str, now_s: i64, age_s: i64) -> String {
         context: None,
         referral: None,
         group_id: None,
+        origin: Default::default(),
         content: Content::Text {
             body: "hello".into(),
         },

@@ -192,6 +192,7 @@ pub fn message(id: &str, sender: Sender, content: Content) -> InboundMessage {
         context: None,
         referral: None,
         group_id: None,
+        origin: Default::default(),
         content,
     }
 }

@@ -277,6 +277,7 @@ pub fn message(wa_id: &str, id: &str, content: Content) -> InboundMessage {
         context: None,
         referral: None,
         group_id: None,
+        origin: Default::default(),
         content,
     }
 }

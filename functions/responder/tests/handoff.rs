@@ -1,0 +1,196 @@
+//! Handing a conversation to a person and back, on real components: moto (S3, with the
+//! responder's role enforced), the Graph API emulator, and SmolLM2 behind the GPT4All
+//! gate.
+
+mod common;
+
+use common::*;
+use remedios_shared::clock::now_ms;
+use remedios_shared::envelope::{Origin, Prepared, ReplyJob};
+use remedios_shared::user::Sender;
+use responder::handoff::HandoffSettings;
+use responder::history::{Conversation, Handoff, HandoffState, HandoffWay, Speaker};
+use responder::texts::{FixedText, Lang};
+use responder::{Behaviour, Outcome};
+
+/// A responder whose number is on the WhatsApp Business app too (people answer there).
+fn with_people(bed: &TestBed) -> responder::Responder {
+    let behaviour = Behaviour {
+        handoff: HandoffSettings {
+            app: true,
+            ..HandoffSettings::default()
+        },
+        ..Behaviour::default()
+    };
+    bed.responder_with(bed.model_settings(), behaviour)
+}
+
+/// What a person sent from the WhatsApp Business app to the test user, as the webhook
+/// files it: under the customer, marked as an echo.
+fn echo(id: &str, body: &str) -> ReplyJob {
+    let mut message = from_phone(id, text(body));
+    message.origin = Origin::Echo;
+    ReplyJob::new(message, Prepared::Nothing)
+}
+
+/// Another user, with a phone number of their own.
+fn other_user(id: &str, body: &str) -> ReplyJob {
+    let sender = Sender {
+        wa_id: Some("15559876543".into()),
+        user_id: None,
+        username: None,
+        profile_name: Some("Luis".into()),
+    };
+    ReplyJob::new(message(id, sender, text(body)), Prepared::Nothing)
+}
+
+fn said(text: FixedText) -> String {
+    text.default_text(Lang::En).to_owned()
+}
+
+#[tokio::test]
+async fn an_echo_pauses_the_bot_for_that_user_only_and_is_kept_in_the_history() {
+    let bed = TestBed::start().await;
+    let responder = with_people(&bed);
+    let ana = echo(
+        "wamid.ECHO1",
+        "Hi, this is Marta from the shop: your order is ready.",
+    );
+    let outcome = responder.process(&ana, 1).await.expect("echo handled");
+    assert!(matches!(outcome, Outcome::Ignored { .. }), "{outcome:?}");
+    // The user writes while the person has the conversation: kept, not answered.
+    let question = text_job("wamid.Q1", "Great, can I pick it up today after six?");
+    let outcome = responder.process(&question, 1).await.expect("held");
+    assert!(matches!(outcome, Outcome::Ignored { .. }), "{outcome:?}");
+    assert!(bed.bodies().is_empty(), "nothing sent: {:?}", bed.bodies());
+    assert!(bed.gate.forwarded().is_empty(), "the model was asked");
+    let user = &question.message.user;
+    let conversation = bed.conversation(user).await;
+    let turns: Vec<(Speaker, &str)> = conversation
+        .turns
+        .iter()
+        .map(|t| (t.speaker, t.text.as_str()))
+        .collect();
+    assert_eq!(
+        turns,
+        [
+            (
+                Speaker::Staff,
+                "Hi, this is Marta from the shop: your order is ready."
+            ),
+            (Speaker::User, "Great, can I pick it up today after six?"),
+        ]
+    );
+    let handoff = conversation.handoff.expect("handed over");
+    assert_eq!(
+        (handoff.state, handoff.way),
+        (HandoffState::Human, HandoffWay::Echo)
+    );
+    assert!(handoff.until_ms >= now_ms() + 3 * 3_600_000, "{handoff:?}");
+    // Another user is answered by the model as usual.
+    let luis = other_user("wamid.L1", "What are your opening hours?");
+    let outcome = responder.process(&luis, 1).await.expect("answered");
+    assert!(matches!(outcome, Outcome::Replied { .. }), "{outcome:?}");
+    let sent = bed.graph.sent_texts();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to.as_deref(), Some("+15559876543"));
+    assert_eq!(bed.gate.forwarded().len(), 1);
+    // A redelivered echo is stored once.
+    responder.process(&ana, 2).await.expect("echo again");
+    assert_eq!(bed.conversation(user).await.turns.len(), 2);
+}
+
+#[tokio::test]
+async fn human_asks_for_a_person_holds_what_follows_and_bot_hands_back() {
+    let bed = TestBed::start().await;
+    let responder = with_people(&bed);
+    let ask = text_job("wamid.H1", "/human");
+    responder.process(&ask, 1).await.expect("asked");
+    assert_eq!(bed.bodies(), [said(FixedText::HandoffAsked)]);
+    let user = &ask.message.user;
+    let waiting = bed.conversation(user).await.handoff.expect("waiting");
+    assert_eq!(
+        (waiting.state, waiting.way),
+        (HandoffState::Waiting, HandoffWay::Asked)
+    );
+    // While waiting, nothing is answered and the model is not asked.
+    let held = text_job("wamid.H2", "My order number is 4411, it arrived broken.");
+    let outcome = responder.process(&held, 1).await.expect("held");
+    assert!(matches!(outcome, Outcome::Ignored { .. }), "{outcome:?}");
+    assert_eq!(bed.bodies().len(), 1);
+    assert!(bed.gate.forwarded().is_empty());
+    // /bot comes back, told so; then the model answers again, with the held message in
+    // the conversation it reads.
+    responder
+        .process(&text_job("wamid.H3", "/bot"), 1)
+        .await
+        .expect("back");
+    assert_eq!(bed.bodies()[1], said(FixedText::HandoffBack));
+    assert_eq!(bed.conversation(user).await.handoff, None);
+    let question = text_job("wamid.H4", "So what can you do about it?");
+    let outcome = responder.process(&question, 1).await.expect("answered");
+    assert!(matches!(outcome, Outcome::Replied { .. }), "{outcome:?}");
+    let asked = bed.gate.forwarded();
+    assert_eq!(asked.len(), 1);
+    let prompt = serde_json::to_string(&asked[0].messages).unwrap();
+    assert!(
+        prompt.contains("4411"),
+        "the held message is in the prompt: {prompt}"
+    );
+}
+
+#[tokio::test]
+async fn a_deployers_phrase_asks_too_and_nobody_to_hand_to_is_said_not_promised() {
+    let bed = TestBed::start().await;
+    let behaviour = Behaviour {
+        handoff: HandoffSettings {
+            app: true,
+            phrases: vec!["hablar con una persona".into()],
+            ..HandoffSettings::default()
+        },
+        ..Behaviour::default()
+    };
+    let responder = bed.responder_with(bed.model_settings(), behaviour);
+    let ask = text_job("wamid.P1", "Hola, quiero hablar con una persona, por favor");
+    responder.process(&ask, 1).await.expect("asked");
+    assert_eq!(
+        bed.bodies(),
+        [FixedText::HandoffAsked.default_text(Lang::Es)]
+    );
+    assert!(bed.conversation(&ask.message.user).await.handoff.is_some());
+    // With neither staff numbers nor the app, /human says there is nobody.
+    let alone = bed.responder();
+    let luis = other_user("wamid.P2", "/humano");
+    alone.process(&luis, 1).await.expect("answered");
+    assert_eq!(bed.bodies()[1], said(FixedText::HandoffUnavailable));
+    assert_eq!(bed.conversation(&luis.message.user).await.handoff, None);
+}
+
+#[tokio::test]
+async fn a_hand_over_past_its_end_is_over_and_the_bot_answers() {
+    let bed = TestBed::start().await;
+    let responder = with_people(&bed);
+    let question = text_job("wamid.E1", "Are you open on Sundays?");
+    let user = &question.message.user;
+    let now = now_ms();
+    let ended = Conversation {
+        handoff: Some(Handoff {
+            state: HandoffState::Human,
+            way: HandoffWay::Echo,
+            since_ms: now - 5 * 3_600_000,
+            until_ms: now - 1_000,
+            first_reply_ms: Some(now - 5 * 3_600_000),
+        }),
+        ..Conversation::default()
+    };
+    bed.store
+        .put_json(&remedios_shared::keys::conversation(user), &ended)
+        .await
+        .expect("a conversation a person had");
+    let outcome = responder.process(&question, 1).await.expect("answered");
+    assert!(matches!(outcome, Outcome::Replied { .. }), "{outcome:?}");
+    assert_eq!(bed.gate.forwarded().len(), 1);
+    let conversation = bed.conversation(user).await;
+    assert_eq!(conversation.handoff, None);
+    assert_eq!(conversation.turns.len(), 2, "{conversation:?}");
+}
