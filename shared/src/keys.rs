@@ -80,6 +80,19 @@ pub fn conversation(user: &UserTag) -> String {
     format!("{CONVERSATIONS}{user}.json")
 }
 
+/// A notification sent to a staff number about a user who asked for a person, named by
+/// the unkeyed tag of its WhatsApp id (the responder holds no tag key, and both it and the
+/// staff member's quoting reply know the id): which conversation a reply that quotes it
+/// belongs to. Under the conversations, where the responder reads and writes.
+pub fn handoff_note(note: &MessageTag) -> String {
+    format!("{CONVERSATIONS}handoff-notes/{note}.json")
+}
+
+/// The record of a staff message relayed to a user: it goes out once.
+pub fn handoff_relay(user: &UserTag, staff_message: &MessageTag) -> String {
+    format!("{CONVERSATIONS}handoff-relays/{user}/{staff_message}.json")
+}
+
 /// A user's counters for the fair limits.
 pub fn usage(user: &UserTag) -> String {
     format!("{USAGE}{user}.json")

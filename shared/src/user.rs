@@ -117,6 +117,13 @@ impl SenderList {
         self.0.is_empty()
     }
 
+    /// The phone numbers (digits only) and business-scoped ids on the list, sorted.
+    pub fn ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.0.iter().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Whether `sender`'s phone number or business-scoped id is on the list.
     pub fn contains(&self, sender: &Sender) -> bool {
         [&sender.wa_id, &sender.user_id]

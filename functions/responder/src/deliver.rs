@@ -21,9 +21,12 @@ use crate::texts::Lang;
 
 /// What one send carries.
 #[derive(Debug, Clone, Copy)]
-enum Outgoing<'a> {
-    /// A part of the reply, quoting the user's message.
-    Text(&'a str),
+pub(crate) enum Outgoing<'a> {
+    /// A text, quoting a message (the user's, for a part of the reply) or not.
+    Text {
+        text: &'a str,
+        quote: Option<&'a str>,
+    },
     /// An approved template, in a language code.
     Template { name: &'a str, language: &'a str },
 }
@@ -95,7 +98,13 @@ impl Courier {
                 break;
             };
             let send_started = Instant::now();
-            let sent = self.send(message, &recipient, Outgoing::Text(&part)).await;
+            let outgoing = Outgoing::Text {
+                text: &part,
+                quote: Some(&message.id),
+            };
+            let sent = self
+                .send(&message.phone_number_id, &recipient, outgoing)
+                .await;
             sending += send_started.elapsed();
             match sent {
                 Ok(id) => {
@@ -266,7 +275,10 @@ impl Courier {
             name: &template.name,
             language: template.language_for(language),
         };
-        match self.send(message, recipient, outgoing).await {
+        match self
+            .send(&message.phone_number_id, recipient, outgoing)
+            .await
+        {
             Ok(_) => {
                 info!(user = %user, template = %template.name, "the reply was past the 24-hour window; the re-engagement template went out instead");
                 true
@@ -278,22 +290,20 @@ impl Courier {
         }
     }
 
-    /// One send, with a few quick retries on rate limits and server errors.
-    async fn send(
+    /// One send from business number `phone`, with a few quick retries on rate limits
+    /// and server errors (and the token read again once if refused); the sent message's id.
+    pub(crate) async fn send(
         &self,
-        message: &InboundMessage,
+        phone: &str,
         recipient: &Recipient,
         outgoing: Outgoing<'_>,
     ) -> Result<String, GraphError> {
         let mut attempt = 0;
         let mut reread = false;
         loop {
-            let phone = &message.phone_number_id;
             let sent = match outgoing {
-                Outgoing::Text(text) => {
-                    self.graph
-                        .send_text(phone, recipient, text, Some(&message.id))
-                        .await
+                Outgoing::Text { text, quote } => {
+                    self.graph.send_text(phone, recipient, text, quote).await
                 }
                 Outgoing::Template { name, language } => {
                     self.graph

@@ -7,13 +7,12 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use remedios_shared::batch;
 use remedios_shared::clock::{Deadline, now_ms};
-use remedios_shared::envelope::{self, Content, Origin, Prepared, ReplyJob};
+use remedios_shared::envelope::{self, Content, InboundMessage, Origin, Prepared, ReplyJob};
 use remedios_shared::graph::{GraphClient, GraphError};
 use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::queue::Queue;
 use remedios_shared::secrets::{self, SecretError, SecretSource};
 use remedios_shared::store::Store;
-use remedios_shared::user::UserTag;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
@@ -23,7 +22,7 @@ use crate::decision::{self as plan, Command, Plan};
 use crate::deliver::Courier;
 use crate::gpt4all::{Gpt4AllClient, Gpt4AllError};
 use crate::handoff;
-use crate::history::{Bounds, Conversation, HandoffState, HandoffWay, History, Snapshot, Speaker};
+use crate::history::{Bounds, Conversation, Handoff, HandoffWay, History, Snapshot, Speaker};
 use crate::hosts::ModelHosts;
 use crate::knowledge::{self, Knowledge, KnowledgeError};
 use crate::ledger::{Ledger, ReplyKind};
@@ -50,11 +49,12 @@ pub enum StartError {
 pub struct Responder {
     /// The reply queue, when known: failed records come back after their backoff.
     source: Option<Queue>,
-    history: History,
+    pub(crate) store: Store,
+    pub(crate) history: History,
     ledger: Ledger,
-    behaviour: Behaviour,
+    pub(crate) behaviour: Behaviour,
     composer: Composer,
-    courier: Courier,
+    pub(crate) courier: Courier,
 }
 
 impl Responder {
@@ -131,9 +131,10 @@ impl Responder {
             max_chars: behaviour.history_max_chars,
         };
         let history = History::new(store.clone(), bounds);
-        let ledger = Ledger::new(store);
+        let ledger = Ledger::new(store.clone());
         Responder {
             source: None,
+            store,
             composer: Composer {
                 model: model.into(),
                 history: history.clone(),
@@ -220,6 +221,13 @@ impl Responder {
             // A person of the business wrote to this user from the WhatsApp Business app.
             return self.person_wrote(job).await;
         }
+        if message.origin == Origin::Staff
+            && let Some(outcome) = self.staff_wrote(job).await?
+        {
+            // A staff number answered a user by quoting a notification.
+            count_job("staff");
+            return Ok(outcome);
+        }
         let own_language = plan::language_of(job);
         let plan = plan::plan_for(job, behaviour);
         if let Plan::Ignore { why } = plan {
@@ -240,10 +248,10 @@ impl Responder {
             && plan != Plan::Command(Command::Bot)
             && let Some(handoff) = handoff::in_force(&snapshot.conversation, now)
         {
-            let state = handoff.state;
-            return self.hold(job, &plan, snapshot, state).await;
+            let handoff = handoff.clone();
+            return self.hold(job, &plan, snapshot, handoff).await;
         }
-        let snapshot = self.handoff_changes(&user, &plan, snapshot, now).await?;
+        let snapshot = self.handoff_changes(message, &plan, snapshot, now).await?;
         let language = own_language
             .or_else(|| {
                 snapshot
@@ -389,7 +397,8 @@ impl Responder {
                 &[(Speaker::Staff, text.as_str())],
                 now,
                 |conversation| {
-                    let was = handoff::person_wrote(conversation, now, &self.behaviour.handoff);
+                    let was =
+                        handoff::person_wrote(conversation, now, &self.behaviour.handoff, None);
                     *before.borrow_mut() = Some(was);
                 },
             )
@@ -414,7 +423,7 @@ impl Responder {
         job: &ReplyJob,
         plan: &Plan,
         snapshot: Snapshot,
-        state: HandoffState,
+        handoff: Handoff,
     ) -> Result<Outcome, RetryLater> {
         let message = &job.message;
         let user = &message.user;
@@ -422,7 +431,8 @@ impl Responder {
             Plan::Ask { question, .. } => question.clone(),
             _ => said_in(job),
         };
-        self.history
+        let kept = self
+            .history
             .add_turns(
                 Some(snapshot),
                 user,
@@ -432,8 +442,13 @@ impl Responder {
                 |_| {},
             )
             .await?;
+        if kept && handoff.way == HandoffWay::Asked {
+            // Staff on their own numbers read it there (people on the app see it anyway).
+            self.forward_to_staff(job, &text, handoff.staff.as_deref())
+                .await;
+        }
         self.courier.mark_read(message, user, false).await;
-        info!(user = %user, message = %message.message_tag, state = ?state, "a person has the conversation: kept for them, not answered");
+        info!(user = %user, message = %message.message_tag, state = ?handoff.state, "a person has the conversation: kept for them, not answered");
         count_job("held");
         Ok(Outcome::Ignored {
             why: "a person has the conversation",
@@ -445,14 +460,16 @@ impl Responder {
     /// snapshot is given back, or `None` once a write made it stale.
     async fn handoff_changes(
         &self,
-        user: &UserTag,
+        message: &InboundMessage,
         plan: &Plan,
         snapshot: Snapshot,
         now: i64,
     ) -> Result<Option<Snapshot>, RetryLater> {
+        let user = &message.user;
         let settings = &self.behaviour.handoff;
         let written = match plan {
             Plan::Command(Command::Human) => {
+                let conversation = snapshot.conversation.clone();
                 let asked = self
                     .history
                     .update(Some(snapshot), user, now, |c| {
@@ -462,6 +479,7 @@ impl Responder {
                 if asked {
                     handoff::count_started(HandoffWay::Asked);
                     info!(user = %user, "the user asked for a person");
+                    self.notify_staff(message, &conversation).await;
                 }
                 asked
             }
@@ -526,7 +544,7 @@ fn said_in(job: &ReplyJob) -> String {
 }
 
 /// The language of the user's recent messages, when they tell it.
-fn conversation_language(conversation: &Conversation) -> Option<Lang> {
+pub(crate) fn conversation_language(conversation: &Conversation) -> Option<Lang> {
     let said: Vec<&str> = conversation
         .turns
         .iter()

@@ -151,17 +151,19 @@ pub fn ask(conversation: &mut Conversation, now_ms: i64, settings: &HandoffSetti
         since_ms: now_ms,
         until_ms: now_ms + millis(settings.timeout),
         first_reply_ms: None,
+        staff: None,
     });
     true
 }
 
-/// A person wrote to the user: `human` until `HANDOFF_HOURS` after this message. Returns
-/// what the conversation was before, so the caller can count a new hand-over or the
-/// first reply.
+/// A person wrote to the user (`staff`: the staff number it came from, `None` from the
+/// WhatsApp Business app): `human` until `HANDOFF_HOURS` after this message. Returns what
+/// the conversation was before, so the caller can count a new hand-over or the first reply.
 pub fn person_wrote(
     conversation: &mut Conversation,
     now_ms: i64,
     settings: &HandoffSettings,
+    staff: Option<&str>,
 ) -> Option<Handoff> {
     let before = in_force(conversation, now_ms).cloned();
     let until_ms = now_ms + millis(settings.hours);
@@ -170,6 +172,7 @@ pub fn person_wrote(
             state: HandoffState::Human,
             until_ms,
             first_reply_ms: handoff.first_reply_ms.or(Some(now_ms)),
+            staff: staff.map(str::to_owned).or(handoff.staff),
             ..handoff
         },
         None => Handoff {
@@ -178,6 +181,7 @@ pub fn person_wrote(
             since_ms: now_ms,
             until_ms,
             first_reply_ms: Some(now_ms),
+            staff: staff.map(str::to_owned),
         },
     });
     before
@@ -245,7 +249,7 @@ mod tests {
         // Asking again changes nothing.
         assert!(!ask(&mut c, 2_000, &settings));
         // A person writes: human for four hours from then, the wait counted.
-        let before = person_wrote(&mut c, 61_000, &settings).expect("was waiting");
+        let before = person_wrote(&mut c, 61_000, &settings, None).expect("was waiting");
         assert_eq!(before.state, HandoffState::Waiting);
         let human = in_force(&c, 61_000).cloned().expect("human");
         assert_eq!(
@@ -267,7 +271,7 @@ mod tests {
         ask(&mut c, 0, &settings);
         assert_eq!(lapsed(&c, 15 * 60_000), Some("timeout"));
         let mut echo = Conversation::default();
-        assert_eq!(person_wrote(&mut echo, 5, &settings), None);
+        assert_eq!(person_wrote(&mut echo, 5, &settings, None), None);
         let h = echo.handoff.clone().unwrap();
         assert_eq!(
             (h.way, h.state, h.first_reply_ms),

@@ -79,6 +79,10 @@ pub struct Handoff {
     /// When a person first wrote, once one has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_reply_ms: Option<i64>,
+    /// The staff number (or user id) answering, when a staff member took it from their
+    /// own WhatsApp: where the user's messages go meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
 }
 
 /// One stored turn.

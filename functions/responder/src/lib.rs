@@ -34,7 +34,7 @@
 //! read, send, record each part, remember the exchange); [`outcome`] (what became of a
 //! job, why it comes back, their metrics); [`decision`] (what to do with a job); [`gpt4all`] (one host's OpenAI-compatible API); [`hosts`] (several hosts: pinning, failover, breakers); [`history`]
 //! (conversations in S3); [`handoff`] (conversations handed to a person, and back); [`knowledge`] (the business's own material); [`ledger`] (reply records); [`split`] (WhatsApp's text limit);
-//! [`recipient`] (where a reply goes); [`config`] (the environment).
+//! [`recipient`] (where a reply goes); [`staff`] (staff numbers: notifications and relays); [`config`] (the environment).
 
 pub mod compose;
 pub mod config;
@@ -50,6 +50,7 @@ pub mod ledger;
 pub mod outcome;
 pub mod recipient;
 pub mod split;
+pub mod staff;
 pub mod texts;
 
 pub use config::{Behaviour, Config, HostKind, ModelSettings};

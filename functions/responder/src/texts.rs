@@ -105,10 +105,24 @@ pub enum FixedText {
     HandoffUnavailable,
     /// The conversation is back with the assistant (`/bot`).
     HandoffBack,
+    /// A staff number is told that a user asks for a person ({what}: the user's name, {place}: their last messages).
+    StaffNotice,
+    /// A staff number gets what a user wrote while handed over ({what}: the user's name, {place}: the message).
+    StaffForward,
+    /// A staff reply to a user who is not waiting for a person.
+    StaffNotWaiting,
+    /// A staff member handed the user back to the assistant (`/bot`).
+    StaffBack,
+    /// A staff reply to a user outside WhatsApp's 24-hour window, with no template to send.
+    StaffUndelivered,
+    /// A staff reply to a user outside the 24-hour window: the re-engagement template went instead.
+    StaffTemplateSent,
+    /// A staff reply that is not text.
+    StaffTextOnly,
 }
 
 impl FixedText {
-    pub const ALL: [FixedText; 24] = [
+    pub const ALL: [FixedText; 31] = [
         FixedText::Help,
         FixedText::ResetDone,
         FixedText::Apology,
@@ -133,6 +147,13 @@ impl FixedText {
         FixedText::HandoffAsked,
         FixedText::HandoffUnavailable,
         FixedText::HandoffBack,
+        FixedText::StaffNotice,
+        FixedText::StaffForward,
+        FixedText::StaffNotWaiting,
+        FixedText::StaffBack,
+        FixedText::StaffUndelivered,
+        FixedText::StaffTemplateSent,
+        FixedText::StaffTextOnly,
     ];
 
     /// The name in the override variables (`TEXT_<NAME>_<LANG>`).
@@ -162,6 +183,13 @@ impl FixedText {
             FixedText::HandoffAsked => "HANDOFF_ASKED",
             FixedText::HandoffUnavailable => "HANDOFF_UNAVAILABLE",
             FixedText::HandoffBack => "HANDOFF_BACK",
+            FixedText::StaffNotice => "STAFF_NOTICE",
+            FixedText::StaffForward => "STAFF_FORWARD",
+            FixedText::StaffNotWaiting => "STAFF_NOT_WAITING",
+            FixedText::StaffBack => "STAFF_BACK",
+            FixedText::StaffUndelivered => "STAFF_UNDELIVERED",
+            FixedText::StaffTemplateSent => "STAFF_TEMPLATE_SENT",
+            FixedText::StaffTextOnly => "STAFF_TEXT_ONLY",
         }
     }
 
@@ -258,6 +286,26 @@ chat. Until then I'll stay quiet, and everything you write will reach them."
 happy to keep helping you myself."
         }
         FixedText::HandoffBack => "You're talking to the assistant again. How can I help?",
+        FixedText::StaffNotice => {
+            "🙋 {what} asks for a person.\n\n{place}\n\nTo answer, reply to this message (swipe \
+it): your words reach {what} from the business's number. Reply /bot to hand them back to the \
+assistant."
+        }
+        FixedText::StaffForward => "💬 {what}: {place}\n\n(Reply to this message to answer.)",
+        FixedText::StaffNotWaiting => {
+            "That user is not waiting for a person any more: the assistant has the \
+conversation. Nothing was sent."
+        }
+        FixedText::StaffBack => "Done: the assistant answers this user again.",
+        FixedText::StaffUndelivered => {
+            "Not delivered: this user last wrote more than 24 hours ago, and WhatsApp lets a \
+business write freely only within 24 hours of the user's last message."
+        }
+        FixedText::StaffTemplateSent => {
+            "Not delivered: this user last wrote more than 24 hours ago. They were sent the \
+approved template asking them to write again; answer them once they do."
+        }
+        FixedText::StaffTextOnly => "Only text reaches users from here: nothing was sent.",
     }
 }
 
@@ -347,6 +395,28 @@ este chat. Hasta entonces no diré nada, y todo lo que escribas le llegará."
 gusto sigo ayudándote yo."
         }
         FixedText::HandoffBack => "Vuelves a hablar con el asistente. ¿En qué te ayudo?",
+        FixedText::StaffNotice => {
+            "🙋 {what} pide hablar con una persona.\n\n{place}\n\nPara responder, contesta a \
+este mensaje (deslízalo): tus palabras le llegan a {what} desde el número de la empresa. \
+Contesta /bot para devolverle al asistente."
+        }
+        FixedText::StaffForward => {
+            "💬 {what}: {place}\n\n(Contesta a este mensaje para responder.)"
+        }
+        FixedText::StaffNotWaiting => {
+            "Esa persona ya no espera a nadie del equipo: el asistente lleva la conversación. \
+No se ha enviado nada."
+        }
+        FixedText::StaffBack => "Hecho: el asistente vuelve a atender a esta persona.",
+        FixedText::StaffUndelivered => {
+            "No entregado: esta persona escribió por última vez hace más de 24 horas, y \
+WhatsApp solo deja escribir libremente en las 24 horas siguientes a su último mensaje."
+        }
+        FixedText::StaffTemplateSent => {
+            "No entregado: esta persona escribió por última vez hace más de 24 horas. Se le \
+ha enviado la plantilla aprobada que le pide volver a escribir; respóndele cuando lo haga."
+        }
+        FixedText::StaffTextOnly => "Desde aquí solo llega texto: no se ha enviado nada.",
     }
 }
 
@@ -404,8 +474,13 @@ impl Texts {
 
     /// `text` in `lang` with its `{what}` and `{place}` filled in.
     pub fn render(&self, text: FixedText, lang: Lang, what: &str, place: &str) -> String {
+        self.fill(text, lang, file_word(what, lang), place)
+    }
+
+    /// `text` in `lang` with `{what}` and `{place}` filled in as given.
+    pub fn fill(&self, text: FixedText, lang: Lang, what: &str, place: &str) -> String {
         self.get(text, lang)
-            .replace("{what}", file_word(what, lang))
+            .replace("{what}", what)
             .replace("{place}", place)
     }
 }

@@ -180,6 +180,7 @@ async fn a_hand_over_past_its_end_is_over_and_the_bot_answers() {
             since_ms: now - 5 * 3_600_000,
             until_ms: now - 1_000,
             first_reply_ms: Some(now - 5 * 3_600_000),
+            staff: None,
         }),
         ..Conversation::default()
     };
@@ -193,4 +194,222 @@ async fn a_hand_over_past_its_end_is_over_and_the_bot_answers() {
     let conversation = bed.conversation(user).await;
     assert_eq!(conversation.handoff, None);
     assert_eq!(conversation.turns.len(), 2, "{conversation:?}");
+}
+
+const STAFF: &str = "15550002222";
+
+/// A responder with one staff number (and no app).
+fn with_staff(bed: &TestBed, reengagement: Option<&str>) -> responder::Responder {
+    let behaviour = Behaviour {
+        handoff: HandoffSettings {
+            staff: remedios_shared::user::SenderList::parse(Some(STAFF)),
+            ..HandoffSettings::default()
+        },
+        reengagement: reengagement.map(|t| t.parse().expect("a template")),
+        ..Behaviour::default()
+    };
+    bed.responder_with(bed.model_settings(), behaviour)
+}
+
+/// A message from the staff number, as the webhook marks it, quoting `quoted` if given.
+fn from_staff(id: &str, body: &str, quoted: Option<&str>) -> ReplyJob {
+    let sender = Sender {
+        wa_id: Some(STAFF.into()),
+        user_id: None,
+        username: None,
+        profile_name: Some("Marta".into()),
+    };
+    let mut message = message(id, sender, text(body));
+    message.origin = Origin::Staff;
+    message.context = quoted.map(|id| remedios_shared::envelope::ReplyContext {
+        message_id: id.into(),
+        forwarded: false,
+    });
+    ReplyJob::new(message, Prepared::Nothing)
+}
+
+/// The texts the emulator took for `number`, in order, with their ids.
+fn sent_to(bed: &TestBed, number: &str) -> Vec<(String, String)> {
+    bed.graph
+        .sent_texts()
+        .into_iter()
+        .filter(|s| s.to.as_deref() == Some(&format!("+{number}")))
+        .map(|s| (s.id, s.body))
+        .collect()
+}
+
+#[tokio::test]
+async fn staff_are_told_a_quoted_reply_reaches_the_user_and_bot_in_a_quote_hands_back() {
+    let bed = TestBed::start().await;
+    let responder = with_staff(&bed, None);
+    responder
+        .process(&text_job("wamid.S1", "My order 4411 arrived broken."), 1)
+        .await
+        .expect("answered by the model");
+    let ask = text_job("wamid.S2", "/human");
+    responder.process(&ask, 1).await.expect("asked");
+    let user = &ask.message.user;
+    let to_user = sent_to(&bed, PHONE);
+    assert_eq!(
+        to_user.len(),
+        2,
+        "the answer, then the hand-over: {to_user:?}"
+    );
+    assert_eq!(to_user[1].1, said(FixedText::HandoffAsked));
+    let to_staff = sent_to(&bed, STAFF);
+    assert_eq!(to_staff.len(), 1, "{to_staff:?}");
+    let (notice, words) = &to_staff[0];
+    assert!(words.starts_with("🙋 Ana asks for a person."), "{words}");
+    assert!(words.contains("› My order 4411 arrived broken."), "{words}");
+    // What the user writes meanwhile reaches staff, as a note they can answer too.
+    let held = text_job("wamid.S3", "Are you there?");
+    responder.process(&held, 1).await.expect("held");
+    let to_staff = sent_to(&bed, STAFF);
+    assert_eq!(to_staff.len(), 2);
+    assert!(
+        to_staff[1].1.starts_with("💬 Ana: Are you there?"),
+        "{}",
+        to_staff[1].1
+    );
+    // The staff member answers by quoting the notification: the user gets it, once.
+    let reply = from_staff(
+        "wamid.T1",
+        "Hi Ana, Marta here: a new one goes out today.",
+        Some(notice),
+    );
+    responder.process(&reply, 1).await.expect("relayed");
+    responder.process(&reply, 2).await.expect("redelivered");
+    let to_user = sent_to(&bed, PHONE);
+    assert_eq!(to_user.len(), 3, "{to_user:?}");
+    assert_eq!(
+        to_user[2].1,
+        "Hi Ana, Marta here: a new one goes out today."
+    );
+    let conversation = bed.conversation(user).await;
+    let handoff = conversation.handoff.clone().expect("a person has it");
+    assert_eq!(handoff.state, HandoffState::Human);
+    assert_eq!(handoff.staff.as_deref(), Some(STAFF));
+    assert_eq!(
+        conversation
+            .turns
+            .last()
+            .map(|t| (t.speaker, t.text.as_str())),
+        Some((
+            Speaker::Staff,
+            "Hi Ana, Marta here: a new one goes out today."
+        ))
+    );
+    assert_eq!(
+        bed.gate.forwarded().len(),
+        1,
+        "only the first question asked the model"
+    );
+    // /bot, quoting a forward this time, hands the user back; both sides are told.
+    let forward = to_staff[1].0.clone();
+    responder
+        .process(&from_staff("wamid.T2", "/bot", Some(&forward)), 1)
+        .await
+        .expect("handed back");
+    assert_eq!(
+        sent_to(&bed, PHONE).last().unwrap().1,
+        said(FixedText::HandoffBack)
+    );
+    assert_eq!(
+        sent_to(&bed, STAFF).last().unwrap().1,
+        said(FixedText::StaffBack)
+    );
+    assert_eq!(bed.conversation(user).await.handoff, None);
+}
+
+#[tokio::test]
+async fn staff_cannot_reach_a_user_who_is_not_waiting_and_unquoted_staff_are_answered_as_users() {
+    let bed = TestBed::start().await;
+    let responder = with_staff(&bed, None);
+    responder
+        .process(&text_job("wamid.N1", "/human"), 1)
+        .await
+        .expect("asked");
+    let (notice, _) = sent_to(&bed, STAFF).remove(0);
+    // The user goes back to the bot before anybody answers.
+    responder
+        .process(&text_job("wamid.N2", "/bot"), 1)
+        .await
+        .expect("back");
+    let before = sent_to(&bed, PHONE).len();
+    responder
+        .process(&from_staff("wamid.U1", "Hello?", Some(&notice)), 1)
+        .await
+        .expect("refused");
+    assert_eq!(
+        sent_to(&bed, PHONE).len(),
+        before,
+        "nothing reached the user"
+    );
+    assert_eq!(
+        sent_to(&bed, STAFF).last().unwrap().1,
+        said(FixedText::StaffNotWaiting)
+    );
+    // A staff message quoting nothing of ours is a question like any other.
+    let outcome = responder
+        .process(
+            &from_staff("wamid.U2", "What are your opening hours?", None),
+            1,
+        )
+        .await
+        .expect("answered");
+    assert!(matches!(outcome, Outcome::Replied { .. }), "{outcome:?}");
+    assert_eq!(bed.gate.forwarded().len(), 1);
+}
+
+#[tokio::test]
+async fn a_staff_reply_outside_the_24_hour_window_sends_the_template_and_says_so() {
+    let bed = TestBed::start().await;
+    bed.graph.approve_template("answer_waiting", "en_US");
+    let responder = with_staff(&bed, Some("answer_waiting:en_US"));
+    let ask = text_job("wamid.W1", "/human");
+    responder.process(&ask, 1).await.expect("asked");
+    let (notice, _) = sent_to(&bed, STAFF).remove(0);
+    // The user last wrote a day and an hour ago (the wait has not ended: a long timeout).
+    let user = &ask.message.user;
+    let key = remedios_shared::keys::conversation(user);
+    let mut conversation = bed.conversation(user).await;
+    let now = now_ms();
+    conversation.turns = vec![responder::history::Turn {
+        speaker: Speaker::User,
+        text: "Is anybody there?".into(),
+        message_id: "wamid.OLD".into(),
+        at_ms: now - 25 * 3_600_000,
+    }];
+    if let Some(h) = conversation.handoff.as_mut() {
+        h.until_ms = now + 3_600_000;
+    }
+    bed.store
+        .put_json(&key, &conversation)
+        .await
+        .expect("an old conversation");
+    let before = sent_to(&bed, PHONE).len();
+    responder
+        .process(
+            &from_staff("wamid.V1", "Sorry for the wait!", Some(&notice)),
+            1,
+        )
+        .await
+        .expect("handled");
+    assert_eq!(
+        sent_to(&bed, PHONE).len(),
+        before,
+        "no free-form text outside the window"
+    );
+    let templates = bed.graph.sent_templates();
+    assert_eq!(templates.len(), 1, "{templates:?}");
+    let (to, name, language) = &templates[0];
+    assert!(to.ends_with(PHONE), "{to}");
+    assert_eq!(
+        (name.as_str(), language.as_str()),
+        ("answer_waiting", "en_US")
+    );
+    assert_eq!(
+        sent_to(&bed, STAFF).last().unwrap().1,
+        said(FixedText::StaffTemplateSent)
+    );
 }
