@@ -212,7 +212,7 @@ if [ -n "$WITHOUT_LLAMAFILE" ]; then
 fi
 AVX512="${BENCH_SPEECH_AVX512:-}"
 if [ -n "$AVX512" ]; then
-    grep -qw avx512vnni /proc/cpuinfo || die "BENCH_SPEECH_AVX512: this CPU has no AVX-512 VNNI"
+    grep -qw avx512_vnni /proc/cpuinfo || die "BENCH_SPEECH_AVX512: this CPU has no AVX-512 VNNI"
     log "building it again for AVX-512 with VNNI, as the deployed transcriber-avx512"
     GGML_AVX512=ON GGML_AVX512_VNNI=ON CARGO_TARGET_DIR="$CARGO_TARGET_DIR-avx512" \
         cargo bench -p transcriber --bench compare --no-run --quiet

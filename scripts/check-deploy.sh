@@ -52,7 +52,7 @@ check_transcriber_builds() {
     if [ -n "$needed" ] && [ "$(printf '%s\n%s\n' "$needed" "$GLIBC_AL2023" | sort -V | tail -1)" != "$GLIBC_AL2023" ]; then
         fail "TranscriberFunction: transcriber-avx512 needs GLIBC $needed, al2023 has $GLIBC_AL2023"
     fi
-    if grep -qw avx512vnni /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
+    if grep -qw avx512_vnni /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
         info="$("$dir/bootstrap" --system-info 2>&1)" ||
             fail "TranscriberFunction: bootstrap --system-info (auto) failed: $info"
         case "$info" in
