@@ -235,3 +235,38 @@ async fn a_usage_record_that_does_not_parse_is_moved_aside_and_counting_starts_a
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert!(aside[0].0.starts_with(&format!("quarantine/state/{key}.")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_staff_and_the_business_app_send_never_counts_against_a_users_limits() {
+    let stack = TestBed::start("ggml-tiny.en.bin", &[("LIMIT_MESSAGES_PER_DAY", "1")]).await;
+    let user = "15551230020";
+    // Three echoes of what a person sent the user from the WhatsApp Business app, and three
+    // messages from a staff number: none of them is the user's.
+    for i in 0..3 {
+        let mut echo = message(user, &format!("wamid.ECHO.{i}"), text("from the shop"));
+        echo.origin = remedios_shared::envelope::Origin::Echo;
+        stack.transcriber.process(&echo).await.expect("echo");
+        let mut staff = message("15551230021", &format!("wamid.STAFF.{i}"), text("hi"));
+        staff.origin = remedios_shared::envelope::Origin::Staff;
+        stack.transcriber.process(&staff).await.expect("staff");
+    }
+    // The user's own first message of the day is still within their one.
+    let own = message(user, "wamid.OWN.0", text("hello"));
+    stack.transcriber.process(&own).await.expect("own");
+    let found = verdicts(&stack.replies().await);
+    assert_eq!(found.len(), 7, "{found:?}");
+    assert!(
+        found.iter().all(|(_, over)| over.is_none()),
+        "nothing over a limit: {found:?}"
+    );
+    // The next one of the user's is over it: the limit counted only theirs.
+    let second = message(user, "wamid.OWN.1", text("hello again"));
+    stack.transcriber.process(&second).await.expect("second");
+    assert_eq!(
+        verdicts(&stack.replies().await),
+        [(
+            "wamid.OWN.1".to_owned(),
+            Some((Limit::MessagesPerDay, true))
+        )]
+    );
+}
