@@ -13,6 +13,7 @@ use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::queue::Queue;
 use remedios_shared::secrets::{self, SecretError, SecretSource};
 use remedios_shared::store::Store;
+use remedios_shared::user::UserTag;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
@@ -385,20 +386,43 @@ impl Responder {
     async fn person_wrote(&self, job: &ReplyJob) -> Result<Outcome, RetryLater> {
         let message = &job.message;
         let user = &message.user;
+        let written = self
+            .person_said(user, &message.id, &said_in(job), None, None)
+            .await?;
+        if written {
+            info!(user = %user, message = %message.message_tag, "a person of the business wrote from the app: the conversation is theirs for now");
+        }
+        count_job("staff");
+        Ok(Outcome::Ignored {
+            why: "a person of the business wrote",
+        })
+    }
+
+    /// A person's words to `user` (from the WhatsApp Business app, or relayed from staff
+    /// number `staff`) go into the history as staff's, and the conversation is the
+    /// person's for `HANDOFF_HOURS`, in one conditional write; a new hand-over or a first
+    /// reply is counted. Whether it was written (a redelivery finds it there).
+    pub(crate) async fn person_said(
+        &self,
+        user: &UserTag,
+        message_id: &str,
+        text: &str,
+        snapshot: Option<Snapshot>,
+        staff: Option<&str>,
+    ) -> Result<bool, RetryLater> {
         let now = now_ms();
-        let text = said_in(job);
         let before = std::cell::RefCell::new(None);
         let written = self
             .history
             .add_turns(
-                None,
+                snapshot,
                 user,
-                &message.id,
-                &[(Speaker::Staff, text.as_str())],
+                message_id,
+                &[(Speaker::Staff, text)],
                 now,
                 |conversation| {
                     let was =
-                        handoff::person_wrote(conversation, now, &self.behaviour.handoff, None);
+                        handoff::person_wrote(conversation, now, &self.behaviour.handoff, staff);
                     *before.borrow_mut() = Some(was);
                 },
             )
@@ -408,12 +432,8 @@ impl Responder {
                 None => handoff::count_started(HandoffWay::Echo),
                 Some(was) => handoff::count_first_reply(&was, now),
             }
-            info!(user = %user, message = %message.message_tag, "a person of the business wrote from the app: the conversation is theirs for now");
         }
-        count_job("staff");
-        Ok(Outcome::Ignored {
-            why: "a person of the business wrote",
-        })
+        Ok(written)
     }
 
     /// A person has the conversation (or is asked for): the user's message is kept in the

@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use crate::deliver::Outgoing;
 use crate::handler::{Responder, conversation_language};
 use crate::handoff;
-use crate::history::{Conversation, HandoffState, Speaker};
+use crate::history::{Conversation, Speaker};
 use crate::outcome::{Outcome, RetryLater};
 use crate::recipient::recipient_of;
 use crate::texts::{FixedText, Lang};
@@ -223,11 +223,11 @@ impl Responder {
         let user = &note.user;
         let now = now_ms();
         let snapshot = self.history.snapshot(user).await?;
-        let Some(handoff) = handoff::in_force(&snapshot.conversation, now).cloned() else {
+        if handoff::in_force(&snapshot.conversation, now).is_none() {
             info!(user = %user, "a staff member answered a user who is not waiting for a person");
             tell_staff(FixedText::StaffNotWaiting).await;
             return Ok(Some(relayed("the user is not waiting for a person")));
-        };
+        }
         // Once per staff message: claimed before the send, marked after it.
         let relay_key = keys::handoff_relay(user, &message.message_tag);
         let claim = match store.get_json::<Relay>(&relay_key).await? {
@@ -318,24 +318,8 @@ impl Responder {
         self.send_to_customer(&note, &to_customer, body).await?;
         self.mark_relayed(&relay_key, claim).await;
         let staff = staff_id(&message.sender);
-        let before = std::cell::RefCell::new(None);
-        self.history
-            .add_turns(
-                Some(snapshot),
-                user,
-                &message.id,
-                &[(Speaker::Staff, body.as_str())],
-                now,
-                |c| {
-                    let was =
-                        handoff::person_wrote(c, now, &self.behaviour.handoff, staff.as_deref());
-                    *before.borrow_mut() = Some(was);
-                },
-            )
+        self.person_said(user, &message.id, body, Some(snapshot), staff.as_deref())
             .await?;
-        if handoff.state == HandoffState::Waiting {
-            handoff::count_first_reply(&handoff, now);
-        }
         info!(user = %user, "a staff reply was relayed to the user");
         Ok(Some(relayed("relayed from staff")))
     }

@@ -141,10 +141,7 @@ fn triage_change(value: &ChangeValue, now_ms: i64, intake: &Intake, triage: &mut
             Lenient::Valid(message) => message,
             Lenient::Invalid { id, error } => {
                 // The others go on; this one is kept with the body in quarantine.
-                let message = id.as_deref().map_or_else(
-                    || "(no id)".to_owned(),
-                    |id| intake.tags.message(id).to_string(),
-                );
+                let message = named(intake, id.as_deref());
                 warn!(message = %message, "dropping a message whose fields do not have the types Meta documents");
                 debug!(message = %message, error = %error, "why the message does not parse");
                 triage.quarantine = Some(format!(
@@ -197,10 +194,7 @@ fn triage_echoes(value: &ChangeValue, now_ms: i64, intake: &Intake, triage: &mut
         let echo = match echo {
             Lenient::Valid(echo) => echo,
             Lenient::Invalid { id, .. } => {
-                let message = id.as_deref().map_or_else(
-                    || "(no id)".to_owned(),
-                    |id| intake.tags.message(id).to_string(),
-                );
+                let message = named(intake, id.as_deref());
                 warn!(message = %message, "dropping a message echo whose fields do not have the types Meta documents");
                 triage.quarantine = Some(format!(
                     "message echo {message} does not parse as a WhatsApp message echo"
@@ -228,6 +222,14 @@ fn triage_echoes(value: &ChangeValue, now_ms: i64, intake: &Intake, triage: &mut
         }
         enqueue(&envelope, triage);
     }
+}
+
+/// A message in logs and quarantine notes: its keyed tag, never its id.
+fn named(intake: &Intake, id: Option<&str>) -> String {
+    id.map_or_else(
+        || "(no id)".to_owned(),
+        |id| intake.tags.message(id).to_string(),
+    )
 }
 
 /// Whether the change's business number is ours; counts the messages dropped if not.
