@@ -5,9 +5,10 @@
 //! belongs to which message. No language model: the load test measures the pipeline,
 //! and the responder's tests use the real model server.
 //!
-//! A question containing [`SLOW_MARK`] is answered after [`SLOW_FOR`] instead, and
-//! `GET /_stand-in/slow` says how many such requests are in progress, so a test can
-//! act (kill the responder, say) while one is surely waiting for its answer. A question
+//! `POST /_stand-in/slow` arms it: the next question it answers is answered after
+//! [`SLOW_FOR`] instead, and `GET /_stand-in/slow` says how many such requests are in
+//! progress, so a test can act (kill the responder, say) while one is surely waiting for
+//! its answer, whichever question it is and however fast the machine is. A question
 //! containing [`OVERLONG_MARK`] is refused with 400 every time, as a host refuses a
 //! prompt over its context: a permanent failure.
 //!
@@ -15,7 +16,7 @@
 //! kill it and start it again.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,14 +33,19 @@ use crate::model_server::{check, openai_error};
 /// The model name it lists and answers with.
 pub const STAND_IN_MODEL: &str = "remedios-stand-in";
 
-/// Questions containing this are answered after [`SLOW_FOR`].
-pub const SLOW_MARK: &str = "[slow]";
+/// How long an armed slow answer takes.
 pub const SLOW_FOR: Duration = Duration::from_secs(3);
 /// Questions containing this are refused with 400, on every attempt.
 pub const OVERLONG_MARK: &str = "[overlong]";
 
-/// Slow requests in progress.
-type Slow = Arc<AtomicU64>;
+/// The slow answers: armed for the next question, and in progress.
+#[derive(Default)]
+struct SlowAnswers {
+    armed: AtomicBool,
+    in_progress: AtomicU64,
+}
+
+type Slow = Arc<SlowAnswers>;
 
 /// The answer to `question`.
 pub fn answer_to(question: &str) -> String {
@@ -51,7 +57,7 @@ pub async fn serve(listener: TcpListener) -> std::io::Result<()> {
     let app = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(complete))
-        .route("/_stand-in/slow", get(slow_in_progress))
+        .route("/_stand-in/slow", get(slow_in_progress).post(arm_slow))
         .with_state(Slow::default());
     axum::serve(listener, app).await
 }
@@ -65,7 +71,16 @@ async fn models() -> Response {
 }
 
 async fn slow_in_progress(State(slow): State<Slow>) -> Response {
-    axum::Json(json!({ "in_progress": slow.load(Ordering::SeqCst) })).into_response()
+    axum::Json(json!({
+        "in_progress": slow.in_progress.load(Ordering::SeqCst),
+        "armed": slow.armed.load(Ordering::SeqCst),
+    }))
+    .into_response()
+}
+
+async fn arm_slow(State(slow): State<Slow>) -> Response {
+    slow.armed.store(true, Ordering::SeqCst);
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn complete(State(slow): State<Slow>, body: Bytes) -> Response {
@@ -86,10 +101,10 @@ async fn complete(State(slow): State<Slow>, body: Bytes) -> Response {
             "the prompt is longer than the model's context window",
         );
     }
-    if question.contains(SLOW_MARK) {
-        slow.fetch_add(1, Ordering::SeqCst);
+    if slow.armed.swap(false, Ordering::SeqCst) {
+        slow.in_progress.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(SLOW_FOR).await;
-        slow.fetch_sub(1, Ordering::SeqCst);
+        slow.in_progress.fetch_sub(1, Ordering::SeqCst);
     }
     let text = answer_to(question);
     let prompt_tokens: usize = request
@@ -171,6 +186,40 @@ mod tests {
             .await
             .expect("refused request");
         assert_eq!(refused.status(), 400);
+
+        let ask = |question: &str| {
+            http.post(format!("{base}/chat/completions"))
+                .json(&json!({
+                    "model": STAND_IN_MODEL,
+                    "messages": [{ "role": "user", "content": question }],
+                }))
+                .send()
+        };
+        let slow_url = base.replace("/v1", "/_stand-in/slow");
+        let armed = http.post(&slow_url).send().await.expect("arm");
+        assert_eq!(armed.status(), 204);
+        let started = std::time::Instant::now();
+        let (slow, in_progress) = tokio::join!(ask("slow one"), async {
+            tokio::time::sleep(SLOW_FOR / 3).await;
+            let state: serde_json::Value = http
+                .get(&slow_url)
+                .send()
+                .await
+                .expect("slow state")
+                .json()
+                .await
+                .expect("json");
+            state["in_progress"].as_u64()
+        });
+        assert_eq!(slow.expect("slow answer").status(), 200);
+        assert!(started.elapsed() >= SLOW_FOR, "the armed question waits");
+        assert_eq!(in_progress, Some(1), "and is seen in progress meanwhile");
+        let started = std::time::Instant::now();
+        assert_eq!(ask("fast one").await.expect("answer").status(), 200);
+        assert!(
+            started.elapsed() < SLOW_FOR,
+            "only the next question is slow"
+        );
 
         for _ in 0..2 {
             let overlong = http

@@ -30,7 +30,7 @@ use remedios_local::pump::{Batch, Outcome};
 use remedios_local::stack::{LocalStack, Options};
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, Recorded, SentText};
 use remedios_testkit::meta::{self, User};
-use remedios_testkit::stand_in::{OVERLONG_MARK, SLOW_MARK, STAND_IN_MODEL, answer_to};
+use remedios_testkit::stand_in::{OVERLONG_MARK, STAND_IN_MODEL, answer_to};
 use responder::texts::{FixedText, Lang};
 
 /// Users sending at the same time (each sends its own messages one after another, as
@@ -111,6 +111,21 @@ impl StandIn {
         }
     }
 
+    /// Makes the next question it gets slow (see [`Self::slow_in_progress`]).
+    async fn arm_slow(&self) {
+        let armed = self
+            .http
+            .post(format!("http://127.0.0.1:{}/_stand-in/slow", self.port))
+            .send()
+            .await
+            .expect("the stand-in takes the arming");
+        assert!(
+            armed.status().is_success(),
+            "arming refused: {}",
+            armed.status()
+        );
+    }
+
     /// Requests for slow questions in progress (none while it is down).
     async fn slow_in_progress(&self) -> u64 {
         let Ok(answer) = self
@@ -150,14 +165,12 @@ struct Scripted {
 /// What the stand-in does with a planned message's question, by (user, message).
 #[derive(Default)]
 struct Marks {
-    /// Answered slowly (the stand-in takes its time).
-    slow: Option<(usize, usize)>,
     /// Refused with 400 on every attempt, as a prompt over the context.
     refused: Vec<(usize, usize)>,
 }
 
 /// `users` users with `per_user` text messages each; one message in ten is delivered
-/// twice. `marks` names the messages the stand-in answers slowly or refuses.
+/// twice. `marks` names the messages the stand-in refuses.
 fn script(secret: &str, users: usize, per_user: usize, marks: &Marks) -> Vec<Vec<Scripted>> {
     (0..users)
         .map(|u| {
@@ -167,10 +180,6 @@ fn script(secret: &str, users: usize, per_user: usize, marks: &Marks) -> Vec<Vec
                 .map(|m| {
                     let id = format!("wamid.LOAD{u:04}x{m:03}");
                     let mut text = format!("user {u} message {m}");
-                    if marks.slow == Some((u, m)) {
-                        text.push(' ');
-                        text.push_str(SLOW_MARK);
-                    }
                     let refused = marks.refused.contains(&(u, m));
                     if refused {
                         text.push(' ');
@@ -772,7 +781,7 @@ async fn kill_functions(stack: &mut LocalStack) -> (usize, usize) {
 /// Faults while the burst runs, on a timeline from its start: the AWS emulator
 /// unreachable for 3 s, the Graph API answering 429 then 500 for a few seconds each,
 /// the GPT4All host killed for 6 s; and later, once the responder is surely in the
-/// middle of a job (waiting for the slow question's answer) while the transcriber works
+/// middle of a job (waiting for a slow answer) while the transcriber works
 /// through the burst, both functions killed mid-batch.
 ///
 /// The kill waits for that moment because a responder killed after WhatsApp accepted a
@@ -823,11 +832,15 @@ async fn inject_faults(stack: &mut LocalStack, model: &mut StandIn) -> Injected 
     ));
     eprintln!("faults: Graph API answering 500 for 3 s");
 
-    let deadline = Instant::now() + Duration::from_secs(600);
+    // The next question the host gets after the timed faults, whichever it is, is
+    // answered slowly: a question marked in the script raced the faults, and on a fast
+    // machine was answered before this wait began.
+    model.arm_slow().await;
+    let deadline = Instant::now() + Duration::from_secs(300);
     while model.slow_in_progress().await == 0 {
         assert!(
             Instant::now() < deadline,
-            "the slow question never reached the GPT4All host"
+            "no question reached the GPT4All host within 5 minutes of the timed faults"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -848,17 +861,10 @@ async fn faults_during_a_burst_lose_nothing_and_send_nothing_twice() {
     let mut model = StandIn::start().await;
     let mut stack = start_stack(logs.path(), &model, true).await;
     let (pump, _watch) = watch_pump(&stack);
-    // A user whose messages come after the timed faults (the first 18 s), early enough
-    // that the slow question reaches the model well within the wait below on a slow
-    // machine too: about 400 messages into the burst (1 minute at 7 messages a second,
-    // 3 to 4 minutes at the 2 a second moto allowed on a fresh 2-core machine before
-    // moto_server.py's changes; user 150 came after 12 minutes there, past the 10-minute
-    // wait).
     // Messages the model refuses on every attempt, in the middle of the burst and of
     // their users' conversations: each gets one apology at once, and the user's later
     // messages their answers, in order.
     let marks = Marks {
-        slow: Some((40, 5)),
         refused: vec![(50, 4), (60, 4), (70, 5), (80, 4), (90, 6)],
     };
     let users = users();
