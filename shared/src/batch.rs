@@ -37,7 +37,7 @@
 //! 5 × 300 s + 400 s ≈ 32 minutes in the transcriber and 5 × 120 s + 400 s ≈
 //! 17 minutes in the responder.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -96,8 +96,19 @@ pub struct Redelivery<'q> {
     pub max_receive_count: u32,
 }
 
+/// A record a handler could not finish: it comes back after its [`backoff`], unless the
+/// handler says when ([`Failure::comes_back_after`]: a timer not yet due).
+pub trait Failure {
+    fn comes_back_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+impl Failure for () {}
+
 /// Runs `handle` on each record of `records` in order, reports the failures, and brings
-/// them back after their [`backoff`] through `redelivery` ([`retry_soon`]).
+/// them back after their [`backoff`], or when the handler said, through `redelivery`
+/// ([`retry_soon`]).
 ///
 /// `group` names a record's FIFO group (usually [`group_of`]); `handle` returns whether
 /// the record is done (`Ok`) or must be delivered again (`Err`, logged by the handler,
@@ -112,9 +123,11 @@ where
     G: FnMut(&'r SqsMessage) -> Option<String>,
     H: FnMut(&'r SqsMessage) -> F,
     F: Future<Output = Result<T, E>>,
+    E: Failure,
 {
     let mut response = SqsBatchResponse::default();
     let mut failed_groups: HashSet<String> = HashSet::new();
+    let mut chosen: HashMap<String, Duration> = HashMap::new();
     for record in records {
         let sqs_message_id = record.message_id.clone().unwrap_or_default();
         let group = group(record);
@@ -126,16 +139,30 @@ where
             response.add_failure(sqs_message_id);
             continue;
         }
-        if handle(record).await.is_err() {
+        if let Err(failure) = handle(record).await {
+            if let Some(after) = failure.comes_back_after() {
+                chosen.insert(sqs_message_id.clone(), after);
+            }
             response.add_failure(sqs_message_id);
             failed_groups.extend(group);
         }
     }
     if let Some(source) = redelivery.source {
-        retry_soon(source, records, &response, redelivery.max_receive_count).await;
+        retry_soon(
+            source,
+            records,
+            &response,
+            &chosen,
+            redelivery.max_receive_count,
+        )
+        .await;
     }
     response
 }
+
+/// The longest SQS hides a received message (`ChangeMessageVisibility` takes 12 hours
+/// at most).
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 
 /// How long a failed record waits before its next delivery, by how many times it has been
 /// delivered: 10 s after the first, then three times longer each time, at most 5 minutes.
@@ -144,15 +171,17 @@ pub fn backoff(receive_count: u32) -> Duration {
     Duration::from_secs(10u64.saturating_mul(factor).min(300))
 }
 
-/// Brings the records `response` reports failed back after their [`backoff`] instead of
-/// the queue's visibility timeout; a record on its last delivery (`max_receive_count`)
-/// at once, so SQS moves it to the dead-letter queue and the user's later messages go on.
-/// A change SQS refuses is only logged: that record then comes back after the visibility
-/// timeout, as it would without this.
+/// Brings the records `response` reports failed back after their [`backoff`] (or the
+/// time `chosen` gives, by SQS message id) instead of the queue's visibility timeout; a
+/// record on its last delivery (`max_receive_count`) at once, so SQS moves it to the
+/// dead-letter queue and the user's later messages go on. A change SQS refuses is only
+/// logged: that record then comes back after the visibility timeout, as it would
+/// without this.
 pub async fn retry_soon(
     source: &Queue,
     records: &[SqsMessage],
     response: &SqsBatchResponse,
+    chosen: &HashMap<String, Duration>,
     max_receive_count: u32,
 ) {
     for failure in &response.batch_item_failures {
@@ -169,7 +198,11 @@ pub async fn retry_soon(
         let after = if count >= max_receive_count {
             Duration::ZERO
         } else {
-            backoff(count)
+            chosen
+                .get(&failure.item_identifier)
+                .copied()
+                .unwrap_or_else(|| backoff(count))
+                .min(MAX_VISIBILITY)
         };
         match source.retry_in(handle, after).await {
             Ok(()) => tracing::debug!(

@@ -4,6 +4,9 @@
 //! - The transcriber puts one [`ReplyJob`] per inbound message on the reply queue: the
 //!   inbound message plus what it learned (a transcript, a stored media object, or why
 //!   the media could not be used).
+//! - The responder puts a [`HandoffTimer`] on the reply queue when a user starts waiting
+//!   for a person, in a group of its own: it comes back when the wait times out.
+//!   [`decode_reply_item`] tells the two apart.
 //!
 //! Both carry `v` ([`ENVELOPE_VERSION`]); a consumer refuses a version newer than it
 //! knows with an error that says to deploy the functions together, and one older than
@@ -428,6 +431,59 @@ impl ReplyJob {
     }
 }
 
+/// A reminder the responder leaves itself on the reply queue when a user starts waiting
+/// for a person: at `due_ms`, if that wait (the one that began at `since_ms`) is still
+/// unanswered, the user is told and the assistant answers again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoffTimer {
+    pub v: u32,
+    /// Always true: what tells a timer from a [`ReplyJob`] on the queue.
+    pub handoff_timer: bool,
+    /// The message that asked for a person: whom to tell, from which number.
+    pub message: InboundMessage,
+    pub since_ms: i64,
+    pub due_ms: i64,
+}
+
+impl HandoffTimer {
+    pub fn new(message: InboundMessage, since_ms: i64, due_ms: i64) -> Self {
+        HandoffTimer {
+            v: ENVELOPE_VERSION,
+            handoff_timer: true,
+            message,
+            since_ms,
+            due_ms,
+        }
+    }
+
+    /// Its FIFO group: the user's tag with a suffix, so that while it waits on the queue
+    /// it never holds back the user's own messages.
+    pub fn group_id(&self) -> String {
+        format!("{}-handoff-timer", self.message.user)
+    }
+}
+
+/// What comes on the reply queue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyItem {
+    Job(ReplyJob),
+    HandoffTimer(HandoffTimer),
+}
+
+/// Reads a reply queue body: a [`HandoffTimer`] when it says so, else a [`ReplyJob`].
+pub fn decode_reply_item(body: &str) -> Result<ReplyItem, EnvelopeError> {
+    #[derive(Deserialize)]
+    struct Kind {
+        #[serde(default)]
+        handoff_timer: bool,
+    }
+    Ok(if serde_json::from_str::<Kind>(body)?.handoff_timer {
+        ReplyItem::HandoffTimer(decode(body)?)
+    } else {
+        ReplyItem::Job(decode(body)?)
+    })
+}
+
 /// What the transcriber did with an inbound message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -491,6 +547,15 @@ impl Versioned for InboundMessage {
 }
 
 impl Versioned for ReplyJob {
+    fn version(&self) -> u32 {
+        self.v
+    }
+    fn inbound_of_v2(body: &mut serde_json::Value) -> Option<&mut serde_json::Value> {
+        body.get_mut("message")
+    }
+}
+
+impl Versioned for HandoffTimer {
     fn version(&self) -> u32 {
         self.v
     }
@@ -568,5 +633,23 @@ mod tests {
         let job = format!(r#"{{"v":2,"message":{v2},"prepared":{{"outcome":"nothing"}}}}"#);
         let job = decode::<ReplyJob>(&job).expect("a version 2 reply job");
         assert_eq!(job.message.message_tag, MessageTag::unkeyed("wamid.1"));
+    }
+
+    #[test]
+    fn the_reply_queue_tells_timers_from_jobs() {
+        let v2 = body(2).replacen(r#""id""#, r#""user":"0123456789abcdef0123","id""#, 1);
+        let message = decode::<InboundMessage>(&v2).expect("an inbound message");
+        let job = crate::queue::body(&ReplyJob::new(message.clone(), Prepared::Nothing))
+            .expect("job body");
+        assert!(matches!(decode_reply_item(&job), Ok(ReplyItem::Job(_))));
+        let timer = HandoffTimer::new(message, 10, 20);
+        let body = crate::queue::body(&timer).expect("timer body");
+        match decode_reply_item(&body) {
+            Ok(ReplyItem::HandoffTimer(read)) => assert_eq!(read, timer),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(timer.group_id(), "0123456789abcdef0123-handoff-timer");
+        let e = decode_reply_item(r#"{"v":3,"handoff_timer":true}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field"), "{e}");
     }
 }

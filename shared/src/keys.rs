@@ -88,7 +88,8 @@ pub fn handoff_note(note: &MessageTag) -> String {
     format!("{CONVERSATIONS}handoff-notes/{note}.json")
 }
 
-/// The record of a staff message relayed to a user: it goes out once.
+/// The record of a message sent once for a hand-over (a staff message relayed to a
+/// user, the notice that a wait timed out).
 pub fn handoff_relay(user: &UserTag, staff_message: &MessageTag) -> String {
     format!("{CONVERSATIONS}handoff-relays/{user}/{staff_message}.json")
 }

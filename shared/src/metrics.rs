@@ -104,10 +104,13 @@ pub const SCHEMA: &[Line] = &[
     line("responder", &["Function"], &["StateQuarantined"]),
     // Conversations handed to a person (`responder::handoff`), by the way in (`asked`,
     // `echo`); how long a user who asked waited for a person's first message; and the
-    // returns to the bot by cause (`user`, `timeout`, `quiet`).
+    // returns to the bot by cause (`user`, `staff`, `timeout`, `quiet`).
     line("responder", &["Function", "Way"], &["Handoffs"]),
     line("responder", &["Function"], &["HandoffFirstReplyMs"]),
     line("responder", &["Function", "Cause"], &["HandoffReturns"]),
+    // A wait for a person whose timer could not be queued (`responder::waiting`): it then
+    // ends with the user's next message instead of a notice.
+    line("responder", &["Function"], &["HandoffTimersLost"]),
 ];
 
 /// The line of `function` that holds `metric`, from [`SCHEMA`].

@@ -7,7 +7,9 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use remedios_shared::batch;
 use remedios_shared::clock::{Deadline, now_ms};
-use remedios_shared::envelope::{self, Content, InboundMessage, Origin, Prepared, ReplyJob};
+use remedios_shared::envelope::{
+    self, Content, InboundMessage, Origin, Prepared, ReplyItem, ReplyJob,
+};
 use remedios_shared::graph::{GraphClient, GraphError};
 use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::queue::Queue;
@@ -48,8 +50,9 @@ pub enum StartError {
 /// The responder, with its clients. Build it once per container.
 #[derive(Debug)]
 pub struct Responder {
-    /// The reply queue, when known: failed records come back after their backoff.
-    source: Option<Queue>,
+    /// The reply queue, when known: failed records come back after their backoff, and
+    /// the timers of users waiting for a person go there.
+    pub(crate) source: Option<Queue>,
     pub(crate) store: Store,
     pub(crate) history: History,
     ledger: Ledger,
@@ -180,8 +183,8 @@ impl Responder {
             redelivery,
             batch::group_of,
             |record| async move {
-                self.handle_record(record, deadline).await.map_err(|e| {
-                    log_retry(record.message_id.as_deref().unwrap_or_default(), &e);
+                self.handle_record(record, deadline).await.inspect_err(|e| {
+                    log_retry(record.message_id.as_deref().unwrap_or_default(), e);
                 })
             },
         )
@@ -194,9 +197,13 @@ impl Responder {
         deadline: Deadline,
     ) -> Result<Outcome, RetryLater> {
         let body = record.body.as_deref().ok_or(RetryLater::NoBody)?;
-        let job: ReplyJob = envelope::decode(body)?;
-        self.process_by(&job, batch::receive_count(record), deadline)
-            .await
+        match envelope::decode_reply_item(body)? {
+            ReplyItem::Job(job) => {
+                self.process_by(&job, batch::receive_count(record), deadline)
+                    .await
+            }
+            ReplyItem::HandoffTimer(timer) => self.timer_due(&timer).await,
+        }
     }
 
     /// Answers one job without a deadline; see [`Self::process_by`].
@@ -490,6 +497,15 @@ impl Responder {
         let written = match plan {
             Plan::Command(Command::Human) => {
                 let conversation = snapshot.conversation.clone();
+                // The timer first: a wait whose write fails is asked for again on
+                // redelivery, with a timer of its own; this one then finds no such wait.
+                let mut waits = conversation.clone();
+                if handoff::ask(&mut waits, now, settings)
+                    && let Some(wait) = &waits.handoff
+                {
+                    self.start_timer(message, wait.since_ms, wait.until_ms)
+                        .await;
+                }
                 let asked = self
                     .history
                     .update(Some(snapshot), user, now, |c| {

@@ -37,8 +37,9 @@ pub const HANDOFF_TIMEOUT_MINUTES: Number<u64> = Number {
     name: "HANDOFF_TIMEOUT_MINUTES",
     default: 15,
     min: 1,
-    max: 1440,
-    doc: "minutes a user waits for a person before the bot answers again",
+    // One SQS timer waits at most 12 hours (`ChangeMessageVisibility`).
+    max: 720,
+    doc: "minutes a user waits for a person before being told nobody could answer, and the bot answers again",
 };
 pub const HANDOFF_PHRASES: Text = Text::optional(
     "HANDOFF_PHRASES",

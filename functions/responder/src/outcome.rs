@@ -7,7 +7,7 @@ use remedios_shared::graph::{ErrorClass, GraphError};
 use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::store::StoreError;
 use thiserror::Error;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 
 use crate::decision::Plan;
 use crate::gpt4all::Gpt4AllError;
@@ -42,6 +42,18 @@ pub enum RetryLater {
     Envelope(#[from] envelope::EnvelopeError),
     #[error("the SQS record has no body")]
     NoBody,
+    /// A hand-over timer that is not due yet: it comes back when it is (not a failure).
+    #[error("a hand-over timer, due in {} s", after.as_secs())]
+    NotYet { after: std::time::Duration },
+}
+
+impl remedios_shared::batch::Failure for RetryLater {
+    fn comes_back_after(&self) -> Option<std::time::Duration> {
+        match self {
+            RetryLater::NotYet { after } => Some(*after),
+            _ => None,
+        }
+    }
 }
 
 impl RetryLater {
@@ -59,6 +71,7 @@ impl RetryLater {
             RetryLater::Store(_) | RetryLater::History(_) => "s3",
             RetryLater::Contended => "contended",
             RetryLater::Envelope(_) | RetryLater::NoBody => "malformed",
+            RetryLater::NotYet { .. } => "not_yet",
         }
     }
 }
@@ -102,6 +115,14 @@ pub(crate) fn count_job(outcome: &'static str) {
 
 /// One record left for SQS to deliver again: its metric and log line, by cause.
 pub(crate) fn log_retry(sqs_message_id: &str, e: &RetryLater) {
+    if let RetryLater::NotYet { after } = e {
+        debug!(
+            sqs_message_id,
+            after_s = after.as_secs(),
+            "a hand-over timer goes back to the queue until it is due"
+        );
+        return;
+    }
     Metrics::of("responder")
         .dimension("Cause", e.cause())
         .value("Retries", Unit::Count, 1.0)

@@ -53,7 +53,8 @@ pub struct Note {
     pub at_ms: i64,
 }
 
-/// A staff message relayed to a user: claimed before the send, marked sent after it.
+/// A message sent once for a hand-over (a staff message relayed to a user, the notice
+/// that a wait timed out): claimed before the send, marked sent after it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Relay {
     #[serde(default)]
@@ -230,19 +231,9 @@ impl Responder {
         }
         // Once per staff message: claimed before the send, marked after it.
         let relay_key = keys::handoff_relay(user, &message.message_tag);
-        let claim = match store.get_json::<Relay>(&relay_key).await? {
-            Some((relay, _)) if relay.sent => {
-                info!(user = %user, "this staff message was relayed already");
-                return Ok(Some(relayed("relayed already")));
-            }
-            Some((_, etag)) => Precondition::Matches(etag),
-            None => match store
-                .put_json_if(&relay_key, &Relay::default(), Precondition::Absent)
-                .await?
-            {
-                Written::Yes(etag) => Precondition::Matches(etag),
-                Written::Conflict => return Err(RetryLater::Contended),
-            },
+        let Some(claim) = self.claim_once(&relay_key).await? else {
+            info!(user = %user, "this staff message was relayed already");
+            return Ok(Some(relayed("relayed already")));
         };
         let customer_lang = conversation_language(&snapshot.conversation).unwrap_or_default();
         let to_customer = recipient_of(
@@ -275,7 +266,7 @@ impl Responder {
                     .get(FixedText::HandoffBack, customer_lang);
                 self.send_to_customer(&note, &to_customer, words).await?;
             }
-            self.mark_relayed(&relay_key, claim).await;
+            self.mark_sent_once(&relay_key, claim).await;
             tell_staff(FixedText::StaffBack).await;
             info!(user = %user, "a staff member handed the user back to the assistant");
             return Ok(Some(relayed("handed back by staff")));
@@ -305,7 +296,7 @@ impl Responder {
                 }
                 None => false,
             };
-            self.mark_relayed(&relay_key, claim).await;
+            self.mark_sent_once(&relay_key, claim).await;
             tell_staff(if sent_template {
                 FixedText::StaffTemplateSent
             } else {
@@ -316,7 +307,7 @@ impl Responder {
             return Ok(Some(relayed("outside the 24-hour window")));
         }
         self.send_to_customer(&note, &to_customer, body).await?;
-        self.mark_relayed(&relay_key, claim).await;
+        self.mark_sent_once(&relay_key, claim).await;
         let staff = staff_id(&message.sender);
         self.person_said(user, &message.id, body, Some(snapshot), staff.as_deref())
             .await?;
@@ -345,11 +336,29 @@ impl Responder {
         }
     }
 
-    /// Marks a relay as sent (best effort: a redelivery would then send it again).
-    async fn mark_relayed(&self, key: &str, claim: Precondition) {
+    /// Claims the message of `key` (a [`keys::handoff_relay`]) before sending it: the
+    /// precondition to mark it sent with, or `None` when it was sent already.
+    pub(crate) async fn claim_once(&self, key: &str) -> Result<Option<Precondition>, RetryLater> {
+        let store = &self.store;
+        Ok(match store.get_json::<Relay>(key).await? {
+            Some((relay, _)) if relay.sent => None,
+            Some((_, etag)) => Some(Precondition::Matches(etag)),
+            None => match store
+                .put_json_if(key, &Relay::default(), Precondition::Absent)
+                .await?
+            {
+                Written::Yes(etag) => Some(Precondition::Matches(etag)),
+                Written::Conflict => return Err(RetryLater::Contended),
+            },
+        })
+    }
+
+    /// Marks a claimed message as sent (best effort: a redelivery would then send it
+    /// again).
+    pub(crate) async fn mark_sent_once(&self, key: &str, claim: Precondition) {
         let store = &self.store;
         if let Err(e) = store.put_json_if(key, &Relay { sent: true }, claim).await {
-            warn!(error = %e, "a relayed staff message is not marked as sent");
+            warn!(error = %e, "a message sent once for a hand-over is not marked as sent");
         }
     }
 }
@@ -359,7 +368,7 @@ fn relayed(why: &'static str) -> Outcome {
 }
 
 /// Each message Meta bills, by kind.
-fn count_billed(kind: &'static str) {
+pub(crate) fn count_billed(kind: &'static str) {
     Metrics::of("responder")
         .dimension("Kind", kind)
         .value("BilledMessages", Unit::Count, 1.0)

@@ -105,6 +105,8 @@ pub enum FixedText {
     HandoffUnavailable,
     /// The conversation is back with the assistant (`/bot`).
     HandoffBack,
+    /// Nobody answered the user within `HANDOFF_TIMEOUT_MINUTES`: the assistant answers again.
+    HandoffTimeout,
     /// A staff number is told that a user asks for a person ({what}: the user's name, {place}: their last messages).
     StaffNotice,
     /// A staff number gets what a user wrote while handed over ({what}: the user's name, {place}: the message).
@@ -122,7 +124,7 @@ pub enum FixedText {
 }
 
 impl FixedText {
-    pub const ALL: [FixedText; 31] = [
+    pub const ALL: [FixedText; 32] = [
         FixedText::Help,
         FixedText::ResetDone,
         FixedText::Apology,
@@ -147,6 +149,7 @@ impl FixedText {
         FixedText::HandoffAsked,
         FixedText::HandoffUnavailable,
         FixedText::HandoffBack,
+        FixedText::HandoffTimeout,
         FixedText::StaffNotice,
         FixedText::StaffForward,
         FixedText::StaffNotWaiting,
@@ -183,6 +186,7 @@ impl FixedText {
             FixedText::HandoffAsked => "HANDOFF_ASKED",
             FixedText::HandoffUnavailable => "HANDOFF_UNAVAILABLE",
             FixedText::HandoffBack => "HANDOFF_BACK",
+            FixedText::HandoffTimeout => "HANDOFF_TIMEOUT",
             FixedText::StaffNotice => "STAFF_NOTICE",
             FixedText::StaffForward => "STAFF_FORWARD",
             FixedText::StaffNotWaiting => "STAFF_NOT_WAITING",
@@ -286,6 +290,10 @@ chat. Until then I'll stay quiet, and everything you write will reach them."
 happy to keep helping you myself."
         }
         FixedText::HandoffBack => "You're talking to the assistant again. How can I help?",
+        FixedText::HandoffTimeout => {
+            "Sorry, nobody from our team could answer you just now. You're talking to the \
+assistant again: ask me anything, or write /human later to try again."
+        }
         FixedText::StaffNotice => {
             "🙋 {what} asks for a person.\n\n{place}\n\nTo answer, reply to this message (swipe \
 it): your words reach {what} from the business's number. Reply /bot to hand them back to the \
@@ -395,6 +403,11 @@ este chat. Hasta entonces no diré nada, y todo lo que escribas le llegará."
 gusto sigo ayudándote yo."
         }
         FixedText::HandoffBack => "Vuelves a hablar con el asistente. ¿En qué te ayudo?",
+        FixedText::HandoffTimeout => {
+            "Lo siento, nadie de nuestro equipo ha podido atenderte ahora. Vuelves a hablar \
+con el asistente: pregúntame lo que quieras, o escribe /humano más tarde para intentarlo de \
+nuevo."
+        }
         FixedText::StaffNotice => {
             "🙋 {what} pide hablar con una persona.\n\n{place}\n\nPara responder, contesta a \
 este mensaje (deslízalo): tus palabras le llegan a {what} desde el número de la empresa. \

@@ -4,9 +4,13 @@
 
 mod common;
 
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
 use common::*;
 use remedios_shared::clock::now_ms;
 use remedios_shared::envelope::{Origin, Prepared, ReplyJob};
+use remedios_shared::queue::Queue;
 use remedios_shared::user::Sender;
 use responder::handoff::HandoffSettings;
 use responder::history::{Conversation, Handoff, HandoffState, HandoffWay, Speaker};
@@ -412,4 +416,151 @@ async fn a_staff_reply_outside_the_24_hour_window_sends_the_template_and_says_so
         sent_to(&bed, STAFF).last().unwrap().1,
         said(FixedText::StaffTemplateSent)
     );
+}
+
+/// Receives what the reply queue `url` holds (as Lambda's event source mapping would),
+/// waiting up to `limit` for it to become visible.
+async fn delivered(sqs: &aws_sdk_sqs::Client, arn: &str, url: &str, limit: Duration) -> SqsEvent {
+    let started = std::time::Instant::now();
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive");
+        let messages = out.messages.unwrap_or_default();
+        if !messages.is_empty() || started.elapsed() >= limit {
+            return remedios_testkit::lambda::sqs_event(&messages, arn, "us-east-1");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_user_nobody_answers_is_told_once_and_gets_the_bot_back_after_the_timeout() {
+    let bed = TestBed::start().await;
+    let sqs = aws_sdk_sqs::Client::new(&bed.moto.sdk_config().await);
+    let reply = remedios_testkit::moto::create_queue_pair(
+        &sqs,
+        &remedios_testkit::moto::QueueSpec {
+            name: "remedios-reply".into(),
+            visibility_timeout: Duration::from_secs(60),
+            max_receive_count: 5,
+        },
+    )
+    .await
+    .expect("reply queue");
+    let timeout = Duration::from_secs(4);
+    let behaviour = Behaviour {
+        handoff: HandoffSettings {
+            app: true,
+            timeout,
+            ..HandoffSettings::default()
+        },
+        ..Behaviour::default()
+    };
+    let source = Queue::new(
+        aws_sdk_sqs::Client::new(&bed.responder_sdk().await),
+        &reply.url,
+    );
+    let responder = bed
+        .responder_with(bed.model_settings(), behaviour)
+        .with_source(source);
+
+    let ask = text_job("wamid.T1", "/human");
+    let user = &ask.message.user;
+    responder.process(&ask, 1).await.expect("asked");
+    assert_eq!(bed.bodies(), [said(FixedText::HandoffAsked)]);
+
+    // The timer is on the queue at once, in a group of its own; not due, it goes back.
+    let early = delivered(&sqs, &reply.arn, &reply.url, Duration::from_secs(5)).await;
+    assert_eq!(early.records.len(), 1, "one timer");
+    let group = early.records[0].attributes.get("MessageGroupId").cloned();
+    assert_eq!(group, Some(format!("{user}-handoff-timer")));
+    assert!(!group.unwrap_or_default().contains(PHONE));
+    let response = responder.handle(early).await;
+    assert_eq!(failed(&response).len(), 1, "not due: it comes back");
+    assert_eq!(bed.bodies().len(), 1, "nobody told yet");
+    assert!(bed.conversation(user).await.handoff.is_some());
+
+    // Due: the user is told, and the bot answers again.
+    let due = delivered(&sqs, &reply.arn, &reply.url, timeout * 3).await;
+    assert_eq!(due.records.len(), 1, "the timer came back when due");
+    let redelivered = due.clone();
+    let response = responder.handle(due).await;
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert_eq!(
+        bed.bodies(),
+        [
+            said(FixedText::HandoffAsked),
+            said(FixedText::HandoffTimeout)
+        ]
+    );
+    assert_eq!(bed.conversation(user).await.handoff, None);
+    // Delivered again (a function that died before SQS deleted it): said once.
+    let response = responder.handle(redelivered).await;
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert_eq!(bed.bodies().len(), 2);
+    let question = text_job("wamid.T2", "Are you open on Sundays?");
+    let outcome = responder.process(&question, 1).await.expect("answered");
+    assert!(matches!(outcome, Outcome::Replied { .. }), "{outcome:?}");
+    assert_eq!(bed.gate.forwarded().len(), 1, "the model answers again");
+}
+
+#[tokio::test]
+async fn a_timer_finds_nothing_to_do_once_a_person_answered() {
+    let bed = TestBed::start().await;
+    let sqs = aws_sdk_sqs::Client::new(&bed.moto.sdk_config().await);
+    let reply = remedios_testkit::moto::create_queue_pair(
+        &sqs,
+        &remedios_testkit::moto::QueueSpec {
+            name: "remedios-reply".into(),
+            visibility_timeout: Duration::from_secs(60),
+            max_receive_count: 5,
+        },
+    )
+    .await
+    .expect("reply queue");
+    let timeout = Duration::from_secs(2);
+    let behaviour = Behaviour {
+        handoff: HandoffSettings {
+            app: true,
+            timeout,
+            ..HandoffSettings::default()
+        },
+        ..Behaviour::default()
+    };
+    let source = Queue::new(
+        aws_sdk_sqs::Client::new(&bed.responder_sdk().await),
+        &reply.url,
+    );
+    let responder = bed
+        .responder_with(bed.model_settings(), behaviour)
+        .with_source(source);
+    let ask = text_job("wamid.N1", "/human");
+    responder.process(&ask, 1).await.expect("asked");
+    // A person answers from the app before the timeout.
+    responder
+        .process(&echo("wamid.N2", "Hi, Marta here. How can I help?"), 1)
+        .await
+        .expect("echo");
+    tokio::time::sleep(timeout).await;
+    let due = delivered(&sqs, &reply.arn, &reply.url, Duration::from_secs(5)).await;
+    assert_eq!(due.records.len(), 1);
+    let response = responder.handle(due).await;
+    assert!(failed(&response).is_empty(), "{response:?}");
+    assert_eq!(
+        bed.bodies(),
+        [said(FixedText::HandoffAsked)],
+        "nothing more said"
+    );
+    let handoff = bed
+        .conversation(&ask.message.user)
+        .await
+        .handoff
+        .expect("still with the person");
+    assert_eq!(handoff.state, HandoffState::Human);
 }

@@ -78,6 +78,8 @@ fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
             for (a, r) in consume(REPLY_QUEUE) {
                 add(a, r);
             }
+            // The timers of users waiting for a person (responder::waiting).
+            add("sqs:SendMessage", "${ReplyQueue.Arn}".into());
             for prefix in ["conversations", "replies"] {
                 add("s3:GetObject", format!("${{Bucket.Arn}}/{prefix}/*"));
                 add("s3:PutObject", format!("${{Bucket.Arn}}/{prefix}/*"));
