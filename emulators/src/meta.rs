@@ -117,6 +117,13 @@ pub fn text(user: &User, id: &str, timestamp: i64, body: &str) -> Value {
     message(user, id, timestamp, "text", json!({ "body": body }))
 }
 
+/// `message` as a reply that quotes (swiped) the business's message `quoted_id`: Meta
+/// adds the quoted message's `context`.
+pub fn quoting(mut message: Value, quoted_id: &str) -> Value {
+    message["context"] = json!({ "from": DISPLAY_NUMBER, "id": quoted_id });
+    message
+}
+
 /// A voice note (`voice: true`) or audio file.
 pub fn audio(
     user: &User,

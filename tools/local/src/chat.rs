@@ -22,6 +22,12 @@ use remedios_emulators::meta;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
     Text(String),
+    /// A text that replies to (quotes) a message the business sent, by its id: how staff
+    /// answer a notification.
+    Quote {
+        text: String,
+        quoted: String,
+    },
     /// A voice note: the audio bytes and their MIME type.
     Voice {
         bytes: Vec<u8>,
@@ -138,6 +144,14 @@ pub struct Exchange {
     pub stages: Stages,
 }
 
+/// A message the business sent to this chat's party, by the Graph API emulator's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// Its WhatsApp id (what a reply quotes).
+    pub id: String,
+    pub body: String,
+}
+
 /// Why a message got no reply.
 #[derive(Debug, Error)]
 pub enum ChatError {
@@ -170,6 +184,9 @@ pub struct Chat {
     s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
     sent: u64,
+    /// The Graph API emulator's last record this chat has handed over (a reply or
+    /// [`Self::inbox`]).
+    shown: u64,
 }
 
 impl Chat {
@@ -192,16 +209,24 @@ impl Chat {
                 .unwrap_or_default(),
         );
         let tags = TagKey::new(&info.user_tag_key).map_err(|e| ChatError::Stack(e.to_string()))?;
+        let emulator = EmulatorClient::new(&url);
+        // What was sent before this chat began is not its news.
+        let shown = emulator
+            .recorded(0)
+            .await
+            .map(|r| r.iter().map(Recorded::seq).max().unwrap_or(0))
+            .unwrap_or(0);
         Ok(Chat {
             tag: key.tag(&tags),
             tags,
             user,
             http: reqwest::Client::new(),
-            emulator: EmulatorClient::new(&url),
+            emulator,
             s3,
             sqs: aws_sdk_sqs::Client::new(&sdk),
             info,
             sent: 0,
+            shown,
         })
     }
 
@@ -224,43 +249,8 @@ impl Chat {
         mut tick: impl FnMut(&str),
     ) -> Result<Exchange, ChatError> {
         let since = self.last_seq().await?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.sent += 1;
-        let party = self.user.wa_id.as_ref().or(self.user.user_id.as_ref());
-        let message_id = meta::wamid(
-            party.map(String::as_str).unwrap_or_default(),
-            now.as_nanos() * 10_000 + u128::from(self.sent),
-        );
-        let timestamp = now.as_secs() as i64;
-        let (message, voice) = match outgoing {
-            Outgoing::Text(text) => (meta::text(&self.user, &message_id, timestamp, &text), false),
-            Outgoing::Voice { bytes, mime_type } => {
-                let media_id = self
-                    .emulator
-                    .add_media(bytes, &mime_type)
-                    .await
-                    .map_err(|e| ChatError::EmulatorDown {
-                        url: self.info.graph_emulator_url.clone().unwrap_or_default(),
-                        detail: e.to_string(),
-                    })?;
-                (
-                    meta::audio(
-                        &self.user,
-                        &message_id,
-                        timestamp,
-                        &media_id,
-                        &mime_type,
-                        true,
-                    ),
-                    true,
-                )
-            }
-        };
-        let body = meta::single(&self.user, message);
         let started = Instant::now();
-        post_notification(&self.http, &self.info, body).await?;
+        let (message_id, voice) = self.post(outgoing).await?;
         let mut stages = Stages {
             webhook: started.elapsed(),
             ..Stages::default()
@@ -286,22 +276,12 @@ impl Chat {
                 stages.transcribed = Some(started.elapsed());
             }
             if let Ok(recorded) = self.emulator.recorded(since).await {
-                for r in recorded {
-                    if let Recorded::Text {
-                        seq,
-                        to,
-                        recipient,
-                        body,
-                        id: Some(_),
-                        ..
-                    } = r
-                        && self.is_us(to.as_deref(), recipient.as_deref())
-                        && !replies.iter().any(|(s, _)| *s == seq)
-                    {
+                for (seq, incoming) in self.ours(recorded) {
+                    if !replies.iter().any(|(s, _)| *s == seq) {
                         if replies.is_empty() {
                             stages.replied = started.elapsed();
                         }
-                        replies.push((seq, body));
+                        replies.push((seq, incoming.body));
                         last_reply_at = Some(Instant::now());
                     }
                 }
@@ -322,12 +302,130 @@ impl Chat {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         replies.sort_by_key(|(seq, _)| *seq);
+        self.shown = self.shown.max(replies.last().map_or(0, |(seq, _)| *seq));
         Ok(Exchange {
             message_id,
             message_tag,
             replies: replies.into_iter().map(|(_, body)| body).collect(),
             stages,
         })
+    }
+
+    /// Sends `outgoing` as a signed webhook and returns at once, with its WhatsApp id and
+    /// whether it was a voice note: what the business sends back comes to
+    /// [`Self::inbox`].
+    pub async fn post(&mut self, outgoing: Outgoing) -> Result<(String, bool), ChatError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.sent += 1;
+        let party = self.user.wa_id.as_ref().or(self.user.user_id.as_ref());
+        let message_id = meta::wamid(
+            party.map(String::as_str).unwrap_or_default(),
+            now.as_nanos() * 10_000 + u128::from(self.sent),
+        );
+        let timestamp = now.as_secs() as i64;
+        let (message, voice) = match outgoing {
+            Outgoing::Text(text) => (meta::text(&self.user, &message_id, timestamp, &text), false),
+            Outgoing::Quote { text, quoted } => (
+                meta::quoting(
+                    meta::text(&self.user, &message_id, timestamp, &text),
+                    &quoted,
+                ),
+                false,
+            ),
+            Outgoing::Voice { bytes, mime_type } => {
+                let media_id = self
+                    .emulator
+                    .add_media(bytes, &mime_type)
+                    .await
+                    .map_err(|e| ChatError::EmulatorDown {
+                        url: self.info.graph_emulator_url.clone().unwrap_or_default(),
+                        detail: e.to_string(),
+                    })?;
+                (
+                    meta::audio(
+                        &self.user,
+                        &message_id,
+                        timestamp,
+                        &media_id,
+                        &mime_type,
+                        true,
+                    ),
+                    true,
+                )
+            }
+        };
+        let body = meta::single(&self.user, message);
+        post_notification(&self.http, &self.info, body).await?;
+        Ok((message_id, voice))
+    }
+
+    /// What the business sent this chat's party since the last reply or inbox read, in
+    /// order: staff relays, notifications, a notice that nobody answered.
+    pub async fn inbox(&mut self) -> Result<Vec<Incoming>, ChatError> {
+        let recorded =
+            self.emulator
+                .recorded(self.shown)
+                .await
+                .map_err(|e| ChatError::EmulatorDown {
+                    url: self.info.graph_emulator_url.clone().unwrap_or_default(),
+                    detail: e.to_string(),
+                })?;
+        let mut ours = self.ours(recorded);
+        ours.sort_by_key(|(seq, _)| *seq);
+        if let Some((seq, _)) = ours.last() {
+            self.shown = self.shown.max(*seq);
+        }
+        Ok(ours.into_iter().map(|(_, incoming)| incoming).collect())
+    }
+
+    /// Whether a person has this chat's conversation now (its hand-over is in force):
+    /// the assistant then stays quiet, and waiting for its reply is pointless.
+    pub async fn handed_over(&self) -> bool {
+        let Ok(object) = self
+            .s3
+            .get_object()
+            .bucket(&self.info.bucket)
+            .key(keys::conversation(&self.tag))
+            .send()
+            .await
+        else {
+            return false;
+        };
+        let Ok(bytes) = object.body.collect().await else {
+            return false;
+        };
+        let conversation: serde_json::Value =
+            serde_json::from_slice(&bytes.into_bytes()).unwrap_or_default();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        conversation["handoff"]["until_ms"]
+            .as_i64()
+            .is_some_and(|until| until > now_ms)
+    }
+
+    /// The texts among `recorded` that the business sent this chat's party, with their
+    /// sequence numbers.
+    fn ours(&self, recorded: Vec<Recorded>) -> Vec<(u64, Incoming)> {
+        recorded
+            .into_iter()
+            .filter_map(|r| match r {
+                Recorded::Text {
+                    seq,
+                    to,
+                    recipient,
+                    body,
+                    id: Some(id),
+                    ..
+                } if self.is_us(to.as_deref(), recipient.as_deref()) => {
+                    Some((seq, Incoming { id, body }))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     fn is_us(&self, to: Option<&str>, recipient: Option<&str>) -> bool {
