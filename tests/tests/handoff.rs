@@ -171,6 +171,21 @@ async fn staff_answer_a_user_by_quoting_and_hand_back_and_nobody_answering_times
         model_calls, 1,
         "the model was asked only once the user was back with the assistant"
     );
+    // `remedios stats` shows the hand-overs from the same metric lines.
+    let rows = remedios_local::stats::summarize(&log);
+    let count = |figure: &str| {
+        rows.iter()
+            .find(|r| r.figure == figure)
+            .map_or(0, |r| r.count)
+    };
+    assert_eq!(count("responder: Handoffs (asked)"), 2);
+    assert_eq!(count("responder: HandoffReturns (staff)"), 1);
+    assert_eq!(count("responder: HandoffReturns (timeout)"), 1);
+    assert_eq!(
+        count("responder: HandoffFirstReplyMs"),
+        1,
+        "Marta's first answer"
+    );
     for number in ["15550005555", "15550006666", MARTA] {
         assert!(
             !log.contains(number),
