@@ -115,6 +115,14 @@ if [ -z "$RUN_ONLY" ]; then
     "$VENV/bin/uv" pip install --python "$VENV/bin/python" --target "$ROOT/.cache/voice" \
         --require-hashes --no-deps -r "$ROOT/scripts/requirements-voice.lock" \
         || die "uv could not install scripts/requirements-voice.lock into .cache/voice"
+    # The engine laid out as the responder looks for it (VOICE_ENGINE_DIR; /opt/voice in
+    # the Lambda layer): the two libraries and espeak-ng-data side by side.
+    ENGINE="$ROOT/.cache/voice/engine"
+    mkdir -p "$ENGINE"
+    ORT_LIB="$(ls "$ROOT"/.cache/voice/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
+    ln -sfn "$ORT_LIB" "$ENGINE/libonnxruntime.so"
+    ln -sfn "$ROOT/.cache/voice/espeakng_loader/libespeak-ng.so" "$ENGINE/libespeak-ng.so"
+    ln -sfn "$ROOT/.cache/voice/espeakng_loader/espeak-ng-data" "$ENGINE/espeak-ng-data"
 fi
 
 step "whisper models"

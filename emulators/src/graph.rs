@@ -1383,6 +1383,19 @@ impl EmulatorClient {
         Ok(answer.id)
     }
 
+    /// The bytes of a file the business uploaded (a voice reply).
+    pub async fn uploaded(&self, media_id: &str) -> Result<Vec<u8>, reqwest::Error> {
+        Ok(self
+            .http
+            .get(format!("{}/_emulator/uploads/{media_id}", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?
+            .to_vec())
+    }
+
     /// Scripts a failure.
     pub async fn inject(&self, fault: &Fault) -> Result<(), reqwest::Error> {
         self.http

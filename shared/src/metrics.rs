@@ -111,6 +111,15 @@ pub const SCHEMA: &[Line] = &[
     // A wait for a person whose timer could not be queued (`responder::waiting`): it then
     // ends with the user's next message instead of a notice.
     line("responder", &["Function"], &["HandoffTimersLost"]),
+    // Answers spoken as voice notes (`responder::speak`): how long speaking took and its
+    // real-time factor, the voice messages sent, and the answers that went as text after
+    // all, by why.
+    line(
+        "responder",
+        &["Function"],
+        &["SynthesisMs", "SynthesisRealTimeFactor", "VoiceReplies"],
+    ),
+    line("responder", &["Function", "Cause"], &["VoiceFallbacks"]),
 ];
 
 /// The line of `function` that holds `metric`, from [`SCHEMA`].

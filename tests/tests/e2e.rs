@@ -2,8 +2,9 @@
 //! template's queues and bucket, the Graph API emulator, the llama.cpp model server
 //! with SmolLM2, the three functions under `cargo lambda watch`, the event pump. A
 //! signed text and an espeak-ng voice note go through the real `/webhook` endpoint; the
-//! replies must reach the emulator, S3 must hold what each stage writes, and nothing
-//! may be left running afterwards.
+//! replies must reach the emulator (the voice note's as a voice note, spoken with the
+//! real Piper voice), S3 must hold what each stage writes, and nothing may be left
+//! running afterwards.
 
 mod local_stack;
 
@@ -125,12 +126,23 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
         voice.stages.transcribed.is_some(),
         "the transcript was seen before the reply"
     );
-    // The responder quotes the transcript (ECHO_TRANSCRIPT defaults to on).
-    let replies = voice.replies.join("\n").to_lowercase();
-    assert!(
-        replies.contains("water"),
-        "the reply quotes what was said: {replies}"
+    // A voice note is answered with a voice note (VOICE_REPLY defaults to voice; remedios
+    // up gives the responder the engine and the English voice bootstrap.sh installed):
+    // one message, Ogg/Opus as WhatsApp plays it, saved where the chat shows it.
+    assert_eq!(
+        voice.voice_notes.len(),
+        1,
+        "one voice note in reply: {:?}",
+        voice.replies
     );
+    assert_eq!(
+        voice.replies.len(),
+        1,
+        "and nothing else: {:?}",
+        voice.replies
+    );
+    let spoken = std::fs::read(&voice.voice_notes[0]).expect("the saved voice reply");
+    assert!(remedios_testkit::graph::is_mono_ogg_opus(&spoken));
 
     assert!(
         object(
@@ -293,6 +305,17 @@ async fn a_text_and_a_voice_note_are_answered_through_the_whole_local_stack() {
         summary
             .iter()
             .any(|r| r.figure == "responder: EndToEndMs (answer, voice)" && r.count == 1),
+        "{summary:?}"
+    );
+    // The answer was spoken once, and nothing fell back to text.
+    assert!(
+        summary
+            .iter()
+            .any(|r| r.figure == "responder: VoiceReplies" && r.count == 1),
+        "{summary:?}"
+    );
+    assert!(
+        summary.iter().all(|r| !r.figure.contains("VoiceFallbacks")),
         "{summary:?}"
     );
     // Every message sent is one Meta bills: the voice note's answer among them.

@@ -19,6 +19,7 @@ use url::Url;
 
 use crate::handoff::{self, HandoffSettings};
 use crate::texts::{self, Texts};
+use crate::voice::settings::{self as voice, VoiceSettings};
 
 /// The GPT4All API server's address when it runs on the same machine.
 pub const DEFAULT_GPT4ALL_URL: &str = "http://localhost:4891/v1";
@@ -227,6 +228,7 @@ pub fn settings() -> Vec<Setting> {
         NORMALIZE_TEST_RECIPIENTS.setting(),
     ];
     settings.extend(handoff::settings());
+    settings.extend(voice::settings());
     settings.extend(GraphEndpoint::settings(false));
     settings.extend(AwsSettings::settings());
     settings.extend(telemetry::settings());
@@ -598,6 +600,8 @@ pub struct Behaviour {
     pub texts: Texts,
     /// Handing conversations to people.
     pub handoff: HandoffSettings,
+    /// Answers as voice notes.
+    pub voice: VoiceSettings,
 }
 
 impl Default for Behaviour {
@@ -617,6 +621,7 @@ impl Default for Behaviour {
             knowledge: KnowledgeSettings::default(),
             texts: Texts::default(),
             handoff: HandoffSettings::default(),
+            voice: VoiceSettings::default(),
         }
     }
 }
@@ -693,6 +698,7 @@ impl Config {
             },
             texts: Texts::from_env(env)?,
             handoff: HandoffSettings::from_env(env)?,
+            voice: VoiceSettings::from_env(env)?,
         };
         Ok(Config {
             bucket: BUCKET_NAME.require(env)?,

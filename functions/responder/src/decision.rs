@@ -116,6 +116,8 @@ pub enum Command {
     Human,
     /// Back to the bot (`/bot`).
     Bot,
+    /// Answers as voice notes, or not (`/voice on`, `/voice off`, `/voz sí`, `/voz no`).
+    Voice(bool),
 }
 
 impl Command {
@@ -127,6 +129,14 @@ impl Command {
             "/help" | "/start" | "/?" => Some(Command::Help),
             "/human" | "/humano" | "/person" | "/persona" => Some(Command::Human),
             "/bot" => Some(Command::Bot),
+            "/voice" | "/voz" => {
+                let switch = text.split_whitespace().nth(1).map(str::to_lowercase);
+                match switch.as_deref() {
+                    None | Some("on" | "yes" | "si" | "sí") => Some(Command::Voice(true)),
+                    Some("off" | "no") => Some(Command::Voice(false)),
+                    Some(_) => None,
+                }
+            }
             _ => None,
         }
     }
@@ -138,6 +148,8 @@ impl Command {
             Command::Help => FixedText::Help,
             Command::Human => FixedText::HandoffAsked,
             Command::Bot => FixedText::HandoffBack,
+            Command::Voice(true) => FixedText::VoiceOn,
+            Command::Voice(false) => FixedText::VoiceOff,
         }
     }
 }

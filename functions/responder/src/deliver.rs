@@ -73,6 +73,8 @@ pub struct Courier {
     pub(crate) normalize_test_recipients: bool,
     /// Sent instead when a reply is refused as past the 24-hour window.
     pub(crate) reengagement: Option<ReengagementTemplate>,
+    /// Speaks answers that are to be voice notes.
+    pub(crate) voice: crate::speak::VoiceEngine,
 }
 
 impl Courier {
@@ -92,6 +94,23 @@ impl Courier {
         let mut sending = Duration::ZERO;
         let mut snapshot = snapshot;
         let mut remembered = false;
+        if let Some(voice) = held.record.voice_pending().cloned() {
+            let send_started = Instant::now();
+            let mut record = self
+                .speak(message, &recipient, &held.record, &voice)
+                .await?;
+            sending += send_started.elapsed();
+            let spoken = record.voice.as_ref().is_some_and(|v| v.sent.is_some());
+            record.updated_at_ms = now_ms();
+            held = self
+                .record_sent(user, &held, record)
+                .await?
+                .ok_or(RetryLater::Contended)?;
+            if spoken {
+                sent_now += 1;
+                debug!(user = %user, "the answer went out as a voice note");
+            }
+        }
         loop {
             let Some((index, part)) = held.record.pending().next().map(|(i, p)| (i, p.to_owned()))
             else {

@@ -151,6 +151,7 @@ impl Responder {
                 history: history.clone(),
                 normalize_test_recipients: behaviour.normalize_test_recipients,
                 reengagement: behaviour.reengagement.clone(),
+                voice: crate::speak::VoiceEngine::new(behaviour.voice.clone()),
             },
             history,
             ledger,
@@ -294,15 +295,35 @@ impl Responder {
                     self.history.clear(&user).await?;
                     info!(user = %user, "conversation forgotten at the user's request");
                 }
+                if let Plan::Command(Command::Voice(on)) = plan {
+                    self.history
+                        .update(None, &user, now_ms(), |c| {
+                            let changed = c.voice != Some(on);
+                            c.voice = Some(on);
+                            changed
+                        })
+                        .await?;
+                    info!(user = %user, voice = on, "voice replies switched by the user");
+                }
                 let attempt = Attempt {
                     receive_count,
                     deadline,
                     language,
                 };
-                let (record, snapshot) = self
+                let (mut record, snapshot) = self
                     .composer
                     .compose(job, &user, &plan, attempt, snapshot)
                     .await?;
+                if record.kind == ReplyKind::Answer {
+                    let preference = snapshot.as_ref().and_then(|s| s.conversation.voice);
+                    record.voice = crate::speak::voice_reply(
+                        &self.behaviour.voice,
+                        job,
+                        preference,
+                        language,
+                        self.behaviour.reply_mode,
+                    );
+                }
                 snapshot_for_history = snapshot;
                 let apologised_before = previous
                     .as_ref()

@@ -104,6 +104,9 @@ pub struct Conversation {
     /// Set while a person has the conversation (or is asked for); `None`: the bot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff: Option<Handoff>,
+    /// The user's `/voice on` (`true`) or `/voice off`; `None`: as `VOICE_REPLY` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<bool>,
 }
 
 impl Default for Conversation {
@@ -112,6 +115,7 @@ impl Default for Conversation {
             v: HISTORY_VERSION,
             turns: Vec::new(),
             handoff: None,
+            voice: None,
         }
     }
 }

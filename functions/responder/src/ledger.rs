@@ -66,6 +66,22 @@ impl ReplyKind {
     }
 }
 
+/// An answer to be spoken: one voice message before (or instead of) the text parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceReply {
+    /// The language code of the voice (`en`).
+    pub lang: String,
+    /// The text parts go out too after the voice message (`VOICE_TEXT_COPY`).
+    #[serde(default)]
+    pub text_copy: bool,
+    /// The WhatsApp id of the voice message, once sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<String>,
+    /// Why it was not spoken after all (the text parts go out instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fell_back: Option<String>,
+}
+
 /// The exchange to remember once the reply is out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exchange {
@@ -95,6 +111,9 @@ pub struct ReplyRecord {
     /// The exchange is in the history: a redelivery must not write it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remembered: bool,
+    /// The answer is spoken first ([`VoiceReply`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<VoiceReply>,
     /// Unix milliseconds of the last change.
     pub updated_at_ms: i64,
 }
@@ -116,13 +135,30 @@ impl ReplyRecord {
             remember,
             dropped: None,
             remembered: false,
+            voice: None,
             updated_at_ms: now_ms,
         }
     }
 
-    /// Every part went out.
+    /// Every part went out (the voice message in place of the text parts, unless they
+    /// go out too).
     pub fn complete(&self) -> bool {
-        self.sent.len() >= self.parts.len()
+        self.voice_pending().is_none()
+            && (self.spoken_instead() || self.sent.len() >= self.parts.len())
+    }
+
+    /// The voice message still to send, if the answer is to be spoken.
+    pub fn voice_pending(&self) -> Option<&VoiceReply> {
+        self.voice
+            .as_ref()
+            .filter(|v| v.sent.is_none() && v.fell_back.is_none())
+    }
+
+    /// The voice message went out in place of the text parts.
+    fn spoken_instead(&self) -> bool {
+        self.voice
+            .as_ref()
+            .is_some_and(|v| v.sent.is_some() && !v.text_copy)
     }
 
     /// Nothing more will be sent: complete, or dropped.
@@ -130,12 +166,18 @@ impl ReplyRecord {
         self.complete() || self.dropped.is_some()
     }
 
-    /// The parts still to send, with their index.
+    /// The text parts still to send, with their index: none while the voice message
+    /// waits or when it went out instead of them.
     pub fn pending(&self) -> impl Iterator<Item = (usize, &str)> {
+        let skip = if self.voice_pending().is_some() || self.spoken_instead() {
+            self.parts.len()
+        } else {
+            self.sent.len()
+        };
         self.parts
             .iter()
             .enumerate()
-            .skip(self.sent.len())
+            .skip(skip)
             .map(|(i, p)| (i, p.as_str()))
     }
 }
@@ -249,5 +291,39 @@ mod tests {
         assert_eq!(pending, vec![(1, "b"), (2, "c")]);
         r.sent.extend(["wamid.2".into(), "wamid.3".into()]);
         assert!(r.complete() && r.finished());
+    }
+
+    #[test]
+    fn a_spoken_answer_goes_first_and_replaces_the_text_unless_copied_or_fallen_back() {
+        let tag = remedios_shared::user::MessageTag::unkeyed("m");
+        let mut r = ReplyRecord::new(&tag, ReplyKind::Answer, vec!["a".into()], None, 0);
+        r.voice = Some(VoiceReply {
+            lang: "en".into(),
+            text_copy: false,
+            sent: None,
+            fell_back: None,
+        });
+        assert!(r.voice_pending().is_some());
+        assert_eq!(r.pending().count(), 0, "the voice message first");
+        assert!(!r.complete());
+        let mut spoken = r.clone();
+        spoken.voice.as_mut().unwrap().sent = Some("wamid.v".into());
+        assert!(spoken.complete(), "the voice message instead of the text");
+        assert_eq!(spoken.pending().count(), 0);
+        let mut copied = spoken.clone();
+        copied.voice.as_mut().unwrap().text_copy = true;
+        assert!(!copied.complete());
+        assert_eq!(copied.pending().collect::<Vec<_>>(), [(0, "a")]);
+        let mut fell = r.clone();
+        fell.voice.as_mut().unwrap().fell_back = Some("too_long".into());
+        assert_eq!(fell.pending().collect::<Vec<_>>(), [(0, "a")]);
+        fell.sent.push("wamid.t".into());
+        assert!(fell.complete());
+        // Read back from JSON written before voice replies: no voice.
+        let old: ReplyRecord = serde_json::from_str(
+            r#"{"v":1,"message":"m","kind":"answer","parts":["a"],"updated_at_ms":0}"#,
+        )
+        .expect("an old record");
+        assert_eq!(old.voice, None);
     }
 }

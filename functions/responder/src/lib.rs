@@ -49,6 +49,7 @@ pub mod knowledge;
 pub mod ledger;
 pub mod outcome;
 pub mod recipient;
+pub mod speak;
 pub mod split;
 pub mod staff;
 pub mod texts;

@@ -107,6 +107,10 @@ pub enum FixedText {
     HandoffBack,
     /// Nobody answered the user within `HANDOFF_TIMEOUT_MINUTES`: the assistant answers again.
     HandoffTimeout,
+    /// `/voice on`: answers come as voice notes.
+    VoiceOn,
+    /// `/voice off`: answers come as text.
+    VoiceOff,
     /// A staff number is told that a user asks for a person ({what}: the user's name, {place}: their last messages).
     StaffNotice,
     /// A staff number gets what a user wrote while handed over ({what}: the user's name, {place}: the message).
@@ -124,7 +128,7 @@ pub enum FixedText {
 }
 
 impl FixedText {
-    pub const ALL: [FixedText; 32] = [
+    pub const ALL: [FixedText; 34] = [
         FixedText::Help,
         FixedText::ResetDone,
         FixedText::Apology,
@@ -150,6 +154,8 @@ impl FixedText {
         FixedText::HandoffUnavailable,
         FixedText::HandoffBack,
         FixedText::HandoffTimeout,
+        FixedText::VoiceOn,
+        FixedText::VoiceOff,
         FixedText::StaffNotice,
         FixedText::StaffForward,
         FixedText::StaffNotWaiting,
@@ -187,6 +193,8 @@ impl FixedText {
             FixedText::HandoffUnavailable => "HANDOFF_UNAVAILABLE",
             FixedText::HandoffBack => "HANDOFF_BACK",
             FixedText::HandoffTimeout => "HANDOFF_TIMEOUT",
+            FixedText::VoiceOn => "VOICE_ON",
+            FixedText::VoiceOff => "VOICE_OFF",
             FixedText::StaffNotice => "STAFF_NOTICE",
             FixedText::StaffForward => "STAFF_FORWARD",
             FixedText::StaffNotWaiting => "STAFF_NOT_WAITING",
@@ -294,6 +302,10 @@ happy to keep helping you myself."
             "Sorry, nobody from our team could answer you just now. You're talking to the \
 assistant again: ask me anything, or write /human later to try again."
         }
+        FixedText::VoiceOn => {
+            "Done: I'll answer you with voice notes. Write /voice off to get text again."
+        }
+        FixedText::VoiceOff => "Done: I'll answer you in writing. Write /voice on for voice notes.",
         FixedText::StaffNotice => {
             "🙋 {what} asks for a person.\n\n{place}\n\nTo answer, reply to this message (swipe \
 it): your words reach {what} from the business's number. Reply /bot to hand them back to the \
@@ -407,6 +419,12 @@ gusto sigo ayudándote yo."
             "Lo siento, nadie de nuestro equipo ha podido atenderte ahora. Vuelves a hablar \
 con el asistente: pregúntame lo que quieras, o escribe /humano más tarde para intentarlo de \
 nuevo."
+        }
+        FixedText::VoiceOn => {
+            "Hecho: te responderé con notas de voz. Escribe /voz no para volver al texto."
+        }
+        FixedText::VoiceOff => {
+            "Hecho: te responderé por escrito. Escribe /voz sí para notas de voz."
         }
         FixedText::StaffNotice => {
             "🙋 {what} pide hablar con una persona.\n\n{place}\n\nPara responder, contesta a \

@@ -71,6 +71,9 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
             "HANDOFF_HOURS",
             "HANDOFF_TIMEOUT_MINUTES",
             "HANDOFF_PHRASES",
+            "VOICE_REPLY",
+            "VOICE_TEXT_COPY",
+            "VOICES",
             "REPLY_MAX_RECEIVE_COUNT",
         ],
         other => panic!("no expectations for {other}"),
@@ -79,7 +82,11 @@ fn expected_environment(function_id: &str, layer: bool) -> BTreeSet<&'static str
 }
 
 /// Variables a function reads that the template leaves unset on purpose.
-const LEFT_AT_DEFAULT: [(&str, &str); 10] = [
+const LEFT_AT_DEFAULT: [(&str, &str); 11] = [
+    (
+        "VOICE_ENGINE_DIR",
+        "the engine's layer mounts at /opt/voice; set only to run it from elsewhere (remedios up)",
+    ),
     (
         "TRANSCRIBER_BUILD",
         "auto suits every CPU; avx2 is the operator's way back, set by hand",

@@ -104,6 +104,8 @@ async fn main() {
         ("GPT4ALL_MODEL", STAND_IN_MODEL.to_owned()),
         ("WHISPER_MODEL_PATH", whisper.display().to_string()),
         ("RUST_LOG", "warn".to_owned()),
+        // The path to a text answer, as measured before voice replies.
+        ("VOICE_REPLY", "off".to_owned()),
     ] {
         options.vars.insert(k.to_owned(), v);
     }

@@ -139,8 +139,10 @@ pub struct Exchange {
     pub message_id: String,
     /// Its keyed tag: its name in S3 keys.
     pub message_tag: MessageTag,
-    /// The reply texts, in order.
+    /// The reply texts, in order (a voice note as [`VOICE_NOTE_MARK`] and its file).
     pub replies: Vec<String>,
+    /// The voice notes among the replies, saved as Ogg/Opus files.
+    pub voice_notes: Vec<std::path::PathBuf>,
     pub stages: Stages,
 }
 
@@ -149,8 +151,14 @@ pub struct Exchange {
 pub struct Incoming {
     /// Its WhatsApp id (what a reply quotes).
     pub id: String,
+    /// The text; for a voice note, `(voice note) ` and the file it was saved to.
     pub body: String,
+    /// A voice note, saved as a playable Ogg/Opus file.
+    pub voice_note: Option<std::path::PathBuf>,
 }
+
+/// How a voice note shows among the replies: this, then the file's path.
+pub const VOICE_NOTE_MARK: &str = "(voice note) ";
 
 /// Why a message got no reply.
 #[derive(Debug, Error)]
@@ -259,6 +267,7 @@ impl Chat {
         let record_key = keys::message_record(&self.tag, &message_tag);
         let transcript_key = keys::transcript(&self.tag, &message_tag);
         let mut replies: Vec<(u64, String)> = Vec::new();
+        let mut voice_notes = Vec::new();
         let mut last_reply_at: Option<Instant> = None;
         loop {
             let waiting_for = if stages.stored.is_none() {
@@ -276,14 +285,18 @@ impl Chat {
                 stages.transcribed = Some(started.elapsed());
             }
             if let Ok(recorded) = self.emulator.recorded(since).await {
-                for (seq, incoming) in self.ours(recorded) {
-                    if !replies.iter().any(|(s, _)| *s == seq) {
-                        if replies.is_empty() {
-                            stages.replied = started.elapsed();
-                        }
-                        replies.push((seq, incoming.body));
-                        last_reply_at = Some(Instant::now());
+                let known: Vec<u64> = replies.iter().map(|(s, _)| *s).collect();
+                let new = recorded
+                    .into_iter()
+                    .filter(|r| !known.contains(&r.seq()))
+                    .collect();
+                for (seq, incoming) in self.ours(new).await {
+                    if replies.is_empty() {
+                        stages.replied = started.elapsed();
                     }
+                    voice_notes.extend(incoming.voice_note);
+                    replies.push((seq, incoming.body));
+                    last_reply_at = Some(Instant::now());
                 }
             }
             // A long answer comes in several parts: collect them until a quiet second.
@@ -307,6 +320,7 @@ impl Chat {
             message_id,
             message_tag,
             replies: replies.into_iter().map(|(_, body)| body).collect(),
+            voice_notes,
             stages,
         })
     }
@@ -372,7 +386,7 @@ impl Chat {
                     url: self.info.graph_emulator_url.clone().unwrap_or_default(),
                     detail: e.to_string(),
                 })?;
-        let mut ours = self.ours(recorded);
+        let mut ours = self.ours(recorded).await;
         ours.sort_by_key(|(seq, _)| *seq);
         if let Some((seq, _)) = ours.last() {
             self.shown = self.shown.max(*seq);
@@ -407,12 +421,13 @@ impl Chat {
             .is_some_and(|until| until > now_ms)
     }
 
-    /// The texts among `recorded` that the business sent this chat's party, with their
-    /// sequence numbers.
-    fn ours(&self, recorded: Vec<Recorded>) -> Vec<(u64, Incoming)> {
-        recorded
-            .into_iter()
-            .filter_map(|r| match r {
+    /// The texts and voice notes among `recorded` that the business sent this chat's
+    /// party, with their sequence numbers; each voice note saved to a file beside the
+    /// stack's logs, to play.
+    async fn ours(&self, recorded: Vec<Recorded>) -> Vec<(u64, Incoming)> {
+        let mut ours = Vec::new();
+        for r in recorded {
+            match r {
                 Recorded::Text {
                     seq,
                     to,
@@ -420,12 +435,59 @@ impl Chat {
                     body,
                     id: Some(id),
                     ..
+                } if self.is_us(to.as_deref(), recipient.as_deref()) => ours.push((
+                    seq,
+                    Incoming {
+                        id,
+                        body,
+                        voice_note: None,
+                    },
+                )),
+                Recorded::Audio {
+                    seq,
+                    to,
+                    recipient,
+                    media_id,
+                    id: Some(id),
+                    ..
                 } if self.is_us(to.as_deref(), recipient.as_deref()) => {
-                    Some((seq, Incoming { id, body }))
+                    let (body, voice_note) = match self.save_voice_note(&media_id).await {
+                        Ok(path) => (format!("{VOICE_NOTE_MARK}{}", path.display()), Some(path)),
+                        Err(e) => (format!("{VOICE_NOTE_MARK}(could not be saved: {e})"), None),
+                    };
+                    ours.push((
+                        seq,
+                        Incoming {
+                            id,
+                            body,
+                            voice_note,
+                        },
+                    ));
                 }
-                _ => None,
-            })
-            .collect()
+                _ => {}
+            }
+        }
+        ours
+    }
+
+    /// Saves the uploaded voice note `media_id` as `voice-replies/<id>.ogg` beside the
+    /// stack's log directory.
+    async fn save_voice_note(&self, media_id: &str) -> Result<std::path::PathBuf, String> {
+        let bytes = self
+            .emulator
+            .uploaded(media_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let dir = self
+            .info
+            .log_dir
+            .parent()
+            .unwrap_or(&self.info.log_dir)
+            .join("voice-replies");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let path = dir.join(format!("{media_id}.ogg"));
+        std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+        Ok(path)
     }
 
     fn is_us(&self, to: Option<&str>, recipient: Option<&str>) -> bool {

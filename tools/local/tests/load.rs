@@ -624,6 +624,9 @@ async fn start_stack(log_dir: &Path, model: &StandIn, aws_link: bool) -> LocalSt
         ("GPT4ALL_MODEL", STAND_IN_MODEL.to_owned()),
         ("GPT4ALL_TIMEOUT_SECONDS", "10".to_owned()),
         ("RUST_LOG", "warn".to_owned()),
+        // The load measures the pipeline with text answers; voice replies have their own
+        // tests (responder::voice, the end-to-end test).
+        ("VOICE_REPLY", "off".to_owned()),
     ] {
         options.vars.insert(k.to_owned(), v);
     }

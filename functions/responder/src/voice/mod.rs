@@ -11,10 +11,11 @@
 pub mod espeak;
 pub mod ogg_opus;
 pub mod piper;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
@@ -93,22 +94,28 @@ pub struct Speaker {
     voices: HashMap<String, PiperVoice>,
 }
 
-/// ONNX Runtime, initialised once per process from `library`.
-fn runtime(library: &Path) -> Result<&'static ort::environment::Environment, VoiceError> {
-    static RUNTIME: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            ort::init_from(library)
-                .map_err(|e| e.to_string())?
-                .with_name("remedios-voice")
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|reason| VoiceError::Runtime {
-            path: library.display().to_string(),
-            reason: reason.clone(),
-        })
+/// ONNX Runtime, initialised once per process from `library` (a failure is not kept:
+/// a later call may find the library).
+fn runtime(library: &Path) -> Result<ort::environment::Environment, VoiceError> {
+    static RUNTIME: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+    let mut runtime = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(environment) = runtime.as_ref() {
+        return Ok(environment.clone());
+    }
+    let failed = |reason: String| VoiceError::Runtime {
+        path: library.display().to_string(),
+        reason,
+    };
+    if !library.is_file() {
+        return Err(failed("no such file".into()));
+    }
+    let environment = ort::init_from(library)
+        .map_err(|e| failed(e.to_string()))?
+        .with_name("remedios-voice")
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    *runtime = Some(environment.clone());
+    Ok(environment)
 }
 
 impl Speaker {
@@ -120,7 +127,7 @@ impl Speaker {
         for (lang, model) in &files.voices {
             voices.insert(
                 lang.to_ascii_lowercase(),
-                PiperVoice::load(environment, model, threads)?,
+                PiperVoice::load(&environment, model, threads)?,
             );
         }
         Ok(Speaker { espeak, voices })

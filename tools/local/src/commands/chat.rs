@@ -240,6 +240,7 @@ mod tests {
             .map(|id| Incoming {
                 id: (*id).to_owned(),
                 body: format!("notice {id}"),
+                voice_note: None,
             })
             .collect()
     }

@@ -79,6 +79,13 @@ pub(super) fn function_env(
         set("GRAPH_API_BASE_URL", url);
         set("GRAPH_MEDIA_HOSTS", "127.0.0.1");
     }
+    // Voice replies with the engine and the English voice scripts/bootstrap.sh installed
+    // (what the Lambda layer holds at /opt/voice); VOICES or VOICE_ENGINE_DIR set by the
+    // user win (the loop below).
+    if let Ok(voice) = remedios_emulators::paths::voice_paths() {
+        set("VOICE_ENGINE_DIR", &voice.engine_dir.display().to_string());
+        set("VOICES", &format!("en={}", voice.english_voice.display()));
+    }
     let secrets = secret_values(options, info);
     for (var, parameter) in &resources.secret_parameters {
         if secrets.contains_key(var.as_str()) {

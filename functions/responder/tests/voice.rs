@@ -1,0 +1,171 @@
+//! Answers as voice notes, on real components: moto (S3, the responder's role
+//! enforced), the Graph API emulator (media upload, voice messages checked as mono
+//! Ogg/Opus under 512 KB), SmolLM2 behind the GPT4All gate, and the real speech engine
+//! (ONNX Runtime, espeak-ng and the English Piper voice from their PyPI wheels).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use remedios_shared::envelope::{Content, MediaRef, Prepared, ReplyJob};
+use remedios_testkit::graph::is_mono_ogg_opus;
+use remedios_testkit::paths;
+use responder::texts::{FixedText, Lang};
+use responder::voice::settings::{VoiceMode, VoiceSettings};
+use responder::{Behaviour, Outcome};
+
+/// What a voice note became: whisper heard `heard` in `language`.
+fn voice_note(id: &str, heard: &str, language: &str) -> ReplyJob {
+    ReplyJob::new(
+        from_phone(
+            id,
+            Content::Audio {
+                media: MediaRef {
+                    id: "1".into(),
+                    mime_type: Some("audio/ogg; codecs=opus".into()),
+                    sha256: None,
+                },
+                voice: true,
+            },
+        ),
+        Prepared::Transcribed {
+            text: heard.into(),
+            language: Some(language.into()),
+            transcript_key: format!("transcripts/x/{id}.json"),
+            duration_ms: 3_000,
+        },
+    )
+}
+
+/// Voice replies with the English voice, from the engine `scripts/bootstrap.sh` lays out.
+fn speaking(engine_dir: Option<PathBuf>) -> VoiceSettings {
+    let files = paths::voice_paths().unwrap_or_else(|e| panic!("{e}"));
+    VoiceSettings {
+        mode: VoiceMode::Voice,
+        engine_dir: engine_dir.unwrap_or(files.engine_dir),
+        voices: vec![("en".into(), files.english_voice)],
+        ..VoiceSettings::default()
+    }
+}
+
+fn with_voice(bed: &TestBed, voice: VoiceSettings) -> responder::Responder {
+    let behaviour = Behaviour {
+        voice,
+        ..Behaviour::default()
+    };
+    bed.responder_with(bed.model_settings(), behaviour)
+}
+
+#[tokio::test]
+async fn a_voice_note_is_answered_with_one_voice_note_once_and_a_text_with_a_text() {
+    let bed = TestBed::start().await;
+    let responder = with_voice(&bed, speaking(None));
+    let note = voice_note("wamid.V1", "What time do you open on Saturdays?", "en");
+    let outcome = responder.process(&note, 1).await.expect("answered");
+    assert!(
+        matches!(outcome, Outcome::Replied { parts: 1, .. }),
+        "{outcome:?}"
+    );
+    let notes = bed.graph.sent_voice_notes();
+    assert_eq!(notes.len(), 1, "one voice message");
+    assert_eq!(notes[0].0, format!("+{PHONE}"));
+    assert!(is_mono_ogg_opus(&notes[0].1));
+    assert!(bed.bodies().is_empty(), "no text copy: {:?}", bed.bodies());
+    // The exchange is remembered as for a text answer.
+    let conversation = bed.conversation(&note.message.user).await;
+    assert_eq!(conversation.turns.len(), 2);
+    // Delivered again: not spoken again.
+    let again = responder.process(&note, 2).await.expect("redelivered");
+    assert_eq!(again, Outcome::AlreadyAnswered);
+    assert_eq!(bed.graph.sent_voice_notes().len(), 1);
+    // A text gets a text.
+    let text = text_job("wamid.V2", "And on Sundays?");
+    responder.process(&text, 1).await.expect("answered");
+    assert_eq!(bed.bodies().len(), 1);
+    assert_eq!(bed.graph.sent_voice_notes().len(), 1);
+}
+
+#[tokio::test]
+async fn voice_off_a_language_without_a_voice_and_a_broken_engine_all_get_the_text() {
+    let bed = TestBed::start().await;
+    // The engine's files are missing: the answer goes as text, not lost.
+    let empty = tempfile::tempdir().expect("a directory");
+    let broken = with_voice(&bed, speaking(Some(empty.path().to_path_buf())));
+    broken
+        .process(&voice_note("wamid.B1", "Do you deliver?", "en"), 1)
+        .await
+        .expect("answered");
+    assert_eq!(bed.bodies().len(), 1, "the text instead");
+    assert!(bed.graph.sent_voice_notes().is_empty());
+
+    let responder = with_voice(&bed, speaking(None));
+    // Spanish, with only an English voice: text.
+    responder
+        .process(
+            &voice_note("wamid.B2", "¿Abren los domingos por la tarde?", "es"),
+            1,
+        )
+        .await
+        .expect("answered");
+    assert_eq!(bed.bodies().len(), 2);
+    assert!(bed.graph.sent_voice_notes().is_empty());
+
+    // `/voice off`: told in the user's language (Spanish, their last message's), and
+    // voice notes get text from then on.
+    let off = text_job("wamid.B3", "/voice off");
+    responder.process(&off, 1).await.expect("switched");
+    assert_eq!(bed.bodies()[2], FixedText::VoiceOff.default_text(Lang::Es));
+    assert_eq!(bed.conversation(&off.message.user).await.voice, Some(false));
+    responder
+        .process(&voice_note("wamid.B4", "Do you have parking?", "en"), 1)
+        .await
+        .expect("answered");
+    assert_eq!(bed.bodies().len(), 4);
+    assert!(bed.graph.sent_voice_notes().is_empty());
+    // `/voice on`: even a text is answered with a voice note.
+    responder
+        .process(&text_job("wamid.B5", "/voice on"), 1)
+        .await
+        .expect("switched");
+    responder
+        .process(
+            &text_job(
+                "wamid.B6",
+                "Thank you very much! Could you tell me where exactly your shop is in the city?",
+            ),
+            1,
+        )
+        .await
+        .expect("answered");
+    assert_eq!(bed.graph.sent_voice_notes().len(), 1);
+    assert_eq!(bed.bodies().len(), 5, "only the /voice on answer as text");
+}
+
+#[tokio::test]
+async fn an_answer_too_long_for_a_voice_note_goes_as_text_and_a_copy_is_added_when_asked() {
+    let bed = TestBed::start().await;
+    let mut short = speaking(None);
+    short.max_chars = 5;
+    let responder = with_voice(&bed, short);
+    responder
+        .process(&voice_note("wamid.L1", "Tell me about your menu.", "en"), 1)
+        .await
+        .expect("answered");
+    assert_eq!(bed.bodies().len(), 1, "too long to speak: text");
+    assert!(bed.graph.sent_voice_notes().is_empty());
+
+    let mut copied = speaking(None);
+    copied.text_copy = true;
+    let responder = with_voice(&bed, copied);
+    let outcome = responder
+        .process(&voice_note("wamid.L2", "Is there a vegan option?", "en"), 1)
+        .await
+        .expect("answered");
+    assert!(
+        matches!(outcome, Outcome::Replied { parts: 2, .. }),
+        "the voice note and its text: {outcome:?}"
+    );
+    assert_eq!(bed.graph.sent_voice_notes().len(), 1);
+    assert_eq!(bed.bodies().len(), 2);
+}
