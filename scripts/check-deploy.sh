@@ -65,6 +65,33 @@ check_transcriber_builds() {
     fi
 }
 
+# The voice engine's layer (VoiceEngineLayer, /opt/voice): for the responder's arm64, both
+# libraries within al2023's GLIBC, espeak-ng-data and the voice there, and the layer with
+# the responder's code within Lambda's 250 MB unzipped.
+check_voice_layer() {
+    local layer="$1/VoiceEngineLayer/voice" responder="$1/ResponderFunction" lib machine needed size
+    if [ ! -d "$layer" ]; then
+        fail "VoiceEngineLayer: no voice/ in $1/VoiceEngineLayer"
+        return
+    fi
+    for lib in libonnxruntime.so libespeak-ng.so; do
+        machine="$(readelf -h "$layer/$lib" | awk -F: '/Machine/ { gsub(/^ +/, "", $2); print $2 }')"
+        [ "$machine" = AArch64 ] || fail "VoiceEngineLayer: $lib is $machine, the responder is arm64"
+        needed="$(readelf -V "$layer/$lib" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)"
+        if [ -n "$needed" ] && [ "$(printf '%s\n%s\n' "$needed" "$GLIBC_AL2023" | sort -V | tail -1)" != "$GLIBC_AL2023" ]; then
+            fail "VoiceEngineLayer: $lib needs GLIBC $needed, al2023 has $GLIBC_AL2023"
+        fi
+    done
+    [ -d "$layer/espeak-ng-data" ] || fail "VoiceEngineLayer: no espeak-ng-data"
+    [ -f "$layer/en_US-joe-medium.onnx" ] && [ -f "$layer/en_US-joe-medium.onnx.json" ] ||
+        fail "VoiceEngineLayer: no English voice"
+    size="$(du -cb "$layer" "$responder"/* | tail -1 | cut -f1)"
+    [ "$size" -le "$UNZIPPED_LIMIT" ] ||
+        fail "ResponderFunction with VoiceEngineLayer: $(mb "$size") MB unzipped, over Lambda's 250 MB"
+    printf '%-20s %-8s GLIBC <= %-5s %6s MB (with the responder: %s MB of 250)\n' VoiceEngineLayer arm64 \
+        "${needed:-none}" "$(mb "$(du -cb "$layer" | tail -1 | cut -f1)")" "$(mb "$size")"
+}
+
 # One `sam build` in a fresh clone; $1 says whether CARGO_TARGET_DIR is exported.
 build_and_check() {
     local mode="$1" clone
@@ -112,6 +139,7 @@ build_and_check() {
         printf '%-20s %-8s GLIBC <= %-5s %6s MB\n' "$function" "$declared" "${needed:-none}" \
             "$(mb "$size")"
     done
+    check_voice_layer "$build"
     rm -rf "$clone"
 }
 
