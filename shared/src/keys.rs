@@ -44,6 +44,9 @@ pub const KNOWLEDGE_INDEX: &str = "knowledge-index/";
 pub const USAGE: &str = "usage/";
 /// Per-user markers of messages waiting in a speech lane.
 pub const LANES: &str = "lanes/";
+/// Piper voices the deployer keeps in the bucket (`VOICES=es=s3:voices/...`), read by
+/// the responder.
+pub const VOICES: &str = "voices/";
 
 /// Where a signed body that did not parse is kept: content-addressed, so Meta's
 /// retries of the same body land on the same key.

@@ -25,6 +25,7 @@ pub mod graph;
 pub mod handoff;
 pub mod keys;
 pub mod metrics;
+pub mod object_file;
 pub mod queue;
 pub mod secrets;
 pub mod signature;

@@ -59,11 +59,12 @@ fn run() -> Result<(), String> {
     let voice = voice.ok_or("--voice path/to/voice.onnx is required")?;
     let settings = VoiceSettings {
         engine_dir: engine.unwrap_or_else(|| VoiceSettings::default().engine_dir),
-        voices: vec![(lang.clone(), voice)],
+        voices: vec![(lang.clone(), voice.clone().into())],
         ..VoiceSettings::default()
     };
     let started = Instant::now();
-    let speaker = Speaker::load(&settings.files(), threads).map_err(|e| e.to_string())?;
+    let files = settings.files(vec![(lang.clone(), voice)]);
+    let speaker = Speaker::load(&files, threads).map_err(|e| e.to_string())?;
     let loaded = started.elapsed();
     let first = speaker.speak(&text, &lang).map_err(|e| e.to_string())?;
     std::fs::write(&out, &first.ogg).map_err(|e| format!("{}: {e}", out.display()))?;

@@ -136,6 +136,7 @@ impl Responder {
         };
         let history = History::new(store.clone(), bounds);
         let ledger = Ledger::new(store.clone());
+        let voice = crate::speak::VoiceEngine::new(behaviour.voice.clone(), store.clone());
         Responder {
             source: None,
             store,
@@ -151,7 +152,7 @@ impl Responder {
                 history: history.clone(),
                 normalize_test_recipients: behaviour.normalize_test_recipients,
                 reengagement: behaviour.reengagement.clone(),
-                voice: crate::speak::VoiceEngine::new(behaviour.voice.clone()),
+                voice,
             },
             history,
             ledger,

@@ -11,6 +11,7 @@ use std::time::Instant;
 use remedios_shared::envelope::InboundMessage;
 use remedios_shared::graph::{ErrorClass, GraphError, Recipient};
 use remedios_shared::metrics::{Metrics, Unit};
+use remedios_shared::store::Store;
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
@@ -31,13 +32,16 @@ const VOICE_MIME: &str = "audio/ogg; codecs=opus";
 #[derive(Debug)]
 pub struct VoiceEngine {
     settings: VoiceSettings,
+    /// The bucket, for voices kept there.
+    store: Store,
     loaded: OnceCell<Result<Arc<Speaker>, String>>,
 }
 
 impl VoiceEngine {
-    pub fn new(settings: VoiceSettings) -> Self {
+    pub fn new(settings: VoiceSettings, store: Store) -> Self {
         VoiceEngine {
             settings,
+            store,
             loaded: OnceCell::new(),
         }
     }
@@ -46,12 +50,17 @@ impl VoiceEngine {
     async fn speaker(&self) -> Result<Arc<Speaker>, String> {
         self.loaded
             .get_or_init(|| async {
-                let files = self.settings.files();
                 let started = Instant::now();
-                let loaded = tokio::task::spawn_blocking(move || Speaker::load(&files, 2))
-                    .await
-                    .map_err(|e| format!("the speech engine's loader failed: {e}"))
-                    .and_then(|r| r.map_err(|e| e.to_string()));
+                let loaded = match self.settings.voice_files(&self.store).await {
+                    Ok(voices) => {
+                        let files = self.settings.files(voices);
+                        tokio::task::spawn_blocking(move || Speaker::load(&files, 2))
+                            .await
+                            .map_err(|e| format!("the speech engine's loader failed: {e}"))
+                            .and_then(|r| r.map_err(|e| e.to_string()))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
                 match &loaded {
                     Ok(_) => info!(
                         load_ms = started.elapsed().as_millis() as u64,

@@ -44,7 +44,7 @@ fn speaking(engine_dir: Option<PathBuf>) -> VoiceSettings {
     VoiceSettings {
         mode: VoiceMode::Voice,
         engine_dir: engine_dir.unwrap_or(files.engine_dir),
-        voices: vec![("en".into(), files.english_voice)],
+        voices: vec![("en".into(), files.english_voice.into())],
         ..VoiceSettings::default()
     }
 }
@@ -168,4 +168,57 @@ async fn an_answer_too_long_for_a_voice_note_goes_as_text_and_a_copy_is_added_wh
     );
     assert_eq!(bed.graph.sent_voice_notes().len(), 1);
     assert_eq!(bed.bodies().len(), 2);
+}
+
+#[tokio::test]
+async fn a_voice_kept_in_the_bucket_is_copied_once_and_speaks() {
+    let bed = TestBed::start().await;
+    let files = paths::voice_paths().unwrap_or_else(|e| panic!("{e}"));
+    let key = "voices/en_US-joe-medium.onnx";
+    for (key, file) in [
+        (key.to_owned(), files.english_voice.clone()),
+        (
+            format!("{key}.json"),
+            files.english_voice.with_extension("onnx.json"),
+        ),
+    ] {
+        let bytes = std::fs::read(&file).expect("the voice's file");
+        bed.store
+            .put(&key, bytes, "application/octet-stream")
+            .await
+            .expect("uploaded");
+    }
+    let cache = tempfile::tempdir().expect("a directory");
+    let settings = VoiceSettings {
+        voices: vec![(
+            "en".into(),
+            responder::voice::settings::VoiceSource::S3(key.into()),
+        )],
+        cache_dir: cache.path().to_path_buf(),
+        ..speaking(None)
+    };
+    let responder = with_voice(&bed, settings);
+    responder
+        .process(&voice_note("wamid.S1", "Can I pay by card?", "en"), 1)
+        .await
+        .expect("answered");
+    assert_eq!(bed.graph.sent_voice_notes().len(), 1, "{:?}", bed.bodies());
+    assert!(cache.path().join("en_US-joe-medium.onnx").is_file());
+    assert!(cache.path().join("en_US-joe-medium.onnx.json").is_file());
+
+    // A voice missing from the bucket: the text goes instead.
+    let missing = VoiceSettings {
+        voices: vec![(
+            "en".into(),
+            responder::voice::settings::VoiceSource::S3("voices/none.onnx".into()),
+        )],
+        cache_dir: cache.path().to_path_buf(),
+        ..speaking(None)
+    };
+    with_voice(&bed, missing)
+        .process(&voice_note("wamid.S2", "Do you take cash?", "en"), 1)
+        .await
+        .expect("answered");
+    assert_eq!(bed.bodies().len(), 1, "the text instead");
+    assert_eq!(bed.graph.sent_voice_notes().len(), 1);
 }

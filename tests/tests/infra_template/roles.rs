@@ -85,6 +85,8 @@ fn expected_grants(function_id: &str, extra: &[(&str, &str)]) -> Grants {
                 add("s3:PutObject", format!("${{Bucket.Arn}}/{prefix}/*"));
             }
             add("s3:GetObject", "${Bucket.Arn}/knowledge/*".into());
+            // Voices kept in the bucket (responder::voice::settings::VOICES_PREFIX).
+            add("s3:GetObject", "${Bucket.Arn}/voices/*".into());
             add("s3:GetObject", "${Bucket.Arn}/knowledge-index/*".into());
             add("s3:PutObject", "${Bucket.Arn}/knowledge-index/*".into());
             // `/reset` (History::clear); the enforced tests call it as this role.

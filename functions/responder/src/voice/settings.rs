@@ -19,8 +19,26 @@ pub const VOICE_TEXT_COPY: Flag = Flag {
 };
 pub const VOICES: Text = Text::optional(
     "VOICES",
-    "Piper voices by language, comma-separated: en=/opt/voice/en_US-joe-medium.onnx (its .onnx.json beside it); none: no voice replies",
+    "Piper voices by language, comma-separated: en=/opt/voice/en_US-joe-medium.onnx, or es=s3:voices/es_ES-davefx-medium.onnx from the bucket (its .onnx.json beside it); none: no voice replies",
 );
+
+/// Where voices from the bucket must lie (the responder's role reads this prefix only).
+pub const VOICES_PREFIX: &str = remedios_shared::keys::VOICES;
+/// Where voices from the bucket are copied, once per container.
+pub const VOICE_CACHE_DIR: &str = "/tmp/voices";
+
+/// Where a voice is: a file, or an object of the bucket (under [`VOICES_PREFIX`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoiceSource {
+    Path(PathBuf),
+    S3(String),
+}
+
+impl From<PathBuf> for VoiceSource {
+    fn from(path: PathBuf) -> Self {
+        VoiceSource::Path(path)
+    }
+}
 pub const VOICE_ENGINE_DIR: Text = Text::optional(
     "VOICE_ENGINE_DIR",
     "the directory with libonnxruntime.so, libespeak-ng.so and espeak-ng-data (default /opt/voice)",
@@ -71,7 +89,9 @@ pub struct VoiceSettings {
     /// The engine's directory (`VOICE_ENGINE_DIR`).
     pub engine_dir: PathBuf,
     /// The voices by language code, lower case (`VOICES`).
-    pub voices: Vec<(String, PathBuf)>,
+    pub voices: Vec<(String, VoiceSource)>,
+    /// Where voices from the bucket are copied ([`VOICE_CACHE_DIR`]).
+    pub cache_dir: PathBuf,
     /// Longer answers go as text ([`SPOKEN_MAX_CHARS`]).
     pub max_chars: usize,
 }
@@ -87,6 +107,7 @@ impl Default for VoiceSettings {
             text_copy: false,
             engine_dir: PathBuf::from(DEFAULT_ENGINE_DIR),
             voices: Vec::new(),
+            cache_dir: PathBuf::from(VOICE_CACHE_DIR),
             max_chars: SPOKEN_MAX_CHARS,
         }
     }
@@ -118,7 +139,21 @@ impl VoiceSettings {
                     ),
                 ));
             }
-            voices.push((lang, PathBuf::from(path)));
+            let source = match path.strip_prefix("s3:") {
+                Some(key) if key.starts_with(VOICES_PREFIX) && key.ends_with(".onnx") => {
+                    VoiceSource::S3(key.to_owned())
+                }
+                Some(key) => {
+                    return Err(ConfigError::new(
+                        VOICES.name,
+                        format!(
+                            "has s3:{key}: a voice in the bucket is a .onnx file under {VOICES_PREFIX} (the responder's role reads only there)"
+                        ),
+                    ));
+                }
+                None => VoiceSource::Path(PathBuf::from(path)),
+            };
+            voices.push((lang, source));
         }
         Ok(VoiceSettings {
             mode: VOICE_REPLY.read(env)?,
@@ -129,6 +164,7 @@ impl VoiceSettings {
                     .unwrap_or_else(|| DEFAULT_ENGINE_DIR.to_owned()),
             ),
             voices,
+            cache_dir: PathBuf::from(VOICE_CACHE_DIR),
             max_chars: SPOKEN_MAX_CHARS,
         })
     }
@@ -160,15 +196,41 @@ impl VoiceSettings {
             .then_some(primary)
     }
 
-    /// The files of the engine and the voices.
-    pub fn files(&self) -> VoiceFiles {
+    /// The files of the engine, with `voices` (each voice's file, resolved).
+    pub fn files(&self, voices: Vec<(String, PathBuf)>) -> VoiceFiles {
         let dir = &self.engine_dir;
         VoiceFiles {
             onnxruntime: dir.join("libonnxruntime.so"),
             espeak: dir.join("libespeak-ng.so"),
             espeak_data: dir.clone(),
-            voices: self.voices.clone(),
+            voices,
         }
+    }
+
+    /// The voices' files: those in the bucket copied to [`Self::cache_dir`] first (the
+    /// model and its `.onnx.json`), once per container.
+    pub async fn voice_files(
+        &self,
+        store: &remedios_shared::store::Store,
+    ) -> Result<Vec<(String, PathBuf)>, remedios_shared::object_file::FetchError> {
+        use remedios_shared::object_file::{Named, fetch};
+        const VOICE: Named = Named {
+            what: "voice",
+            setting: "VOICES",
+        };
+        let mut files = Vec::new();
+        for (lang, source) in &self.voices {
+            let path = match source {
+                VoiceSource::Path(path) => path.clone(),
+                VoiceSource::S3(key) => {
+                    let (s3, bucket) = (store.client(), store.bucket());
+                    fetch(s3, bucket, &format!("{key}.json"), &self.cache_dir, VOICE).await?;
+                    fetch(s3, bucket, key, &self.cache_dir, VOICE).await?
+                }
+            };
+            files.push((lang.clone(), path));
+        }
+        Ok(files)
     }
 }
 
@@ -187,14 +249,25 @@ mod tests {
 
     #[test]
     fn voices_are_read_by_language_and_bad_entries_named() {
-        let s = read(&[("VOICES", " en=/opt/voice/joe.onnx, ES=/tmp/es.onnx ")]).expect("read");
+        let s = read(&[(
+            "VOICES",
+            " en=/opt/voice/joe.onnx, ES=s3:voices/es_ES-davefx-medium.onnx ",
+        )])
+        .expect("read");
         assert_eq!(
             s.voices,
             [
-                ("en".to_owned(), PathBuf::from("/opt/voice/joe.onnx")),
-                ("es".to_owned(), PathBuf::from("/tmp/es.onnx"))
+                ("en".to_owned(), PathBuf::from("/opt/voice/joe.onnx").into()),
+                (
+                    "es".to_owned(),
+                    VoiceSource::S3("voices/es_ES-davefx-medium.onnx".into())
+                )
             ]
         );
+        let e = read(&[("VOICES", "es=s3:models/es.onnx")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("under voices/"), "{e}");
         assert_eq!(s.mode, VoiceMode::Voice);
         assert_eq!(s.engine_dir, PathBuf::from(DEFAULT_ENGINE_DIR));
         assert_eq!(s.voice_for("es-MX").as_deref(), Some("es"));
@@ -211,7 +284,7 @@ mod tests {
     fn who_gets_a_voice_reply() {
         let with = |mode| VoiceSettings {
             mode,
-            voices: vec![("en".into(), PathBuf::from("/v.onnx"))],
+            voices: vec![("en".into(), PathBuf::from("/v.onnx").into())],
             ..VoiceSettings::default()
         };
         let voice = with(VoiceMode::Voice);
