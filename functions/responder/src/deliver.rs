@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use remedios_shared::clock::now_ms;
+use remedios_shared::clock::{Deadline, now_ms};
 use remedios_shared::envelope::InboundMessage;
 use remedios_shared::graph::{self, ErrorClass, GraphError, Recipient};
 use remedios_shared::user::UserTag;
@@ -87,6 +87,7 @@ impl Courier {
         mut held: Held,
         snapshot: Option<Snapshot>,
         language: Lang,
+        deadline: Deadline,
     ) -> Result<(Outcome, Duration), RetryLater> {
         let recipient = self.recipient(message);
         let mut sent_now = 0;
@@ -97,7 +98,7 @@ impl Courier {
         if let Some(voice) = held.record.voice_pending().cloned() {
             let send_started = Instant::now();
             let mut record = self
-                .speak(message, &recipient, &held.record, &voice)
+                .speak(message, &recipient, &held.record, &voice, deadline)
                 .await?;
             sending += send_started.elapsed();
             let spoken = record.voice.as_ref().is_some_and(|v| v.sent.is_some());

@@ -345,7 +345,14 @@ impl Responder {
         };
         let (outcome, sending) = self
             .courier
-            .deliver(message, &user, held, snapshot_for_history, language)
+            .deliver(
+                message,
+                &user,
+                held,
+                snapshot_for_history,
+                language,
+                deadline,
+            )
             .await?;
         info!(
             user = %user,

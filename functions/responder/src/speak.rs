@@ -6,8 +6,9 @@
 //! why.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use remedios_shared::clock::Deadline;
 use remedios_shared::envelope::InboundMessage;
 use remedios_shared::graph::{ErrorClass, GraphError, Recipient};
 use remedios_shared::metrics::{Metrics, Unit};
@@ -26,6 +27,13 @@ use crate::voice::{Speaker, Spoken, VoiceError};
 pub const VOICE_NOTE_MAX_BYTES: usize = 512 * 1024;
 /// The voice note's MIME type as uploaded.
 const VOICE_MIME: &str = "audio/ogg; codecs=opus";
+/// What speaking keeps of the invocation for sending the text instead, should it run out
+/// of time (a slow container, too little memory): the text always gets its turn.
+const TEXT_MARGIN: Duration = Duration::from_secs(10);
+/// The longest speaking may take (loading the engine at a cold start included).
+const SPEAK_MAX: Duration = Duration::from_secs(30);
+/// Less than this left: the text goes at once.
+const SPEAK_MIN: Duration = Duration::from_secs(2);
 
 /// The speech engine, loaded at a container's first voice reply (never when no voice
 /// reply is wanted: a cold start pays nothing for it).
@@ -106,9 +114,12 @@ impl Courier {
         recipient: &Recipient,
         record: &ReplyRecord,
         voice: &VoiceReply,
+        deadline: Deadline,
     ) -> Result<ReplyRecord, RetryLater> {
         let mut updated = record.clone();
-        let outcome = self.speak_and_send(message, recipient, record, voice).await;
+        let outcome = self
+            .speak_and_send(message, recipient, record, voice, deadline)
+            .await;
         let slot = updated.voice.get_or_insert_with(|| voice.clone());
         match outcome {
             Ok(id) => {
@@ -132,6 +143,7 @@ impl Courier {
         recipient: &Recipient,
         record: &ReplyRecord,
         voice: &VoiceReply,
+        deadline: Deadline,
     ) -> Result<String, NotSpoken> {
         let text = match &record.remember {
             Some(exchange) => exchange.answer.clone(),
@@ -140,19 +152,37 @@ impl Courier {
         if text.chars().count() > self.voice.settings.max_chars {
             return Err(NotSpoken::Fallback("too_long"));
         }
-        let speaker = self
-            .voice
-            .speaker()
-            .await
-            .map_err(|_| NotSpoken::Fallback("engine"))?;
+        // Loading the engine (a cold start) and speaking, within what the invocation can
+        // spare: past it the text goes instead (the blocking work finishes unheeded).
+        let budget = deadline.budget(SPEAK_MAX, TEXT_MARGIN);
+        if budget < SPEAK_MIN {
+            return Err(NotSpoken::Fallback("out_of_time"));
+        }
         let lang = voice.lang.clone();
-        let spoken = tokio::task::spawn_blocking(move || speaker.speak(&text, &lang))
-            .await
-            .map_err(|_| NotSpoken::Fallback("synthesis"))?
-            .map_err(|e: VoiceError| {
-                warn!(error = %e, "the answer could not be spoken; sending the text");
-                NotSpoken::Fallback(e.cause())
-            })?;
+        let speaking = async {
+            let speaker = self
+                .voice
+                .speaker()
+                .await
+                .map_err(|_| NotSpoken::Fallback("engine"))?;
+            tokio::task::spawn_blocking(move || speaker.speak(&text, &lang))
+                .await
+                .map_err(|_| NotSpoken::Fallback("synthesis"))?
+                .map_err(|e: VoiceError| {
+                    warn!(error = %e, "the answer could not be spoken; sending the text");
+                    NotSpoken::Fallback(e.cause())
+                })
+        };
+        let spoken = match tokio::time::timeout(budget, speaking).await {
+            Ok(spoken) => spoken?,
+            Err(_) => {
+                warn!(
+                    budget_ms = budget.as_millis() as u64,
+                    "speaking the answer took longer than the invocation can spare; sending the text"
+                );
+                return Err(NotSpoken::Fallback("out_of_time"));
+            }
+        };
         count_synthesis(&spoken);
         if spoken.ogg.len() > VOICE_NOTE_MAX_BYTES {
             return Err(NotSpoken::Fallback("too_long"));
@@ -176,7 +206,7 @@ impl Courier {
 }
 
 /// An answer that was to be spoken went as text, by why (`engine`, `voice`,
-/// `synthesis`, `encoding`, `too_long`, `upload`, `send`, `no_voice`).
+/// `synthesis`, `encoding`, `too_long`, `out_of_time`, `upload`, `send`, `no_voice`).
 pub(crate) fn count_fallback(cause: &'static str) {
     Metrics::of("responder")
         .dimension("Cause", cause)
