@@ -30,8 +30,6 @@ const VOICE_MIME: &str = "audio/ogg; codecs=opus";
 /// What speaking keeps of the invocation for sending the text instead, should it run out
 /// of time (a slow container, too little memory): the text always gets its turn.
 const TEXT_MARGIN: Duration = Duration::from_secs(10);
-/// The longest speaking may take (loading the engine at a cold start included).
-const SPEAK_MAX: Duration = Duration::from_secs(30);
 /// Less than this left: the text goes at once.
 const SPEAK_MIN: Duration = Duration::from_secs(2);
 
@@ -154,8 +152,9 @@ impl Courier {
         }
         // Loading the engine (a cold start) and speaking, within what the invocation can
         // spare: past it the text goes instead (the blocking work finishes unheeded).
-        let budget = deadline.budget(SPEAK_MAX, TEXT_MARGIN);
-        if budget < SPEAK_MIN {
+        let limit = self.voice.settings.time_limit;
+        let budget = deadline.budget(limit, TEXT_MARGIN);
+        if budget < SPEAK_MIN.min(limit) {
             return Err(NotSpoken::Fallback("out_of_time"));
         }
         let lang = voice.lang.clone();

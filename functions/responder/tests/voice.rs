@@ -171,6 +171,27 @@ async fn an_answer_too_long_for_a_voice_note_goes_as_text_and_a_copy_is_added_wh
 }
 
 #[tokio::test]
+async fn speaking_that_takes_longer_than_the_invocation_can_spare_sends_the_text() {
+    let bed = TestBed::start().await;
+    // Less time than loading the engine takes, as on a container with too little memory.
+    let slow = VoiceSettings {
+        time_limit: std::time::Duration::from_millis(5),
+        ..speaking(None)
+    };
+    let responder = with_voice(&bed, slow);
+    let outcome = responder
+        .process(&voice_note("wamid.T1", "Are you open today?", "en"), 1)
+        .await
+        .expect("answered");
+    assert!(
+        matches!(outcome, Outcome::Replied { parts: 1, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(bed.bodies().len(), 1, "the text in time");
+    assert!(bed.graph.sent_voice_notes().is_empty());
+}
+
+#[tokio::test]
 async fn a_voice_kept_in_the_bucket_is_copied_once_and_speaks() {
     let bed = TestBed::start().await;
     let files = paths::voice_paths().unwrap_or_else(|e| panic!("{e}"));

@@ -94,7 +94,13 @@ pub struct VoiceSettings {
     pub cache_dir: PathBuf,
     /// Longer answers go as text ([`SPOKEN_MAX_CHARS`]).
     pub max_chars: usize,
+    /// The longest speaking an answer may take, the engine's load included
+    /// ([`SPEAK_MAX`]); the invocation's deadline may allow less.
+    pub time_limit: std::time::Duration,
 }
+
+/// How long speaking an answer may take at most (a cold start's load included).
+pub const SPEAK_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Answers longer than this are not spoken (about 150 s of speech, what fits WhatsApp's
 /// 512 KB for a voice note at 24 kbit/s): they go as text at once.
@@ -109,6 +115,7 @@ impl Default for VoiceSettings {
             voices: Vec::new(),
             cache_dir: PathBuf::from(VOICE_CACHE_DIR),
             max_chars: SPOKEN_MAX_CHARS,
+            time_limit: SPEAK_MAX,
         }
     }
 }
@@ -166,6 +173,7 @@ impl VoiceSettings {
             voices,
             cache_dir: PathBuf::from(VOICE_CACHE_DIR),
             max_chars: SPOKEN_MAX_CHARS,
+            time_limit: SPEAK_MAX,
         })
     }
 
