@@ -350,6 +350,19 @@ impl Inner {
         self.seq
     }
 
+    /// Records request `seq` to `path` as refused, and answers it as Meta does: 400 with
+    /// error `code`.
+    fn refuse(&mut self, seq: u64, path: &str, code: i64, reason: &str) -> Response {
+        self.recorded.push(Recorded::Refused {
+            seq,
+            at_ms: now_ms(),
+            path: path.to_owned(),
+            code,
+            reason: reason.to_owned(),
+        });
+        ErrorSpec::new(400, code, &format!("(#{code}) {reason}")).response()
+    }
+
     /// The error to answer a call to `endpoint` with, if a fault applies.
     fn take_fault(&mut self, endpoint: Endpoint, recipient: Option<&str>) -> Option<ErrorSpec> {
         self.take_fault_where(endpoint, recipient, |_| true)
@@ -811,14 +824,7 @@ async fn messages(
     let mut inner = lock(&state);
     let seq = inner.next_seq();
     let refuse = |inner: &mut Inner, code: i64, reason: String| {
-        inner.recorded.push(Recorded::Refused {
-            seq,
-            at_ms: now_ms(),
-            path: format!("/{phone}/messages"),
-            code,
-            reason: reason.clone(),
-        });
-        ErrorSpec::new(400, code, &format!("(#{code}) {reason}")).response()
+        inner.refuse(seq, &format!("/{phone}/messages"), code, &reason)
     };
     if let Some(r) = refuse_token(&inner, &headers) {
         inner.recorded.push(Recorded::Refused {
@@ -1063,16 +1069,8 @@ async fn upload_media(
     let mut inner = lock(&state);
     let seq = inner.next_seq();
     let path = format!("/{phone}/media");
-    let refuse = |inner: &mut Inner, code: i64, reason: String| {
-        inner.recorded.push(Recorded::Refused {
-            seq,
-            at_ms: now_ms(),
-            path: path.clone(),
-            code,
-            reason: reason.clone(),
-        });
-        ErrorSpec::new(400, code, &format!("(#{code}) {reason}")).response()
-    };
+    let refuse =
+        |inner: &mut Inner, code: i64, reason: String| inner.refuse(seq, &path, code, &reason);
     if let Some(r) = refuse_token(&inner, &headers) {
         return r;
     }
@@ -1147,37 +1145,28 @@ fn audio_message(
     request: &Value,
 ) -> Response {
     let path = format!("/{phone}/messages");
-    let mut refuse = |code: i64, reason: String| {
-        inner.recorded.push(Recorded::Refused {
-            seq,
-            at_ms: now_ms(),
-            path: path.clone(),
-            code,
-            reason: reason.clone(),
-        });
-        ErrorSpec::new(400, code, &format!("(#{code}) {reason}")).response()
-    };
     let Some(media_id) = request["audio"]["id"].as_str() else {
-        return refuse(131_008, "Required parameter is missing: audio.id".into());
+        return inner.refuse(
+            seq,
+            &path,
+            131_008,
+            "Required parameter is missing: audio.id",
+        );
     };
     let voice = request["audio"]["voice"].as_bool().unwrap_or(false);
-    let Some((_, bytes)) = inner.uploads.get(media_id) else {
-        return refuse(131_053, format!("Media upload error: no media {media_id}"));
+    let problem = match inner.uploads.get(media_id) {
+        None => Some(format!("Media upload error: no media {media_id}")),
+        Some((_, bytes)) if voice && !is_mono_ogg_opus(bytes) => {
+            Some("Media upload error: a voice message must be mono Ogg/Opus".to_owned())
+        }
+        Some((_, bytes)) if voice && bytes.len() > VOICE_NOTE_MAX_BYTES => Some(format!(
+            "Media upload error: a voice message of {} bytes is over {VOICE_NOTE_MAX_BYTES}",
+            bytes.len()
+        )),
+        Some(_) => None,
     };
-    if voice && !is_mono_ogg_opus(bytes) {
-        return refuse(
-            131_053,
-            "Media upload error: a voice message must be mono Ogg/Opus".into(),
-        );
-    }
-    if voice && bytes.len() > VOICE_NOTE_MAX_BYTES {
-        return refuse(
-            131_053,
-            format!(
-                "Media upload error: a voice message of {} bytes is over {VOICE_NOTE_MAX_BYTES}",
-                bytes.len()
-            ),
-        );
+    if let Some(reason) = problem {
+        return inner.refuse(seq, &path, 131_053, &reason);
     }
     let target = to.clone().or_else(|| recipient.clone());
     let error = inner.take_fault(Endpoint::Send, target.as_deref());

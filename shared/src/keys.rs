@@ -97,6 +97,12 @@ pub fn handoff_relay(user: &UserTag, staff_message: &MessageTag) -> String {
     format!("{CONVERSATIONS}handoff-relays/{user}/{staff_message}.json")
 }
 
+/// The record of the notice that a user's wait for a person (asked for by `message`,
+/// begun at `since_ms`) timed out: it goes out once.
+pub fn handoff_timeout(user: &UserTag, message: &MessageTag, since_ms: i64) -> String {
+    format!("{CONVERSATIONS}handoff-relays/{user}/{message}-timeout-{since_ms}.json")
+}
+
 /// A user's counters for the fair limits.
 pub fn usage(user: &UserTag) -> String {
     format!("{USAGE}{user}.json")

@@ -35,6 +35,18 @@ fn speaker() -> Speaker {
     .unwrap_or_else(|e| panic!("the speech engine loads: {e}"))
 }
 
+/// A Graph API client of `graph`.
+fn client(graph: &GraphEmulator) -> GraphClient {
+    GraphClient::new(GraphSettings {
+        base_url: url::Url::parse(&graph.base_url()).expect("url"),
+        version: "v24.0".into(),
+        token: Secret::new(TOKEN),
+        media_hosts: vec!["127.0.0.1".into()],
+        timeout: std::time::Duration::from_secs(10),
+    })
+    .expect("Graph API client")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_spoken_sent_as_a_voice_message_and_heard_back_keeps_its_words() {
     let started = Instant::now();
@@ -62,14 +74,7 @@ async fn an_answer_spoken_sent_as_a_voice_message_and_heard_back_keeps_its_words
     let graph = GraphEmulator::start(TOKEN)
         .await
         .expect("Graph API emulator");
-    let client = GraphClient::new(GraphSettings {
-        base_url: url::Url::parse(&graph.base_url()).expect("url"),
-        version: "v24.0".into(),
-        token: Secret::new(TOKEN),
-        media_hosts: vec!["127.0.0.1".into()],
-        timeout: std::time::Duration::from_secs(10),
-    })
-    .expect("Graph API client");
+    let client = client(&graph);
     let media = client
         .upload_media(
             PHONE_NUMBER_ID,
@@ -112,14 +117,7 @@ async fn the_emulator_refuses_a_voice_message_that_is_not_ogg_opus() {
     let graph = GraphEmulator::start(TOKEN)
         .await
         .expect("Graph API emulator");
-    let client = GraphClient::new(GraphSettings {
-        base_url: url::Url::parse(&graph.base_url()).expect("url"),
-        version: "v24.0".into(),
-        token: Secret::new(TOKEN),
-        media_hosts: vec!["127.0.0.1".into()],
-        timeout: std::time::Duration::from_secs(10),
-    })
-    .expect("Graph API client");
+    let client = client(&graph);
     let media = client
         .upload_media(
             PHONE_NUMBER_ID,

@@ -20,7 +20,6 @@ use remedios_shared::envelope::{HandoffTimer, InboundMessage};
 use remedios_shared::keys;
 use remedios_shared::metrics::{Metrics, Unit};
 use remedios_shared::queue::{self, Outgoing as QueueMessage};
-use remedios_shared::user::MessageTag;
 use tracing::{info, warn};
 
 use crate::deliver::Outgoing;
@@ -96,9 +95,9 @@ impl Responder {
                 why: "the wait for a person ended before its timeout",
             });
         }
-        // Once per wait: claimed before the send, marked after it.
-        let tag = MessageTag::unkeyed(&format!("{}:timeout:{}", message.id, timer.since_ms));
-        let once = keys::handoff_relay(user, &tag);
+        // Once per wait: claimed before the send, marked after it (named by the keyed tag
+        // of the message that asked, never its WhatsApp id).
+        let once = keys::handoff_timeout(user, &message.message_tag, timer.since_ms);
         if let Some(claim) = self.claim_once(&once).await? {
             let lang = conversation_language(&snapshot.conversation).unwrap_or_default();
             let text = self.behaviour.texts.get(FixedText::HandoffTimeout, lang);

@@ -418,30 +418,43 @@ async fn a_staff_reply_outside_the_24_hour_window_sends_the_template_and_says_so
     );
 }
 
-/// Receives what the reply queue `url` holds (as Lambda's event source mapping would),
-/// waiting up to `limit` for it to become visible.
-async fn delivered(sqs: &aws_sdk_sqs::Client, arn: &str, url: &str, limit: Duration) -> SqsEvent {
-    let started = std::time::Instant::now();
-    loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive");
-        let messages = out.messages.unwrap_or_default();
-        if !messages.is_empty() || started.elapsed() >= limit {
-            return remedios_testkit::lambda::sqs_event(&messages, arn, "us-east-1");
+/// The reply queue on moto, as the test reads it.
+struct Timers {
+    sqs: aws_sdk_sqs::Client,
+    reply: remedios_testkit::moto::QueuePair,
+}
+
+impl Timers {
+    /// What the reply queue holds (as Lambda's event source mapping would receive it),
+    /// waiting up to `limit` for it to become visible.
+    async fn delivered(&self, limit: Duration) -> SqsEvent {
+        let started = std::time::Instant::now();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.reply.url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("receive");
+            let messages = out.messages.unwrap_or_default();
+            if !messages.is_empty() || started.elapsed() >= limit {
+                return remedios_testkit::lambda::sqs_event(
+                    &messages,
+                    &self.reply.arn,
+                    "us-east-1",
+                );
+            }
         }
     }
 }
 
-#[tokio::test]
-async fn a_waiting_user_nobody_answers_is_told_once_and_gets_the_bot_back_after_the_timeout() {
-    let bed = TestBed::start().await;
+/// A responder whose number is on the app, with hand-overs timing out after `timeout`
+/// and its reply queue on moto (where the timers go).
+async fn with_timers(bed: &TestBed, timeout: Duration) -> (responder::Responder, Timers) {
     let sqs = aws_sdk_sqs::Client::new(&bed.moto.sdk_config().await);
     let reply = remedios_testkit::moto::create_queue_pair(
         &sqs,
@@ -453,7 +466,6 @@ async fn a_waiting_user_nobody_answers_is_told_once_and_gets_the_bot_back_after_
     )
     .await
     .expect("reply queue");
-    let timeout = Duration::from_secs(4);
     let behaviour = Behaviour {
         handoff: HandoffSettings {
             app: true,
@@ -469,6 +481,14 @@ async fn a_waiting_user_nobody_answers_is_told_once_and_gets_the_bot_back_after_
     let responder = bed
         .responder_with(bed.model_settings(), behaviour)
         .with_source(source);
+    (responder, Timers { sqs, reply })
+}
+
+#[tokio::test]
+async fn a_waiting_user_nobody_answers_is_told_once_and_gets_the_bot_back_after_the_timeout() {
+    let bed = TestBed::start().await;
+    let timeout = Duration::from_secs(4);
+    let (responder, timers) = with_timers(&bed, timeout).await;
 
     let ask = text_job("wamid.T1", "/human");
     let user = &ask.message.user;
@@ -476,7 +496,7 @@ async fn a_waiting_user_nobody_answers_is_told_once_and_gets_the_bot_back_after_
     assert_eq!(bed.bodies(), [said(FixedText::HandoffAsked)]);
 
     // The timer is on the queue at once, in a group of its own; not due, it goes back.
-    let early = delivered(&sqs, &reply.arn, &reply.url, Duration::from_secs(5)).await;
+    let early = timers.delivered(Duration::from_secs(5)).await;
     assert_eq!(early.records.len(), 1, "one timer");
     let group = early.records[0].attributes.get("MessageGroupId").cloned();
     assert_eq!(group, Some(format!("{user}-handoff-timer")));
@@ -487,7 +507,7 @@ async fn a_waiting_user_nobody_answers_is_told_once_and_gets_the_bot_back_after_
     assert!(bed.conversation(user).await.handoff.is_some());
 
     // Due: the user is told, and the bot answers again.
-    let due = delivered(&sqs, &reply.arn, &reply.url, timeout * 3).await;
+    let due = timers.delivered(timeout * 3).await;
     assert_eq!(due.records.len(), 1, "the timer came back when due");
     let redelivered = due.clone();
     let response = responder.handle(due).await;
@@ -513,33 +533,8 @@ async fn a_waiting_user_nobody_answers_is_told_once_and_gets_the_bot_back_after_
 #[tokio::test]
 async fn a_timer_finds_nothing_to_do_once_a_person_answered() {
     let bed = TestBed::start().await;
-    let sqs = aws_sdk_sqs::Client::new(&bed.moto.sdk_config().await);
-    let reply = remedios_testkit::moto::create_queue_pair(
-        &sqs,
-        &remedios_testkit::moto::QueueSpec {
-            name: "remedios-reply".into(),
-            visibility_timeout: Duration::from_secs(60),
-            max_receive_count: 5,
-        },
-    )
-    .await
-    .expect("reply queue");
     let timeout = Duration::from_secs(2);
-    let behaviour = Behaviour {
-        handoff: HandoffSettings {
-            app: true,
-            timeout,
-            ..HandoffSettings::default()
-        },
-        ..Behaviour::default()
-    };
-    let source = Queue::new(
-        aws_sdk_sqs::Client::new(&bed.responder_sdk().await),
-        &reply.url,
-    );
-    let responder = bed
-        .responder_with(bed.model_settings(), behaviour)
-        .with_source(source);
+    let (responder, timers) = with_timers(&bed, timeout).await;
     let ask = text_job("wamid.N1", "/human");
     responder.process(&ask, 1).await.expect("asked");
     // A person answers from the app before the timeout.
@@ -548,7 +543,7 @@ async fn a_timer_finds_nothing_to_do_once_a_person_answered() {
         .await
         .expect("echo");
     tokio::time::sleep(timeout).await;
-    let due = delivered(&sqs, &reply.arn, &reply.url, Duration::from_secs(5)).await;
+    let due = timers.delivered(Duration::from_secs(5)).await;
     assert_eq!(due.records.len(), 1);
     let response = responder.handle(due).await;
     assert!(failed(&response).is_empty(), "{response:?}");

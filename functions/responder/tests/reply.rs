@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use remedios_shared::allowance::Limit;
-use remedios_shared::envelope::{Content, MediaRef, Prepared, ReplyJob};
+use remedios_shared::envelope::{Content, Prepared, ReplyJob};
 use remedios_testkit::graph::{Endpoint, ErrorSpec, Fault, Recorded};
 use remedios_testkit::model_server::GateRecord;
 use remedios_testkit::ports::free_port;
@@ -650,29 +650,6 @@ async fn an_exchange_saved_from_a_stale_snapshot_keeps_the_newer_turns() {
 /// A voice note whisper heard in English.
 fn voice_job(id: &str, heard: &str, duration_ms: u64) -> ReplyJob {
     heard_in("en", id, heard, duration_ms)
-}
-
-/// A voice note whisper heard as `heard`, in `language`.
-fn heard_in(language: &str, id: &str, heard: &str, duration_ms: u64) -> ReplyJob {
-    ReplyJob::new(
-        from_phone(
-            id,
-            Content::Audio {
-                media: MediaRef {
-                    id: "1".into(),
-                    mime_type: Some("audio/ogg; codecs=opus".into()),
-                    sha256: None,
-                },
-                voice: true,
-            },
-        ),
-        Prepared::Transcribed {
-            text: heard.into(),
-            language: Some(language.into()),
-            transcript_key: format!("transcripts/x/{id}.json"),
-            duration_ms,
-        },
-    )
 }
 
 fn in_mode(reply_mode: ReplyMode, summary: SummaryMode) -> Behaviour {

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
-use remedios_shared::envelope::{Content, MediaRef, Prepared, ReplyJob};
+use remedios_shared::envelope::ReplyJob;
 use remedios_testkit::graph::is_mono_ogg_opus;
 use remedios_testkit::paths;
 use responder::texts::{FixedText, Lang};
@@ -17,25 +17,7 @@ use responder::{Behaviour, Outcome};
 
 /// What a voice note became: whisper heard `heard` in `language`.
 fn voice_note(id: &str, heard: &str, language: &str) -> ReplyJob {
-    ReplyJob::new(
-        from_phone(
-            id,
-            Content::Audio {
-                media: MediaRef {
-                    id: "1".into(),
-                    mime_type: Some("audio/ogg; codecs=opus".into()),
-                    sha256: None,
-                },
-                voice: true,
-            },
-        ),
-        Prepared::Transcribed {
-            text: heard.into(),
-            language: Some(language.into()),
-            transcript_key: format!("transcripts/x/{id}.json"),
-            duration_ms: 3_000,
-        },
-    )
+    heard_in(language, id, heard, 3_000)
 }
 
 /// Voice replies with the English voice, from the engine `scripts/bootstrap.sh` lays out.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use remedios_shared::envelope::{Content, InboundMessage, Prepared, ReplyJob};
+use remedios_shared::envelope::{Content, InboundMessage, MediaRef, Prepared, ReplyJob};
 use remedios_shared::graph::{GraphClient, GraphSettings};
 use remedios_shared::secrets::Secret;
 use remedios_shared::store::Store;
@@ -195,6 +195,29 @@ pub fn message(id: &str, sender: Sender, content: Content) -> InboundMessage {
         origin: Default::default(),
         content,
     }
+}
+
+/// A voice note whisper heard as `heard`, in `language`.
+pub fn heard_in(language: &str, id: &str, heard: &str, duration_ms: u64) -> ReplyJob {
+    ReplyJob::new(
+        from_phone(
+            id,
+            Content::Audio {
+                media: MediaRef {
+                    id: "1".into(),
+                    mime_type: Some("audio/ogg; codecs=opus".into()),
+                    sha256: None,
+                },
+                voice: true,
+            },
+        ),
+        Prepared::Transcribed {
+            text: heard.into(),
+            language: Some(language.into()),
+            transcript_key: format!("transcripts/x/{id}.json"),
+            duration_ms,
+        },
+    )
 }
 
 pub fn text(body: &str) -> Content {
