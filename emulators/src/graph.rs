@@ -350,6 +350,27 @@ impl Inner {
         self.seq
     }
 
+    /// What Meta answers a free-form message (a text, an audio message) to `to` or
+    /// `recipient`: the id it sends it under, or the error of a scripted fault or of a
+    /// number outside the test-mode allowed list.
+    fn free_form_send(
+        &mut self,
+        seq: u64,
+        to: &Option<String>,
+        recipient: &Option<String>,
+    ) -> (Option<String>, Option<ErrorSpec>) {
+        let target = to.clone().or_else(|| recipient.clone());
+        let mut error = self.take_fault(Endpoint::Send, target.as_deref());
+        if error.is_none()
+            && let (Some(allowed), Some(number)) = (&self.allowed_recipients, to)
+            && !allowed.contains(number.trim_start_matches('+'))
+        {
+            error = Some(ErrorSpec::not_allowed());
+        }
+        let id = error.is_none().then(|| sent_id(target.as_deref(), seq));
+        (id, error)
+    }
+
     /// Records request `seq` to `path` as refused, and answers it as Meta does: 400 with
     /// error `code`.
     fn refuse(&mut self, seq: u64, path: &str, code: i64, reason: &str) -> Response {
@@ -913,19 +934,7 @@ async fn messages(
         );
     }
     let reply_to = request["context"]["message_id"].as_str().map(str::to_owned);
-    let target = to.clone().or_else(|| recipient.clone());
-    let mut error = inner.take_fault(Endpoint::Send, target.as_deref());
-    if error.is_none()
-        && let (Some(allowed), Some(number)) = (&inner.allowed_recipients, &to)
-        && !allowed.contains(number.trim_start_matches('+'))
-    {
-        error = Some(ErrorSpec::not_allowed());
-    }
-    // Meta's ids of sent messages hold the recipient's number, as inbound ones do.
-    let id = error.is_none().then(|| {
-        let party = target.as_deref().unwrap_or_default();
-        crate::meta::wamid(party.trim_start_matches('+'), u128::from(seq))
-    });
+    let (id, error) = inner.free_form_send(seq, &to, &recipient);
     inner.recorded.push(Recorded::Text {
         seq,
         at_ms: now_ms(),
@@ -987,10 +996,7 @@ fn template_message(
             )),
         );
     }
-    let id = error.is_none().then(|| {
-        let party = target.as_deref().unwrap_or_default();
-        crate::meta::wamid(party.trim_start_matches('+'), u128::from(seq))
-    });
+    let id = error.is_none().then(|| sent_id(target.as_deref(), seq));
     inner.recorded.push(Recorded::Template {
         seq,
         at_ms: now_ms(),
@@ -1168,12 +1174,7 @@ fn audio_message(
     if let Some(reason) = problem {
         return inner.refuse(seq, &path, 131_053, &reason);
     }
-    let target = to.clone().or_else(|| recipient.clone());
-    let error = inner.take_fault(Endpoint::Send, target.as_deref());
-    let id = error.is_none().then(|| {
-        let party = target.as_deref().unwrap_or_default();
-        crate::meta::wamid(party.trim_start_matches('+'), u128::from(seq))
-    });
+    let (id, error) = inner.free_form_send(seq, &to, &recipient);
     inner.recorded.push(Recorded::Audio {
         seq,
         at_ms: now_ms(),
@@ -1198,6 +1199,13 @@ async fn control_upload(State(state): State<Shared>, Path(id): Path<String>) -> 
         }
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// The id of sent message `seq` to `target`: Meta's ids of sent messages hold the
+/// recipient's number, as inbound ones do.
+fn sent_id(target: Option<&str>, seq: u64) -> String {
+    let party = target.unwrap_or_default();
+    crate::meta::wamid(party.trim_start_matches('+'), u128::from(seq))
 }
 
 /// Meta's answer to an accepted send: the contact as addressed, and the message.
